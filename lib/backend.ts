@@ -1,0 +1,132 @@
+/**
+ * Picks and reports the TensorFlow.js backend.
+ *
+ * Order of preference: an explicit `backend` option, else the `BERT_BACKEND` environment variable, else the
+ * first of `tensorflow` (tfjs-node-gpu, then tfjs-node: native libtensorflow, installed on users' machines
+ * where its download works), `wasm` (SIMD, works everywhere Deno runs) and `cpu` (pure JavaScript, ~10x
+ * slower than wasm) that loads. The choice is printed once.
+ *
+ * Importing this module also registers every gradient (tfjs-core alone registers none).
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-layers"; // registers the gradients of all ops
+import "@tensorflow/tfjs-backend-cpu";
+import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+
+export { tf };
+
+/** Backends this project knows how to start. */
+export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu" | "webgpu";
+
+/** Options for {@linkcode initBackend}. */
+export interface BackendOptions {
+  /** Force a backend; `auto` (the default) tries them in order. Overrides `BERT_BACKEND`. */
+  backend?: BackendName | "auto";
+  /** Threads for the wasm backend (only used when the threaded build can run). */
+  threads?: number;
+  /** Do not print the choice. */
+  quiet?: boolean;
+}
+
+/** What {@linkcode initBackend} started. */
+export interface BackendInfo {
+  /** The project's name for it (`wasm`, `cpu`, ...). */
+  name: BackendName;
+  /** tfjs's own name for it (`tensorflow`, `wasm`, `cpu`, `webgpu`). */
+  tfjsName: string;
+  /** A human-readable description printed once, e.g. `wasm (SIMD, 1 thread)`. */
+  description: string;
+}
+
+let current: BackendInfo | undefined;
+let announced = false;
+
+function envBackend(): string | undefined {
+  try {
+    return Deno.env.get("BERT_BACKEND") || undefined;
+  } catch {
+    return undefined; // no --allow-env: fall back to auto
+  }
+}
+
+async function tryNode(pkg: string): Promise<boolean> {
+  try {
+    // A variable specifier keeps `deno check` from requiring the optional package.
+    await import(pkg);
+    return await tf.setBackend("tensorflow");
+  } catch {
+    return false;
+  }
+}
+
+async function tryWasm(threads?: number): Promise<string | undefined> {
+  try {
+    const dist = new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url);
+    setWasmPaths(dist.href);
+    if (threads) setThreadsCount(threads);
+    if (!(await tf.setBackend("wasm"))) return undefined;
+    const simd = tf.env().getBool("WASM_HAS_SIMD_SUPPORT");
+    const mt = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
+    return `wasm (${simd ? "SIMD" : "no SIMD"}, ${mt ? `${threads ?? "auto"} threads` : "1 thread"})`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the backend (once; later calls return the same choice unless a different one is forced).
+ *
+ * @example
+ * ```ts
+ * const info = await initBackend();          // prints "tfjs backend: wasm (SIMD, 1 thread)"
+ * const cpu = await initBackend({ backend: "cpu" });
+ * ```
+ */
+export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  const wanted = (options.backend && options.backend !== "auto" ? options.backend : envBackend()) ?? "auto";
+  if (current && (wanted === "auto" || wanted === current.name)) return current;
+  const order: BackendName[] = wanted === "auto"
+    ? ["tensorflow-gpu", "tensorflow", "wasm", "cpu"]
+    : [wanted as BackendName];
+  for (const name of order) {
+    let description: string | undefined;
+    if (name === "tensorflow-gpu") {
+      if (await tryNode("npm:@tensorflow/tfjs-node-gpu")) description = "tensorflow (tfjs-node-gpu, native)";
+    } else if (name === "tensorflow") {
+      if (await tryNode("npm:@tensorflow/tfjs-node")) description = "tensorflow (tfjs-node, native)";
+    } else if (name === "wasm") {
+      description = await tryWasm(options.threads);
+    } else if (name === "cpu") {
+      if (await tf.setBackend("cpu")) {
+        // Silence tfjs's "install the node backend" banner: the choice is reported below.
+        (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+        description = "cpu (pure JavaScript)";
+      }
+    } else if (name === "webgpu") {
+      try {
+        await import("@tensorflow/tfjs-backend-webgpu");
+        if (await tf.setBackend("webgpu")) description = "webgpu";
+      } catch { /* not available */ }
+    } else {
+      throw new Error(
+        `unknown backend "${name}" (from ${options.backend ? "the backend option" : "BERT_BACKEND"}); ` +
+          `expected one of auto, tensorflow-gpu, tensorflow, wasm, cpu, webgpu`,
+      );
+    }
+    if (description) {
+      await tf.ready();
+      current = { name, tfjsName: tf.getBackend(), description };
+      if (!options.quiet && !announced) console.log(`tfjs backend: ${description}`);
+      announced = true;
+      return current;
+    }
+    if (wanted !== "auto") throw new Error(`backend "${name}" could not be started on this machine`);
+  }
+  throw new Error("no TensorFlow.js backend could be started");
+}
+
+/** The backend started by {@linkcode initBackend}, if any. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}

@@ -1,0 +1,88 @@
+/**
+ * `deno task bert <command> [flags]`: the headless entry point. Each command lives in `lib/cli/<command>.ts`
+ * and exports `spec` (its flags and help) and `run(args)`. Commands are loaded lazily so that `tokenize`
+ * never pays for starting TensorFlow.js.
+ * @module
+ */
+import { type CommandSpec, helpText, parseArgs, type ParsedArgs, UsageError } from "./args.ts";
+
+/** The interface every `lib/cli/<command>.ts` module implements. */
+export interface CommandModule {
+  spec: CommandSpec;
+  run(args: ParsedArgs): Promise<void>;
+}
+
+/** Commands in the order `--help` lists them, with a one-line summary. */
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  main: {
+    summary: "the embedded default end to end: prepare -> train -> evaluate into outputs/default",
+    load: () => import("./cli/main.ts"),
+  },
+  tokenize: { summary: "WordPiece-tokenize a JSONL file of texts", load: () => import("./cli/tokenize.ts") },
+  prepare: {
+    summary: "read a dataset and write features (safetensors) to outputs/<run>/features",
+    load: () => import("./cli/prepare.ts"),
+  },
+  train: { summary: "fine-tune a checkpoint on prepared features", load: () => import("./cli/train.ts") },
+  evaluate: { summary: "evaluate a saved checkpoint (metrics, predictions)", load: () => import("./cli/evaluate.ts") },
+  predict: { summary: "predict labels for unlabelled texts", load: () => import("./cli/predict.ts") },
+  "extract-features": {
+    summary: "write hidden states and pooled outputs for texts (like Google's extract_features.py)",
+    load: () => import("./cli/extract_features.ts"),
+  },
+  download: {
+    summary: "fetch a checkpoint from the Hugging Face hub into the cache",
+    load: () => import("./cli/download.ts"),
+  },
+  "build-vocab": {
+    summary: "learn a WordPiece vocabulary from a text corpus",
+    load: () => import("./cli/build_vocab.ts"),
+  },
+  bench: { summary: "training, inference and tokenizer throughput benchmarks", load: () => import("./cli/bench.ts") },
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
+  return [
+    "Usage: deno task bert <command> [flags]   (deno task bert <command> --help for its flags)",
+    "",
+    "Commands:",
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`),
+  ].join("\n");
+}
+
+/** Runs the CLI on `argv` (without the program name); returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(mainHelp());
+    return name ? 0 : 1;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) {
+    console.error(`unknown command "${name}"\n\n${mainHelp()}`);
+    return 2;
+  }
+  // Network is granted to the task for `download` only; every other command gives it up before it starts.
+  if (name !== "download") await Deno.permissions.revoke({ name: "net" });
+  const mod = await entry.load();
+  try {
+    const args = parseArgs(rest, mod.spec);
+    if (args.help) {
+      console.log(helpText(mod.spec));
+      return 0;
+    }
+    await mod.run(args);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\n\n${helpText(mod.spec)}`);
+      return 2;
+    }
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    if (Deno.env.get("BERT_DEBUG") && err instanceof Error) console.error(err.stack);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
