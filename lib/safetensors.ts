@@ -69,11 +69,15 @@ export function numel(shape: readonly number[]): number {
 }
 
 function checkShape(shape: unknown, where: string): number[] {
-  if (!Array.isArray(shape)) throw new Error(`${where}: shape must be an array of integers, got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape)) {
+    throw new Error(`${where}: shape must be an array of integers, got ${JSON.stringify(shape)}`);
+  }
   for (const d of shape) {
     if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) {
-      throw new Error(`${where}: shape ${JSON.stringify(shape)} has an invalid dimension ${JSON.stringify(d)} ` +
-        `(dimensions must be non-negative integers)`);
+      throw new Error(
+        `${where}: shape ${JSON.stringify(shape)} has an invalid dimension ${JSON.stringify(d)} ` +
+          `(dimensions must be non-negative integers)`,
+      );
     }
   }
   return shape as number[];
@@ -107,8 +111,10 @@ export function parseSafetensors(bytes: Uint8Array, source = "<safetensors bytes
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n64 = view.getBigUint64(0, true);
   if (n64 > BigInt(bytes.length - 8)) {
-    throw new Error(`${source}: header length ${n64} is larger than the rest of the file (${bytes.length - 8} bytes); ` +
-      `the file is truncated or not a safetensors file`);
+    throw new Error(
+      `${source}: header length ${n64} is larger than the rest of the file (${bytes.length - 8} bytes); ` +
+        `the file is truncated or not a safetensors file`,
+    );
   }
   const headerLength = Number(n64);
   if (headerLength > MAX_HEADER_BYTES) {
@@ -124,8 +130,10 @@ export function parseSafetensors(bytes: Uint8Array, source = "<safetensors bytes
   try {
     header = JSON.parse(headerText);
   } catch (err) {
-    throw new Error(`${source}: the header is not valid JSON (${(err as Error).message}); ` +
-      `starts with ${JSON.stringify(headerText.slice(0, 60))}`);
+    throw new Error(
+      `${source}: the header is not valid JSON (${(err as Error).message}); ` +
+        `starts with ${JSON.stringify(headerText.slice(0, 60))}`,
+    );
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new Error(`${source}: the header must be a JSON object, got ${Array.isArray(header) ? "an array" : header}`);
@@ -151,27 +159,35 @@ export function parseSafetensors(bytes: Uint8Array, source = "<safetensors bytes
     }
     const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
     if (!isDType(dtype)) {
-      throw new Error(`${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} ` +
-        `(supported: ${Object.keys(DTYPE_SIZES).join(", ")})`);
+      throw new Error(
+        `${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} ` +
+          `(supported: ${Object.keys(DTYPE_SIZES).join(", ")})`,
+      );
     }
     checkShape(shape, where);
     if (
       !Array.isArray(offsets) || offsets.length !== 2 ||
       !offsets.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)
     ) {
-      throw new Error(`${where}: data_offsets must be two non-negative integers [begin, end], ` +
-        `got ${JSON.stringify(offsets)}`);
+      throw new Error(
+        `${where}: data_offsets must be two non-negative integers [begin, end], ` +
+          `got ${JSON.stringify(offsets)}`,
+      );
     }
     const [begin, end] = offsets as number[];
     if (begin > end) throw new Error(`${where}: data_offsets [${begin}, ${end}] has begin after end`);
     if (end > bufferLength) {
-      throw new Error(`${where}: data_offsets [${begin}, ${end}] run past the end of the data buffer ` +
-        `(${bufferLength} bytes); the file is truncated or the header is wrong`);
+      throw new Error(
+        `${where}: data_offsets [${begin}, ${end}] run past the end of the data buffer ` +
+          `(${bufferLength} bytes); the file is truncated or the header is wrong`,
+      );
     }
     const expected = numel(shape as number[]) * DTYPE_SIZES[dtype];
     if (end - begin !== expected) {
-      throw new Error(`${where}: shape ${JSON.stringify(shape)} × ${dtype} (${DTYPE_SIZES[dtype]} bytes) needs ` +
-        `${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+      throw new Error(
+        `${where}: shape ${JSON.stringify(shape)} × ${dtype} (${DTYPE_SIZES[dtype]} bytes) needs ` +
+          `${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      );
     }
     spans.push({ name, dtype, shape: shape as number[], begin, end });
   }
@@ -182,19 +198,25 @@ export function parseSafetensors(bytes: Uint8Array, source = "<safetensors bytes
   let previous = "";
   for (const s of sorted) {
     if (s.begin < cursor) {
-      throw new Error(`${source}: tensor "${s.name}" [${s.begin}, ${s.end}] overlaps tensor "${previous}" ` +
-        `(which ends at ${cursor})`);
+      throw new Error(
+        `${source}: tensor "${s.name}" [${s.begin}, ${s.end}] overlaps tensor "${previous}" ` +
+          `(which ends at ${cursor})`,
+      );
     }
     if (s.begin > cursor) {
-      throw new Error(`${source}: gap in the data buffer: bytes [${cursor}, ${s.begin}) before tensor "${s.name}" ` +
-        `belong to no tensor`);
+      throw new Error(
+        `${source}: gap in the data buffer: bytes [${cursor}, ${s.begin}) before tensor "${s.name}" ` +
+          `belong to no tensor`,
+      );
     }
     cursor = s.end;
     previous = s.name;
   }
   if (cursor !== bufferLength) {
-    throw new Error(`${source}: the data buffer has ${bufferLength} bytes but the tensors cover only ${cursor}; ` +
-      `${bufferLength - cursor} trailing bytes belong to no tensor`);
+    throw new Error(
+      `${source}: the data buffer has ${bufferLength} bytes but the tensors cover only ${cursor}; ` +
+        `${bufferLength - cursor} trailing bytes belong to no tensor`,
+    );
   }
 
   const tensors: Record<string, TensorEntry> = {};
@@ -247,8 +269,10 @@ export function serializeSafetensors(
     const entries = Object.entries(metadata);
     for (const [k, v] of entries) {
       if (typeof v !== "string") {
-        throw new Error(`safetensors metadata value of "${k}" must be a string, got ${typeof v} ` +
-          `(${JSON.stringify(v)}); JSON-encode it first`);
+        throw new Error(
+          `safetensors metadata value of "${k}" must be a string, got ${typeof v} ` +
+            `(${JSON.stringify(v)}); JSON-encode it first`,
+        );
       }
     }
     if (entries.length) header[METADATA_KEY] = Object.fromEntries(entries);
@@ -259,19 +283,23 @@ export function serializeSafetensors(
     const t = tensors[name];
     const where = `tensor "${name}"`;
     if (!isDType(t?.dtype)) {
-      throw new Error(`${where}: unknown dtype ${JSON.stringify(t?.dtype)} (supported: ${
-        Object.keys(DTYPE_SIZES).join(", ")
-      })`);
+      throw new Error(
+        `${where}: unknown dtype ${JSON.stringify(t?.dtype)} (supported: ${Object.keys(DTYPE_SIZES).join(", ")})`,
+      );
     }
     checkShape(t.shape, where);
     if (!arrayMatchesDType(t.dtype, t.data)) {
-      throw new Error(`${where}: dtype ${t.dtype} needs its data in a ${ARRAY_TYPES[t.dtype].name}, got ${
-        (t.data as object)?.constructor?.name ?? typeof t.data
-      }`);
+      throw new Error(
+        `${where}: dtype ${t.dtype} needs its data in a ${ARRAY_TYPES[t.dtype].name}, got ${
+          (t.data as object)?.constructor?.name ?? typeof t.data
+        }`,
+      );
     }
     if (t.data.length !== numel(t.shape)) {
-      throw new Error(`${where}: shape ${JSON.stringify(t.shape)} has ${numel(t.shape)} elements but the data ` +
-        `hold ${t.data.length}`);
+      throw new Error(
+        `${where}: shape ${JSON.stringify(t.shape)} has ${numel(t.shape)} elements but the data ` +
+          `hold ${t.data.length}`,
+      );
     }
     const end = offset + t.data.byteLength;
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, end] };
@@ -428,8 +456,10 @@ export function fromFloat32(dtype: "F16" | "BF16", shape: number[], values: Floa
 
 function checked(dtype: DType, shape: number[], data: TensorData): TensorEntry {
   if (data.length !== numel(shape)) {
-    throw new Error(`${dtype} tensor: shape ${JSON.stringify(shape)} has ${numel(shape)} elements but the data ` +
-      `hold ${data.length}`);
+    throw new Error(
+      `${dtype} tensor: shape ${JSON.stringify(shape)} has ${numel(shape)} elements but the data ` +
+        `hold ${data.length}`,
+    );
   }
   return { dtype, shape, data };
 }

@@ -25,6 +25,64 @@ if (!HAVE_SHARED) {
 
 /** Returns `SHARED/rel`, throwing a clear error when the shared folder is absent. */
 export function requireShared(rel = ""): string {
-  if (!HAVE_SHARED) throw new Error(`${SHARED} is absent: this test needs the shared datasets (see ../shared/README.md)`);
+  if (!HAVE_SHARED) {
+    throw new Error(`${SHARED} is absent: this test needs the shared datasets (see ../shared/README.md)`);
+  }
   return rel ? `${SHARED}/${rel}` : SHARED;
+}
+
+// ---- assertions (the project resolves only npm: specifiers, so no @std/assert; node:assert is built in) ----
+
+import { deepStrictEqual } from "node:assert/strict";
+
+/** Throws (with `message`) unless `condition` is truthy. */
+export function assert(condition: unknown, message?: string): asserts condition {
+  if (!condition) throw new Error(message ?? "assertion failed");
+}
+
+/** Deep strict equality (typed arrays element-wise, `Object.is` for numbers: NaN equals NaN, -0 differs from 0). */
+export function assertEquals<T>(actual: unknown, expected: T, message?: string): void {
+  try {
+    deepStrictEqual(actual, expected);
+  } catch (err) {
+    if (message && err instanceof Error) err.message = `${message}: ${err.message}`;
+    throw err;
+  }
+}
+
+/** Asserts that `fn` throws an instance of `type` (default Error) and returns the error for further checks. */
+export function assertThrows<E extends Error = Error>(
+  fn: () => unknown,
+  type?: new (...args: never[]) => E,
+  includes?: string,
+): E {
+  try {
+    fn();
+  } catch (err) {
+    return checkError(err, type, includes);
+  }
+  throw new Error(`expected a throw${includes ? ` mentioning "${includes}"` : ""}, but the function returned`);
+}
+
+/** Async version of {@linkcode assertThrows}. */
+export async function assertRejects<E extends Error = Error>(
+  fn: () => Promise<unknown>,
+  type?: new (...args: never[]) => E,
+  includes?: string,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (err) {
+    return checkError(err, type, includes);
+  }
+  throw new Error(`expected a rejection${includes ? ` mentioning "${includes}"` : ""}, but the promise resolved`);
+}
+
+function checkError<E extends Error>(err: unknown, type?: new (...args: never[]) => E, includes?: string): E {
+  const cls = type ?? (Error as unknown as new (...args: never[]) => E);
+  if (!(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${String(err)}`);
+  if (includes !== undefined && !err.message.includes(includes)) {
+    throw new Error(`error message "${err.message}" does not mention "${includes}"`);
+  }
+  return err;
 }
