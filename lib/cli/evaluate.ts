@@ -1,0 +1,84 @@
+/**
+ * `deno task bert evaluate`: evaluate a saved checkpoint on labelled features (or a raw data file of a task), print
+ * the metrics and write `eval_results.json` and `predictions.tsv` beside the checkpoint.
+ * @module
+ */
+import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type BackendName, initBackend } from "../backend.ts";
+import { tableText } from "../display.ts";
+import { evaluateCheckpoint, type EvaluationResult } from "../evaluate.ts";
+import { exists, join } from "../fsutil.ts";
+import { TASKS } from "../tasks.ts";
+import { latestCheckpoint, readTrainerState } from "../train.ts";
+
+/** Flags of `evaluate`. */
+export const spec: CommandSpec = {
+  name: "evaluate",
+  description: "Evaluates a checkpoint on labelled features written by `prepare` (refusing features made with " +
+    "another vocabulary) or on a task's data file: accuracy, precision/recall/F1, MCC, ROC-AUC, log loss, the " +
+    "confusion matrix and a per-class report. Writes eval_results.json and predictions.tsv beside the checkpoint " +
+    "(or into --output). --checkpoint may be a run folder: its best checkpoint is used.",
+  usage: "--checkpoint DIR (--features FILE | --data FILE --task NAME) [--batch-size 64] [--output DIR]",
+  flags: {
+    checkpoint: { required: true, help: "checkpoint folder, or a run folder (its best, else newest, checkpoint)" },
+    features: { help: "features file (e.g. outputs/<run>/features/dev.safetensors)" },
+    data: { help: "a raw data file of --task instead of features (tokenized with the checkpoint's vocabulary)" },
+    task: { help: `task of --data, or to override the features' task: ${Object.keys(TASKS).join(", ")}` },
+    "max-seq-length": { type: "number", default: 128, help: "tokens per example when tokenizing --data" },
+    "batch-size": { type: "number", default: 64, help: "examples per forward pass" },
+    output: { help: "folder for eval_results.json and predictions.tsv (default: the checkpoint folder)" },
+    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
+  },
+};
+
+/** A checkpoint folder from `path`: itself, or the best (else newest) checkpoint of a run folder. */
+export async function resolveCheckpoint(path: string): Promise<string> {
+  if (await exists(join(path, "config.json")) || await exists(join(path, "bert_config.json"))) return path;
+  const latest = await latestCheckpoint(path);
+  if (!latest) {
+    throw new Error(`${path} is neither a checkpoint folder (config.json) nor a run folder with checkpoints`);
+  }
+  const best = (await readTrainerState(latest)).best_checkpoint;
+  if (best && await exists(join(path, best, "config.json"))) return join(path, best);
+  return latest;
+}
+
+/** Prints the metrics of an evaluation in a few readable lines. */
+export function printEvaluation(r: EvaluationResult): void {
+  const m = r.metrics;
+  const fmt = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(4));
+  console.log(`headline: ${r.headline.text}   (n=${m.n}, loss ${fmt(m.loss)})`);
+  console.log(
+    `accuracy ${fmt(m.accuracy)}  precision ${fmt(m.precision)}  recall ${fmt(m.recall)}  F1 ${fmt(m.f1)}  ` +
+      `macro-F1 ${fmt(m.macroF1)}  MCC ${fmt(m.mcc)}  ROC-AUC ${fmt(m.rocAuc)}  log loss ${fmt(m.logLoss)}`,
+  );
+  console.log("confusion matrix (rows: gold, columns: predicted):");
+  console.log(
+    tableText(m.confusionMatrix.map((row, i) => [m.labelNames[i], ...row]), {
+      columns: ["gold \\ predicted", ...m.labelNames],
+    }),
+  );
+  console.log(tableText(m.perClass.map((c) => ({ ...c }))));
+  if (r.resultsPath) console.log(`wrote ${r.resultsPath} and ${r.predictionsPath}`);
+}
+
+/** Runs `evaluate` with parsed flags. */
+export async function run(args: ParsedArgs): Promise<void> {
+  const f = args.flags;
+  if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
+  if (!f.features === !f.data) throw new UsageError("give --features FILE or --data FILE (with --task)");
+  await initBackend({ backend: f.backend as BackendName | undefined });
+  const checkpoint = await resolveCheckpoint(f.checkpoint as string);
+  const result = await evaluateCheckpoint({
+    checkpoint,
+    features: f.features as string | undefined,
+    data: f.data as string | undefined,
+    task: f.task as string | undefined,
+    maxSeqLength: f["max-seq-length"] as number,
+    batchSize: f["batch-size"] as number,
+    outputDir: f.output as string | undefined,
+    quiet: true,
+  });
+  console.log(`checkpoint ${checkpoint}`);
+  printEvaluation(result);
+}

@@ -1,0 +1,203 @@
+/**
+ * `deno task main`: the project's main job on the embedded default (data/sample), end to end into
+ * `outputs/default/`: prepare features -> fine-tune -> evaluate -> plots.
+ *
+ * The model is a pre-trained BERT-Tiny (google/bert_uncased_L-2_H-128_A-2) when it is available: `--model DIR`, or
+ * the hub cache (`deno task bert download google/bert_uncased_L-2_H-128_A-2` puts it there), or a download when
+ * network access is allowed. Otherwise a BERT-Tiny-shaped model (2 layers, hidden 128, 2 heads, intermediate 512)
+ * starts from random weights with a vocabulary learned from the sample text; a loud notice says that its accuracy
+ * shows only that the pipeline works.
+ * @module
+ */
+import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type BackendName, initBackend } from "../backend.ts";
+import { evaluateCheckpoint } from "../evaluate.ts";
+import { join } from "../fsutil.ts";
+import { downloadModel, offlineFromEnv } from "../hub.ts";
+import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../plots.ts";
+import { prepareFeatures } from "../prepare.ts";
+import { consoleProgress, train } from "../train.ts";
+import { printEvaluation } from "./evaluate.ts";
+import { buildModel, randomInitNotice } from "./train.ts";
+
+/** The pre-trained checkpoint the main job fine-tunes when it can get it. */
+export const DEFAULT_MODEL_ID = "google/bert_uncased_L-2_H-128_A-2";
+
+/** Flags of `main`. */
+export const spec: CommandSpec = {
+  name: "main",
+  description: "The embedded default end to end into outputs/default/: prepare the sample's features, fine-tune " +
+    `BERT-Tiny (${DEFAULT_MODEL_ID} from --model, the hub cache or a download; without it a BERT-Tiny-shaped ` +
+    "model from random weights), evaluate on the dev split and write eval_results.json, predictions.tsv and " +
+    "plots. Takes a few minutes on two CPU cores.",
+  usage: "[--model DIR] [--offline] [--epochs N] [--batch-size N] [--lr X] [--seed N] [--backend wasm|cpu|...]",
+  flags: {
+    model: { help: `a pre-trained checkpoint folder (default: ${DEFAULT_MODEL_ID} from the hub cache)` },
+    offline: { type: "boolean", help: "never try the network (also HF_HUB_OFFLINE=1)" },
+    epochs: { type: "number", help: "epochs (default 3 from random weights, 4 from a pre-trained model)" },
+    "batch-size": { type: "number", default: 16, help: "examples per batch" },
+    lr: { type: "number", help: "peak learning rate (default 1e-3 from random weights, 2e-4 pre-trained)" },
+    seed: { type: "number", default: 42, help: "seed of data order, dropout and new weights" },
+    run: { default: "default", help: "run name: everything goes to outputs/<run>/" },
+    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
+    threads: { type: "number", help: "wasm threads" },
+  },
+};
+
+async function netAllowed(): Promise<boolean> {
+  try {
+    return (await Deno.permissions.query({ name: "net", host: "huggingface.co" })).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Finds the pre-trained model: --model, the hub cache, or (network permitting) a quick download. */
+async function findPretrained(model: string | undefined, offline: boolean): Promise<{ dir?: string; why: string }> {
+  if (model) return { dir: model, why: `--model ${model}` };
+  try {
+    const cached = await downloadModel(DEFAULT_MODEL_ID, { offline: true });
+    return { dir: cached.dir, why: `${DEFAULT_MODEL_ID} from the cache (${cached.dir})` };
+  } catch { /* not cached */ }
+  if (offline || offlineFromEnv()) return { why: "offline (--offline or HF_HUB_OFFLINE) and not in the cache" };
+  if (!(await netAllowed())) return { why: "no network permission for this command and not in the cache" };
+  try {
+    console.log(`downloading ${DEFAULT_MODEL_ID} ...`);
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error("no answer from the hub within 60 s")), 60_000)
+    );
+    const { dir } = await Promise.race([downloadModel(DEFAULT_MODEL_ID), timeout]);
+    return { dir, why: `${DEFAULT_MODEL_ID} (downloaded to ${dir})` };
+  } catch (err) {
+    return { why: `download failed: ${(err as Error).message}` };
+  }
+}
+
+/** Runs the main job. */
+export async function run(args: ParsedArgs): Promise<void> {
+  if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
+  const f = args.flags;
+  const t0 = performance.now();
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads as number | undefined });
+  const runName = f.run as string;
+  const outDir = join("outputs", runName);
+
+  // 1. The model (decides the vocabulary the features are made with).
+  const pretrained = await findPretrained(f.model as string | undefined, f.offline === true);
+  console.log(`model: ${pretrained.dir ? pretrained.why : `none pre-trained (${pretrained.why})`}`);
+
+  // 2. Prepare: features of data/sample with the model's vocabulary, or a WordPiece vocabulary learned from it.
+  console.log("\n== 1/4 prepare ==");
+  const prepared = await prepareFeatures({ task: "sample", run: runName, model: pretrained.dir });
+  const { train: trainSplit, dev: devSplit } = prepared.splits;
+
+  // 3. Fine-tune.
+  console.log("\n== 2/4 train ==");
+  const random = !pretrained.dir;
+  const seed = f.seed as number;
+  const { model, vocabPath } = await buildModel(
+    random
+      ? { kind: "random", config: "tiny", vocabPath: prepared.vocabPath }
+      : { kind: "checkpoint", dir: pretrained.dir! },
+    { features: trainSplit.features, featuresFile: trainSplit.path, seed },
+  );
+  if (random) {
+    console.warn(randomInitNotice("a BERT-Tiny-shaped model with a vocabulary learned from the sample", [
+      `For a real fine-tune: \`deno task bert download ${DEFAULT_MODEL_ID}\`,`,
+      "then `deno task main` again (it finds the download in the cache).",
+    ]));
+  }
+  const display = consoleProgress();
+  let result;
+  try {
+    result = await train({
+      model,
+      vocabPath,
+      train: trainSplit.features,
+      dev: devSplit.features,
+      outputDir: outDir,
+      learningRate: (f.lr as number | undefined) ?? (random ? 1e-3 : 2e-4),
+      epochs: (f.epochs as number | undefined) ?? (random ? 3 : 4),
+      batchSize: f["batch-size"] as number,
+      seed,
+      overwrite: true, // outputs/<run> belongs to this job: a re-run replaces its checkpoints
+      onProgress: display.onProgress,
+    });
+    await display.done();
+  } finally {
+    model.dispose();
+  }
+
+  // 4. Evaluate the best checkpoint on the dev split.
+  console.log("\n== 3/4 evaluate ==");
+  const checkpoint = result.bestCheckpoint ?? result.lastCheckpoint;
+  const evaluation = await evaluateCheckpoint({
+    checkpoint,
+    features: devSplit.path,
+    outputDir: outDir,
+    quiet: true,
+  });
+  console.log(`checkpoint ${checkpoint}`);
+  printEvaluation(evaluation);
+
+  // 5. Plots (standalone HTML pages that work offline).
+  console.log("\n== 4/4 plots ==");
+  const log = result.logHistory;
+  const evals = result.evalHistory;
+  const trainingPlots = join(outDir, "training_curves.html");
+  await savePlotHtml(trainingPlots, [
+    lossCurveFigure({ steps: log.map((e) => e.step), losses: log.map((e) => e.loss), smoothing: 0.9 }),
+    lineFigure({
+      title: "Learning rate",
+      xTitle: "step",
+      yTitle: "learning rate",
+      series: [{ name: "lr", x: log.map((e) => e.step), y: log.map((e) => e.learning_rate) }],
+    }),
+    lineFigure({
+      title: "Validation",
+      xTitle: "step",
+      yTitle: "accuracy",
+      y2Title: "loss",
+      series: [
+        { name: "dev accuracy", x: evals.map((e) => e.step), y: evals.map((e) => e.accuracy) },
+        { name: "dev loss", x: evals.map((e) => e.step), y: evals.map((e) => e.loss), secondaryY: true, dash: "dot" },
+      ],
+    }),
+  ], { title: `Training: ${outDir}` });
+  const m = evaluation.metrics;
+  const evalFigs = [confusionMatrixFigure({ matrix: m.confusionMatrix, labels: m.labelNames, normalize: true })];
+  if (m.rocCurve) {
+    evalFigs.push(rocFigure({ curves: [{ name: "dev", fpr: m.rocCurve.fpr, tpr: m.rocCurve.tpr, auc: m.rocAuc }] }));
+  }
+  if (m.prCurve) {
+    const positives = m.perClass[1]?.support ?? 0;
+    evalFigs.push(prFigure({
+      curves: [{ name: "dev", precision: m.prCurve.precision, recall: m.prCurve.recall, ap: m.averagePrecision }],
+      positiveRate: m.n ? positives / m.n : undefined,
+    }));
+  }
+  const evaluationPlots = join(outDir, "evaluation.html");
+  await savePlotHtml(evaluationPlots, evalFigs, { title: `Evaluation: ${checkpoint}` });
+
+  const secs = (performance.now() - t0) / 1000;
+  console.log(`\ndone in ${secs.toFixed(0)} s. Everything is in ${outDir}/:`);
+  const rows: [string, string][] = [
+    ["features", prepared.featuresDir + "/{train,dev}.safetensors"],
+    ["vocabulary", vocabPath],
+    ["checkpoint (best)", checkpoint],
+    ["checkpoint (last)", result.lastCheckpoint],
+    ["metrics", evaluation.resultsPath!],
+    ["predictions", evaluation.predictionsPath!],
+    ["training plots", trainingPlots],
+    ["evaluation plots", evaluationPlots],
+    ["training summary", join(outDir, "train_results.json")],
+  ];
+  for (const [what, path] of rows) console.log(`  ${what.padEnd(18)} ${path}`);
+  console.log(`dev ${evaluation.headline.text}`);
+  if (random) {
+    console.warn(
+      "\nReminder: this model started from RANDOM weights, so its accuracy only shows the pipeline works. For a " +
+        `real fine-tune: deno task bert download ${DEFAULT_MODEL_ID}, then deno task main again.`,
+    );
+  }
+}

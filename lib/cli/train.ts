@@ -1,0 +1,337 @@
+/**
+ * `deno task bert train`: fine-tune a checkpoint (or a randomly initialised BERT of a standard size) on prepared
+ * features, with validation, checkpoints, exact resume and several seeds. A thin layer over lib/train.ts.
+ * @module
+ */
+import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type BackendName, initBackend } from "../backend.ts";
+import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
+import { boxedWarning } from "../evaluate.ts";
+import { checkFeaturesMatch, type FeatureSet, loadFeatures } from "../features.ts";
+import { basename, dirname, exists, join } from "../fsutil.ts";
+import { checkMetricName, METRIC_NAMES } from "../metrics.ts";
+import { type BertConfig, BertModel, configFromJson } from "../model.ts";
+import { FullTokenizer } from "../tokenizer.ts";
+import {
+  consoleProgress,
+  DEFAULT_HYPERPARAMETERS,
+  type HyperParameters,
+  latestCheckpoint,
+  train,
+  type TrainResult,
+  trainSeeds,
+} from "../train.ts";
+
+const D = DEFAULT_HYPERPARAMETERS;
+
+/** Flags of `train`. Hyper-parameter flags have no parsed default so that `--resume` can take the checkpoint's. */
+export const spec: CommandSpec = {
+  name: "train",
+  description: "Fine-tunes BERT for sequence classification on features written by `prepare`. Validates on the " +
+    "dev features after each epoch, writes checkpoints (Hugging Face layout + optimizer and trainer state) to " +
+    "<output>/checkpoint-<step>/, keeps the last --save-total-limit plus the best, and resumes exactly with " +
+    "--resume. The model is --model DIR (a checkpoint), else the checkpoint the features were prepared with, else " +
+    "a randomly initialised --config (tiny by default: random weights make accuracy meaningless).",
+  usage: "--features outputs/<run>/features [--model DIR | --config tiny|mini|base|FILE] [--output outputs/<run>] " +
+    "[--lr 2e-5 --batch-size 32 --epochs 3 ...] [--seeds 1,2,3] [--resume]",
+  flags: {
+    features: {
+      required: true,
+      help: "folder with train.safetensors and dev.safetensors (or the train file itself; see --dev)",
+    },
+    dev: { help: "dev features file (default: dev.safetensors beside the training features)" },
+    model: { help: "checkpoint folder to fine-tune (config.json, vocab.txt, model.safetensors)" },
+    config: { help: "random initialisation instead: tiny (2x128), mini (4x256), base (12x768) or a config.json" },
+    output: { help: "run folder for checkpoints (default: the folder above --features)" },
+    lr: { type: "number", help: `peak learning rate (default ${D.learningRate})` },
+    "batch-size": { type: "number", help: `examples per batch (default ${D.batchSize})` },
+    epochs: { type: "number", help: `passes over the training data (default ${D.epochs})` },
+    "max-steps": { type: "number", help: "stop after this many updates (default: epochs decide)" },
+    warmup: { type: "number", help: `fraction of updates with linear warmup (default ${D.warmupRatio})` },
+    "weight-decay": { type: "number", help: `AdamW weight decay (default ${D.weightDecay})` },
+    "max-grad-norm": { type: "number", help: `gradient clipping, 0 = off (default ${D.maxGradNorm})` },
+    "grad-accum": { type: "number", help: `batches per update (default ${D.gradAccumSteps})` },
+    seed: { type: "number", help: `seed of data order, dropout and new weights (default ${D.seed})` },
+    seeds: { type: "list", help: "several runs, one per seed, into <output>/seed-<s>/ (e.g. 1,2,3)" },
+    dropout: { type: "number", help: "hidden and attention dropout (default: the model config's, BERT 0.1)" },
+    "eval-steps": { type: "number", help: "also validate every N updates (default: each epoch only)" },
+    "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch only)" },
+    "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
+    "metric-for-best": { help: `metric picking the best checkpoint: ${METRIC_NAMES.join(", ")} (default: the task's)` },
+    "eval-batch-size": { type: "number", default: 64, help: "examples per validation batch" },
+    resume: { type: "boolean", help: "continue from the newest complete checkpoint in --output" },
+    "resume-from": { help: "continue from this checkpoint folder" },
+    overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
+    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu (default: auto / BERT_BACKEND)" },
+    threads: { type: "number", help: "wasm threads" },
+    quiet: { type: "boolean", help: "no progress display" },
+  },
+};
+
+/** Standard BERT sizes for random initialisation (Turc et al. 2019 for tiny and mini). */
+export const STANDARD_CONFIGS: Record<string, { layers: number; hidden: number; heads: number }> = {
+  tiny: { layers: 2, hidden: 128, heads: 2 },
+  mini: { layers: 4, hidden: 256, heads: 4 },
+  small: { layers: 4, hidden: 512, heads: 8 },
+  medium: { layers: 8, hidden: 512, heads: 8 },
+  base: { layers: 12, hidden: 768, heads: 12 },
+};
+
+/** A BERT config of a standard size (or from a config.json file) for a vocabulary of `vocabSize` tokens. */
+export async function standardConfig(name: string, vocabSize: number): Promise<BertConfig> {
+  const std = STANDARD_CONFIGS[name];
+  if (!std) {
+    if (!(await exists(name))) {
+      throw new UsageError(
+        `--config "${name}" is neither a size (${Object.keys(STANDARD_CONFIGS).join(", ")}) nor a file`,
+      );
+    }
+    const config = configFromJson(JSON.parse(await Deno.readTextFile(name)), name);
+    if (config.vocabSize < vocabSize) {
+      throw new Error(`${name}: vocab_size ${config.vocabSize} is smaller than the vocabulary (${vocabSize} tokens)`);
+    }
+    return config;
+  }
+  return configFromJson({
+    vocab_size: vocabSize,
+    hidden_size: std.hidden,
+    num_hidden_layers: std.layers,
+    num_attention_heads: std.heads,
+    intermediate_size: 4 * std.hidden,
+    hidden_act: "gelu",
+    hidden_dropout_prob: 0.1,
+    attention_probs_dropout_prob: 0.1,
+    max_position_embeddings: 512,
+    type_vocab_size: 2,
+    initializer_range: 0.02,
+    layer_norm_eps: 1e-12,
+    pad_token_id: 0,
+  }, `--config ${name}`);
+}
+
+/** The loud notice printed whenever a model starts from random weights (`hint`: how to get real weights). */
+export function randomInitNotice(what: string, hint?: string[]): string {
+  return boxedWarning([
+    "NOTICE: no pre-trained checkpoint: training starts from RANDOM weights",
+    `(${what}).`,
+    "Fine-tuning needs pre-trained weights to give useful accuracy: the numbers",
+    "from this run only show that the pipeline works; they say nothing about BERT.",
+    ...(hint ?? [
+      "Get weights with `deno task bert download google/bert_uncased_L-2_H-128_A-2`",
+      "and prepare and train with --model <the folder it prints>.",
+    ]),
+  ]);
+}
+
+/** Where the model comes from. */
+export type ModelSource = { kind: "checkpoint"; dir: string } | { kind: "random"; config: string; vocabPath: string };
+
+/** Picks the model: --model, else the checkpoint the features were prepared with, else random --config (tiny). */
+export async function chooseModelSource(options: {
+  model?: string;
+  config?: string;
+  features: FeatureSet;
+}): Promise<ModelSource> {
+  if (options.model && options.config) throw new UsageError("give --model or --config, not both");
+  if (options.model) return { kind: "checkpoint", dir: options.model };
+  const vocabPath = options.features.metadata.vocab_path;
+  if (!options.config && vocabPath) {
+    const dir = dirname(vocabPath);
+    if (await exists(join(dir, "model.safetensors")) && await exists(join(dir, "config.json"))) {
+      return { kind: "checkpoint", dir };
+    }
+  }
+  if (!vocabPath || !(await exists(vocabPath))) {
+    throw new Error(
+      `the features do not say which vocabulary made them${vocabPath ? ` (${vocabPath} is gone)` : ""}; ` +
+        `pass --model DIR (the checkpoint they were prepared with)`,
+    );
+  }
+  return { kind: "random", config: options.config ?? "tiny", vocabPath };
+}
+
+/** Builds the model for `source` (seeded), checking that the features match its vocabulary. */
+export async function buildModel(
+  source: ModelSource,
+  options: { features: FeatureSet; featuresFile: string; seed: number; quiet?: boolean },
+): Promise<{ model: BertModel; vocabPath: string; random: boolean }> {
+  const labels = options.features.metadata.labels;
+  if (source.kind === "checkpoint") {
+    const { model, tokenizer, report, vocabPath } = await loadCheckpoint(source.dir, {
+      head: "classification",
+      labels,
+      seed: options.seed,
+      quiet: true,
+    });
+    try {
+      await checkFeaturesMatch(options.features, tokenizer, options.featuresFile, {
+        maxPositionEmbeddings: model.config.maxPositionEmbeddings,
+      });
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    if (!options.quiet) { for (const m of reportMessages(report, source.dir, "classification")) console.warn(m); }
+    return { model, vocabPath, random: false };
+  }
+  const tokenizer = await FullTokenizer.fromVocabFile(source.vocabPath, {
+    lowerCase: options.features.metadata.lower_case,
+  });
+  await checkFeaturesMatch(options.features, tokenizer, options.featuresFile);
+  const config = await standardConfig(source.config, tokenizer.vocab.size);
+  if (options.features.maxSeqLength > config.maxPositionEmbeddings) {
+    throw new Error(`features of length ${options.features.maxSeqLength} exceed max_position_embeddings`);
+  }
+  const model = new BertModel(config, { head: "classification", numLabels: labels.length, seed: options.seed });
+  return { model, vocabPath: source.vocabPath, random: true };
+}
+
+/** Resolves `--features` (folder or file) and `--dev` to files. */
+export async function featureFiles(features: string, dev?: string): Promise<{ train: string; dev?: string }> {
+  let trainFile = features;
+  if ((await Deno.stat(features).catch(() => undefined))?.isDirectory) trainFile = join(features, "train.safetensors");
+  if (!(await exists(trainFile))) {
+    throw new Error(`${trainFile} does not exist (run \`deno task bert prepare\` first, or point --features to it)`);
+  }
+  let devFile = dev;
+  if (!devFile) {
+    const beside = join(dirname(trainFile), "dev.safetensors");
+    if (await exists(beside)) devFile = beside;
+  }
+  if (devFile && !(await exists(devFile))) throw new Error(`dev features ${devFile} do not exist`);
+  return { train: trainFile, dev: devFile };
+}
+
+function num(args: ParsedArgs, name: string): number | undefined {
+  return args.flags[name] as number | undefined;
+}
+
+/** Hyper-parameters given on the command line (absent ones stay undefined). */
+export function hyperParametersFromFlags(args: ParsedArgs): Partial<HyperParameters> {
+  const hp: Partial<HyperParameters> = {
+    learningRate: num(args, "lr"),
+    batchSize: num(args, "batch-size"),
+    epochs: num(args, "epochs"),
+    maxSteps: num(args, "max-steps"),
+    warmupRatio: num(args, "warmup"),
+    weightDecay: num(args, "weight-decay"),
+    maxGradNorm: num(args, "max-grad-norm"),
+    gradAccumSteps: num(args, "grad-accum"),
+    seed: num(args, "seed"),
+    dropout: num(args, "dropout"),
+  };
+  return Object.fromEntries(Object.entries(hp).filter(([, v]) => v !== undefined));
+}
+
+/** Prints the outcome of a run. */
+export function printResult(r: TrainResult): void {
+  console.log(`checkpoints: ${r.outputDir}/ (last ${basename(r.lastCheckpoint)})`);
+  if (r.bestCheckpoint && r.bestMetric) {
+    console.log(
+      `best: ${r.bestCheckpoint} (${r.bestMetric.name} ${r.bestMetric.value.toFixed(4)} at step ` +
+        `${r.bestMetric.step})`,
+    );
+  }
+  if (r.finalEval) {
+    console.log(`final dev ${r.finalEval.headline.text}, loss ${r.finalEval.metrics.loss!.toFixed(4)}`);
+  }
+}
+
+/** Runs `train` with parsed flags. */
+export async function run(args: ParsedArgs): Promise<void> {
+  if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
+  const f = args.flags;
+  if (f["metric-for-best"] !== undefined) checkMetricName(f["metric-for-best"] as string); // fail before any work
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
+  const files = await featureFiles(f.features as string, f.dev as string | undefined);
+  const trainSet = await loadFeatures(files.train);
+  const dev = files.dev ? await loadFeatures(files.dev) : undefined;
+  const outputDir = (f.output as string | undefined) ??
+    ((await Deno.stat(f.features as string)).isDirectory
+      ? dirname(f.features as string)
+      : dirname(dirname(files.train)));
+  const hp = hyperParametersFromFlags(args);
+  const quiet = f.quiet === true;
+  const resumeFrom = f["resume-from"] as string | undefined;
+  const resume: boolean | string | undefined = resumeFrom ?? (f.resume === true ? true : undefined);
+
+  let source: ModelSource;
+  if (resume && !f.model && !f.config) {
+    // Resuming without naming the model: rebuild it from the checkpoint itself (its weights are loaded anyway).
+    const dir = typeof resume === "string" ? resume : await latestCheckpoint(outputDir);
+    source = dir ? { kind: "checkpoint", dir } : await chooseModelSource({ features: trainSet });
+  } else {
+    source = await chooseModelSource({
+      model: f.model as string | undefined,
+      config: f.config as string | undefined,
+      features: trainSet,
+    });
+  }
+  const common = {
+    ...hp,
+    train: trainSet,
+    dev,
+    evalSteps: num(args, "eval-steps"),
+    saveSteps: num(args, "save-steps"),
+    saveTotalLimit: num(args, "save-total-limit"),
+    metricForBest: f["metric-for-best"] as string | undefined,
+    evalBatchSize: num(args, "eval-batch-size"),
+    overwrite: f.overwrite === true,
+    quiet,
+  };
+  const seeds = (f.seeds as string[] | undefined)?.map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n)) throw new UsageError(`--seeds expects integers, got "${s}"`);
+    return n;
+  });
+  if (seeds) {
+    if (hp.seed !== undefined) throw new UsageError("give --seed or --seeds, not both");
+    if (resume) throw new UsageError("--resume works on one run; resume each seed-<s> folder separately");
+    let warned = false;
+    const result = await trainSeeds({
+      ...common,
+      seeds,
+      outputDir,
+      makeModel: async (seed) => {
+        const built = await buildModel(source, { features: trainSet, featuresFile: files.train, seed, quiet });
+        if (built.random && !warned) {
+          console.warn(randomInitNotice(`--config ${source.kind === "random" ? source.config : ""}`));
+        }
+        warned = true;
+        return built;
+      },
+    });
+    console.log(
+      `seeds summary: ${join(outputDir, "seeds.json")} (${result.metric} ${result.mean.toFixed(4)} ± ` +
+        `${result.std.toFixed(4)})`,
+    );
+    return;
+  }
+  const { model, vocabPath, random } = await buildModel(source, {
+    features: trainSet,
+    featuresFile: files.train,
+    seed: hp.seed ?? D.seed,
+    quiet,
+  });
+  if (random) console.warn(randomInitNotice(`--config ${source.kind === "random" ? source.config : ""}`));
+  console.log(
+    `model: ${source.kind === "checkpoint" ? source.dir : `random ${source.kind === "random" ? source.config : ""}`} ` +
+      `(${(model.countParameters() / 1e6).toFixed(2)}M parameters); train ${trainSet.n} examples` +
+      `${dev ? `, dev ${dev.n}` : " (no dev set: no validation)"}; output ${outputDir}`,
+  );
+  const display = quiet ? undefined : consoleProgress();
+  try {
+    const result = await train({
+      ...common,
+      model,
+      vocabPath,
+      outputDir,
+      resume,
+      onProgress: display?.onProgress,
+    });
+    await display?.done();
+    printResult(result);
+  } finally {
+    model.dispose();
+  }
+}

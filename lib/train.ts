@@ -1,0 +1,971 @@
+/**
+ * Fine-tuning, in one file you can read top to bottom (in the spirit of nanoGPT's `train.py`):
+ *
+ * 1. hyper-parameters with BERT fine-tuning defaults (lr 2e-5, batch 32, 3 epochs, 10% warmup, weight decay
+ *    0.01, gradient clipping at 1.0, seed 42);
+ * 2. a seeded, serialisable PRNG: the data order of epoch `e` is a shuffle seeded by `(seed, e)` and the dropout
+ *    masks of step `s` are seeded by `(seed, s)`, so a resumed run repeats the uninterrupted one exactly;
+ * 3. the loop: forward + backward per micro-batch (gradient accumulation), clipping, AdamW with linear
+ *    warmup/decay, progress events, validation after each epoch (and every `evalSteps`), checkpoints after each
+ *    epoch (and every `saveSteps`), keeping the last `saveTotalLimit` plus the best by `metricForBest`;
+ * 4. checkpoints (`outputs/<run>/checkpoint-<step>/`, written atomically): the Hugging Face folder from
+ *    `saveCheckpoint`, `training_state.safetensors` (AdamW moments `exp_avg.<name>`, `exp_avg_sq.<name>`, HF
+ *    layout) and `trainer_state.json` (step, epoch, position in the epoch's data order, rng, hyper-parameters,
+ *    config, loss/lr log, evaluation log, best metric);
+ * 5. {@linkcode trainSeeds}: one run per seed and the mean ± std of the headline metric.
+ * @module
+ */
+import { tf } from "./backend.ts";
+import { loadTensorsIntoModel, saveCheckpoint } from "./checkpoint.ts";
+import { createProgress, formatDuration } from "./display.ts";
+import { disposeBatch, evaluateFeatures, featureBatch, metricKindOf } from "./evaluate.ts";
+import { checkFeaturesMatch, type FeatureSet } from "./features.ts";
+import { basename, ensureDir, exists, join, removeStaleTemps, sha256Hex, writeJsonAtomic } from "./fsutil.ts";
+import {
+  checkMetricName,
+  type ClassificationMetrics,
+  greaterIsBetter,
+  type HeadlineMetric,
+  headlineMetric,
+  metricByName,
+  scalarMetrics,
+} from "./metrics.ts";
+import { type BertModel, configToJson, softmaxCrossEntropy } from "./model.ts";
+import { AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients, scheduleLr, warmupStepsFor } from "./optim.ts";
+import { readSafetensors, serializeSafetensors, type TensorEntry } from "./safetensors.ts";
+import { FullTokenizer } from "./tokenizer.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Hyper-parameters
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Everything that shapes the trajectory of the weights (a resumed run must use the same values). */
+export interface HyperParameters {
+  /** Peak learning rate (default 2e-5). */
+  learningRate: number;
+  /** Examples per micro-batch (default 32). */
+  batchSize: number;
+  /** Passes over the training set (default 3). */
+  epochs: number;
+  /** Fraction of the updates spent warming the learning rate up from 0 (default 0.1). */
+  warmupRatio: number;
+  /** AdamW's decoupled weight decay, not on biases and LayerNorm (default 0.01). */
+  weightDecay: number;
+  /** Clip the global gradient norm to this (default 1.0; 0 = no clipping). */
+  maxGradNorm: number;
+  /** Micro-batches per update (default 1): the effective batch is `batchSize * gradAccumSteps`. */
+  gradAccumSteps: number;
+  /** Seed of the data order and the dropout masks (default 42). */
+  seed: number;
+  /** Default 0.9. */
+  adamBeta1: number;
+  /** Default 0.999. */
+  adamBeta2: number;
+  /** Default 1e-6 (the original BERT's). */
+  adamEpsilon: number;
+  /** Stop after this many updates (default 0: `epochs` decides). */
+  maxSteps: number;
+  /** Dropout of hidden states and attention probabilities; null keeps the model config's (BERT: 0.1). */
+  dropout: number | null;
+}
+
+/** BERT fine-tuning defaults. */
+export const DEFAULT_HYPERPARAMETERS: Readonly<HyperParameters> = {
+  learningRate: 2e-5,
+  batchSize: 32,
+  epochs: 3,
+  warmupRatio: 0.1,
+  weightDecay: 0.01,
+  maxGradNorm: 1.0,
+  gradAccumSteps: 1,
+  seed: 42,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
+  adamEpsilon: 1e-6,
+  maxSteps: 0,
+  dropout: null,
+};
+
+/** JSON (snake_case, like Hugging Face's TrainingArguments) names of the hyper-parameters. */
+const HP_JSON: Record<keyof HyperParameters, string> = {
+  learningRate: "learning_rate",
+  batchSize: "per_device_train_batch_size",
+  epochs: "num_train_epochs",
+  warmupRatio: "warmup_ratio",
+  weightDecay: "weight_decay",
+  maxGradNorm: "max_grad_norm",
+  gradAccumSteps: "gradient_accumulation_steps",
+  seed: "seed",
+  adamBeta1: "adam_beta1",
+  adamBeta2: "adam_beta2",
+  adamEpsilon: "adam_epsilon",
+  maxSteps: "max_steps",
+  dropout: "dropout",
+};
+
+function hpToJson(hp: HyperParameters): Record<string, number | null> {
+  return Object.fromEntries(Object.entries(HP_JSON).map(([k, j]) => [j, hp[k as keyof HyperParameters]]));
+}
+
+function hpFromJson(json: Record<string, unknown>, where: string): HyperParameters {
+  const out = { ...DEFAULT_HYPERPARAMETERS } as HyperParameters;
+  for (const [k, j] of Object.entries(HP_JSON) as [keyof HyperParameters, string][]) {
+    const v = json[j];
+    if (v === undefined) throw new Error(`${where}: hyper_parameters.${j} is missing`);
+    if (!(typeof v === "number" || (k === "dropout" && v === null))) {
+      throw new Error(`${where}: hyper_parameters.${j} should be a number, got ${JSON.stringify(v)}`);
+    }
+    (out as unknown as Record<string, number | null>)[k] = v as number | null;
+  }
+  return out;
+}
+
+function checkHyperParameters(hp: HyperParameters): void {
+  const bad = (name: keyof HyperParameters, what: string) => {
+    throw new Error(`${name} must be ${what}, got ${hp[name]}`);
+  };
+  if (!(hp.learningRate > 0)) bad("learningRate", "> 0");
+  if (!(Number.isInteger(hp.batchSize) && hp.batchSize >= 1)) bad("batchSize", "an integer >= 1");
+  if (!(hp.epochs > 0 && Number.isInteger(hp.epochs)) && !(hp.maxSteps > 0)) bad("epochs", "an integer >= 1");
+  if (!(hp.warmupRatio >= 0 && hp.warmupRatio <= 1)) bad("warmupRatio", "in [0, 1]");
+  if (!(hp.weightDecay >= 0)) bad("weightDecay", ">= 0");
+  if (!(hp.maxGradNorm >= 0)) bad("maxGradNorm", ">= 0 (0 = no clipping)");
+  if (!(Number.isInteger(hp.gradAccumSteps) && hp.gradAccumSteps >= 1)) bad("gradAccumSteps", "an integer >= 1");
+  if (!Number.isInteger(hp.seed)) bad("seed", "an integer");
+  if (!(Number.isInteger(hp.maxSteps) && hp.maxSteps >= 0)) bad("maxSteps", "an integer >= 0");
+  if (hp.dropout !== null && !(hp.dropout >= 0 && hp.dropout < 1)) bad("dropout", "in [0, 1)");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Randomness you can save and restore
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Mixes integers into one 32-bit seed (murmur3's finaliser over each value). */
+export function mixSeed(...values: number[]): number {
+  let h = 0x9e3779b9;
+  for (const v of values) {
+    h = Math.imul(h ^ (v >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/** mulberry32: a tiny PRNG whose whole state is one 32-bit integer (`state`), so it serialises as a number. */
+export class Rng {
+  /** The complete state; assign a saved value to restore. */
+  state: number;
+
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+/** A Fisher-Yates permutation of `0..n-1` drawn from `rng`. */
+export function shuffledOrder(n: number, rng: Rng): Int32Array {
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+/** The rng state that orders epoch `epoch` of a run seeded `seed`. */
+export function epochOrderState(seed: number, epoch: number): number {
+  return mixSeed(seed, 0x0da7a, epoch);
+}
+
+/** The dropout seed of micro-batch `micro` of update `step`. */
+export function dropoutSeed(seed: number, step: number, micro: number): number {
+  return mixSeed(seed, 0xd20, step, micro);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. The loop
+// ---------------------------------------------------------------------------------------------------------------
+
+/** What {@linkcode TrainOptions.onProgress} receives. */
+export interface ProgressEvent {
+  /** `train` after each update; `eval` / `save` when those start; `done` at the end. */
+  phase: "train" | "eval" | "save" | "done";
+  /** Updates done. */
+  step: number;
+  totalSteps: number;
+  /** Fractional epochs done (1.5 = halfway through the second epoch). */
+  epoch: number;
+  /** Loss of the last update (mean over its examples). */
+  loss: number;
+  /** Mean loss over the current epoch so far. */
+  avgLoss: number;
+  /** Learning rate used by the last update. */
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Training throughput of this session. */
+  examplesPerSec: number;
+  /** Estimated seconds left (training only). */
+  etaSeconds: number;
+}
+
+/** One evaluation, as given to {@linkcode TrainOptions.onEval} and logged in `trainer_state.json`. */
+export interface EvalEvent {
+  step: number;
+  epoch: number;
+  metrics: ClassificationMetrics;
+  /** Scalar metrics by name (`accuracy`, `loss`, ...). */
+  scalars: Record<string, number>;
+  headline: HeadlineMetric;
+  /** True when this evaluation is the best so far by `metricForBest`. */
+  isBest: boolean;
+}
+
+/** One update in the log. */
+export interface LogEntry {
+  step: number;
+  epoch: number;
+  loss: number;
+  learning_rate: number;
+  grad_norm: number;
+}
+
+/** One evaluation in the log (scalar metrics plus where it happened). */
+export type EvalLogEntry = { step: number; epoch: number } & Record<string, number>;
+
+/** Options of {@linkcode train}. Hyper-parameters left out take {@linkcode DEFAULT_HYPERPARAMETERS} (or, when resuming, the checkpoint's). */
+export interface TrainOptions extends Partial<HyperParameters> {
+  /** A classification model (its weights are updated in place). */
+  model: BertModel;
+  /** The vocabulary copied into every checkpoint (`vocab.txt`). */
+  vocabPath: string;
+  /** Training features (all labelled). */
+  train: FeatureSet;
+  /** Validation features (labelled); without them there is no evaluation and no best checkpoint. */
+  dev?: FeatureSet;
+  /** `outputs/<run>`: checkpoints go to `checkpoint-<step>/` inside. */
+  outputDir: string;
+  /** Label names (default: the training features'). */
+  labels?: string[];
+  /** Task name for the headline metric (default: the features' task). */
+  task?: string;
+  /** Also evaluate every this many updates (default 0: after each epoch only). */
+  evalSteps?: number;
+  /** Also save every this many updates (default 0: after each epoch only). */
+  saveSteps?: number;
+  /** Keep the newest this many checkpoints plus the best (default 2; 0 keeps all). */
+  saveTotalLimit?: number;
+  /** Metric that picks the best checkpoint (default: the task's headline metric). Unknown names are an error. */
+  metricForBest?: string;
+  /** Evaluation batch size (default 64). */
+  evalBatchSize?: number;
+  /** `true`: continue from the newest checkpoint in `outputDir` (start fresh if there is none); a path: from that
+   * checkpoint folder, or the newest checkpoint in that run folder. */
+  resume?: boolean | string;
+  /** Without `resume`, delete existing checkpoints in `outputDir` first (otherwise their presence is an error). */
+  overwrite?: boolean;
+  onProgress?: (event: ProgressEvent) => void;
+  onEval?: (event: EvalEvent) => void;
+  /** No console messages (progress and evaluation callbacks still fire). */
+  quiet?: boolean;
+}
+
+/** What {@linkcode train} returns. */
+export interface TrainResult {
+  outputDir: string;
+  globalStep: number;
+  totalSteps: number;
+  /** Path of the newest checkpoint. */
+  lastCheckpoint: string;
+  /** Path of the best checkpoint by `metricForBest` (when there is a dev set). */
+  bestCheckpoint?: string;
+  bestMetric?: { name: string; value: number; step: number };
+  /** The last evaluation. */
+  finalEval?: EvalEvent;
+  logHistory: LogEntry[];
+  evalHistory: EvalLogEntry[];
+  /** The checkpoint this run resumed from. */
+  resumedFrom?: string;
+  /** Wall time of this call. */
+  runtimeSeconds: number;
+}
+
+/** `trainer_state.json` (the fields {@linkcode train} reads back on resume, plus context for people). */
+export interface TrainerStateJson {
+  format: string;
+  global_step: number;
+  total_steps: number;
+  steps_per_epoch: number;
+  num_epochs: number;
+  /** 0-based epoch the next update belongs to. */
+  epoch: number;
+  /** Updates done in that epoch. */
+  step_in_epoch: number;
+  /** Examples of that epoch's data order already used. */
+  examples_in_epoch: number;
+  rng: { algorithm: string; seed: number; epoch_order_state: number };
+  hyper_parameters: Record<string, number | null>;
+  config: Record<string, unknown>;
+  train_features: {
+    source: string;
+    task: string;
+    n: number;
+    vocab_sha256: string;
+    max_seq_length: number;
+    fingerprint: string;
+  };
+  labels: string[];
+  log_history: LogEntry[];
+  eval_history: EvalLogEntry[];
+  metric_for_best: string | null;
+  greater_is_better: boolean | null;
+  best_metric: number | null;
+  best_step: number | null;
+  best_checkpoint: string | null;
+}
+
+const STATE_FORMAT = "bert-ts-trainer-1";
+const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
+
+/** sha256 over the token ids and labels: resuming with other training data is refused. */
+async function featuresFingerprint(f: FeatureSet): Promise<string> {
+  const ids = new Uint8Array(f.inputIds.buffer, f.inputIds.byteOffset, f.inputIds.byteLength);
+  const labels = new Uint8Array(f.labels.buffer, f.labels.byteOffset, f.labels.byteLength);
+  const all = new Uint8Array(ids.length + labels.length);
+  all.set(ids);
+  all.set(labels, ids.length);
+  return (await sha256Hex(all)).slice(0, 16);
+}
+
+/** Checkpoint folders of a run, newest first (`*.tmp-*` leftovers are not listed). */
+export async function listCheckpoints(runDir: string): Promise<{ step: number; path: string }[]> {
+  const out: { step: number; path: string }[] = [];
+  if (!(await exists(runDir))) return out;
+  for await (const e of Deno.readDir(runDir)) {
+    const m = CHECKPOINT_RE.exec(e.name);
+    if (m && e.isDirectory) out.push({ step: Number(m[1]), path: join(runDir, e.name) });
+  }
+  return out.sort((a, b) => b.step - a.step);
+}
+
+/** Reads and checks `trainer_state.json` of a checkpoint folder. */
+export async function readTrainerState(checkpointDir: string): Promise<TrainerStateJson> {
+  const path = join(checkpointDir, "trainer_state.json");
+  let json: TrainerStateJson;
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (err) {
+    throw new Error(`${path}: cannot read the trainer state: ${(err as Error).message}`);
+  }
+  if (json.format !== STATE_FORMAT) {
+    throw new Error(`${path}: unknown trainer state format ${JSON.stringify(json.format)} (expected ${STATE_FORMAT})`);
+  }
+  return json;
+}
+
+/** The newest checkpoint of `runDir` that is complete (weights, optimiser state and trainer state readable). */
+export async function latestCheckpoint(runDir: string): Promise<string | undefined> {
+  for (const { path } of await listCheckpoints(runDir)) {
+    const complete = await exists(join(path, "model.safetensors")) &&
+      await exists(join(path, "training_state.safetensors")) && await exists(join(path, "trainer_state.json"));
+    if (!complete) continue;
+    try {
+      await readTrainerState(path);
+      return path;
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
+}
+
+/** Deletes a checkpoint folder: renamed first (atomic), so an interruption leaves a `*.tmp-*` folder, never half a
+ * checkpoint under its real name. */
+async function removeDir(path: string): Promise<void> {
+  const doomed = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.rename(path, doomed);
+  await Deno.remove(doomed, { recursive: true });
+}
+
+/** Transposes a row-major `[rows, cols]` matrix. */
+function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = src[i * cols + j];
+  return out;
+}
+
+/** Maps optimizer moments between the model's `[in, out]` kernels and Hugging Face's `[out, in]`. */
+function layoutTransform(model: BertModel): (name: string, e: TensorEntry) => TensorEntry {
+  return (name, e) => {
+    if (!model.transposed.has(name)) return e;
+    const [rows, cols] = e.shape;
+    return { dtype: e.dtype, shape: [cols, rows], data: transpose2d(e.data as Float32Array, rows, cols) };
+  };
+}
+
+function describeDiff(saved: HyperParameters, given: Partial<HyperParameters>): string[] {
+  const diffs: string[] = [];
+  for (const k of Object.keys(HP_JSON) as (keyof HyperParameters)[]) {
+    if (given[k] !== undefined && given[k] !== saved[k]) diffs.push(`${k}: checkpoint ${saved[k]}, now ${given[k]}`);
+  }
+  return diffs;
+}
+
+/**
+ * Fine-tunes `options.model` on `options.train`. See the module documentation for what it writes.
+ *
+ * @example
+ * ```ts
+ * const { model, vocabPath } = await loadCheckpoint("models/bert-tiny", { head: "classification", labels });
+ * const result = await train({ model, vocabPath, train, dev, outputDir: "outputs/sst2", epochs: 3,
+ *   onProgress: (e) => console.log(e.step, e.loss) });
+ * console.log(result.bestCheckpoint, result.bestMetric);
+ * ```
+ */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const started = performance.now();
+  const { model, train: trainSet, dev, outputDir } = options;
+  const log = (msg: string) => {
+    if (!options.quiet) console.log(msg);
+  };
+
+  // ---- resolve what to resume from, then the hyper-parameters ----
+  const given: Partial<HyperParameters> = {};
+  for (const k of Object.keys(HP_JSON) as (keyof HyperParameters)[]) {
+    if (options[k] !== undefined) (given as Record<string, unknown>)[k] = options[k];
+  }
+  let resumeDir: string | undefined;
+  if (options.resume) {
+    const target = typeof options.resume === "string" ? options.resume : outputDir;
+    if (await exists(join(target, "trainer_state.json"))) resumeDir = target;
+    else {
+      await removeStaleTemps(target);
+      resumeDir = await latestCheckpoint(target);
+    }
+    if (!resumeDir && typeof options.resume === "string") {
+      throw new Error(
+        `--resume ${options.resume}: no complete checkpoint (checkpoint-<step>/ with trainer_state.json)`,
+      );
+    }
+    if (!resumeDir) log(`resume: no checkpoint in ${outputDir} yet, starting from the beginning`);
+  }
+  const saved = resumeDir ? await readTrainerState(resumeDir) : undefined;
+  let hp: HyperParameters;
+  if (saved) {
+    const savedHp = hpFromJson(saved.hyper_parameters, join(resumeDir!, "trainer_state.json"));
+    const diffs = describeDiff(savedHp, given);
+    if (diffs.length) {
+      throw new Error(
+        `cannot resume from ${resumeDir} with different hyper-parameters (the run would not repeat):\n  - ` +
+          `${diffs.join("\n  - ")}\nLeave them out (the checkpoint's are used) or start a new --output folder.`,
+      );
+    }
+    hp = savedHp;
+  } else {
+    hp = { ...DEFAULT_HYPERPARAMETERS, ...given };
+  }
+  checkHyperParameters(hp);
+
+  // ---- check the inputs ----
+  if (model.head !== "classification") throw new Error(`train needs a classification model, got "${model.head}"`);
+  const labels = options.labels ?? trainSet.metadata.labels;
+  if (labels.length !== model.numLabels) {
+    throw new Error(
+      `the classifier has ${model.numLabels} outputs but the training data has ${labels.length} labels ` +
+        `(${labels.join(", ")})`,
+    );
+  }
+  for (let i = 0; i < trainSet.n; i++) {
+    if (trainSet.labels[i] < 0) {
+      throw new Error(
+        `${trainSet.metadata.source}: example ${trainSet.exampleIds[i]} has no label; training needs labels`,
+      );
+    }
+  }
+  if (trainSet.n === 0) throw new Error(`${trainSet.metadata.source}: no training examples`);
+  if (dev && dev.metadata.labels.join("\u0000") !== labels.join("\u0000")) {
+    throw new Error(
+      `dev features are labelled [${dev.metadata.labels.join(", ")}] but training uses [${labels.join(", ")}]`,
+    );
+  }
+  if (dev && dev.metadata.vocab_sha256 !== trainSet.metadata.vocab_sha256) {
+    throw new Error(`dev and train features were made with different vocabularies (${dev.metadata.source})`);
+  }
+  const task = options.task ?? trainSet.metadata.task;
+  const kind = metricKindOf(task);
+  let metricForBest: string | undefined;
+  if (options.metricForBest !== undefined) {
+    metricForBest = checkMetricName(options.metricForBest);
+    if (!dev) throw new Error(`--metric-for-best ${options.metricForBest} needs dev features to evaluate on`);
+  } else if (dev) {
+    metricForBest = checkMetricName(kind);
+  }
+  const higherBetter = metricForBest ? greaterIsBetter(metricForBest) : undefined;
+  const evalSteps = options.evalSteps ?? 0, saveSteps = options.saveSteps ?? 0;
+  const saveTotalLimit = options.saveTotalLimit ?? 2;
+  const evalBatchSize = options.evalBatchSize ?? 64;
+  for (const [name, v] of [["evalSteps", evalSteps], ["saveSteps", saveSteps], ["saveTotalLimit", saveTotalLimit]]) {
+    if (!(Number.isInteger(v) && (v as number) >= 0)) throw new Error(`${name} must be an integer >= 0, got ${v}`);
+  }
+  // Refuse features tokenized with another vocabulary than the one the checkpoints will carry.
+  const tokenizer = await FullTokenizer.fromVocabFile(options.vocabPath, { lowerCase: trainSet.metadata.lower_case });
+  await checkFeaturesMatch(trainSet, tokenizer, trainSet.metadata.source, {
+    maxPositionEmbeddings: model.config.maxPositionEmbeddings,
+  });
+  if (tokenizer.vocab.size > model.config.vocabSize) {
+    throw new Error(
+      `${options.vocabPath} has ${tokenizer.vocab.size} tokens, the model only ${model.config.vocabSize}`,
+    );
+  }
+  const fingerprint = await featuresFingerprint(trainSet);
+  if (saved && saved.train_features.fingerprint !== fingerprint) {
+    throw new Error(
+      `cannot resume from ${resumeDir}: it was trained on other features (${saved.train_features.source}, ` +
+        `n=${saved.train_features.n}) than ${trainSet.metadata.source} (n=${trainSet.n})`,
+    );
+  }
+
+  // ---- the schedule ----
+  const { batchSize, gradAccumSteps: accum, seed } = hp;
+  const n = trainSet.n;
+  const batchesPerEpoch = Math.ceil(n / batchSize);
+  const stepsPerEpoch = Math.ceil(batchesPerEpoch / accum);
+  const totalSteps = hp.maxSteps > 0 ? hp.maxSteps : hp.epochs * stepsPerEpoch;
+  const numEpochs = Math.ceil(totalSteps / stepsPerEpoch);
+  const warmupSteps = warmupStepsFor(totalSteps, hp.warmupRatio);
+  if (hp.dropout !== null) {
+    model.config.hiddenDropoutProb = hp.dropout;
+    model.config.attentionProbsDropoutProb = hp.dropout;
+  }
+
+  await ensureDir(outputDir);
+  const stale = await removeStaleTemps(outputDir);
+  if (stale.length) log(`removed ${stale.length} unfinished write(s) left by an interrupted run: ${stale.join(", ")}`);
+  if (!resumeDir) {
+    const existing = await listCheckpoints(outputDir);
+    if (existing.length && !options.overwrite) {
+      throw new Error(
+        `${outputDir} already has checkpoints (${existing.map((c) => basename(c.path)).join(", ")}): ` +
+          `resume them (--resume), start over (--overwrite deletes them) or choose another --output`,
+      );
+    }
+    for (const c of existing) await removeDir(c.path);
+  }
+
+  const optimizer = new AdamW(model.params, {
+    lr: hp.learningRate,
+    beta1: hp.adamBeta1,
+    beta2: hp.adamBeta2,
+    eps: hp.adamEpsilon,
+    weightDecay: hp.weightDecay,
+  });
+  const toHf = layoutTransform(model);
+
+  // ---- state (fresh or restored) ----
+  let globalStep = 0, epoch = 0, stepInEpoch = 0;
+  let logHistory: LogEntry[] = [];
+  let evalHistory: EvalLogEntry[] = [];
+  let best: { value: number; step: number } | undefined;
+  if (saved && resumeDir) {
+    const weights = await readSafetensors(join(resumeDir, "model.safetensors"));
+    const report = loadTensorsIntoModel(model, weights.tensors, { source: join(resumeDir, "model.safetensors") });
+    if (report.missing.length) {
+      throw new Error(
+        `${resumeDir}/model.safetensors lacks ${report.missing.join(", ")}: not a checkpoint of this model`,
+      );
+    }
+    const ts = await readSafetensors(join(resumeDir, "training_state.safetensors"));
+    optimizer.importState({ tensors: ts.tensors, step: Number(ts.metadata.step ?? saved.global_step) }, toHf);
+    globalStep = saved.global_step;
+    epoch = saved.epoch;
+    stepInEpoch = saved.step_in_epoch;
+    logHistory = saved.log_history;
+    evalHistory = saved.eval_history;
+    if (saved.best_step !== null && saved.best_metric !== null) {
+      best = { value: saved.best_metric, step: saved.best_step };
+    }
+    if (saved.total_steps !== totalSteps || saved.steps_per_epoch !== stepsPerEpoch) {
+      throw new Error(`${resumeDir}: the saved schedule (${saved.total_steps} steps) does not match (${totalSteps})`);
+    }
+    log(
+      `resuming from ${resumeDir} (step ${globalStep}/${totalSteps}, epoch ${epoch + 1}, update ${stepInEpoch} of it)`,
+    );
+  }
+
+  const savedSteps = new Set((await listCheckpoints(outputDir)).map((c) => c.step));
+  let lastCheckpoint = resumeDir ?? "";
+  let finalEval: EvalEvent | undefined;
+  let lastLoss = NaN, lastLr = 0, lastNorm = NaN, epochLossSum = 0, epochLossCount = 0;
+  let sessionExamples = 0;
+  const sessionStart = performance.now();
+  const sessionStartStep = globalStep;
+  const vars = model.variables();
+  const nameOf = new Map([...model.params].map(([name, v]) => [v.name, name]));
+
+  const epochFloat = () => globalStep / stepsPerEpoch;
+  const progress = (phase: ProgressEvent["phase"]) => {
+    if (!options.onProgress) return;
+    const elapsed = (performance.now() - sessionStart) / 1000;
+    const done = globalStep - sessionStartStep;
+    options.onProgress({
+      phase,
+      step: globalStep,
+      totalSteps,
+      epoch: epochFloat(),
+      loss: lastLoss,
+      avgLoss: epochLossCount ? epochLossSum / epochLossCount : NaN,
+      lr: lastLr,
+      gradNorm: lastNorm,
+      examplesPerSec: elapsed > 0 ? sessionExamples / elapsed : 0,
+      etaSeconds: done > 0 ? (elapsed / done) * (totalSteps - globalStep) : NaN,
+    });
+  };
+
+  const evaluate = (): EvalEvent => {
+    progress("eval");
+    const { metrics } = evaluateFeatures(model, dev!, { batchSize: evalBatchSize, labelNames: labels });
+    const scalars = scalarMetrics(metrics);
+    let isBest = false;
+    if (metricForBest) {
+      const value = metricByName(metrics, metricForBest);
+      if (!best || (higherBetter ? value > best.value : value < best.value)) {
+        best = { value, step: globalStep };
+        isBest = true;
+      }
+    }
+    const event: EvalEvent = {
+      step: globalStep,
+      epoch: epochFloat(),
+      metrics,
+      scalars,
+      headline: headlineMetric(kind, metrics),
+      isBest,
+    };
+    evalHistory.push({ step: globalStep, epoch: epochFloat(), ...scalars });
+    finalEval = event;
+    log(
+      `eval @ step ${globalStep} (epoch ${epochFloat().toFixed(2)}): ${event.headline.text}, loss ` +
+        `${metrics.loss!.toFixed(4)}${isBest && metricForBest ? `  [best ${metricForBest} so far]` : ""}`,
+    );
+    options.onEval?.(event);
+    return event;
+  };
+
+  const trainerState = (orderState: number): TrainerStateJson => ({
+    format: STATE_FORMAT,
+    global_step: globalStep,
+    total_steps: totalSteps,
+    steps_per_epoch: stepsPerEpoch,
+    num_epochs: numEpochs,
+    epoch,
+    step_in_epoch: stepInEpoch,
+    examples_in_epoch: Math.min(n, stepInEpoch * accum * batchSize),
+    rng: { algorithm: "mulberry32", seed, epoch_order_state: orderState },
+    hyper_parameters: hpToJson(hp),
+    config: configToJson(model.config, { head: "classification", labels, numLabels: model.numLabels }),
+    train_features: {
+      source: trainSet.metadata.source,
+      task: trainSet.metadata.task,
+      n,
+      vocab_sha256: trainSet.metadata.vocab_sha256,
+      max_seq_length: trainSet.maxSeqLength,
+      fingerprint,
+    },
+    labels,
+    log_history: logHistory,
+    eval_history: evalHistory,
+    metric_for_best: metricForBest ?? null,
+    greater_is_better: higherBetter ?? null,
+    best_metric: best?.value ?? null,
+    best_step: best?.step ?? null,
+    best_checkpoint: best ? `checkpoint-${best.step}` : null,
+  });
+
+  const rotate = async () => {
+    if (saveTotalLimit <= 0) return;
+    const all = await listCheckpoints(outputDir);
+    const keep = new Set(all.slice(0, saveTotalLimit).map((c) => c.step));
+    if (best) keep.add(best.step);
+    for (const c of all) {
+      if (keep.has(c.step)) continue;
+      await removeDir(c.path);
+      savedSteps.delete(c.step);
+    }
+  };
+
+  const save = async (orderState: number) => {
+    progress("save");
+    const dir = join(outputDir, `checkpoint-${globalStep}`);
+    const state = optimizer.exportState(toHf);
+    const trainingState = serializeSafetensors(state.tensors, { step: String(state.step), optimizer: "AdamW" });
+    await saveCheckpoint(dir, {
+      model,
+      vocabPath: options.vocabPath,
+      labels,
+      lowerCase: trainSet.metadata.lower_case,
+      extraFiles: {
+        "training_state.safetensors": trainingState,
+        "trainer_state.json": JSON.stringify(trainerState(orderState), null, 2) + "\n",
+      },
+    });
+    savedSteps.add(globalStep);
+    lastCheckpoint = dir;
+    await rotate();
+  };
+
+  /** One update on micro-batches `[first, last)` of `order`; returns the loss (mean over the group's examples). */
+  const update = (order: Int32Array, first: number, last: number): number => {
+    const groupStart = first * batchSize;
+    const groupSize = Math.min(n, last * batchSize) - groupStart;
+    let acc: Gradients | undefined;
+    let loss = 0;
+    try {
+      for (let micro = first; micro < last; micro++) {
+        const rows = order.subarray(micro * batchSize, Math.min(n, (micro + 1) * batchSize));
+        const batch = featureBatch(trainSet, rows);
+        const scale = batch.size / groupSize;
+        const dropSeed = dropoutSeed(seed, globalStep, micro - first);
+        let value: tf.Scalar, grads: tf.NamedTensorMap;
+        try {
+          ({ value, grads } = tf.variableGrads(() => {
+            const logits = model.forward(batch, { training: true, seed: dropSeed }).logits!; // [batch, numLabels]
+            return tf.mul(softmaxCrossEntropy(logits, batch.labels), scale) as tf.Scalar;
+          }, vars));
+        } finally {
+          disposeBatch(batch);
+        }
+        loss += value.dataSync()[0];
+        value.dispose();
+        if (!acc) {
+          acc = new Map(Object.entries(grads).map(([k, g]) => [nameOf.get(k)!, g]));
+        } else {
+          for (const [k, g] of Object.entries(grads)) {
+            const name = nameOf.get(k)!;
+            const prev = acc.get(name);
+            acc.set(name, prev ? tf.add(prev, g) : g);
+            if (prev) {
+              prev.dispose();
+              g.dispose();
+            }
+          }
+        }
+        sessionExamples += rows.length;
+      }
+      if (!Number.isFinite(loss)) {
+        throw new Error(
+          `training stopped: the loss is ${loss} at step ${globalStep + 1} (epoch ${epoch + 1}); the weights ` +
+            `diverged. Try a lower --lr (now ${hp.learningRate}), gradient clipping (--max-grad-norm 1) or ` +
+            `resume from the last checkpoint.`,
+        );
+      }
+      const grads = acc!;
+      lastNorm = hp.maxGradNorm > 0 ? clipGradsByGlobalNorm(grads, hp.maxGradNorm).norm : globalNorm(grads);
+      if (!Number.isFinite(lastNorm)) {
+        throw new Error(
+          `training stopped: the gradient norm is ${lastNorm} at step ${globalStep + 1} (epoch ${epoch + 1})`,
+        );
+      }
+      lastLr = scheduleLr(globalStep, { peakLr: hp.learningRate, warmupSteps, totalSteps });
+      optimizer.applyGradients(grads, lastLr);
+      return loss;
+    } finally {
+      if (acc) { for (const g of acc.values()) g.dispose(); }
+    }
+  };
+
+  try {
+    while (globalStep < totalSteps) {
+      const orderState = epochOrderState(seed, epoch);
+      const order = shuffledOrder(n, new Rng(orderState));
+      if (stepInEpoch === 0) {
+        epochLossSum = 0;
+        epochLossCount = 0;
+      }
+      while (stepInEpoch < stepsPerEpoch && globalStep < totalSteps) {
+        const first = stepInEpoch * accum;
+        const last = Math.min(batchesPerEpoch, first + accum);
+        lastLoss = update(order, first, last);
+        globalStep++;
+        stepInEpoch++;
+        epochLossSum += lastLoss;
+        epochLossCount++;
+        logHistory.push({
+          step: globalStep,
+          epoch: epochFloat(),
+          loss: lastLoss,
+          learning_rate: lastLr,
+          grad_norm: lastNorm,
+        });
+        progress("train");
+        const epochEnd = stepInEpoch === stepsPerEpoch;
+        const runEnd = globalStep === totalSteps;
+        if (epochEnd) {
+          epoch++;
+          stepInEpoch = 0;
+        }
+        let evaluated: EvalEvent | undefined;
+        if (dev && (epochEnd || runEnd || (evalSteps > 0 && globalStep % evalSteps === 0))) evaluated = evaluate();
+        const due = epochEnd || runEnd || (saveSteps > 0 && globalStep % saveSteps === 0) || evaluated?.isBest;
+        if (due) await save(epochEnd ? epochOrderState(seed, epoch) : orderState);
+        if (epochEnd) break;
+      }
+    }
+    if (!savedSteps.has(globalStep)) await save(epochOrderState(seed, epoch)); // resumed at the very end
+  } finally {
+    optimizer.dispose();
+  }
+  progress("done");
+
+  const result: TrainResult = {
+    outputDir,
+    globalStep,
+    totalSteps,
+    lastCheckpoint,
+    bestCheckpoint: best ? join(outputDir, `checkpoint-${best.step}`) : undefined,
+    bestMetric: best && metricForBest ? { name: metricForBest, value: best.value, step: best.step } : undefined,
+    finalEval,
+    logHistory,
+    evalHistory,
+    resumedFrom: resumeDir,
+    runtimeSeconds: (performance.now() - started) / 1000,
+  };
+  await writeJsonAtomic(join(outputDir, "train_results.json"), {
+    global_step: globalStep,
+    total_steps: totalSteps,
+    last_checkpoint: basename(lastCheckpoint),
+    best_checkpoint: best ? `checkpoint-${best.step}` : null,
+    metric_for_best: metricForBest ?? null,
+    best_metric: best?.value ?? null,
+    final_eval: finalEval ? { step: finalEval.step, headline: finalEval.headline, ...finalEval.scalars } : null,
+    hyper_parameters: hpToJson(hp),
+    train_runtime_seconds: result.runtimeSeconds,
+    resumed_from: resumeDir ?? null,
+  });
+  log(
+    `training done: ${globalStep} steps in ${formatDuration(result.runtimeSeconds)}; last checkpoint ` +
+      `${lastCheckpoint}${
+        result.bestCheckpoint ? `, best ${result.bestCheckpoint} (${metricForBest} ${best!.value.toFixed(4)})` : ""
+      }`,
+  );
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Progress on a terminal
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Progress callbacks for {@linkcode train} that draw a single `\r`-updated line on a TTY (periodic lines
+ * otherwise, a live output in a notebook), via `lib/display.ts`. Call `done()` after training.
+ */
+export function consoleProgress(
+  options: { label?: string } = {},
+): { onProgress: (e: ProgressEvent) => void; done: () => Promise<void> } {
+  let bar: ReturnType<typeof createProgress> | undefined;
+  let tty = false;
+  try {
+    tty = Deno.stdout.isTerminal();
+  } catch { /* no terminal */ }
+  return {
+    onProgress(e: ProgressEvent) {
+      bar ??= createProgress({ total: e.totalSteps, label: options.label ?? "train" });
+      if (e.phase === "eval" && tty) {
+        Deno.stdout.writeSync(new TextEncoder().encode("\r\x1b[2K")); // clear the bar before the eval line
+      }
+      if (e.phase === "train") {
+        bar.update({
+          step: e.step,
+          epoch: e.epoch,
+          loss: e.avgLoss,
+          lr: e.lr,
+          examplesPerSec: e.examplesPerSec,
+          etaSeconds: e.etaSeconds,
+        });
+      }
+    },
+    async done() {
+      await bar?.done();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. Several seeds
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Options of {@linkcode trainSeeds}: {@linkcode TrainOptions} without the model, plus a model factory. */
+export interface TrainSeedsOptions extends Omit<TrainOptions, "model" | "vocabPath" | "seed" | "outputDir"> {
+  /** Seeds, one run each, into `<outputDir>/seed-<s>/`. */
+  seeds: number[];
+  outputDir: string;
+  /** Builds a fresh model (e.g. `loadCheckpoint` with `seed` for the new head) for each run. Disposed after. */
+  makeModel: (seed: number) => Promise<{ model: BertModel; vocabPath: string }>;
+}
+
+/** What {@linkcode trainSeeds} returns. */
+export interface SeedsResult {
+  runs: { seed: number; outputDir: string; result: TrainResult; value: number }[];
+  /** The headline metric's name (e.g. `accuracy`). */
+  metric: string;
+  mean: number;
+  /** Sample standard deviation (n − 1); 0 for one run. */
+  std: number;
+}
+
+/**
+ * Trains once per seed and reports the final evaluation's headline metric of each run and their mean ± std
+ * (also written to `<outputDir>/seeds.json`). Fine-tuning BERT on small data varies a lot with the seed.
+ */
+export async function trainSeeds(options: TrainSeedsOptions): Promise<SeedsResult> {
+  if (!options.dev) throw new Error("trainSeeds needs dev features to compare the seeds");
+  if (options.seeds.length === 0) throw new Error("trainSeeds needs at least one seed");
+  const runs: SeedsResult["runs"] = [];
+  let metric = "";
+  for (const s of options.seeds) {
+    const { model, vocabPath } = await options.makeModel(s);
+    try {
+      const outputDir = join(options.outputDir, `seed-${s}`);
+      if (!options.quiet) console.log(`--- seed ${s} -> ${outputDir}`);
+      const { seeds: _seeds, makeModel: _make, ...rest } = options;
+      const result = await train({ ...rest, model, vocabPath, seed: s, outputDir });
+      const headline = result.finalEval!.headline;
+      metric = headline.name;
+      runs.push({ seed: s, outputDir, result, value: headline.value });
+    } finally {
+      model.dispose();
+    }
+  }
+  const values = runs.map((r) => r.value);
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = values.length > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1)) : 0;
+  await writeJsonAtomic(join(options.outputDir, "seeds.json"), {
+    metric,
+    mean,
+    std,
+    runs: runs.map((r) => ({ seed: r.seed, output_dir: r.outputDir, [metric]: r.value })),
+  });
+  if (!options.quiet) {
+    console.log(
+      `${metric} over ${runs.length} seeds: ${mean.toFixed(4)} ± ${std.toFixed(4)} ` +
+        `(${runs.map((r) => `seed ${r.seed}: ${r.value.toFixed(4)}`).join(", ")})`,
+    );
+  }
+  return { runs, metric, mean, std };
+}
