@@ -1,0 +1,442 @@
+/**
+ * Runs every notebook in notebooks/ headless through the real Deno Jupyter kernel, on small data, and fails on
+ * any cell error. `deno task test:notebooks [--no-selftest] [--selftest-only] [--no-html] [--full] [name ...]`.
+ *
+ * 1. Installs the Deno kernelspec into the checkout-local `.jupyter/` (the user's home is not touched) with
+ *    `kernel.json` pointing at this checkout's `node_modules/.bin/deno`.
+ * 2. Self-test: throwaway notebooks check that a failing cell fails the run, that outputs the kernel sends
+ *    after reporting idle are kept, that in-place display updates are applied, and that parameters are injected.
+ * 3. Each notebook's first code cell (tagged `parameters`) holds its parameters as `let` declarations; an
+ *    override cell from {@linkcode SMALL_DATA} is injected right after it (papermill-style).
+ * 4. The code cells are type-checked with `deno check` (the kernel only transpiles).
+ * 5. Executed copies go to `outputs/notebooks/<name>.ipynb` (+ `.html` via nbconvert, + `.kernel.log`).
+ *
+ * The executor itself is `tests/run_notebooks.py` (Python's jupyter_client speaks the kernel protocol).
+ * Ends with the line `N passed, M failed`; exits 1 if anything failed, 2 if Jupyter is not installed.
+ * @module
+ */
+
+import { HAVE_SHARED, SHARED } from "./shared.ts";
+
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
+const JUPYTER_DIR = `${ROOT}/.jupyter`;
+const OUT_DIR = `${ROOT}/outputs/notebooks`;
+const SELFTEST_DIR = `${ROOT}/outputs/notebooks-selftest`;
+const PYTHON = Deno.env.get("JUPYTER_PYTHON") ?? "/usr/bin/python3";
+const APT_COMMAND =
+  "sudo apt-get update && sudo apt-get install -y --no-install-recommends jupyter-nbconvert jupyter-client";
+
+/** The shared golden BERT-Tiny-shaped checkpoint, as seen from notebooks/ (the kernel runs there). */
+const TINY_MODEL = `${SHARED.startsWith("/") ? "" : "../"}${SHARED}/golden/model/bert-tiny-shape-random-pretraining`;
+
+/**
+ * Small-data parameter overrides per notebook (keys are `let` names in the notebook's parameters cell).
+ * Every notebook needs an entry, so that a new notebook is never run on full data by accident.
+ */
+export const SMALL_DATA: Record<string, Record<string, string | number | boolean>> = {
+  "01_prepare": { task: "sample", limit: 300, run: "nbtest", maxSeqLength: 64, model: HAVE_SHARED ? TINY_MODEL : "" },
+  "02_train": { run: "nbtest", model: HAVE_SHARED ? TINY_MODEL : "", epochs: 2, batchSize: 16, chartEvery: 2 },
+  "03_evaluate": { run: "nbtest" },
+};
+
+interface PlanEntry {
+  name: string;
+  path: string;
+  out: string;
+  overrides_source: string | null;
+}
+
+interface RunResult {
+  name: string;
+  ok: boolean;
+  seconds: number;
+  out: string;
+  failed_cell: number | string | null;
+  code_cell: number | null;
+  error: string | null;
+  traceback: string;
+  source: string;
+  late_outputs: number;
+  display_updates: number;
+  html?: string | null;
+  kernel_log?: string;
+}
+
+/** The override cell's source: `name = value;` lines (values JSON-encoded, so strings are quoted safely). */
+export function overrideSource(overrides: Record<string, unknown>): string {
+  const lines = ["// Injected by tests/run_notebooks.ts: small-data parameters for the headless test run."];
+  for (const [k, v] of Object.entries(overrides)) lines.push(`${k} = ${JSON.stringify(v)};`);
+  return lines.join("\n");
+}
+
+interface NotebookJson {
+  nbformat: number;
+  metadata: { kernelspec?: { name?: string } };
+  cells: { cell_type: string; source: string | string[]; metadata?: { tags?: string[] }; outputs?: unknown[] }[];
+}
+
+function cellSource(cell: { source: string | string[] }): string {
+  return Array.isArray(cell.source) ? cell.source.join("") : cell.source;
+}
+
+/** Checks a notebook's structure and that every override names a `let` in its parameters cell. */
+export function checkNotebook(path: string, nb: NotebookJson, overrides: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  if (nb.nbformat !== 4) problems.push(`${path}: nbformat ${nb.nbformat}, expected 4`);
+  if (nb.metadata?.kernelspec?.name !== "deno") {
+    problems.push(
+      `${path}: metadata.kernelspec.name is ${JSON.stringify(nb.metadata?.kernelspec?.name)}, expected "deno"`,
+    );
+  }
+  nb.cells.forEach((c, i) => {
+    if (c.cell_type === "code" && (c.outputs?.length ?? 0) > 0) {
+      problems.push(`${path}: cell ${i} has stored outputs (clear them before committing)`);
+    }
+  });
+  const first = nb.cells.findIndex((c) => c.cell_type === "code");
+  if (first < 0) return [...problems, `${path}: no code cell`];
+  const params = nb.cells[first];
+  if (!params.metadata?.tags?.includes("parameters")) {
+    problems.push(`${path}: the first code cell (cell ${first}) must be tagged "parameters"`);
+  }
+  const src = cellSource(params);
+  for (const key of Object.keys(overrides)) {
+    if (!new RegExp(`\\blet\\s+${key}\\b`).test(src)) {
+      problems.push(`${path}: parameter "${key}" from SMALL_DATA is not declared with \`let ${key}\` in cell ${first}`);
+    }
+  }
+  return problems;
+}
+
+async function commandOk(cmd: string, args: string[], env?: Record<string, string>): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(cmd, { args, env, stdout: "null", stderr: "null" }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/** Installs the kernelspec into .jupyter/ and makes sure argv[0] is this checkout's deno (absolute path). */
+async function installKernel(): Promise<Record<string, string>> {
+  const projectDeno = `${ROOT}/node_modules/.bin/deno`;
+  let deno = Deno.execPath();
+  try {
+    if ((await Deno.stat(projectDeno)).isFile) deno = projectDeno;
+  } catch { /* fall back to the running deno */ }
+  const out = await new Deno.Command(deno, {
+    args: ["jupyter", "--install", "--force", "--name", "deno", "--display", "Deno"],
+    env: { XDG_DATA_HOME: JUPYTER_DIR },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`\`deno jupyter --install\` failed:\n${new TextDecoder().decode(out.stderr)}`);
+  }
+  const specPath = `${JUPYTER_DIR}/jupyter/kernels/deno/kernel.json`;
+  const spec = JSON.parse(await Deno.readTextFile(specPath));
+  if (spec.argv?.[0] !== deno) {
+    spec.argv[0] = deno;
+    await Deno.writeTextFile(specPath, JSON.stringify(spec, null, 2) + "\n");
+  }
+  return {
+    // Only the checkout-local folder: nothing is read from or written to the user's ~/.local/share/jupyter.
+    JUPYTER_PATH: `${JUPYTER_DIR}/jupyter`,
+    JUPYTER_DATA_DIR: `${JUPYTER_DIR}/jupyter`,
+    JUPYTER_RUNTIME_DIR: `${JUPYTER_DIR}/runtime`,
+    JUPYTER_CONFIG_DIR: `${JUPYTER_DIR}/config`,
+    JUPYTER_PLATFORM_DIRS: "1",
+  };
+}
+
+async function execute(entries: PlanEntry[], env: Record<string, string>, html: boolean): Promise<RunResult[]> {
+  await Deno.mkdir(OUT_DIR, { recursive: true });
+  const planPath = `${OUT_DIR}/.plan-${Deno.pid}.json`;
+  const resultsPath = `${OUT_DIR}/.results-${Deno.pid}.json`;
+  await Deno.writeTextFile(
+    planPath,
+    JSON.stringify({ kernel_name: "deno", cell_timeout: 600, quiet: 0.3, final_quiet: 1.0, html, notebooks: entries }),
+  );
+  await Deno.remove(resultsPath).catch(() => {});
+  const child = new Deno.Command(PYTHON, {
+    args: [`${ROOT}/tests/run_notebooks.py`, "--plan", planPath, "--results", resultsPath],
+    env,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const status = await child.status;
+  let results: RunResult[] = [];
+  try {
+    results = JSON.parse(await Deno.readTextFile(resultsPath));
+  } catch { /* crashed before writing results */ }
+  await Deno.remove(planPath).catch(() => {});
+  await Deno.remove(resultsPath).catch(() => {});
+  if (!status.success) console.error(`tests/run_notebooks.py exited with code ${status.code}`);
+  // Any notebook the executor did not get to counts as failed.
+  for (const e of entries) {
+    if (!results.some((r) => r.name === e.name)) {
+      results.push({
+        name: e.name,
+        ok: false,
+        seconds: 0,
+        out: e.out,
+        failed_cell: null,
+        code_cell: null,
+        error: "not run (the executor stopped early)",
+        traceback: "",
+        source: "",
+        late_outputs: 0,
+        display_updates: 0,
+      });
+    }
+  }
+  return results;
+}
+
+function notebookJson(cells: { source: string; tags?: string[]; markdown?: boolean }[]): string {
+  return JSON.stringify({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {
+      kernelspec: { name: "deno", display_name: "Deno", language: "typescript" },
+      language_info: { name: "typescript" },
+    },
+    cells: cells.map((c, i) =>
+      c.markdown ? { id: `c${i}`, cell_type: "markdown", metadata: {}, source: c.source } : {
+        id: `c${i}`,
+        cell_type: "code",
+        metadata: c.tags ? { tags: c.tags } : {},
+        source: c.source,
+        execution_count: null,
+        outputs: [],
+      }
+    ),
+  });
+}
+
+interface StoredOutput {
+  output_type: string;
+  text?: string | string[];
+  data?: Record<string, string | string[]>;
+}
+
+function outputText(o: StoredOutput): string {
+  const t = o.text ?? o.data?.["text/plain"] ?? "";
+  return Array.isArray(t) ? t.join("") : t;
+}
+
+/** Throwaway notebooks proving that the runner catches failures and keeps late and updated outputs. */
+async function selftest(env: Record<string, string>): Promise<string[]> {
+  await Deno.mkdir(SELFTEST_DIR, { recursive: true });
+  const write = (name: string, cells: Parameters<typeof notebookJson>[0]) =>
+    Deno.writeTextFile(`${SELFTEST_DIR}/${name}.ipynb`, notebookJson(cells));
+  await write("fails", [
+    { source: "let x = 1;", tags: ["parameters"] },
+    { source: 'console.log("before");' },
+    { source: 'if (x === 1) throw new Error("deliberate failure");' },
+    { source: 'console.log("never reached");' },
+  ]);
+  await write("bad_import", [
+    { source: "let x = 1;", tags: ["parameters"] },
+    { source: 'import { nothing } from "./does_not_exist.ts";\nnothing;' },
+  ]);
+  await write("outputs", [
+    { source: "let n = 1;", tags: ["parameters"] },
+    // An expression's value: the Deno kernel often sends this execute_result after it reports idle.
+    { source: "n * 21" },
+    { source: 'console.log("printed"); "value after print"' },
+    {
+      source: 'import { createProgress } from "../../lib/display.ts";\n' +
+        'const p = createProgress({ total: 5, label: "selftest", minIntervalMs: 0 });\n' +
+        "for (let step = 1; step <= 5; step++) await p.update({ step, loss: 1 / step });\n" +
+        "await p.done();",
+    },
+    // Displays that are not awaited go out after the kernel has already reported idle.
+    { source: 'for (let i = 0; i < 5; i++) Deno.jupyter.display({ "text/plain": `late ${i}` }, { raw: true });' },
+  ]);
+  const entries: PlanEntry[] = ["fails", "bad_import", "outputs"].map((name) => ({
+    name: `selftest/${name}`,
+    path: `${SELFTEST_DIR}/${name}.ipynb`,
+    out: `${SELFTEST_DIR}/executed/${name}.ipynb`,
+    overrides_source: name === "outputs" ? overrideSource({ n: 2 }) : null,
+  }));
+  const results = await execute(entries, env, false);
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const problems: string[] = [];
+  const fails = byName.get("selftest/fails")!;
+  if (fails.ok) problems.push("a notebook with a throwing cell passed");
+  else if (fails.failed_cell !== 2 || !fails.error?.includes("deliberate failure")) {
+    problems.push(`the throwing cell was reported as cell ${fails.failed_cell}: ${fails.error}`);
+  }
+  const badImport = byName.get("selftest/bad_import")!;
+  if (badImport.ok) problems.push("a notebook importing a missing module passed");
+  const outputs = byName.get("selftest/outputs")!;
+  if (!outputs.ok) problems.push(`the outputs notebook failed: ${outputs.error}\n${outputs.traceback}`);
+  else {
+    const nb = JSON.parse(await Deno.readTextFile(outputs.out)) as {
+      cells: { cell_type: string; outputs?: StoredOutput[] }[];
+    };
+    const code = nb.cells.filter((c) => c.cell_type === "code");
+    // code[0] = parameters, code[1] = injected override, then the cells above.
+    const value = (code[2].outputs ?? []).map(outputText).join("");
+    if (!value.includes("42")) problems.push(`late execute_result lost or override not applied: got ${value}`);
+    const printed = (code[3].outputs ?? []).map(outputText).join("");
+    if (!printed.includes("printed") || !printed.includes("value after print")) {
+      problems.push(`outputs of a print + value cell lost: got ${JSON.stringify(printed)}`);
+    }
+    const progress = code[4].outputs ?? [];
+    if (progress.length !== 1 || !outputText(progress[0]).includes("100%") || outputs.display_updates < 5) {
+      problems.push(
+        `progress was not updated in place: ${progress.length} outputs, ${outputs.display_updates} updates, ` +
+          `last text ${JSON.stringify(progress.map(outputText))}`,
+      );
+    }
+    const late = (code[5].outputs ?? []).map(outputText).join(" ");
+    if (!/late 0.*late 1.*late 2.*late 3.*late 4/.test(late)) {
+      problems.push(`outputs sent after idle were lost: got ${JSON.stringify(late)}`);
+    }
+    console.log(
+      `   selftest: ${outputs.late_outputs} output(s) arrived after the kernel reported idle and were kept; ` +
+        `${outputs.display_updates} in-place display updates applied`,
+    );
+  }
+  return problems;
+}
+
+/**
+ * The code cells of a notebook as one TypeScript module for `deno check` (the kernel itself only transpiles,
+ * so a type error would otherwise go unnoticed). The file lives in outputs/notebooks/, one folder deeper than
+ * notebooks/, so relative import specifiers get one more `../`.
+ */
+export function notebookAsModule(nb: NotebookJson): string {
+  const code = nb.cells.filter((c) => c.cell_type === "code").map(cellSource).join("\n\n");
+  return code.replace(/((?:from|import)\s*\(?\s*["'])\.\.\//g, "$1../../") + "\nexport {};\n";
+}
+
+/** Type-checks the notebooks' code; returns the problems (by notebook name). */
+async function typeCheck(names: string[]): Promise<Map<string, string>> {
+  const files = names.map((n) => `${OUT_DIR}/${n}.check.ts`);
+  await Deno.mkdir(OUT_DIR, { recursive: true });
+  for (const [i, n] of names.entries()) {
+    const nb = JSON.parse(await Deno.readTextFile(`${ROOT}/notebooks/${n}.ipynb`)) as NotebookJson;
+    await Deno.writeTextFile(files[i], notebookAsModule(nb));
+  }
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["check", "--quiet", ...files],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const problems = new Map<string, string>();
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    // deno check stops at the first failing file set; attribute the errors to the notebooks they mention.
+    for (const n of names) if (text.includes(`${n}.check.ts`)) problems.set(n, text.trim());
+    if (problems.size === 0) problems.set(names[0], text.trim());
+  }
+  return problems;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const flags = new Set(argv.filter((a) => a.startsWith("--")));
+  const known = ["--no-selftest", "--selftest-only", "--no-html", "--no-check", "--full", "--help"];
+  for (const f of flags) {
+    if (!known.includes(f)) {
+      console.error(`unknown flag ${f}; flags: ${known.join(" ")}`);
+      return 2;
+    }
+  }
+  if (flags.has("--help")) {
+    console.log(
+      "deno task test:notebooks [--no-selftest] [--selftest-only] [--no-html] [--no-check] [--full] [notebook names...]",
+    );
+    return 0;
+  }
+  const only = argv.filter((a) => !a.startsWith("--")).map((a) => a.replace(/^.*\//, "").replace(/\.ipynb$/, ""));
+
+  if (!(await commandOk(PYTHON, ["-c", "import jupyter_client, nbformat"]))) {
+    console.error(
+      `Jupyter is not installed: ${PYTHON} cannot import jupyter_client and nbformat.\n` +
+        `Install it from Debian with:\n  ${APT_COMMAND}\n` +
+        `(or point JUPYTER_PYTHON at a python3 that has jupyter_client and nbformat).`,
+    );
+    return 2;
+  }
+  const html = !flags.has("--no-html") && (await commandOk(PYTHON, ["-c", "import nbconvert"]));
+  const env = await installKernel();
+
+  if (!flags.has("--no-selftest")) {
+    console.log("== runner self-test (throwaway notebooks in outputs/notebooks-selftest/)");
+    const problems = await selftest(env);
+    if (problems.length > 0) {
+      console.error(`runner self-test FAILED:\n  ${problems.join("\n  ")}`);
+      console.log("0 passed, 1 failed");
+      return 1;
+    }
+    console.log("   selftest: ok (a failing cell fails the run; late and updated outputs are kept)");
+    if (flags.has("--selftest-only")) return 0;
+  }
+
+  const names: string[] = [];
+  for await (const e of Deno.readDir(`${ROOT}/notebooks`)) {
+    if (e.isFile && e.name.endsWith(".ipynb")) names.push(e.name.replace(/\.ipynb$/, ""));
+  }
+  names.sort();
+  const selected = only.length ? names.filter((n) => only.includes(n)) : names;
+  for (const o of only) if (!names.includes(o)) console.error(`no notebook notebooks/${o}.ipynb`);
+  if (selected.length === 0) {
+    console.error("no notebooks to run");
+    console.log("0 passed, 0 failed");
+    return 1;
+  }
+  const problems: string[] = [];
+  const entries: PlanEntry[] = [];
+  for (const name of selected) {
+    const path = `${ROOT}/notebooks/${name}.ipynb`;
+    const overrides = SMALL_DATA[name];
+    if (!overrides && !flags.has("--full")) {
+      problems.push(`notebooks/${name}.ipynb has no entry in SMALL_DATA in tests/run_notebooks.ts`);
+      continue;
+    }
+    const applied = flags.has("--full") ? {} : overrides;
+    problems.push(...checkNotebook(`notebooks/${name}.ipynb`, JSON.parse(await Deno.readTextFile(path)), applied));
+    entries.push({
+      name,
+      path,
+      out: `${OUT_DIR}/${name}.ipynb`,
+      overrides_source: Object.keys(applied).length ? overrideSource(applied) : null,
+    });
+  }
+  if (problems.length > 0) {
+    console.error(`notebook check failed:\n  ${problems.join("\n  ")}`);
+    console.log(`0 passed, ${selected.length} failed`);
+    return 1;
+  }
+  if (!flags.has("--no-check")) {
+    console.log(`== deno check of the notebooks' code cells (outputs/notebooks/<name>.check.ts)`);
+    const typeErrors = await typeCheck(selected);
+    if (typeErrors.size > 0) {
+      for (const [name, text] of typeErrors) console.error(`--- notebooks/${name}.ipynb has type errors:\n${text}`);
+      console.log(`0 passed, ${selected.length} failed`);
+      return 1;
+    }
+  }
+  if (!HAVE_SHARED) console.warn(`note: ${SHARED} is absent: notebooks run with a fresh model config`);
+  const results = await execute(entries, env, html);
+  const failed = results.filter((r) => !r.ok);
+  console.log("");
+  for (const r of results) {
+    console.log(`${r.ok ? "PASS" : "FAIL"} ${r.name} (${r.seconds} s) -> ${r.out.replace(ROOT + "/", "")}`);
+  }
+  for (const r of failed) {
+    console.error(`\n--- notebooks/${r.name}.ipynb failed at cell ${r.failed_cell} (code cell ${r.code_cell}):`);
+    console.error(`    ${r.error}`);
+    if (r.source) console.error(`  cell source:\n${r.source.replace(/^/gm, "    | ")}`);
+    if (r.traceback) console.error(`  traceback:\n${r.traceback.replace(/^/gm, "    ")}`);
+    if (r.kernel_log) console.error(`  kernel log: ${r.kernel_log.replace(ROOT + "/", "")}`);
+  }
+  console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+  return failed.length ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
