@@ -3,8 +3,10 @@
  *
  * Order of preference: an explicit `backend` option, else the `BERT_BACKEND` environment variable, else the
  * first of `tensorflow` (tfjs-node-gpu, then tfjs-node: native libtensorflow, installed on users' machines
- * where its download works), `wasm` (SIMD, works everywhere Deno runs) and `cpu` (pure JavaScript, ~10x
- * slower than wasm) that loads. The choice is printed once.
+ * where its download works), `blas` (the cpu backend with matmuls in a system CBLAS such as OpenBLAS via FFI
+ * and fused TypedArray kernels, lib/kernels/blas_backend.ts; needs --allow-ffi and a library, e.g. Debian's
+ * libopenblas0-pthread), `wasm` (SIMD, works everywhere Deno runs) and `cpu` (pure JavaScript, ~10x slower
+ * than wasm) that loads. The choice is printed once.
  *
  * Importing this module also registers every gradient (tfjs-core alone registers none).
  * @module
@@ -17,13 +19,13 @@ import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 export { tf };
 
 /** Backends this project knows how to start. */
-export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu" | "webgpu";
+export type BackendName = "tensorflow-gpu" | "tensorflow" | "blas" | "wasm" | "cpu" | "webgpu";
 
 /** Options for {@linkcode initBackend}. */
 export interface BackendOptions {
   /** Force a backend; `auto` (the default) tries them in order. Overrides `BERT_BACKEND`. */
   backend?: BackendName | "auto";
-  /** Threads for the wasm backend (only used when the threaded build can run). */
+  /** Threads for the wasm backend (only used when the threaded build can run) and for the blas backend's BLAS. */
   threads?: number;
   /** Do not print the choice. */
   quiet?: boolean;
@@ -87,7 +89,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   const wanted = (options.backend && options.backend !== "auto" ? options.backend : envBackend()) ?? "auto";
   if (current && (wanted === "auto" || wanted === current.name)) return current;
   const order: BackendName[] = wanted === "auto"
-    ? ["tensorflow-gpu", "tensorflow", "wasm", "cpu"]
+    ? ["tensorflow-gpu", "tensorflow", "blas", "wasm", "cpu"]
     : [wanted as BackendName];
   for (const name of order) {
     let description: string | undefined;
@@ -95,6 +97,13 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       if (await tryNode("npm:@tensorflow/tfjs-node-gpu")) description = "tensorflow (tfjs-node-gpu, native)";
     } else if (name === "tensorflow") {
       if (await tryNode("npm:@tensorflow/tfjs-node")) description = "tensorflow (tfjs-node, native)";
+    } else if (name === "blas") {
+      try {
+        // Loaded lazily: without --allow-ffi or a BLAS library this returns undefined and auto goes on to wasm.
+        const { registerBlasBackend } = await import("./kernels/blas_backend.ts");
+        const info = registerBlasBackend({ threads: options.threads });
+        if (info && (await tf.setBackend("blas"))) description = info.description;
+      } catch { /* not available */ }
     } else if (name === "wasm") {
       description = await tryWasm(options.threads);
     } else if (name === "cpu") {
@@ -111,7 +120,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     } else {
       throw new Error(
         `unknown backend "${name}" (from ${options.backend ? "the backend option" : "BERT_BACKEND"}); ` +
-          `expected one of auto, tensorflow-gpu, tensorflow, wasm, cpu, webgpu`,
+          `expected one of auto, tensorflow-gpu, tensorflow, blas, wasm, cpu, webgpu`,
       );
     }
     if (description) {

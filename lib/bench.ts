@@ -1,0 +1,657 @@
+/**
+ * Benchmarks: BERT training steps (forward + backward + AdamW update), inference throughput, matmul GFLOP/s,
+ * and tokenizer + feature conversion throughput, with peak memory, printed as tables.
+ *
+ * The training and inference benchmarks run lib/model.ts's `BertModel` (a classification head). A small
+ * self-contained encoder ({@linkcode MiniEncoder}, the same BERT layer maths written in a few lines) is also
+ * here so that kernels can be measured and profiled without the full model.
+ * @module
+ */
+import { tf } from "./backend.ts";
+import * as fused from "./kernels/fused.ts";
+
+/** A benchmark shape: model size and batch. */
+export interface BenchShape {
+  /** `tiny`, `mini`, `small`, `base`. */
+  name: string;
+  /** Encoder layers. */
+  layers: number;
+  /** Hidden size. */
+  hidden: number;
+  /** Attention heads. */
+  heads: number;
+  /** Feed-forward size. */
+  intermediate: number;
+  /** Examples per step. */
+  batch: number;
+  /** Tokens per example. */
+  seqLength: number;
+  /** Vocabulary size. */
+  vocabSize: number;
+}
+
+/** The shapes of the benchmark table (BERT-Tiny/Mini/Small/Base as published by Google, vocab 30522). */
+export const SHAPES: Record<string, BenchShape> = {
+  tiny: {
+    name: "tiny",
+    layers: 2,
+    hidden: 128,
+    heads: 2,
+    intermediate: 512,
+    batch: 32,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  mini: {
+    name: "mini",
+    layers: 4,
+    hidden: 256,
+    heads: 4,
+    intermediate: 1024,
+    batch: 32,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  small: {
+    name: "small",
+    layers: 4,
+    hidden: 512,
+    heads: 8,
+    intermediate: 2048,
+    batch: 16,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  base: {
+    name: "base",
+    layers: 12,
+    hidden: 768,
+    heads: 12,
+    intermediate: 3072,
+    batch: 8,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+};
+
+/** Inputs of one batch. */
+export interface BatchInputs {
+  /** `[batch, seq]` int32 token ids. */
+  inputIds: tf.Tensor2D;
+  /** `[batch, seq]` int32 segment ids. */
+  tokenTypeIds: tf.Tensor2D;
+  /** `[batch, seq]` int32, 1 = real token. */
+  attentionMask: tf.Tensor2D;
+  /** `[batch]` int32 class labels. */
+  labels: tf.Tensor1D;
+}
+
+/** What the benchmarks need from a model (lib/model.ts's BertModel satisfies it). */
+export interface TrainableModel {
+  /** Trainable variables by name. */
+  params: Map<string, tf.Variable>;
+  /** Classification forward pass. */
+  forward(
+    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
+    options?: { training?: boolean },
+  ): { logits?: tf.Tensor2D };
+  /** Frees the variables. */
+  dispose(): void;
+}
+
+/** Deterministic random batch: ids in [1000, vocab), masks with a padded tail on every other example. */
+export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchInputs {
+  let s = seed >>> 0 || 1;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const { batch, seqLength } = shape;
+  const ids = new Int32Array(batch * seqLength);
+  const types = new Int32Array(batch * seqLength);
+  const mask = new Int32Array(batch * seqLength);
+  const labels = new Int32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const len = b % 2 === 0 ? seqLength : Math.max(2, Math.floor(seqLength * (0.5 + 0.5 * next())));
+    for (let t = 0; t < seqLength; t++) {
+      const i = b * seqLength + t;
+      if (t < len) {
+        ids[i] = t === 0 ? 101 : t === len - 1 ? 102 : 1000 + Math.floor(next() * (shape.vocabSize - 1000));
+        types[i] = t >= len / 2 ? 1 : 0;
+        mask[i] = 1;
+      }
+    }
+    labels[b] = Math.floor(next() * numLabels);
+  }
+  return {
+    inputIds: tf.tensor2d(ids, [batch, seqLength], "int32"),
+    tokenTypeIds: tf.tensor2d(types, [batch, seqLength], "int32"),
+    attentionMask: tf.tensor2d(mask, [batch, seqLength], "int32"),
+    labels: tf.tensor1d(labels, "int32"),
+  };
+}
+
+/** Frees a batch. */
+export function disposeBatch(b: BatchInputs): void {
+  tf.dispose([b.inputIds, b.tokenTypeIds, b.attentionMask, b.labels]);
+}
+
+/** Options of {@linkcode MiniEncoder}. */
+export interface MiniEncoderOptions {
+  /** Dropout probability in training (default 0.1). */
+  dropout?: number;
+  /** Use `tf.fused.matMul` with the bias (default false: `matMul` then `add`). */
+  fused?: boolean;
+  /** Labels of the classifier (default 2). */
+  numLabels?: number;
+  /** Use lib/kernels/fused.ts's GELU, LayerNorm and dropout (default true). */
+  fusedOps?: boolean;
+}
+
+/**
+ * A compact BERT encoder + pooler + classifier (post-LayerNorm, erf GELU, [in, out] kernels) for kernel
+ * benchmarks and profiling when lib/model.ts is not wanted.
+ */
+export class MiniEncoder implements TrainableModel {
+  /** Trainable variables by (HF-like) name. */
+  readonly params: Map<string, tf.Variable> = new Map();
+  /** The shape it was built for. */
+  readonly shape: BenchShape;
+  private readonly dropout: number;
+  private readonly fused: boolean;
+  private readonly fusedOps: boolean;
+  private dropoutCalls = 0;
+
+  /** Creates the variables (truncated-normal-ish init, std 0.02). */
+  constructor(shape: BenchShape, options: MiniEncoderOptions = {}) {
+    this.shape = shape;
+    this.dropout = options.dropout ?? 0.1;
+    this.fused = options.fused ?? false;
+    this.fusedOps = options.fusedOps ?? true;
+    const { hidden: h, intermediate: f, vocabSize } = shape;
+    const w = (name: string, dims: number[]) =>
+      this.params.set(name, tf.variable(tf.randomNormal(dims, 0, 0.02, "float32", this.params.size + 1), true, name));
+    const zeros = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.zeros(dims), true, name));
+    const ones = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.ones(dims), true, name));
+    w("embeddings.word", [vocabSize, h]);
+    w("embeddings.position", [512, h]);
+    w("embeddings.type", [2, h]);
+    ones("embeddings.ln.gamma", [h]);
+    zeros("embeddings.ln.beta", [h]);
+    for (let l = 0; l < shape.layers; l++) {
+      for (const p of ["q", "k", "v", "o"]) {
+        w(`layer${l}.${p}.kernel`, [h, h]);
+        zeros(`layer${l}.${p}.bias`, [h]);
+      }
+      ones(`layer${l}.ln1.gamma`, [h]);
+      zeros(`layer${l}.ln1.beta`, [h]);
+      w(`layer${l}.ffn1.kernel`, [h, f]);
+      zeros(`layer${l}.ffn1.bias`, [f]);
+      w(`layer${l}.ffn2.kernel`, [f, h]);
+      zeros(`layer${l}.ffn2.bias`, [h]);
+      ones(`layer${l}.ln2.gamma`, [h]);
+      zeros(`layer${l}.ln2.beta`, [h]);
+    }
+    w("pooler.kernel", [h, h]);
+    zeros("pooler.bias", [h]);
+    w("classifier.kernel", [h, options.numLabels ?? 2]);
+    zeros("classifier.bias", [options.numLabels ?? 2]);
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`MiniEncoder: no parameter ${name}`);
+    return v;
+  }
+
+  private dense(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    if (this.fused) {
+      const b = this.p(`${name}.kernel`) as tf.Tensor2D;
+      return tf.fused.matMul({ a: x, b, bias: this.p(`${name}.bias`) }) as tf.Tensor2D;
+    }
+    return tf.add(tf.matMul(x, this.p(`${name}.kernel`) as tf.Tensor2D), this.p(`${name}.bias`));
+  }
+
+  private layerNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    if (this.fusedOps) return fused.layerNorm(x, this.p(`${name}.gamma`), this.p(`${name}.beta`), 1e-12);
+    const { mean, variance } = tf.moments(x, -1, true);
+    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-12)));
+    return tf.add(tf.mul(normed, this.p(`${name}.gamma`)), this.p(`${name}.beta`));
+  }
+
+  private drop<T extends tf.Tensor>(x: T, training: boolean): T {
+    if (!training || this.dropout <= 0) return x;
+    const seed = this.dropoutCalls++;
+    return this.fusedOps ? fused.dropout(x, this.dropout, seed) : tf.dropout(x, this.dropout, undefined, seed) as T;
+  }
+
+  /** Forward pass; `logits` is `[batch, numLabels]`. */
+  forward(
+    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
+    options: { training?: boolean } = {},
+  ): { logits: tf.Tensor2D } {
+    const training = !!options.training;
+    const { hidden: h, heads } = this.shape;
+    const [batch, seq] = inputs.inputIds.shape;
+    const dh = h / heads;
+    return tf.tidy(() => {
+      const ids = tf.reshape(inputs.inputIds, [-1]);
+      const types = tf.reshape(inputs.tokenTypeIds, [-1]);
+      const pos = tf.slice(this.p("embeddings.position"), [0, 0], [seq, h]); // [seq, h]
+      let x = tf.add(tf.gather(this.p("embeddings.word"), ids), tf.gather(this.p("embeddings.type"), types)); // [b*s, h]
+      x = tf.reshape(tf.add(tf.reshape(x, [batch, seq, h]), pos), [batch * seq, h]);
+      x = this.drop(this.layerNorm(x as tf.Tensor2D, "embeddings.ln"), training);
+      // [batch, 1, 1, seq]: 0 for real tokens, -10000 for padding
+      const maskBias = tf.mul(
+        tf.sub(1, tf.cast(tf.reshape(inputs.attentionMask, [batch, 1, 1, seq]), "float32")),
+        -10000,
+      );
+      const heads4 = (t: tf.Tensor2D) => tf.transpose(tf.reshape(t, [batch, seq, heads, dh]), [0, 2, 1, 3]); // [b, nh, s, dh]
+      for (let l = 0; l < this.shape.layers; l++) {
+        const q = heads4(this.dense(x as tf.Tensor2D, `layer${l}.q`));
+        const k = heads4(this.dense(x as tf.Tensor2D, `layer${l}.k`));
+        const v = heads4(this.dense(x as tf.Tensor2D, `layer${l}.v`));
+        const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), maskBias); // [b, nh, s, s]
+        const probs = this.drop(tf.softmax(scores), training);
+        const ctx = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
+        const attn = this.drop(this.dense(ctx, `layer${l}.o`), training);
+        x = this.layerNorm(tf.add(attn, x) as tf.Tensor2D, `layer${l}.ln1`);
+        const inter = this.dense(x as tf.Tensor2D, `layer${l}.ffn1`);
+        const gelu = this.fusedOps
+          ? fused.gelu(inter)
+          : tf.mul(tf.mul(inter, 0.5), tf.add(1, tf.erf(tf.mul(inter, Math.SQRT1_2))));
+        const out = this.drop(this.dense(gelu as tf.Tensor2D, `layer${l}.ffn2`), training);
+        x = this.layerNorm(tf.add(out, x) as tf.Tensor2D, `layer${l}.ln2`);
+      }
+      const cls = tf.reshape(tf.slice(tf.reshape(x, [batch, seq, h]), [0, 0, 0], [batch, 1, h]), [
+        batch,
+        h,
+      ]) as tf.Tensor2D;
+      const pooled = tf.tanh(this.dense(cls, "pooler"));
+      const logits = this.dense(this.drop(pooled, training), "classifier");
+      return { logits };
+    });
+  }
+
+  /** Frees the variables. */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}
+
+/** Options of {@linkcode AdamW}. */
+export interface AdamWOptions {
+  /** Learning rate (default 2e-5). */
+  lr?: number;
+  /** Default 0.9. */
+  beta1?: number;
+  /** Default 0.999. */
+  beta2?: number;
+  /** Default 1e-6. */
+  eps?: number;
+  /** Decoupled weight decay (default 0.01). */
+  weightDecay?: number;
+}
+
+/** A plain AdamW (decoupled weight decay, bias-corrected) over tf ops, the same arithmetic as PyTorch's. */
+export class AdamW {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  private t = 0;
+  private readonly o: Required<AdamWOptions>;
+
+  /** Creates the optimizer (moments are created lazily). */
+  constructor(options: AdamWOptions = {}) {
+    this.o = { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.01, ...options };
+  }
+
+  /** Applies one update with `grads` (by variable name) to `params`. */
+  step(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>): void {
+    this.t++;
+    const { lr, beta1, beta2, eps, weightDecay } = this.o;
+    tf.tidy(() => {
+      for (const [name, p] of params) {
+        const g = grads[name];
+        if (!g) continue;
+        let m = this.m.get(name), v = this.v.get(name);
+        if (!m || !v) {
+          m = tf.variable(tf.zerosLike(p), false);
+          v = tf.variable(tf.zerosLike(p), false);
+          this.m.set(name, m);
+          this.v.set(name, v);
+        }
+        const [pNew, mNew, vNew] = fused.adamwUpdate({
+          param: p,
+          grad: g,
+          m,
+          v,
+          lr,
+          beta1,
+          beta2,
+          eps,
+          weightDecay,
+          step: this.t,
+        });
+        m.assign(mNew);
+        v.assign(vNew);
+        p.assign(pNew);
+      }
+    });
+  }
+
+  /** Frees the moment variables. */
+  dispose(): void {
+    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}
+
+/** One training step: cross-entropy loss, gradients of every param, AdamW update. Returns the loss. */
+export function trainStep(model: TrainableModel, optimizer: AdamW, batch: BatchInputs, numLabels = 2): number {
+  const vars = [...model.params.values()];
+  const names = [...model.params.keys()];
+  const { value, grads } = tf.variableGrads(() =>
+    tf.tidy(() => {
+      const { logits } = model.forward(batch, { training: true });
+      if (!logits) throw new Error("the model returned no logits (expected a classification head)");
+      const onehot = tf.oneHot(batch.labels, numLabels);
+      return tf.losses.softmaxCrossEntropy(onehot, logits) as tf.Scalar;
+    }), vars);
+  // variableGrads keys grads by variable name; map them back to the params' names.
+  const byName: Record<string, tf.Tensor> = {};
+  for (let i = 0; i < vars.length; i++) {
+    const g = grads[vars[i].name];
+    if (g) byName[names[i]] = g;
+  }
+  optimizer.step(model.params, byName);
+  const loss = value.dataSync()[0];
+  tf.dispose([value, ...Object.values(grads)]);
+  return loss;
+}
+
+// ---- measurement ---------------------------------------------------------------------------------
+
+/** One row of a benchmark table. */
+export interface BenchRow {
+  /** `train`, `infer`, `matmul`, `tokenizer`. */
+  what: string;
+  /** Engine and backend, e.g. `tfjs blas` or `pytorch 1.13`. */
+  engine: string;
+  /** Shape name or matmul description. */
+  shape: string;
+  /** Threads used by the compute library, when known. */
+  threads?: number;
+  /** Median milliseconds per step (or per call). */
+  msPerStep: number;
+  /** Fastest step. */
+  minMs: number;
+  /** Examples (or texts) per second at the median. */
+  examplesPerS?: number;
+  /** GFLOP/s (matmul only). */
+  gflops?: number;
+  /** Peak resident set size sampled between steps, MB. */
+  peakRssMb?: number;
+  /** Peak bytes held by live tensors (tf.memory().numBytes), MB. */
+  peakTensorMb?: number;
+}
+
+/** The CPU model and core count (from /proc/cpuinfo where readable). */
+export function machineInfo(): { cpu: string; cores: number } {
+  let cpu = "unknown CPU";
+  try {
+    const text = Deno.readTextFileSync("/proc/cpuinfo");
+    cpu = /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? cpu;
+  } catch { /* not Linux, or not permitted */ }
+  return { cpu, cores: navigator.hardwareConcurrency ?? 1 };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Tracks peak RSS and tensor bytes at the points it is sampled. */
+class PeakMemory {
+  rss = 0;
+  tensors = 0;
+  sample(): void {
+    try {
+      this.rss = Math.max(this.rss, Deno.memoryUsage().rss);
+    } catch { /* no permission */ }
+    this.tensors = Math.max(this.tensors, tf.memory().numBytes);
+  }
+}
+
+/** Options of {@linkcode benchTrain} and {@linkcode benchInfer}. */
+export interface ModelBenchOptions {
+  /** The shape to build. */
+  shape: BenchShape;
+  /** Measured steps (default 5). */
+  steps?: number;
+  /** Unmeasured steps first (default 2). */
+  warmup?: number;
+  /** `bert` (lib/model.ts's BertModel, default) or `mini` ({@linkcode MiniEncoder} with the fused ops). */
+  model?: "bert" | "mini";
+  /** Label for the engine column (default `tfjs <backend>`). */
+  engine?: string;
+  /** Threads, for the table. */
+  threads?: number;
+}
+
+async function buildModel(shape: BenchShape, kind: "bert" | "mini"): Promise<TrainableModel> {
+  if (kind === "mini") return new MiniEncoder(shape);
+  const { BertModel, configFromJson } = await import("./model.ts");
+  const config = configFromJson({
+    vocab_size: shape.vocabSize,
+    hidden_size: shape.hidden,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    intermediate_size: shape.intermediate,
+    max_position_embeddings: 512,
+    type_vocab_size: 2,
+  }, "bench");
+  return new BertModel(config, { head: "classification", numLabels: 2 }) as unknown as TrainableModel;
+}
+
+async function timeSteps(
+  o: ModelBenchOptions,
+  what: string,
+  step: () => void,
+  mem: PeakMemory,
+): Promise<BenchRow> {
+  const { shape } = o;
+  const times: number[] = [];
+  for (let i = 0; i < (o.warmup ?? 2) + (o.steps ?? 5); i++) {
+    const t0 = performance.now();
+    step();
+    const ms = performance.now() - t0;
+    mem.sample();
+    if (i >= (o.warmup ?? 2)) times.push(ms);
+    await new Promise((r) => setTimeout(r, 0)); // let timers and GC finalisers run between steps
+  }
+  const ms = median(times);
+  return {
+    what,
+    engine: o.engine ?? `tfjs ${tf.getBackend()}`,
+    shape: `${shape.name} ${shape.batch}x${shape.seqLength}`,
+    threads: o.threads,
+    msPerStep: ms,
+    minMs: Math.min(...times),
+    examplesPerS: shape.batch * 1000 / ms,
+    peakRssMb: mem.rss / 2 ** 20,
+    peakTensorMb: mem.tensors / 2 ** 20,
+  };
+}
+
+/** Training steps (forward, backward, AdamW) of a classification model on a random batch. */
+export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
+  const mem = new PeakMemory();
+  mem.sample();
+  const model = await buildModel(o.shape, o.model ?? "bert");
+  const batch = randomBatch(o.shape);
+  let optimizer: { step: () => void; dispose: () => void };
+  if ((o.model ?? "bert") === "bert") {
+    // The project's optimiser (lib/optim.ts), as `deno task bert train` uses it.
+    const { AdamW: ProjectAdamW } = await import("./optim.ts");
+    const opt = new ProjectAdamW(model.params);
+    const { softmaxCrossEntropy } = await import("./model.ts");
+    const vars = [...model.params.values()];
+    optimizer = {
+      step: () => {
+        const { value, grads } = tf.variableGrads(
+          () => tf.tidy(() => softmaxCrossEntropy(model.forward(batch, { training: true }).logits!, batch.labels)),
+          vars,
+        );
+        const byName = new Map<string, tf.Tensor>();
+        for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
+        opt.applyGradients(byName);
+        value.dataSync();
+        value.dispose();
+      },
+      dispose: () => {},
+    };
+  } else {
+    const opt = new AdamW();
+    optimizer = { step: () => trainStep(model, opt, batch), dispose: () => opt.dispose() };
+  }
+  try {
+    return await timeSteps(o, "train", optimizer.step, mem);
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+    disposeBatch(batch);
+  }
+}
+
+/** Inference (forward only, no dropout) throughput. */
+export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
+  const mem = new PeakMemory();
+  mem.sample();
+  const model = await buildModel(o.shape, o.model ?? "bert");
+  const batch = randomBatch(o.shape);
+  try {
+    return await timeSteps(o, "infer", () => {
+      const { logits } = model.forward(batch, { training: false });
+      logits!.dataSync();
+      logits!.dispose();
+    }, mem);
+  } finally {
+    model.dispose();
+    disposeBatch(batch);
+  }
+}
+
+/** A matmul benchmark case. */
+export interface MatMulCase {
+  /** Label. */
+  name: string;
+  /** Shape of a (as stored). */
+  a: number[];
+  /** Shape of b (as stored). */
+  b: number[];
+  /** Transpose flags. */
+  transposeA?: boolean;
+  /** Transpose flags. */
+  transposeB?: boolean;
+}
+
+/** The matmul shapes of the table: BERT-Base dense layers (plain and transposed, as in backprop) and attention. */
+export const MATMUL_CASES: MatMulCase[] = [
+  { name: "[4096x768] x [768x768]", a: [4096, 768], b: [768, 768] },
+  { name: "[4096x768] x [768x768]^T", a: [4096, 768], b: [768, 768], transposeB: true },
+  { name: "[4096x768]^T x [4096x768]", a: [4096, 768], b: [4096, 768], transposeA: true },
+  { name: "[4096x768] x [768x3072]", a: [4096, 768], b: [768, 3072] },
+  { name: "batched [384x128x64] x [384x64x128]", a: [384, 128, 64], b: [384, 64, 128] },
+  { name: "batched [384x128x64] x [384x128x64]^T", a: [384, 128, 64], b: [384, 128, 64], transposeB: true },
+];
+
+/** GFLOP/s of `tf.matMul` on the current backend for each case. */
+export function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, threads?: number): BenchRow[] {
+  return cases.map((c) => {
+    const a = tf.randomNormal(c.a), b = tf.randomNormal(c.b);
+    const ta = !!c.transposeA, tb = !!c.transposeB;
+    const ra = c.a.length;
+    const m = ta ? c.a[ra - 1] : c.a[ra - 2], k = ta ? c.a[ra - 2] : c.a[ra - 1];
+    const n = tb ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
+    const batch = c.a.slice(0, -2).reduce((x, y) => x * y, 1);
+    const flops = 2 * batch * m * n * k;
+    const times: number[] = [];
+    for (let i = 0; i < reps + 1; i++) {
+      const t0 = performance.now();
+      const r = tf.matMul(a, b, ta, tb);
+      r.dataSync();
+      const ms = performance.now() - t0;
+      r.dispose();
+      if (i > 0) times.push(ms);
+    }
+    tf.dispose([a, b]);
+    const ms = median(times);
+    return {
+      what: "matmul",
+      engine: `tfjs ${tf.getBackend()}`,
+      shape: c.name,
+      threads,
+      msPerStep: ms,
+      minMs: Math.min(...times),
+      gflops: flops / ms / 1e6,
+    };
+  });
+}
+
+/** Tokenizer + feature conversion throughput over `texts` (WordPiece, then ids/mask/type ids at `maxSeqLength`). */
+export async function benchTokenizer(
+  o: { vocabPath: string; texts: string[]; maxSeqLength?: number; reps?: number },
+): Promise<BenchRow> {
+  const { FullTokenizer } = await import("./tokenizer.ts");
+  const { convertExample } = await import("./features.ts");
+  const tok = await FullTokenizer.fromVocabFile(o.vocabPath);
+  const times: number[] = [];
+  for (let r = 0; r < (o.reps ?? 3) + 1; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < o.texts.length; i++) {
+      convertExample({ id: String(i), textA: o.texts[i], line: i + 1 }, tok, o.maxSeqLength ?? 128);
+    }
+    if (r > 0) times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  return {
+    what: "tokenizer",
+    engine: "lib/tokenizer.ts (JS)",
+    shape: `${o.texts.length} texts, L=${o.maxSeqLength ?? 128}`,
+    msPerStep: ms,
+    minMs: Math.min(...times),
+    examplesPerS: o.texts.length * 1000 / ms,
+  };
+}
+
+/** Renders rows as an aligned text table. */
+export function formatTable(rows: BenchRow[]): string {
+  const head = [
+    "what",
+    "engine",
+    "shape",
+    "threads",
+    "ms/step",
+    "min ms",
+    "ex/s",
+    "GFLOP/s",
+    "peak RSS MB",
+    "tensor MB",
+  ];
+  const fmt = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? "" : x.toFixed(d));
+  const body = rows.map((r) => [
+    r.what,
+    r.engine,
+    r.shape,
+    r.threads === undefined ? "" : String(r.threads),
+    fmt(r.msPerStep),
+    fmt(r.minMs),
+    fmt(r.examplesPerS),
+    fmt(r.gflops),
+    fmt(r.peakRssMb, 0),
+    fmt(r.peakTensorMb, 0),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
+}

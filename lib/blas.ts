@@ -1,0 +1,262 @@
+/**
+ * A CBLAS `sgemm` reached through Deno's FFI (`Deno.dlopen`), used by the `blas` TensorFlow.js backend.
+ *
+ * The library is found by, in order: the `BERT_BLAS_LIB` environment variable (a path or a library name), then
+ * OpenBLAS (`libopenblas.so.0`, Debian's `libopenblas0-pthread`/`-openmp`/`-serial` packages), BLIS
+ * (`libblis.so.4`), a generic CBLAS (`libcblas.so.3`, `libblas.so.3`) and macOS's Accelerate framework.
+ * {@linkcode loadBlas} returns `undefined` (never throws) when there is no library or no `--allow-ffi`.
+ *
+ * All matrices are row-major Float32Arrays; views (`subarray`) are passed at their byte offset.
+ * @module
+ */
+
+/** What one {@linkcode Blas.sgemm} call computes: `c = alpha * op(a) @ op(b) + beta * c` (row-major). */
+export interface SgemmArgs {
+  /** Use `a` transposed: `a` is stored `[k, m]` instead of `[m, k]`. */
+  transA?: boolean;
+  /** Use `b` transposed: `b` is stored `[n, k]` instead of `[k, n]`. */
+  transB?: boolean;
+  /** Rows of `op(a)` and of `c`. */
+  m: number;
+  /** Columns of `op(b)` and of `c`. */
+  n: number;
+  /** Columns of `op(a)` = rows of `op(b)`. */
+  k: number;
+  /** Left operand, `[m, k]` (or `[k, m]` when `transA`). */
+  a: Float32Array;
+  /** Right operand, `[k, n]` (or `[n, k]` when `transB`). */
+  b: Float32Array;
+  /** Output `[m, n]`, read too when `beta` is not 0. */
+  c: Float32Array;
+  /** Scale of the product (default 1). */
+  alpha?: number;
+  /** Scale of the old `c` (default 0: `c` is overwritten). */
+  beta?: number;
+  /** Row stride of `a` in elements (default: its stored column count). */
+  lda?: number;
+  /** Row stride of `b` in elements (default: its stored column count). */
+  ldb?: number;
+  /** Row stride of `c` in elements (default `n`). */
+  ldc?: number;
+}
+
+/** A loaded BLAS library. */
+export interface Blas {
+  /** The file or name that was opened. */
+  path: string;
+  /** Which implementation it is (`OpenBLAS`, `BLIS`, `Accelerate`, `CBLAS`). */
+  vendor: string;
+  /** Extra build information when the library reports it (OpenBLAS's `openblas_get_config`). */
+  config?: string;
+  /** Computes `c = alpha * op(a) @ op(b) + beta * c` synchronously. Throws on inconsistent sizes. */
+  sgemm(args: SgemmArgs): void;
+  /** Threads the library will use, when it can say (else `undefined`). */
+  getThreads(): number | undefined;
+  /** Sets the library's thread count; returns false when this library has no such control. */
+  setThreads(threads: number): boolean;
+  /** Closes the library (the object must not be used afterwards). */
+  close(): void;
+}
+
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+const SGEMM_DEF = {
+  //             order  transA transB  M      N      K      alpha  A         lda    B         ldb    beta   C         ldc
+  parameters: [
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "f32",
+    "buffer",
+    "i32",
+    "buffer",
+    "i32",
+    "f32",
+    "buffer",
+    "i32",
+  ],
+  result: "void",
+} as const;
+
+const SYMBOLS = {
+  cblas_sgemm: SGEMM_DEF,
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_get_config: { parameters: [], result: "pointer", optional: true },
+  bli_thread_set_num_threads: { parameters: ["i64"], result: "void", optional: true },
+  bli_thread_get_num_threads: { parameters: [], result: "i64", optional: true },
+} as const;
+
+/** Library names tried in order after `BERT_BLAS_LIB`. */
+export const BLAS_CANDIDATES: readonly string[] = [
+  "libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "/usr/lib64/libopenblas.so.0",
+  "/usr/lib64/libopenblasp.so.0",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "libopenblas.so",
+  "libblis.so.4",
+  "libblis.so.3",
+  "libcblas.so.3",
+  "libblas.so.3",
+  "/System/Library/Frameworks/Accelerate.framework/Accelerate",
+];
+
+let cached: Blas | undefined | null = null;
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function check(cond: boolean, what: string): void {
+  if (!cond) throw new Error(`sgemm: ${what}`);
+}
+
+function vendorOf(path: string, symbols: Record<string, unknown>): string {
+  if (symbols.openblas_set_num_threads) return "OpenBLAS";
+  if (symbols.bli_thread_set_num_threads) return "BLIS";
+  if (path.includes("Accelerate")) return "Accelerate";
+  return "CBLAS";
+}
+
+function ffiGranted(): boolean {
+  try {
+    // Asking first avoids Deno's interactive permission prompt when --allow-ffi was not given.
+    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+function open(path: string): Blas | undefined {
+  if (!ffiGranted()) return undefined;
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  try {
+    lib = Deno.dlopen(path, SYMBOLS);
+  } catch {
+    return undefined; // not there, not a CBLAS, or no --allow-ffi
+  }
+  const s = lib.symbols;
+  if (!s.cblas_sgemm) {
+    lib.close();
+    return undefined;
+  }
+  let config: string | undefined;
+  if (s.openblas_get_config) {
+    try {
+      const p = s.openblas_get_config();
+      if (p) config = new Deno.UnsafePointerView(p).getCString().trim();
+    } catch { /* informational only */ }
+  }
+  const sgemm = s.cblas_sgemm;
+  return {
+    path,
+    vendor: vendorOf(path, s as Record<string, unknown>),
+    config,
+    sgemm(args: SgemmArgs): void {
+      const { m, n, k, a, b, c } = args;
+      const transA = !!args.transA, transB = !!args.transB;
+      const lda = args.lda ?? (transA ? m : k);
+      const ldb = args.ldb ?? (transB ? k : n);
+      const ldc = args.ldc ?? n;
+      check(m >= 0 && n >= 0 && k >= 0, `negative size m=${m} n=${n} k=${k}`);
+      if (m === 0 || n === 0) return;
+      // Row-major storage: a is [rowsA, lda]; the last row only needs its used columns.
+      const rowsA = transA ? k : m, colsA = transA ? m : k;
+      const rowsB = transB ? n : k, colsB = transB ? k : n;
+      check(
+        lda >= Math.max(1, colsA) && ldb >= Math.max(1, colsB) && ldc >= Math.max(1, n),
+        "leading dimension too small",
+      );
+      check(rowsA === 0 || a.length >= (rowsA - 1) * lda + colsA, `a has ${a.length} values, needs ${rowsA}x${colsA}`);
+      check(rowsB === 0 || b.length >= (rowsB - 1) * ldb + colsB, `b has ${b.length} values, needs ${rowsB}x${colsB}`);
+      check(c.length >= (m - 1) * ldc + n, `c has ${c.length} values, needs ${m}x${n}`);
+      sgemm(
+        CBLAS_ROW_MAJOR,
+        transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
+        transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+        m,
+        n,
+        k,
+        args.alpha ?? 1,
+        a,
+        lda,
+        b,
+        ldb,
+        args.beta ?? 0,
+        c,
+        ldc,
+      );
+    },
+    getThreads(): number | undefined {
+      if (s.openblas_get_num_threads) return s.openblas_get_num_threads();
+      if (s.bli_thread_get_num_threads) return Number(s.bli_thread_get_num_threads());
+      return undefined;
+    },
+    setThreads(threads: number): boolean {
+      const t = Math.max(1, Math.floor(threads));
+      if (s.openblas_set_num_threads) {
+        s.openblas_set_num_threads(t);
+        return true;
+      }
+      if (s.bli_thread_set_num_threads) {
+        s.bli_thread_set_num_threads(BigInt(t));
+        return true;
+      }
+      return false;
+    },
+    close(): void {
+      lib.close();
+    },
+  };
+}
+
+/** Options for {@linkcode loadBlas}. */
+export interface LoadBlasOptions {
+  /** Open this path or name only (overrides `BERT_BLAS_LIB` and the built-in list). */
+  path?: string;
+  /** Set the library's thread count after opening (where it has that control). */
+  threads?: number;
+}
+
+/**
+ * Opens the first CBLAS library that loads (once per process; later calls return the same one, applying
+ * `threads` again). Returns `undefined` when none loads or FFI is not permitted.
+ *
+ * @example
+ * ```ts
+ * const blas = loadBlas();
+ * if (blas) blas.sgemm({ m: 2, n: 2, k: 2, a, b, c });
+ * ```
+ */
+export function loadBlas(options: LoadBlasOptions = {}): Blas | undefined {
+  if (options.path) {
+    const one = open(options.path);
+    if (one && options.threads) one.setThreads(options.threads);
+    return one;
+  }
+  if (cached === null) {
+    cached = undefined;
+    const override = env("BERT_BLAS_LIB");
+    for (const path of override ? [override] : BLAS_CANDIDATES) {
+      cached = open(path);
+      if (cached) break;
+    }
+  }
+  if (cached && options.threads) cached.setThreads(options.threads);
+  return cached;
+}

@@ -1,0 +1,170 @@
+/**
+ * `deno task bert bench`: training-step, inference, matmul and tokenizer benchmarks on one or more tfjs
+ * backends, optionally next to PyTorch (tests/bench/pytorch_bench.py, when /usr/bin/python3 has torch).
+ * @module
+ */
+import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type BackendName, initBackend } from "../backend.ts";
+import {
+  benchInfer,
+  benchMatMul,
+  type BenchRow,
+  benchTokenizer,
+  benchTrain,
+  formatTable,
+  machineInfo,
+  SHAPES,
+} from "../bench.ts";
+
+/** Flags of `bench`. */
+export const spec: CommandSpec = {
+  name: "bench",
+  description: "Measures BERT training steps (forward + backward + AdamW), inference, matmul GFLOP/s and " +
+    "tokenizer + feature conversion throughput, and prints a table with the machine, threads and peak memory. " +
+    "Use `deno task bench` (adds --allow-run) for --pytorch.",
+  usage: "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,matmul,tokenizer]",
+  flags: {
+    shapes: { type: "list", default: ["tiny"], help: `model shapes: ${Object.keys(SHAPES).join(", ")}` },
+    backend: { type: "list", default: ["auto"], help: "tfjs backends to compare (auto, blas, wasm, cpu, ...)" },
+    steps: { type: "number", default: 5, help: "measured steps per benchmark (the median is reported)" },
+    warmup: { type: "number", default: 2, help: "unmeasured steps first" },
+    what: { type: "list", default: ["train", "infer", "matmul"], help: "train, infer, matmul, tokenizer" },
+    threads: { type: "number", help: "threads for the blas backend's BLAS (and wasm when threaded)" },
+    model: { type: "string", default: "bert", help: "bert (lib/model.ts) or mini (bench encoder with fused ops)" },
+    vocab: {
+      type: "string",
+      default: "../shared/data/models/bert-base-uncased-vocab/vocab.txt",
+      help: "vocab.txt for the tokenizer benchmark",
+    },
+    texts: { type: "string", default: "data/sample/train.tsv", help: "TSV whose first column is the texts" },
+    pytorch: { type: "boolean", default: false, help: "also run tests/bench/pytorch_bench.py (needs --allow-run)" },
+    python: { type: "string", default: "/usr/bin/python3", help: "Python with torch, for --pytorch" },
+  },
+};
+
+const WHATS = ["train", "infer", "matmul", "tokenizer"];
+
+/** Runs the benchmarks. */
+export async function run(args: ParsedArgs): Promise<void> {
+  const shapes = (args.flags.shapes as string[]).map((s) => {
+    const shape = SHAPES[s];
+    if (!shape) throw new UsageError(`unknown shape "${s}" (expected ${Object.keys(SHAPES).join(", ")})`);
+    return shape;
+  });
+  const whats = args.flags.what as string[];
+  for (const w of whats) if (!WHATS.includes(w)) throw new UsageError(`unknown --what "${w}" (expected ${WHATS})`);
+  const steps = args.flags.steps as number, warmup = args.flags.warmup as number;
+  if (!(steps >= 1)) throw new UsageError("--steps must be at least 1");
+  const model = args.flags.model as string;
+  if (model !== "bert" && model !== "mini") throw new UsageError(`--model must be bert or mini, got "${model}"`);
+  const threads = args.flags.threads as number | undefined;
+  const { cpu, cores } = machineInfo();
+  console.log(`machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`);
+  const rows: BenchRow[] = [];
+  const show = (r: BenchRow) => {
+    rows.push(r);
+    console.log(formatTable([r]).split("\n")[2]);
+  };
+
+  if (whats.includes("tokenizer")) {
+    const texts = await readTexts(args.flags.texts as string);
+    show(await benchTokenizer({ vocabPath: args.flags.vocab as string, texts }));
+  }
+  for (const backend of args.flags.backend as string[]) {
+    const info = await initBackend({ backend: backend as BackendName | "auto", threads });
+    const t = await backendThreads(info.name, threads);
+    const engine = `tfjs ${info.name}${model === "mini" ? " (mini)" : ""}`;
+    if (whats.includes("matmul")) { for (const r of benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
+    for (const shape of shapes) {
+      const o = { shape, steps, warmup, model: model as "bert" | "mini", engine, threads: t };
+      if (whats.includes("train")) show(await benchTrain(o));
+      if (whats.includes("infer")) show(await benchInfer(o));
+    }
+  }
+  if (args.flags.pytorch) {
+    for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
+  }
+  console.log(`\n${formatTable(rows)}`);
+}
+
+async function backendThreads(name: string, threads: number | undefined): Promise<number | undefined> {
+  if (name === "blas") {
+    const { registerBlasBackend } = await import("../kernels/blas_backend.ts");
+    return registerBlasBackend()?.threads;
+  }
+  if (name === "wasm" || name === "cpu") return name === "cpu" ? 1 : threads ?? 1;
+  return threads;
+}
+
+async function readTexts(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new Error(`cannot read the tokenizer benchmark texts ${path}: ${(e as Error).message}`);
+  }
+  const lines = text.split("\n").slice(1).map((l) => l.split("\t")[0]).filter((l) => l.trim());
+  if (!lines.length) throw new Error(`${path}: no texts (expected a header line, then one text per line)`);
+  const texts: string[] = [];
+  while (texts.length < 5000) texts.push(...lines);
+  return texts.slice(0, 5000);
+}
+
+async function runPytorch(
+  args: ParsedArgs,
+  shapes: string[],
+  whats: string[],
+  steps: number,
+  warmup: number,
+): Promise<BenchRow[]> {
+  const what = whats.filter((w) => w === "train" || w === "infer");
+  if (!what.length) return [];
+  const script = new URL("../../tests/bench/pytorch_bench.py", import.meta.url).pathname;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(args.flags.python as string, {
+      args: [
+        script,
+        "--json",
+        "--shapes",
+        shapes.join(","),
+        "--what",
+        what.join(","),
+        "--steps",
+        String(steps),
+        "--warmup",
+        String(warmup),
+        "--threads",
+        "1,2",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    console.warn(
+      `--pytorch skipped: cannot run ${args.flags.python} (${(e as Error).message}; use \`deno task bench\`)`,
+    );
+    return [];
+  }
+  const rows: BenchRow[] = [];
+  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+    if (!line.trim()) continue;
+    const r = JSON.parse(line);
+    if (r.error) {
+      console.warn(`--pytorch skipped: ${r.error}`);
+      continue;
+    }
+    rows.push({
+      what: r.what,
+      engine: r.engine,
+      shape: `${r.shape} ${r.batch}x${r.seq}`,
+      threads: r.threads,
+      msPerStep: r.ms_per_step,
+      minMs: r.min_ms,
+      examplesPerS: r.examples_per_s,
+      peakRssMb: r.peak_rss_mb,
+    });
+  }
+  if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
+  return rows;
+}

@@ -1,0 +1,335 @@
+/**
+ * Fused BERT training ops. On the `blas` backend each is one or two single-pass kernels (instead of the 5-15
+ * elementwise tfjs ops they replace, each a full pass over memory); on any other backend they compute the
+ * same maths with ordinary tf ops, so model code can call them unconditionally.
+ *
+ * - {@linkcode gelu}: exact (erf) GELU with its gradient.
+ * - {@linkcode layerNorm}: LayerNorm over the last axis with its gradient.
+ * - {@linkcode dropout}: inverted dropout with a seeded mask, gradient `dy * mask`.
+ * - {@linkcode adamwUpdate}: one AdamW step of a parameter (new parameter, first and second moments).
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { f32, type KernelArgs, output } from "./common.ts";
+import { allocF32 } from "./pool.ts";
+import { simdMath } from "./simd.ts";
+
+const BACKEND = "blas";
+
+function onBlas(...ts: tf.Tensor[]): boolean {
+  return tf.getBackend() === BACKEND && ts.every((t) => t.dtype === "float32");
+}
+
+function run(kernel: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}): tf.Tensor[] {
+  const out = tf.engine().runKernel(kernel, inputs as never, attrs as never) as tf.Tensor | tf.Tensor[];
+  return Array.isArray(out) ? out : [out];
+}
+
+// ---- GELU ----------------------------------------------------------------------------------------
+
+const SQRT_2_OVER_PI_HALF = 0.3989422804014327; // 1 / sqrt(2 pi)
+
+/** GELU, exact: `0.5 x (1 + erf(x / sqrt 2))`, with gradient `dy (Phi(x) + x phi(x))`. */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  if (!onBlas(x)) return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor, save = args[1] as tf.GradSaveFunc;
+    save([input]);
+    return {
+      value: run("BlasGelu", { x: input })[0],
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run("BlasGeluGrad", { x: saved[0], dy })[0],
+    };
+  });
+  return op(x) as T;
+}
+
+function geluKernel(args: KernelArgs): TensorInfo {
+  const { inputs, backend } = args;
+  const x = f32(backend, inputs.x!);
+  const out = allocF32(x.length, false);
+  const simd = simdMath();
+  if (simd) {
+    simd.map("erf", x.length, (b, s, n) => {
+      for (let i = 0; i < n; i++) b[i] = x[s + i] * Math.SQRT1_2;
+    }, (b, s, n) => {
+      for (let i = 0; i < n; i++) out[s + i] = 0.5 * x[s + i] * (1 + b[i]);
+    });
+  } else {
+    for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i] * (1 + erfScalar(x[i] * Math.SQRT1_2));
+  }
+  return output(backend, inputs.x!.shape, out);
+}
+
+function geluGradKernel(args: KernelArgs): TensorInfo {
+  const { inputs, backend } = args;
+  const x = f32(backend, inputs.x!), dy = f32(backend, inputs.dy!);
+  const out = allocF32(x.length, false);
+  const simd = simdMath();
+  if (simd) {
+    // Two passes through the module: erf(x / sqrt2) into out, then exp(-x^2 / 2) combined on the way out.
+    simd.map("erf", x.length, (b, s, n) => {
+      for (let i = 0; i < n; i++) b[i] = x[s + i] * Math.SQRT1_2;
+    }, (b, s, n) => out.set(b.subarray(0, n), s));
+    simd.map("exp", x.length, (b, s, n) => {
+      for (let i = 0; i < n; i++) b[i] = -0.5 * x[s + i] * x[s + i];
+    }, (b, s, n) => {
+      for (let i = 0; i < n; i++) {
+        const j = s + i;
+        out[j] = dy[j] * (0.5 * (1 + out[j]) + x[j] * SQRT_2_OVER_PI_HALF * b[i]);
+      }
+    });
+  } else {
+    for (let i = 0; i < x.length; i++) {
+      const cdf = 0.5 * (1 + erfScalar(x[i] * Math.SQRT1_2));
+      out[i] = dy[i] * (cdf + x[i] * SQRT_2_OVER_PI_HALF * Math.exp(-0.5 * x[i] * x[i]));
+    }
+  }
+  return output(backend, inputs.x!.shape, out);
+}
+
+function erfScalar(xi: number): number {
+  const v = Math.abs(xi);
+  const t = 1 / (1 + 0.3275911 * v);
+  const y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t *
+      Math.exp(-v * v);
+  return xi < 0 ? -y : xi > 0 ? y : xi;
+}
+
+// ---- LayerNorm -----------------------------------------------------------------------------------
+
+/**
+ * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance).
+ * @param x `[..., width]`
+ * @param gamma `[width]`
+ * @param beta `[width]`
+ */
+export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): T {
+  if (!onBlas(x, gamma, beta)) {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
+    });
+  }
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, g, b] = args as tf.Tensor[], save = args[3] as tf.GradSaveFunc;
+    const [y, xhat, rstd] = run("BlasLayerNorm", { x: input, gamma: g, beta: b }, { eps });
+    save([xhat, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        run("BlasLayerNormGrad", { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] }),
+    };
+  });
+  return op(x, gamma, beta) as T;
+}
+
+function layerNormKernel(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const xi = inputs.x!;
+  const x = f32(backend, xi), g = f32(backend, inputs.gamma!), b = f32(backend, inputs.beta!);
+  const eps = attrs!.eps as number;
+  const w = xi.shape[xi.shape.length - 1];
+  if (g.length !== w || b.length !== w) {
+    throw new Error(`layerNorm: gamma/beta have ${g.length}/${b.length} values, expected the last dim ${w}`);
+  }
+  const rows = w === 0 ? 0 : x.length / w;
+  const y = allocF32(x.length, false), xhat = allocF32(x.length, false);
+  const rstd = allocF32(rows, false);
+  for (let r = 0; r < rows; r++) {
+    const o = r * w;
+    let mean = 0;
+    for (let j = 0; j < w; j++) mean += x[o + j];
+    mean /= w;
+    let v = 0;
+    for (let j = 0; j < w; j++) {
+      const d = x[o + j] - mean;
+      v += d * d;
+    }
+    const rs = 1 / Math.sqrt(v / w + eps);
+    rstd[r] = rs;
+    for (let j = 0; j < w; j++) {
+      const h = (x[o + j] - mean) * rs;
+      xhat[o + j] = h;
+      y[o + j] = h * g[j] + b[j];
+    }
+  }
+  const shape = xi.shape;
+  return [output(backend, shape, y), output(backend, shape, xhat), output(backend, [...shape.slice(0, -1), 1], rstd)];
+}
+
+function layerNormGradKernel(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend } = args;
+  const dyi = inputs.dy!;
+  const dy = f32(backend, dyi), xhat = f32(backend, inputs.xhat!), rstd = f32(backend, inputs.rstd!);
+  const g = f32(backend, inputs.gamma!);
+  const w = g.length;
+  const rows = w === 0 ? 0 : dy.length / w;
+  const dx = allocF32(dy.length, false);
+  const dg = new Float64Array(w), db = new Float64Array(w);
+  for (let r = 0; r < rows; r++) {
+    const o = r * w;
+    // dxhat = dy * gamma; dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) * rstd
+    let s1 = 0, s2 = 0;
+    for (let j = 0; j < w; j++) {
+      const d = dy[o + j], h = xhat[o + j];
+      const dh = d * g[j];
+      s1 += dh;
+      s2 += dh * h;
+      dg[j] += d * h;
+      db[j] += d;
+    }
+    s1 /= w;
+    s2 /= w;
+    const rs = rstd[r];
+    for (let j = 0; j < w; j++) dx[o + j] = (dy[o + j] * g[j] - s1 - xhat[o + j] * s2) * rs;
+  }
+  return [
+    output(backend, dyi.shape, dx),
+    output(backend, [w], Float32Array.from(dg)),
+    output(backend, [w], Float32Array.from(db)),
+  ];
+}
+
+// ---- dropout -------------------------------------------------------------------------------------
+
+function hashSeed(seed: number | string | undefined): number {
+  if (seed === undefined) return (Math.random() * 2 ** 32) >>> 0;
+  const s = String(seed);
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/**
+ * Inverted dropout: zeroes each element with probability `rate` and scales the rest by `1 / (1 - rate)`.
+ * The same `seed` gives the same mask (a different generator from `tf.dropout`'s, so masks differ from it).
+ */
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number | string): T {
+  if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
+  if (rate === 0) return x;
+  if (!onBlas(x)) return tf.dropout(x, rate, undefined, seed) as T;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor, save = args[1] as tf.GradSaveFunc;
+    const [y, mask] = run("BlasDropout", { x: input }, { rate, seed: hashSeed(seed) });
+    save([mask]);
+    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
+  });
+  return op(x) as T;
+}
+
+function dropoutKernel(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const x = f32(backend, inputs.x!);
+  const rate = attrs!.rate as number;
+  const scale = 1 / (1 - rate);
+  // Keep when a uniform 32-bit draw is >= rate * 2^32 (mulberry32 generator).
+  const threshold = Math.floor(rate * 4294967296);
+  let state = (attrs!.seed as number) >>> 0;
+  const y = allocF32(x.length, false), mask = allocF32(x.length, false);
+  for (let i = 0; i < x.length; i++) {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    const keep = ((t ^ (t >>> 14)) >>> 0) >= threshold;
+    const m = keep ? scale : 0;
+    mask[i] = m;
+    y[i] = x[i] * m;
+  }
+  return [output(backend, inputs.x!.shape, y), output(backend, inputs.x!.shape, mask)];
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------------
+
+/** Inputs of {@linkcode adamwUpdate}. */
+export interface AdamWUpdate {
+  /** The parameter. */
+  param: tf.Tensor;
+  /** Its gradient. */
+  grad: tf.Tensor;
+  /** First moment. */
+  m: tf.Tensor;
+  /** Second moment. */
+  v: tf.Tensor;
+  /** Learning rate of this step. */
+  lr: number;
+  /** Default 0.9. */
+  beta1: number;
+  /** Default 0.999. */
+  beta2: number;
+  /** Added to the denominator. */
+  eps: number;
+  /** Decoupled weight decay applied to this parameter (0 for none). */
+  weightDecay: number;
+  /** The step number `t` (1 for the first update), for bias correction. */
+  step: number;
+}
+
+/**
+ * One AdamW update (PyTorch's arithmetic): `m' = b1 m + (1-b1) g`, `v' = b2 v + (1-b2) g^2`,
+ * `p' = p (1 - lr wd) - lr / (1 - b1^t) * m' / (sqrt(v') / sqrt(1 - b2^t) + eps)`.
+ * Returns new tensors `[p', m', v']` (the caller assigns them and disposes the old ones); one pass on `blas`.
+ */
+export function adamwUpdate(u: AdamWUpdate): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const bc1 = 1 - u.beta1 ** u.step, bc2Sqrt = Math.sqrt(1 - u.beta2 ** u.step);
+  const decay = 1 - u.lr * u.weightDecay, stepSize = u.lr / bc1;
+  if (onBlas(u.param, u.grad, u.m, u.v)) {
+    const [p, m, v] = run("BlasAdamW", { param: u.param, grad: u.grad, m: u.m, v: u.v }, {
+      beta1: u.beta1,
+      beta2: u.beta2,
+      eps: u.eps,
+      decay,
+      stepSize,
+      bc2Sqrt,
+    });
+    return [p, m, v];
+  }
+  return tf.tidy(() => {
+    const m = tf.add(tf.mul(u.m, u.beta1), tf.mul(u.grad, 1 - u.beta1));
+    const v = tf.add(tf.mul(u.v, u.beta2), tf.mul(tf.square(u.grad), 1 - u.beta2));
+    const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), u.eps);
+    const decayed = decay !== 1 ? tf.mul(u.param, decay) : u.param;
+    const p = tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize));
+    return [p, m, v] as [tf.Tensor, tf.Tensor, tf.Tensor];
+  });
+}
+
+function adamwKernel(args: KernelArgs): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const p = f32(backend, inputs.param!), g = f32(backend, inputs.grad!);
+  const m = f32(backend, inputs.m!), v = f32(backend, inputs.v!);
+  const n = p.length;
+  if (g.length !== n || m.length !== n || v.length !== n) {
+    throw new Error(`adamwUpdate: param, grad, m, v sizes differ (${n}, ${g.length}, ${m.length}, ${v.length})`);
+  }
+  const { beta1, beta2, eps, decay, stepSize, bc2Sqrt } = attrs as Record<string, number>;
+  const c1 = 1 - beta1, c2 = 1 - beta2, invBc2 = 1 / bc2Sqrt;
+  const pn = allocF32(n, false), mn = allocF32(n, false), vn = allocF32(n, false);
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    const mi = m[i] * beta1 + gi * c1;
+    const vi = v[i] * beta2 + gi * gi * c2;
+    mn[i] = mi;
+    vn[i] = vi;
+    pn[i] = p[i] * decay - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
+  }
+  const shape = inputs.param!.shape;
+  return [output(backend, shape, pn), output(backend, shape, mn), output(backend, shape, vn)];
+}
+
+/** Kernel configs of the fused ops for `backendName`. */
+export function fusedKernels(backendName: string): KernelConfig[] {
+  const k = (kernelName: string, fn: (a: KernelArgs) => TensorInfo | TensorInfo[]): KernelConfig => ({
+    kernelName,
+    backendName,
+    kernelFunc: fn as unknown as KernelFunc,
+  });
+  return [
+    k("BlasGelu", geluKernel),
+    k("BlasGeluGrad", geluGradKernel),
+    k("BlasLayerNorm", layerNormKernel),
+    k("BlasLayerNormGrad", layerNormGradKernel),
+    k("BlasDropout", dropoutKernel),
+    k("BlasAdamW", adamwKernel),
+  ];
+}

@@ -1,0 +1,135 @@
+/**
+ * Recycling of large Float32Array outputs for the `blas` backend.
+ *
+ * Every tfjs op returns a new tensor; on the cpu backend that is a new ArrayBuffer, whose pages the kernel
+ * then faults in, and whose memory V8 frees only at a later garbage collection. For BERT training that is
+ * hundreds of MB per step. Here kernels take their output arrays from a pool, and {@linkcode PooledCpuBackend}
+ * gives an array back when its tensor is disposed — but only when nothing else can still see it:
+ *
+ * - the array was allocated by {@linkcode allocF32} and stored as exactly one tensor's storage
+ *   (a second `write` of the same buffer, e.g. a `subarray` view made by a slice, disqualifies it);
+ * - its values were never handed out by `readSync`/`read` (`dataSync()`, `data()`, `array()` ...), since the
+ *   caller may keep using them after disposing the tensor.
+ * @module
+ */
+import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import type { backend_util, DataType } from "@tensorflow/tfjs-core";
+
+/** Arrays shorter than this are left to V8 (small allocations are cheap). */
+export const POOL_MIN_LENGTH = 4096;
+
+interface Owned {
+  /** The array object handed out by allocF32. */
+  array: Float32Array;
+  /** Stored as a tensor's values already. */
+  written: boolean;
+  /** Can never be recycled. */
+  poisoned: boolean;
+}
+
+const owned = new WeakMap<ArrayBuffer, Owned>();
+const free = new Map<number, Float32Array[]>();
+let pooledBytes = 0;
+let maxPooledBytes = 1 << 30;
+let stats = { reused: 0, allocated: 0, released: 0 };
+
+/**
+ * A Float32Array of `length` from the pool (or new). With `zero: false` its contents are arbitrary: only
+ * use that when every element is written before it is read.
+ */
+export function allocF32(length: number, zero = true): Float32Array {
+  if (length < POOL_MIN_LENGTH) return new Float32Array(length);
+  const list = free.get(length);
+  const recycled = list?.pop();
+  if (recycled) {
+    pooledBytes -= recycled.byteLength;
+    stats.reused++;
+    owned.set(recycled.buffer as ArrayBuffer, { array: recycled, written: false, poisoned: false });
+    if (zero) recycled.fill(0);
+    return recycled;
+  }
+  const array = new Float32Array(length);
+  stats.allocated++;
+  owned.set(array.buffer, { array, written: false, poisoned: false });
+  return array;
+}
+
+function release(array: Float32Array): void {
+  if (pooledBytes + array.byteLength > maxPooledBytes) return; // let V8 free it
+  owned.delete(array.buffer as ArrayBuffer);
+  let list = free.get(array.length);
+  if (!list) free.set(array.length, list = []);
+  list.push(array);
+  pooledBytes += array.byteLength;
+  stats.released++;
+}
+
+/** Empties the pool (its arrays are then freed by V8's garbage collector). */
+export function clearPool(): void {
+  free.clear();
+  pooledBytes = 0;
+}
+
+/** Sets the most bytes kept for reuse (default 1 GiB); 0 disables recycling. */
+export function setPoolLimit(bytes: number): void {
+  maxPooledBytes = bytes;
+  if (pooledBytes > bytes) clearPool();
+}
+
+/** Counters since the last call: arrays reused from the pool, newly allocated, and given back. */
+export function poolStats(): { reused: number; allocated: number; released: number; pooledBytes: number } {
+  const s = { ...stats, pooledBytes };
+  stats = { reused: 0, allocated: 0, released: 0 };
+  return s;
+}
+
+function poison(values: unknown): void {
+  if (values instanceof Float32Array) {
+    const o = owned.get(values.buffer as ArrayBuffer);
+    if (o) o.poisoned = true;
+  }
+}
+
+/** The cpu backend with pool bookkeeping on write / read / dispose (see the module notes). */
+export class PooledCpuBackend extends MathBackendCPU {
+  /** Stores values; registers pool arrays as owned by this one tensor. */
+  override write(values: backend_util.BackendValues, shape: number[], dtype: DataType): object {
+    if (values instanceof Float32Array) {
+      const o = owned.get(values.buffer as ArrayBuffer);
+      if (o) {
+        if (o.written || o.array !== values) o.poisoned = true;
+        o.written = true;
+      }
+    }
+    return super.write(values, shape, dtype);
+  }
+
+  /** Moves values in (engine transfers): such arrays are never recycled. */
+  override move(
+    dataId: object,
+    values: backend_util.BackendValues,
+    shape: number[],
+    dtype: DataType,
+    refCount: number,
+  ): void {
+    poison(values);
+    super.move(dataId, values, shape, dtype, refCount);
+  }
+
+  /** Reads values; an array handed out to a caller is never recycled. */
+  override readSync(dataId: object): backend_util.BackendValues {
+    if (this.data.has(dataId)) poison(this.data.get(dataId).values);
+    return super.readSync(dataId);
+  }
+
+  /** Frees a tensor's storage, giving a pool array back when it is safe (see the module notes). */
+  override disposeData(dataId: object, force = false): boolean {
+    const values = this.data.has(dataId) ? this.data.get(dataId).values : undefined;
+    const done = super.disposeData(dataId, force);
+    if (values instanceof Float32Array && !this.data.has(dataId)) {
+      const o = owned.get(values.buffer as ArrayBuffer);
+      if (o && !o.poisoned && o.written && o.array === values) release(values);
+    }
+    return done;
+  }
+}

@@ -1,0 +1,460 @@
+/**
+ * The `blas` backend (lib/kernels/*, lib/blas.ts) against the stock tfjs cpu backend: every kernel it replaces,
+ * on random inputs with broadcasting, transposes, odd sizes, NaN/Inf, plus gradients, the fused ops and the
+ * array pool's safety rules. Skips (with a message) when no CBLAS library can be opened.
+ */
+import { assert, assertEquals } from "./shared.ts";
+import { tf } from "../lib/backend.ts";
+import { loadBlas } from "../lib/blas.ts";
+import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
+import { adamwUpdate, dropout, gelu, layerNorm } from "../lib/kernels/fused.ts";
+import { simdMath } from "../lib/kernels/simd.ts";
+
+const info = registerBlasBackend();
+// The stock cpu backend (the reference here) prints a "use tfjs-node" banner on first use; not needed in tests.
+(tf.findBackend("cpu") as unknown as { firstUse: boolean } | null ?? { firstUse: false }).firstUse = false;
+if (!info) {
+  console.warn(
+    "blas_test: skipped — no CBLAS library could be opened (install libopenblas0-pthread, or set BERT_BLAS_LIB)",
+  );
+}
+const ignore = !info;
+
+/** Deterministic pseudo-random floats in [-scale, scale). */
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 2 ** 32 * 2 - 1) * scale;
+  }
+  return out;
+}
+
+interface Arg {
+  shape: number[];
+  values: Float32Array | Int32Array;
+  dtype?: "float32" | "int32";
+}
+
+const f = (shape: number[], seed: number, scale = 1): Arg => ({
+  shape,
+  values: rand(shape.reduce((a, b) => a * b, 1), seed, scale),
+});
+
+/** Runs `fn` on `backend` with fresh tensors for `args`; returns copies of the outputs' values and shapes. */
+async function on(
+  backend: string,
+  args: Arg[],
+  fn: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+): Promise<{ shape: number[]; values: Float32Array | Int32Array | Uint8Array }[]> {
+  await tf.setBackend(backend);
+  const before = tf.memory().numTensors;
+  const out = tf.tidy(() => {
+    const ts = args.map((a) => tf.tensor(a.values, a.shape, a.dtype ?? "float32"));
+    const r = fn(...ts);
+    return Array.isArray(r) ? r : [r];
+  });
+  const res = out.map((t) => ({ shape: t.shape, values: (t.dataSync() as Float32Array).slice() }));
+  tf.dispose(out);
+  assertEquals(tf.memory().numTensors, before, `tensors leaked on ${backend}`);
+  return res;
+}
+
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, rtol = 1e-4, atol = 1e-5): void {
+  assertEquals(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(e)) {
+      assert(Number.isNaN(a), `${what}[${i}]: expected NaN, got ${a}`);
+      continue;
+    }
+    if (!Number.isFinite(e)) {
+      assertEquals(a, e, `${what}[${i}]`);
+      continue;
+    }
+    assert(Math.abs(a - e) <= rtol * Math.abs(e) + atol, `${what}[${i}]: blas ${a} vs cpu ${e}`);
+  }
+}
+
+/** Compares `fn` on blas against cpu (or `cpuFn` on cpu, where the cpu kernel itself falls short). */
+async function same(
+  what: string,
+  args: Arg[],
+  fn: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+  rtol = 1e-4,
+  cpuFn = fn,
+) {
+  const cpu = await on("cpu", args, cpuFn);
+  const blas = await on("blas", args, fn);
+  assertEquals(blas.length, cpu.length, `${what}: outputs`);
+  for (let i = 0; i < cpu.length; i++) {
+    assertEquals(blas[i].shape, cpu[i].shape, `${what}: shape of output ${i}`);
+    close(blas[i].values, cpu[i].values, `${what} out${i}`, rtol);
+  }
+}
+
+Deno.test({ name: "blas: sgemm through FFI matches a hand-worked product, with views and strides", ignore }, () => {
+  const blas = loadBlas()!;
+  // [2,3] @ [3,2]
+  const a = new Float32Array([99, 1, 2, 3, 4, 5, 6]).subarray(1); // a view at a byte offset
+  const b = new Float32Array([7, 8, 9, 10, 11, 12]);
+  const c = new Float32Array(4);
+  blas.sgemm({ m: 2, n: 2, k: 3, a, b, c });
+  assertEquals([...c], [58, 64, 139, 154]);
+  // transposes: a^T stored [3,2], b^T stored [2,3]; alpha, beta accumulate into c
+  const at = new Float32Array([1, 4, 2, 5, 3, 6]), bt = new Float32Array([7, 9, 11, 8, 10, 12]);
+  blas.sgemm({ m: 2, n: 2, k: 3, a: at, b: bt, c, transA: true, transB: true, alpha: 2, beta: -1 });
+  assertEquals([...c], [58, 64, 139, 154]);
+  let threw = false;
+  try {
+    blas.sgemm({ m: 2, n: 2, k: 3, a: new Float32Array(5), b, c });
+  } catch (e) {
+    threw = /a has 5 values/.test(String(e));
+  }
+  assert(threw, "a too-short operand must be rejected before the FFI call");
+});
+
+Deno.test({ name: "blas: BatchMatMul matches cpu (transposes, batch broadcast, odd sizes)", ignore }, async () => {
+  const cases: [number[], number[], boolean, boolean][] = [
+    [[7, 5], [5, 3], false, false],
+    [[5, 7], [5, 3], true, false],
+    [[7, 5], [3, 5], false, true],
+    [[5, 7], [3, 5], true, true],
+    [[2, 3, 7, 5], [5, 4], false, false], // weight without batch: one folded sgemm
+    [[2, 3, 5, 7], [5, 4], true, false],
+    [[4, 6], [3, 6, 5], false, false], // a without batch
+    [[1, 4, 6], [3, 6, 5], false, false],
+    [[3, 2, 4, 8], [3, 2, 4, 8], false, true], // attention scores q k^T
+    [[3, 2, 4, 4], [3, 2, 4, 8], false, false], // probs @ v
+    [[3, 0, 5], [5, 2], false, false], // empty
+    [[3, 4, 0], [0, 2], false, false], // k = 0: zeros
+  ];
+  let seed = 1;
+  for (const [sa, sb, ta, tb] of cases) {
+    await same(
+      `matMul [${sa}]${ta ? "T" : ""} x [${sb}]${tb ? "T" : ""}`,
+      [f(sa, seed++), f(sb, seed++)],
+      (a, b) => tf.matMul(a, b, ta, tb),
+    );
+  }
+  // Batch dims [2,1] x [3] broadcast to [2,3]: the cpu kernel mis-sizes this, so the reference tiles explicitly.
+  await same(
+    "matMul broadcast [2,1,4,6] x [3,5,6]T",
+    [f([2, 1, 4, 6], 50), f([3, 5, 6], 51)],
+    (a, b) => tf.matMul(a, b, false, true),
+    1e-4,
+    (a, b) => tf.matMul(tf.broadcastTo(a, [2, 3, 4, 6]), tf.broadcastTo(b, [2, 3, 5, 6]), false, true),
+  );
+});
+
+Deno.test({ name: "blas: _FusedMatMul with bias and every activation matches cpu", ignore }, async () => {
+  const acts = ["linear", "relu", "relu6", "elu", "leakyrelu", "sigmoid", "prelu"] as const;
+  let seed = 100;
+  for (const activation of acts) {
+    for (
+      const [sa, sb, sbias, ta, tb] of [
+        [[6, 5], [5, 4], [4], false, false],
+        [[5, 6], [4, 5], [4], true, true],
+        [[2, 6, 5], [5, 4], [6, 4], false, false], // bias broadcast over rows and batch
+      ] as [number[], number[], number[], boolean, boolean][]
+    ) {
+      await same(
+        `fused ${activation} [${sa}] x [${sb}] + [${sbias}]`,
+        [f(sa, seed++, 4), f(sb, seed++), f(sbias, seed++), f([4], seed++)],
+        (a, b, bias, alpha) =>
+          tf.fused.matMul({
+            a,
+            b,
+            bias,
+            transposeA: ta,
+            transposeB: tb,
+            activation,
+            preluActivationWeights: activation === "prelu" ? alpha : undefined,
+            leakyreluAlpha: 0.3,
+          }),
+      );
+    }
+  }
+  // no bias
+  await same(
+    "fused relu without bias",
+    [f([3, 4], 7), f([4, 2], 8)],
+    (a, b) => tf.fused.matMul({ a, b, activation: "relu" }),
+  );
+});
+
+Deno.test({ name: "blas: gradients of matMul and fused matMul under tf.grads match cpu", ignore }, async () => {
+  let seed = 200;
+  for (
+    const [sa, sb, ta, tb] of [
+      [[6, 5], [5, 4], false, false],
+      [[5, 6], [4, 5], true, true],
+      [[2, 3, 6, 5], [2, 3, 5, 4], false, false],
+      [[2, 3, 6, 5], [2, 3, 4, 5], false, true],
+      [[2, 3, 5, 6], [2, 3, 5, 4], true, false],
+    ] as [number[], number[], boolean, boolean][]
+  ) {
+    await same(`grad matMul [${sa}] [${sb}] ${ta} ${tb}`, [f(sa, seed++), f(sb, seed++)], (a, b) => {
+      const g = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.square(tf.matMul(x, y, ta, tb))));
+      return g([a, b]);
+    });
+  }
+  await same("grad fused relu", [f([6, 5], 9), f([5, 4], 10), f([4], 11)], (a, b, bias) => {
+    const g = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+      tf.sum(tf.square(tf.fused.matMul({ a: x as tf.Tensor2D, b: y as tf.Tensor2D, bias: z, activation: "relu" })))
+    );
+    return g([a, b, bias]);
+  });
+});
+
+Deno.test({ name: "blas: broadcasting binary ops match cpu, NaN included; int32 falls back", ignore }, async () => {
+  const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+    ["add", tf.add],
+    ["sub", tf.sub],
+    ["mul", tf.mul],
+    ["div", tf.div],
+    ["maximum", tf.maximum],
+    ["minimum", tf.minimum],
+    ["squaredDifference", tf.squaredDifference],
+  ];
+  const shapes: [number[], number[]][] = [
+    [[3, 4, 5], [3, 4, 5]],
+    [[3, 4, 5], []],
+    [[], [3, 4, 5]],
+    [[3, 4, 5], [5]],
+    [[3, 4, 5], [4, 1]],
+    [[3, 1, 5], [1, 4, 1]],
+    [[2, 3, 1, 6], [2, 1, 4, 6]], // attention-mask pattern
+    [[5000], [5000]],
+  ];
+  let seed = 300;
+  for (const [name, op] of ops) {
+    for (const [sa, sb] of shapes) {
+      const a = f(sa, seed++), b = f(sb, seed++);
+      if (a.values.length > 2) a.values[1] = NaN;
+      await same(`${name} [${sa}] [${sb}]`, [a, b], op);
+    }
+  }
+  const ints: Arg = { shape: [4], values: new Int32Array([1, -2, 3, 4]), dtype: "int32" };
+  await same("int32 add", [ints, ints], tf.add);
+});
+
+Deno.test({ name: "blas: unary kernels match cpu (incl. NaN, ±Inf, 0, large inputs)", ignore }, async () => {
+  const x = f([3, 1000], 400, 6);
+  x.values.set([0, -0, NaN, Infinity, -Infinity, 1e-8, -1e-8, 88, -88, 100, -100, 20, -20], 0);
+  const pos: Arg = { shape: [2000], values: rand(2000, 401, 1).map((v) => Math.abs(v) * 10 + 1e-3) };
+  const ops: [string, (t: tf.Tensor) => tf.Tensor, Arg][] = [
+    ["abs", tf.abs, x],
+    ["ceil", tf.ceil, x],
+    ["elu", tf.elu, x],
+    ["erf", tf.erf, x],
+    ["exp", tf.exp, x],
+    ["floor", tf.floor, x],
+    ["log", tf.log, pos],
+    ["neg", tf.neg, x],
+    ["reciprocal", tf.reciprocal, x],
+    ["relu", tf.relu, x],
+    ["relu6", tf.relu6, x],
+    ["rsqrt", tf.rsqrt, pos],
+    ["sigmoid", tf.sigmoid, x],
+    ["sqrt", tf.sqrt, pos],
+    ["square", tf.square, x],
+    ["step", (t) => tf.step(t, 0.25), x],
+    ["tanh", tf.tanh, x],
+    ["sign", tf.sign, x],
+  ];
+  for (const [name, op, arg] of ops) await same(name, [arg], op, name === "exp" ? 2e-6 : 1e-4);
+});
+
+Deno.test({ name: "blas: SIMD exp and erf agree with Math.exp and the A&S erf", ignore }, () => {
+  const simd = simdMath();
+  if (!simd) {
+    console.warn("blas_test: WebAssembly SIMD unavailable; the JS fallbacks are exercised instead");
+    return;
+  }
+  const x = rand(100003, 500, 90); // odd length: the last vector is partial
+  const e = new Float32Array(x.length), r = new Float32Array(x.length);
+  simd.exp(x, e);
+  simd.erf(x, r);
+  for (let i = 0; i < x.length; i++) {
+    const ref = Math.exp(x[i]);
+    if (ref > 1.2e-38 && ref < 3.4e38) assert(Math.abs(e[i] - ref) <= 3e-7 * ref, `exp(${x[i]}) = ${e[i]} vs ${ref}`);
+    assert(Math.abs(r[i] - erfRef(x[i])) < 1e-6, `erf(${x[i]})`);
+  }
+  const edge = new Float32Array([NaN, Infinity, -Infinity, 89, -88, 0]);
+  simd.exp(edge, e.subarray(0, 6));
+  assertEquals([...e.subarray(0, 6)], [NaN, Infinity, 0, Infinity, 0, 1]);
+});
+
+function erfRef(x: number): number {
+  const v = Math.abs(x), t = 1 / (1 + 0.3275911 * v);
+  const y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t *
+      Math.exp(-v * v);
+  return Math.sign(x) * y;
+}
+
+Deno.test({ name: "blas: reductions over any axes and softmax match cpu", ignore }, async () => {
+  const x = f([4, 5, 6, 7], 600);
+  x.values[3] = NaN;
+  const axesList: (number | number[] | undefined)[] = [undefined, 0, 1, 2, 3, -1, [0, 1], [1, 2], [0, 2], [1, 3], [
+    0,
+    1,
+    2,
+    3,
+  ]];
+  for (const axis of axesList) {
+    for (const keepDims of [false, true]) {
+      await same(`sum ${axis} ${keepDims}`, [x], (t) => tf.sum(t, axis, keepDims));
+      await same(`mean ${axis} ${keepDims}`, [x], (t) => tf.mean(t, axis, keepDims));
+      await same(`max ${axis} ${keepDims}`, [x], (t) => tf.max(t, axis, keepDims));
+      await same(`min ${axis} ${keepDims}`, [x], (t) => tf.min(t, axis, keepDims));
+    }
+  }
+  await same("sum over size-1 axis", [f([3, 1, 4], 601)], (t) => tf.sum(t, 1));
+  await same("sum of an empty axis", [f([3, 0, 4], 602)], (t) => tf.sum(t, 1));
+  for (const shape of [[3, 7], [2, 3, 4, 128], [2, 20000], [5, 1]]) {
+    const a = f(shape, 603, 30);
+    a.values[0] = -1e30; // a masked score
+    await same(`softmax [${shape}]`, [a], (t) => tf.softmax(t));
+  }
+  await same("softmax grad", [f([2, 3, 9], 604, 3), f([2, 3, 9], 605)], (t, w) => {
+    return tf.grad((y: tf.Tensor) => tf.sum(tf.mul(tf.softmax(y), w)))(t);
+  });
+});
+
+Deno.test({ name: "blas: transpose, gather, unsortedSegmentSum match cpu (float32 and int32)", ignore }, async () => {
+  const x = f([2, 3, 4, 5], 700);
+  for (const perm of [[0, 2, 1, 3], [3, 2, 1, 0], [1, 0, 2, 3], [0, 1, 3, 2], [0, 1, 2, 3], [2, 3, 0, 1]]) {
+    await same(`transpose ${perm}`, [x], (t) => tf.transpose(t, perm));
+  }
+  const xi: Arg = { shape: [2, 3, 4], values: new Int32Array(24).map((_, i) => i * 7 - 30), dtype: "int32" };
+  await same("transpose int32", [xi], (t) => tf.transpose(t, [2, 0, 1]));
+  const table = f([10, 6], 701);
+  const idx: Arg = { shape: [3, 4], values: new Int32Array([0, 9, 3, 3, 1, 2, 8, 0, 5, 5, 5, 7]), dtype: "int32" };
+  await same("gather rows", [table, idx], (t, i) => tf.gather(t, i));
+  await same(
+    "gather axis 1",
+    [table, { shape: [3], values: new Int32Array([5, 0, 2]), dtype: "int32" }],
+    (t, i) => tf.gather(t, i, 1),
+  );
+  await same(
+    "gather batchDims 1",
+    [f([3, 4, 5], 702), { shape: [3, 2], values: new Int32Array([0, 3, 1, 1, 2, 0]), dtype: "int32" }],
+    (t, i) => tf.gather(t, i, 1, 1),
+  );
+  await same(
+    "gather int32 table",
+    [xi, { shape: [2], values: new Int32Array([2, 0]), dtype: "int32" }],
+    (t, i) => tf.gather(t, i, 1),
+  );
+  const ids: Arg = { shape: [6], values: new Int32Array([3, 0, 3, 9, 1, 0]), dtype: "int32" };
+  await same("unsortedSegmentSum", [f([6, 4], 703), ids], (t, i) => tf.unsortedSegmentSum(t, i as tf.Tensor1D, 5)); // id 9 dropped
+  await same(
+    "embedding gradient",
+    [table, idx, f([3, 4, 6], 704)],
+    (t, i, dy) => tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.gather(w, i), dy)))(t),
+  );
+  let threw = "";
+  await tf.setBackend("blas");
+  try {
+    tf.tidy(() => tf.gather(tf.zeros([3, 2]), tf.tensor1d([3], "int32")).dataSync());
+  } catch (e) {
+    threw = String(e);
+  }
+  assert(/index value 3 is not in \[0, 2\]/.test(threw), `out-of-range gather must throw, got: ${threw}`);
+});
+
+Deno.test({ name: "blas: fused gelu, layerNorm, dropout, adamw match their tf-op definitions", ignore }, async () => {
+  const x = f([64, 48], 800, 4);
+  const dy = f([64, 48], 801);
+  const composedGelu = (t: tf.Tensor) => tf.mul(tf.mul(t, 0.5), tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1));
+  const cpu = await on("cpu", [x, dy], (t, d) => {
+    const [y, g] = [composedGelu(t), tf.grad((u: tf.Tensor) => tf.sum(tf.mul(composedGelu(u), d)))(t)];
+    return [y, g];
+  });
+  const blas = await on("blas", [x, dy], (t, d) => [gelu(t), tf.grad((u: tf.Tensor) => tf.sum(tf.mul(gelu(u), d)))(t)]);
+  close(blas[0].values, cpu[0].values, "gelu");
+  close(blas[1].values, cpu[1].values, "gelu grad", 1e-4, 1e-5);
+
+  const gamma = f([48], 802), beta = f([48], 803);
+  const composedLn = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    const { mean, variance } = tf.moments(t, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(t, mean), tf.rsqrt(tf.add(variance, 1e-5))), g), b);
+  };
+  const lnLoss = (ln: typeof composedLn, d: tf.Tensor) => (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+    tf.sum(tf.mul(ln(t, g, b), d));
+  const cpuLn = await on("cpu", [x, gamma, beta, dy], (t, g, b, d) => [
+    composedLn(t, g, b),
+    ...tf.grads(lnLoss(composedLn, d))([t, g, b]),
+  ]);
+  const fusedLn = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(t, g, b, 1e-5);
+  const blasLn = await on("blas", [x, gamma, beta, dy], (t, g, b, d) => [
+    fusedLn(t, g, b),
+    ...tf.grads(lnLoss(fusedLn, d))([t, g, b]),
+  ]);
+  ["layerNorm", "dx", "dgamma", "dbeta"].forEach((n, i) => close(blasLn[i].values, cpuLn[i].values, n, 1e-4, 1e-4));
+
+  // dropout: deterministic per seed, about `rate` zeros, survivors scaled, gradient = dy * mask
+  const big = f([200, 100], 804);
+  const [d1, d2, d3, g] = await on("blas", [big], (t) => [
+    dropout(t, 0.25, "a"),
+    dropout(t, 0.25, "a"),
+    dropout(t, 0.25, "b"),
+    tf.grad((u: tf.Tensor) => tf.sum(dropout(u, 0.25, "a")))(t),
+  ]);
+  assertEquals([...d1.values], [...d2.values]);
+  let zeros = 0, differ = 0;
+  for (let i = 0; i < big.values.length; i++) {
+    if (d1.values[i] === 0) zeros++;
+    else close([d1.values[i]], [big.values[i] / 0.75], "dropout scale");
+    if ((d1.values[i] === 0) !== (d3.values[i] === 0)) differ++;
+    assertEquals(g.values[i], d1.values[i] === 0 ? 0 : Math.fround(1 / 0.75), "dropout grad");
+  }
+  assert(Math.abs(zeros / big.values.length - 0.25) < 0.02, `dropout zeroed ${zeros} of ${big.values.length}`);
+  assert(differ > 1000, "different seeds must give different masks");
+
+  const p = f([30, 7], 805), gr = f([30, 7], 806), m = f([30, 7], 807);
+  const v: Arg = { shape: [30, 7], values: rand(210, 808).map(Math.abs) };
+  const step = (pp: tf.Tensor, gg: tf.Tensor, mm: tf.Tensor, vv: tf.Tensor) =>
+    adamwUpdate({
+      param: pp,
+      grad: gg,
+      m: mm,
+      v: vv,
+      lr: 1e-3,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-6,
+      weightDecay: 0.01,
+      step: 3,
+    });
+  const cpuA = await on("cpu", [p, gr, m, v], step);
+  const blasA = await on("blas", [p, gr, m, v], step);
+  ["param", "m", "v"].forEach((n, i) => close(blasA[i].values, cpuA[i].values, `adamw ${n}`, 1e-5, 1e-7));
+});
+
+Deno.test({ name: "blas: pooled arrays are never recycled while a caller can still see them", ignore }, async () => {
+  await tf.setBackend("blas");
+  const a = tf.tensor(rand(8192, 900)), b = tf.tensor(rand(8192, 901));
+  // 1. values handed out by dataSync stay intact after dispose + more ops
+  const t = tf.mul(a, b);
+  const seen = t.dataSync();
+  const copy = seen.slice();
+  t.dispose();
+  for (let i = 0; i < 5; i++) tf.dispose(tf.add(a, b));
+  assertEquals([...seen], [...copy]);
+  // 2. a slice view into a pooled array survives its parent's disposal
+  const parent = tf.mul(a, 2);
+  const view = tf.slice(parent, [0], [4096]);
+  parent.dispose();
+  for (let i = 0; i < 5; i++) tf.dispose(tf.sub(a, b));
+  close(view.dataSync(), tf.tidy(() => tf.mul(tf.slice(a, [0], [4096]), 2).dataSync()), "slice view");
+  // 3. repeated ops do not grow the tensor count
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) {
+    tf.dispose(tf.tidy(() => gelu(layerNorm(tf.reshape(a, [64, 128]), tf.ones([128]), tf.zeros([128]), 1e-12))));
+  }
+  assertEquals(tf.memory().numTensors, before);
+  tf.dispose([a, b, view]);
+});
