@@ -38,6 +38,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "learn a WordPiece vocabulary from a text corpus",
     load: () => import("./cli/build_vocab.ts"),
   },
+  squad: {
+    summary: "SQuAD v1.1 question answering: squad prepare|train|predict|evaluate",
+    load: () => import("./cli/squad.ts"),
+  },
   bench: { summary: "training, inference and tokenizer throughput benchmarks", load: () => import("./cli/bench.ts") },
 };
 
@@ -63,8 +67,9 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`unknown command "${name}"\n\n${mainHelp()}`);
     return 2;
   }
-  // Network is granted to the task for `download` only; every other command gives it up before it starts.
-  if (name !== "download") await Deno.permissions.revoke({ name: "net" });
+  // Network is granted to the task for the hub only (`download`, and `main`, which fetches BERT-Tiny when it
+  // can); every other command gives it up before it starts.
+  if (name !== "download" && name !== "main") await Deno.permissions.revoke({ name: "net" });
   const mod = await entry.load();
   try {
     const args = parseArgs(rest, mod.spec);
