@@ -14,6 +14,8 @@
  * @module
  */
 import { tf } from "./backend.ts";
+import * as fused from "./kernels/fused.ts";
+import { canFuseAttention, selfAttention } from "./kernels/attention.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Configuration
@@ -240,13 +242,14 @@ export function linear(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Ten
     const save = args[3] as tf.GradSaveFunc;
     save([a, w]);
     return {
-      value: tf.add(tf.matMul(a, w), b), // [n, out]
+      // On blas the bias is added inside the matmul kernel (no second pass over the output).
+      value: tf.getBackend() === "blas" ? tf.fused.matMul({ a, b: w, bias: b }) : tf.add(tf.matMul(a, w), b), // [n, out]
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sa, sw] = saved;
         return [
           matMul(dy, sw, false, true), // dx = dy @ W^T      [n, in]
           matMul(sa, dy, true, false), // dW = x^T @ dy      [in, out]
-          sumRows(dy), // db = sum over rows                 [out]
+          fused.sumRows(dy), // db = sum over rows                 [out]
         ];
       },
     };
@@ -273,7 +276,7 @@ export function linearTransposed(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tenso
         return [
           tf.matMul(dy, sw), // dx = dy @ W            [n, in]
           matMul(dy, sa, true, false), // dW = dy^T @ x   [out, in]
-          sumRows(dy), // db                           [out]
+          fused.sumRows(dy), // db                           [out]
         ];
       },
     };
@@ -327,49 +330,21 @@ export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Sums the rows of `t` (`[n, k]` -> `[k]`). On wasm a reduction over axis 0 transposes first (~10x slower than
- * the matmul `ones[1, n] @ t`, which is used there instead).
- */
-function sumRows(t: tf.Tensor): tf.Tensor {
-  if (tf.getBackend() !== "wasm") return tf.sum(t, 0);
-  const [n, k] = t.shape;
-  return tf.reshape(tf.matMul(tf.ones([1, n]), t), [k]);
-}
-
-/**
  * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance, as in HF), with a
- * hand-written gradient (a few fused-friendly ops instead of the ~30 that autodiff of `tf.moments` records).
+ * hand-written gradient: one pass each way on the `blas` backend, a few tf ops elsewhere (lib/kernels/fused.ts).
  * @param x `[..., width]`
  * @param gamma `[width]`
  * @param beta `[width]`
  */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [input, g, b] = args as tf.Tensor[];
-    const { mean, variance } = tf.moments(input, -1, true); // [..., 1]
-    const rstd = tf.rsqrt(tf.add(variance, eps)); // [..., 1]
-    const normalized = tf.mul(tf.sub(input, mean), rstd); // [..., width]
-    (args[3] as tf.GradSaveFunc)([normalized, rstd, g]);
-    return {
-      value: tf.add(tf.mul(normalized, g), b),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xhat, r, gam] = saved;
-        const width = xhat.shape[xhat.rank - 1];
-        const dxhat = tf.mul(dy, gam); // [..., width]
-        const meanD = tf.mean(dxhat, -1, true); // [..., 1]
-        const meanDX = tf.mean(tf.mul(dxhat, xhat), -1, true); // [..., 1]
-        const dx = tf.mul(tf.sub(tf.sub(dxhat, meanD), tf.mul(xhat, meanDX)), r);
-        const dy2d = tf.reshape(dy, [-1, width]);
-        return [dx, sumRows(tf.mul(dy2d, tf.reshape(xhat, [-1, width]))), sumRows(dy2d)];
-      },
-    };
-  });
-  return op(x, gamma, beta);
+  return fused.layerNorm(x, gamma, beta, eps);
 }
 
-/** GELU, exact: `0.5 x (1 + erf(x / sqrt 2))` (HF's `gelu`, Google BERT's). */
+/**
+ * GELU, exact: `0.5 x (1 + erf(x / sqrt 2))` (HF's `gelu`, Google BERT's); one pass each way on `blas`.
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+  return fused.gelu(x);
 }
 
 /** GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (HF's `gelu_new`). */
@@ -633,7 +608,7 @@ export class BertModel {
     const seedBase = options.seed ?? this.dropoutCalls++;
     let dropoutIndex = 0;
     const dropout = <T extends tf.Tensor>(x: T, rate: number): T =>
-      training && rate > 0 ? tf.dropout(x, rate, undefined, `${seedBase}:${dropoutIndex++}`) as T : x;
+      training && rate > 0 ? fused.dropout(x, rate, `${seedBase}:${dropoutIndex++}`) : x;
 
     return tf.tidy(() => {
       const h = config.hiddenSize;
@@ -653,20 +628,43 @@ export class BertModel {
       // Padding mask, added to the attention scores: 0 where attended, float32's lowest value where masked (as HF).
       const keep = tf.cast(tf.reshape(attentionMask, [batch, 1, 1, seq]), "float32"); // [batch, 1, 1, seq]
       const mask = tf.mul(tf.sub(1, keep), MASKED_SCORE); // [batch, 1, 1, seq]
+      // The fused attention kernel (blas) takes the mask as [batch, seq]; it cannot return the probabilities.
+      const fusedAttention = !options.outputAttentions && canFuseAttention(x);
+      const maskRows = fusedAttention ? tf.reshape(mask, [batch, seq]) : undefined; // [batch, seq]
 
       for (let i = 0; i < config.numHiddenLayers; i++) {
         const p = `bert.encoder.layer.${i}`;
         // Self-attention: every token mixes the values of all (unmasked) tokens, per head.
-        const toHeads = (t: tf.Tensor2D, perm: number[]) =>
-          tf.transpose(tf.reshape(t, [batch, seq, heads, headSize]), perm);
-        const q = toHeads(this.dense(`${p}.attention.self.query`, x), [0, 2, 1, 3]); // [batch, heads, seq, headSize]
-        const kT = toHeads(this.dense(`${p}.attention.self.key`, x), [0, 2, 3, 1]); // [batch, heads, headSize, seq]
-        const v = toHeads(this.dense(`${p}.attention.self.value`, x), [0, 2, 1, 3]); // [batch, heads, seq, headSize]
-        const scores = tf.add(tf.div(batchMatMul(q, kT), Math.sqrt(headSize)), mask); // [batch, heads, seq, seq]
-        const probs = tf.softmax(scores) as tf.Tensor4D; // [batch, heads, seq, seq]
-        if (options.outputAttentions) attentions.push(probs);
-        const context = batchMatMul(dropout(probs, config.attentionProbsDropoutProb), v); // [batch, heads, seq, headSize]
-        const merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D; // [batch*seq, hidden]
+        const q2d = this.dense(`${p}.attention.self.query`, x); // [batch*seq, hidden]
+        const k2d = this.dense(`${p}.attention.self.key`, x);
+        const v2d = this.dense(`${p}.attention.self.value`, x);
+        let merged: tf.Tensor2D; // [batch*seq, hidden]
+        if (fusedAttention) {
+          // blas: one kernel each way, heads addressed in place (lib/kernels/attention.ts); same maths and mask.
+          const rate = training ? config.attentionProbsDropoutProb : 0;
+          merged = selfAttention({
+            q: q2d,
+            k: k2d,
+            v: v2d,
+            maskBias: maskRows!,
+            batch,
+            seq,
+            heads,
+            dropoutRate: rate,
+            seed: rate > 0 ? `${seedBase}:${dropoutIndex++}` : undefined,
+          });
+        } else {
+          const toHeads = (t: tf.Tensor2D, perm: number[]) =>
+            tf.transpose(tf.reshape(t, [batch, seq, heads, headSize]), perm);
+          const q = toHeads(q2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
+          const kT = toHeads(k2d, [0, 2, 3, 1]); // [batch, heads, headSize, seq]
+          const v = toHeads(v2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
+          const scores = tf.add(tf.div(batchMatMul(q, kT), Math.sqrt(headSize)), mask); // [batch, heads, seq, seq]
+          const probs = tf.softmax(scores) as tf.Tensor4D; // [batch, heads, seq, seq]
+          if (options.outputAttentions) attentions.push(probs);
+          const context = batchMatMul(dropout(probs, config.attentionProbsDropoutProb), v); // [batch, heads, seq, headSize]
+          merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
+        }
         const attended = dropout(this.dense(`${p}.attention.output.dense`, merged), config.hiddenDropoutProb);
         const a = this.norm(`${p}.attention.output.LayerNorm`, tf.add(attended, x)) as tf.Tensor2D; // [batch*seq, hidden]
 

@@ -10,6 +10,12 @@
  */
 import { tf } from "./backend.ts";
 import type { TensorEntry } from "./safetensors.ts";
+import { adamwUpdate } from "./kernels/fused.ts";
+
+/** Whether the one-pass AdamW kernel applies (the `blas` backend, float32 tensors). */
+function fusedAdamW(...ts: tf.Tensor[]): boolean {
+  return tf.getBackend() === "blas" && ts.every((t) => t.dtype === "float32");
+}
 
 /** Settings of {@linkcode AdamW}. */
 export interface AdamWOptions {
@@ -111,12 +117,35 @@ export class AdamW {
         throw new Error(`AdamW: gradient of "${name}" has shape [${g.shape}] but the parameter is [${p.shape}]`);
       }
       const [m, v] = this.moments(name, p);
+      const wd = weightDecay !== 0 && this.options.decay(name) ? weightDecay : 0;
+      if (fusedAdamW(p, g, m, v)) {
+        // One pass over p, g, m, v on the blas backend (lib/kernels/fused.ts); same arithmetic as below.
+        const [pNew, mNew, vNew] = adamwUpdate({
+          param: p,
+          grad: g,
+          m,
+          v,
+          lr,
+          beta1,
+          beta2,
+          eps,
+          weightDecay: wd,
+          step: this.step,
+        });
+        m.assign(mNew);
+        v.assign(vNew);
+        p.assign(pNew);
+        tf.dispose([pNew, mNew, vNew]);
+        g.dispose();
+        grads.delete(name);
+        continue;
+      }
       tf.tidy(() => {
         const mNew = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
         const vNew = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
         m.assign(mNew);
         v.assign(vNew);
-        const decayed = weightDecay !== 0 && this.options.decay(name) ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const decayed = wd !== 0 ? tf.mul(p, 1 - lr * wd) : p;
         const denom = tf.add(tf.div(tf.sqrt(vNew), bc2Sqrt), eps);
         p.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), stepSize)));
       });

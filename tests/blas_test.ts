@@ -9,6 +9,7 @@ import { loadBlas } from "../lib/blas.ts";
 import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
 import { adamwUpdate, dropout, gelu, layerNorm } from "../lib/kernels/fused.ts";
 import { simdMath } from "../lib/kernels/simd.ts";
+import { selfAttention } from "../lib/kernels/attention.ts";
 
 const info = registerBlasBackend();
 // The stock cpu backend (the reference here) prints a "use tfjs-node" banner on first use; not needed in tests.
@@ -404,6 +405,13 @@ Deno.test({ name: "blas: fused gelu, layerNorm, dropout, adamw match their tf-op
     tf.grad((u: tf.Tensor) => tf.sum(dropout(u, 0.25, "a")))(t),
   ]);
   assertEquals([...d1.values], [...d2.values]);
+  // The mask comes from one generator on every backend: cpu (tf ops + the same generator) gives the same values.
+  const [c1, cg] = await on("cpu", [big], (t) => [
+    dropout(t, 0.25, "a"),
+    tf.grad((u: tf.Tensor) => tf.sum(dropout(u, 0.25, "a")))(t),
+  ]);
+  assertEquals([...c1.values], [...d1.values], "dropout on cpu and blas");
+  assertEquals([...cg.values], [...g.values], "dropout gradient on cpu and blas");
   let zeros = 0, differ = 0;
   for (let i = 0; i < big.values.length; i++) {
     if (d1.values[i] === 0) zeros++;
@@ -458,3 +466,48 @@ Deno.test({ name: "blas: pooled arrays are never recycled while a caller can sti
   assertEquals(tf.memory().numTensors, before);
   tf.dispose([a, b, view]);
 });
+
+Deno.test(
+  { name: "blas: fused self-attention (mask, dropout) and its gradient match composed tf ops", ignore },
+  async () => {
+    const [batch, seq, heads, hidden] = [3, 5, 2, 8];
+    const dh = hidden / heads;
+    const maskBias: Arg = {
+      shape: [batch, seq],
+      values: Float32Array.from({ length: batch * seq }, (_, i) => (i % seq >= seq - (i < seq ? 0 : 2) ? -3.4e38 : 0)),
+    };
+    const composed = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, m: tf.Tensor, rate: number) => {
+      const toHeads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [batch, seq, heads, dh]), [0, 2, 1, 3]);
+      const scores = tf.add(
+        tf.div(tf.matMul(toHeads(q), toHeads(k), false, true), Math.sqrt(dh)),
+        tf.reshape(m, [batch, 1, 1, seq]),
+      );
+      const probs = dropout(tf.softmax(scores), rate, "attn");
+      return tf.reshape(tf.transpose(tf.matMul(probs, toHeads(v)), [0, 2, 1, 3]), [batch * seq, hidden]);
+    };
+    for (const rate of [0, 0.3]) {
+      const d = f([batch * seq, hidden], 951);
+      const args = [f([batch * seq, hidden], 950), f([batch * seq, hidden], 952), f([batch * seq, hidden], 953)];
+      const withGrads = (attn: (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, m: tf.Tensor) => tf.Tensor) =>
+      (
+        q: tf.Tensor,
+        k: tf.Tensor,
+        v: tf.Tensor,
+        m: tf.Tensor,
+        dyT: tf.Tensor,
+      ) => [
+        attn(q, k, v, m),
+        ...tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(attn(a, b, c, m), dyT)))([q, k, v]),
+      ];
+      const cpu = await on("cpu", [...args, maskBias, d], withGrads((q, k, v, m) => composed(q, k, v, m, rate)));
+      const blas = await on(
+        "blas",
+        [...args, maskBias, d],
+        withGrads((q, k, v, m) =>
+          selfAttention({ q, k, v, maskBias: m, batch, seq, heads, dropoutRate: rate, seed: "attn" })
+        ),
+      );
+      ["context", "dq", "dk", "dv"].forEach((n, i) => close(blas[i].values, cpu[i].values, `${n} (rate ${rate})`));
+    }
+  },
+);

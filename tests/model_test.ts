@@ -19,10 +19,18 @@ import {
   softmaxCrossEntropy,
 } from "../lib/model.ts";
 import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
+import { AdamW } from "../lib/optim.ts";
 import { readSafetensors } from "../lib/safetensors.ts";
 import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
-const BACKENDS = ["cpu", "wasm"] as const;
+/** The blas backend (lib/kernels/blas_backend.ts) joins the comparisons when a CBLAS library can be opened. */
+const HAVE_BLAS = registerBlasBackend() !== undefined;
+if (!HAVE_BLAS) {
+  console.warn("model_test: no CBLAS library could be opened (e.g. libopenblas0-pthread): blas comparisons skipped");
+}
+type TestBackend = "cpu" | "wasm" | "blas";
+const BACKENDS: TestBackend[] = HAVE_BLAS ? ["cpu", "wasm", "blas"] : ["cpu", "wasm"];
 const TOLERANCE = 1e-4;
 
 function assertAlmostEquals(actual: number, expected: number, tolerance: number, message?: string): void {
@@ -39,7 +47,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-async function useBackend(name: "cpu" | "wasm"): Promise<void> {
+async function useBackend(name: TestBackend): Promise<void> {
   await initBackend({ backend: name, quiet: true });
   assertEquals(tf.getBackend(), name);
 }
@@ -534,5 +542,63 @@ Deno.test("memory: repeated forward passes, tidy calls and gradient steps do not
     assertEquals(tf.memory().numTensors, before, `tensor count grew on ${backend}`);
     tf.dispose([inputs, labels]);
     model.dispose();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backends agree on training
+
+Deno.test("training: the same seed and data give the same losses (within 1e-4) on cpu, wasm and blas", async () => {
+  // Dropout masks come from one seeded generator on every backend (lib/kernels/fused.ts applyDropoutMask), and
+  // the fused blas kernels (GELU, LayerNorm, dropout, AdamW) compute the same maths as the tf-op versions, so a
+  // few AdamW steps with dropout must give the same losses everywhere.
+  const config = tinyConfig({
+    vocabSize: 20,
+    hiddenSize: 8,
+    intermediateSize: 16,
+    hiddenDropoutProb: 0.2,
+    attentionProbsDropoutProb: 0.2,
+    initializerRange: 0.2,
+  });
+  const runOn = async (backend: TestBackend, dropout: boolean): Promise<number[]> => {
+    await useBackend(backend);
+    const model = new BertModel(dropout ? config : { ...config, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 }, {
+      head: "classification",
+      numLabels: 3,
+      seed: 11,
+    });
+    const opt = new AdamW(model.params, { lr: 1e-2, weightDecay: 0.01 });
+    const inputs = {
+      inputIds: int2d([[2, 5, 7, 3, 0, 0], [2, 9, 13, 4, 17, 3], [2, 11, 3, 6, 19, 3]]),
+      tokenTypeIds: int2d([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]]),
+      attentionMask: int2d([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]),
+    };
+    const labels = tf.tensor1d([2, 0, 1], "int32");
+    const losses: number[] = [];
+    for (let step = 0; step < 4; step++) {
+      const { value, grads } = tf.variableGrads(
+        () => softmaxCrossEntropy(model.forward(inputs, { training: true, seed: 100 + step }).logits!, labels),
+        model.variables(),
+      );
+      const byName = new Map<string, tf.Tensor>();
+      for (const [name, v] of model.params) byName.set(name, grads[v.name]);
+      opt.applyGradients(byName);
+      losses.push(value.dataSync()[0]);
+      value.dispose();
+    }
+    tf.dispose([inputs, labels]);
+    opt.dispose();
+    model.dispose();
+    return losses;
+  };
+  const reference = await runOn("cpu", true);
+  const noDropout = await runOn("cpu", false);
+  assert(maxAbsDiff(reference, noDropout) > 1e-3, "dropout must change the losses (else this test checks nothing)");
+  assert(noDropout[3] < noDropout[0], `without dropout the losses should fall: ${noDropout}`);
+  for (const backend of BACKENDS.filter((b) => b !== "cpu")) {
+    const losses = await runOn(backend, true);
+    const err = maxAbsDiff(losses, reference);
+    console.log(`losses on ${backend}: ${losses.map((l) => l.toFixed(6))} (max |diff| vs cpu ${err.toExponential(2)})`);
+    assert(err <= 1e-4, `${backend} losses ${losses} differ from cpu's ${reference} by ${err}`);
   }
 });

@@ -26,6 +26,7 @@ import { layoutKernels } from "./layout.ts";
 import { reduceKernels } from "./reduce.ts";
 import { PooledCpuBackend } from "./pool.ts";
 import { fusedKernels } from "./fused.ts";
+import { attentionKernels } from "./attention.ts";
 
 /** The tfjs name of the backend. */
 export const BLAS_BACKEND_NAME = "blas";
@@ -113,6 +114,7 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
     ...layoutKernels(BLAS_BACKEND_NAME),
     ...reduceKernels(BLAS_BACKEND_NAME),
     ...fusedKernels(BLAS_BACKEND_NAME),
+    ...attentionKernels(blas, BLAS_BACKEND_NAME),
   ];
   const fastNames = new Set(fast.map((k) => k.kernelName));
   registerBackend(BLAS_BACKEND_NAME, () => {

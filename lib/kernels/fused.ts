@@ -50,11 +50,7 @@ function geluKernel(args: KernelArgs): TensorInfo {
   const out = allocF32(x.length, false);
   const simd = simdMath();
   if (simd) {
-    simd.map("erf", x.length, (b, s, n) => {
-      for (let i = 0; i < n; i++) b[i] = x[s + i] * Math.SQRT1_2;
-    }, (b, s, n) => {
-      for (let i = 0; i < n; i++) out[s + i] = 0.5 * x[s + i] * (1 + b[i]);
-    });
+    simd.map("gelu", x.length, (b, s, n) => b.set(x.subarray(s, s + n)), (b, s, n) => out.set(b.subarray(0, n), s));
   } else {
     for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i] * (1 + erfScalar(x[i] * Math.SQRT1_2));
   }
@@ -67,18 +63,11 @@ function geluGradKernel(args: KernelArgs): TensorInfo {
   const out = allocF32(x.length, false);
   const simd = simdMath();
   if (simd) {
-    // Two passes through the module: erf(x / sqrt2) into out, then exp(-x^2 / 2) combined on the way out.
-    simd.map("erf", x.length, (b, s, n) => {
-      for (let i = 0; i < n; i++) b[i] = x[s + i] * Math.SQRT1_2;
+    // One pass: x into the chunk buffer, dy into the second region; the gradient comes back in place of x.
+    simd.map("gelu_grad", x.length, (b, s, n, second) => {
+      b.set(x.subarray(s, s + n));
+      second.set(dy.subarray(s, s + n));
     }, (b, s, n) => out.set(b.subarray(0, n), s));
-    simd.map("exp", x.length, (b, s, n) => {
-      for (let i = 0; i < n; i++) b[i] = -0.5 * x[s + i] * x[s + i];
-    }, (b, s, n) => {
-      for (let i = 0; i < n; i++) {
-        const j = s + i;
-        out[j] = dy[j] * (0.5 * (1 + out[j]) + x[j] * SQRT_2_OVER_PI_HALF * b[i]);
-      }
-    });
   } else {
     for (let i = 0; i < x.length; i++) {
       const cdf = 0.5 * (1 + erfScalar(x[i] * Math.SQRT1_2));
@@ -99,17 +88,46 @@ function erfScalar(xi: number): number {
 // ---- LayerNorm -----------------------------------------------------------------------------------
 
 /**
- * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance).
+ * Sums the rows of `t` (`[n, k]` -> `[k]`). On wasm a reduction over axis 0 transposes first (~10x slower than
+ * the matmul `ones[1, n] @ t`, which is used there instead).
+ */
+export function sumRows(t: tf.Tensor): tf.Tensor {
+  if (tf.getBackend() !== "wasm") return tf.sum(t, 0);
+  const [n, k] = t.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, n]), t), [k]);
+}
+
+/**
+ * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance, as in HF), with a
+ * hand-written gradient. On `blas` it is one kernel each way; elsewhere a few tf ops (instead of the ~30 that
+ * autodiff of `tf.moments` records).
  * @param x `[..., width]`
  * @param gamma `[width]`
  * @param beta `[width]`
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): T {
   if (!onBlas(x, gamma, beta)) {
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
+    const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [input, g, b] = args as tf.Tensor[];
+      const { mean, variance } = tf.moments(input, -1, true); // [..., 1]
+      const rstd = tf.rsqrt(tf.add(variance, eps)); // [..., 1]
+      const normalized = tf.mul(tf.sub(input, mean), rstd); // [..., width]
+      (args[3] as tf.GradSaveFunc)([normalized, rstd, g]);
+      return {
+        value: tf.add(tf.mul(normalized, g), b),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xhat, r, gam] = saved;
+          const width = xhat.shape[xhat.rank - 1];
+          const dxhat = tf.mul(dy, gam); // [..., width]
+          const meanD = tf.mean(dxhat, -1, true); // [..., 1]
+          const meanDX = tf.mean(tf.mul(dxhat, xhat), -1, true); // [..., 1]
+          const dx = tf.mul(tf.sub(tf.sub(dxhat, meanD), tf.mul(xhat, meanDX)), r);
+          const dy2d = tf.reshape(dy, [-1, width]);
+          return [dx, sumRows(tf.mul(dy2d, tf.reshape(xhat, [-1, width]))), sumRows(dy2d)];
+        },
+      };
     });
+    return composed(x, gamma, beta) as T;
   }
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, b] = args as tf.Tensor[], save = args[3] as tf.GradSaveFunc;
@@ -193,7 +211,8 @@ function layerNormGradKernel(args: KernelArgs): TensorInfo[] {
 
 // ---- dropout -------------------------------------------------------------------------------------
 
-function hashSeed(seed: number | string | undefined): number {
+/** The 32-bit generator seed of a dropout `seed` (FNV-1a of its string form; random when undefined). */
+export function hashSeed(seed: number | string | undefined): number {
   if (seed === undefined) return (Math.random() * 2 ** 32) >>> 0;
   const s = String(seed);
   let h = 2166136261;
@@ -202,41 +221,67 @@ function hashSeed(seed: number | string | undefined): number {
 }
 
 /**
+ * Writes `out[i] = src[i] * m[i]` (or `m[i]` alone without `src`), where `m[i]` is 0 with probability `rate` and
+ * `1 / (1 - rate)` otherwise, drawn from a mulberry32 stream seeded by `seed`: element `i` keeps when the `i`-th
+ * 32-bit draw is `>= rate * 2^32`. Every backend's dropout mask comes from here, so masks (and training losses)
+ * agree across backends for the same seed. With `offset`, `out[0]` takes draw number `offset` (a slice of the mask
+ * of a bigger tensor).
+ */
+export function applyDropoutMask(
+  out: Float32Array,
+  src: Float32Array | undefined,
+  rate: number,
+  seed: number,
+  offset = 0,
+): void {
+  // The float32 scale makes src[i] * m round exactly as a float32 multiply by a mask tensor does elsewhere.
+  const scale = Math.fround(1 / (1 - rate));
+  const threshold = Math.floor(rate * 4294967296);
+  // mulberry32's state after `offset` draws is seed + offset * 0x6d2b79f5, so any slice of the stream can start here.
+  let state = (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+  const n = out.length;
+  const x = src ?? out.fill(1);
+  for (let i = 0; i < n; i++) {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    out[i] = x[i] * (((t ^ (t >>> 14)) >>> 0) >= threshold ? scale : 0);
+  }
+}
+
+/**
  * Inverted dropout: zeroes each element with probability `rate` and scales the rest by `1 / (1 - rate)`.
- * The same `seed` gives the same mask (a different generator from `tf.dropout`'s, so masks differ from it).
+ * The same `seed` gives the same mask on every backend ({@linkcode applyDropoutMask}'s generator; a different one
+ * from `tf.dropout`'s, so masks differ from it). Without a seed the mask is random. On `blas` no mask is kept for
+ * the backward pass: the gradient regenerates it from the seed.
  */
 export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number | string): T {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
   if (rate === 0) return x;
-  if (!onBlas(x)) return tf.dropout(x, rate, undefined, seed) as T;
+  const s = hashSeed(seed);
+  if (!onBlas(x)) {
+    return tf.tidy(() => {
+      const mask = new Float32Array(x.size);
+      applyDropoutMask(mask, undefined, rate, s);
+      return tf.mul(x, tf.tensor(mask, x.shape, "float32")) as T;
+    });
+  }
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const input = args[0] as tf.Tensor, save = args[1] as tf.GradSaveFunc;
-    const [y, mask] = run("BlasDropout", { x: input }, { rate, seed: hashSeed(seed) });
-    save([mask]);
-    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
+    const input = args[0] as tf.Tensor;
+    return {
+      value: run("BlasDropout", { x: input }, { rate, seed: s })[0],
+      gradFunc: (dy: tf.Tensor) => run("BlasDropout", { x: dy }, { rate, seed: s })[0],
+    };
   });
   return op(x) as T;
 }
 
-function dropoutKernel(args: KernelArgs): TensorInfo[] {
+function dropoutKernel(args: KernelArgs): TensorInfo {
   const { inputs, backend, attrs } = args;
   const x = f32(backend, inputs.x!);
-  const rate = attrs!.rate as number;
-  const scale = 1 / (1 - rate);
-  // Keep when a uniform 32-bit draw is >= rate * 2^32 (mulberry32 generator).
-  const threshold = Math.floor(rate * 4294967296);
-  let state = (attrs!.seed as number) >>> 0;
-  const y = allocF32(x.length, false), mask = allocF32(x.length, false);
-  for (let i = 0; i < x.length; i++) {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    const keep = ((t ^ (t >>> 14)) >>> 0) >= threshold;
-    const m = keep ? scale : 0;
-    mask[i] = m;
-    y[i] = x[i] * m;
-  }
-  return [output(backend, inputs.x!.shape, y), output(backend, inputs.x!.shape, mask)];
+  const y = allocF32(x.length, false);
+  applyDropoutMask(y, x, attrs!.rate as number, attrs!.seed as number);
+  return output(backend, inputs.x!.shape, y);
 }
 
 // ---- AdamW ---------------------------------------------------------------------------------------

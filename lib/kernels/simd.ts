@@ -15,6 +15,12 @@
 /** Float32 elements per chunk copied into the module's memory. */
 const CHUNK = 16384;
 
+/**
+ * The module's functions: `exp`, `erf`, `gelu` (exact) and `gelu_grad` (`x` in the chunk buffer, `dy` in the
+ * second region; the gradient replaces `x`).
+ */
+export type SimdFunction = "exp" | "erf" | "gelu" | "gelu_grad";
+
 /** The vectorised functions. */
 export interface SimdMath {
   /** `dst[i] = exp(src[i])` (`dst` may be `src`). */
@@ -26,9 +32,9 @@ export interface SimdMath {
    * `buf[0..len)`, the function named `fn` runs on them in place, then `drain(buf, start, len)` reads them.
    */
   map(
-    fn: "exp" | "erf",
+    fn: SimdFunction,
     total: number,
-    fill: (buf: Float32Array, start: number, len: number) => void,
+    fill: (buf: Float32Array, start: number, len: number, second: Float32Array) => void,
     drain: (buf: Float32Array, start: number, len: number) => void,
     chunk?: number,
   ): void;
@@ -82,6 +88,7 @@ const I = {
   loop: [0x03, 0x40],
   end: [0x0b],
   load: [...simd(0x00), 0x00, 0x00], // v128.load align=1 offset=0
+  loadAt: (offset: number) => [...simd(0x00), 0x00, ...uleb(offset)], // v128.load align=1 offset
   store: [...simd(0x0b), 0x00, 0x00],
   splat: (v: number) => [0x43, ...f32bytes(v), ...simd(0x13)], // f32.const v; f32x4.splat
   constI: (v: number) => [...simd(0x0c), ...i32x4bytes(v)], // v128.const i32x4
@@ -102,13 +109,13 @@ const I = {
   fsub: simd(0xe5),
   fmul: simd(0xe6),
   fdiv: simd(0xe7),
-  min: simd(0xe8),
-  max: simd(0xe9),
+  min: simd(0xea), // f32x4.pmin: b < a ? b : a (one minps; a NaN first operand stays NaN)
+  max: simd(0xeb), // f32x4.pmax: a < b ? b : a
   truncSat: simd(0xf8),
 };
 
 // Locals: 0 ptr (i32 param), 1 nBytes (i32 param), 2 i (i32), 3.. v128 temporaries.
-const X = 3, FX = 4, R = 5, Y = 6, T = 7, V = 8, N = 9;
+const X = 3, FX = 4, R = 5, Y = 6, T = 7, V = 8, N = 9, Z = 10, E = 11;
 
 /** exp of the v128 in local `src`, result left on the stack (uses locals FX, R, Y). */
 function expBody(src: number): number[] {
@@ -201,11 +208,14 @@ function expBody(src: number): number[] {
   ];
 }
 
-/** erf of the v128 in local X (A&S 7.1.26), result on the stack. */
-function erfBody(): number[] {
+/**
+ * erf of the v128 in local `src` (A&S 7.1.26), result on the stack. With `keepExp`, `exp(-src^2)` (computed on
+ * the way) is also left in local E.
+ */
+function erfBody(src = X, keepExp = false): number[] {
   return [
     // v = |x|; t = 1 / (1 + p v)
-    ...I.get(X),
+    ...I.get(src),
     ...I.abs,
     ...I.set(V),
     ...I.splat(1),
@@ -223,6 +233,7 @@ function erfBody(): number[] {
     ...I.neg,
     ...I.set(V),
     ...expBody(V),
+    ...(keepExp ? I.tee(E) : []),
     ...I.set(V), // V = exp(-v^2)
     // poly = ((((a5 t + a4) t + a3) t + a2) t + a1) t
     ...I.get(T),
@@ -251,10 +262,57 @@ function erfBody(): number[] {
     ...I.splat(1),
     ...I.get(V),
     ...I.fsub,
-    ...I.get(X),
+    ...I.get(src),
     ...I.constI(-0x80000000),
     ...I.and,
     ...I.or,
+  ];
+}
+
+/** GELU of local X: `0.5 x (1 + erf(x / sqrt 2))`, on the stack. */
+function geluBody(): number[] {
+  return [
+    ...I.get(X),
+    ...I.splat(Math.SQRT1_2),
+    ...I.fmul,
+    ...I.set(Z),
+    ...erfBody(Z),
+    ...I.splat(1),
+    ...I.fadd,
+    ...I.get(X),
+    ...I.fmul,
+    ...I.splat(0.5),
+    ...I.fmul,
+  ];
+}
+
+/**
+ * GELU's gradient `dy (Phi(x) + x phi(x))` with `Phi(x) = 0.5 (1 + erf(x / sqrt 2))` and `phi(x) = exp(-x^2 / 2) /
+ * sqrt(2 pi)` (erf's own `exp(-(x / sqrt 2)^2)`, reused), `dy` read one chunk region after `x`.
+ */
+function geluGradBody(): number[] {
+  return [
+    ...I.get(X),
+    ...I.splat(Math.SQRT1_2),
+    ...I.fmul,
+    ...I.set(Z),
+    ...erfBody(Z, true),
+    ...I.splat(1),
+    ...I.fadd,
+    ...I.splat(0.5),
+    ...I.fmul,
+    ...I.get(X),
+    ...I.splat(0.3989422804014327),
+    ...I.fmul,
+    ...I.get(E),
+    ...I.fmul,
+    ...I.fadd,
+    // dy at ptr + i + CHUNK * 4
+    ...I.get(0),
+    ...I.get(2),
+    ...I.add,
+    ...I.loadAt(CHUNK * 4),
+    ...I.fmul,
   ];
 }
 
@@ -264,8 +322,8 @@ function mapFunction(body: number[]): number[] {
     ...uleb(2), // local groups
     ...uleb(1),
     0x7f, // 1 x i32 (i)
-    ...uleb(7),
-    0x7b, // 7 x v128 (X, FX, R, Y, T, V, N)
+    ...uleb(9),
+    0x7b, // 9 x v128 (X, FX, R, Y, T, V, N, Z, E)
     ...I.block,
     ...I.loop,
     ...I.get(2),
@@ -306,7 +364,7 @@ function name(s: string): number[] {
 
 /** The module's bytes: memory (exported), functions `exp` and `erf` (ptr: i32, nBytes: i32). */
 export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
-  const pages = Math.ceil((CHUNK * 4) / 65536) + 1;
+  const pages = Math.ceil((2 * CHUNK * 4) / 65536) + 1; // two chunk regions: x (in place) and a second input
   const bytes = [
     0x00,
     0x61,
@@ -317,10 +375,33 @@ export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     ...section(1, [1, 0x60, 2, 0x7f, 0x7f, 0]), // type 0: (i32, i32) -> ()
-    ...section(3, [2, 0, 0]), // two functions of type 0
+    ...section(3, [4, 0, 0, 0, 0]), // four functions of type 0
     ...section(5, [1, 0x00, ...uleb(pages)]), // memory, min pages
-    ...section(7, [3, ...name("memory"), 0x02, 0, ...name("exp"), 0x00, 0, ...name("erf"), 0x00, 1]),
-    ...section(10, [2, ...mapFunction([...expBody(X)]), ...mapFunction(erfBody())]),
+    ...section(7, [
+      5,
+      ...name("memory"),
+      0x02,
+      0,
+      ...name("exp"),
+      0x00,
+      0,
+      ...name("erf"),
+      0x00,
+      1,
+      ...name("gelu"),
+      0x00,
+      2,
+      ...name("gelu_grad"),
+      0x00,
+      3,
+    ]),
+    ...section(10, [
+      4,
+      ...mapFunction([...expBody(X)]),
+      ...mapFunction(erfBody()),
+      ...mapFunction(geluBody()),
+      ...mapFunction(geluGradBody()),
+    ]),
   ];
   return new Uint8Array(bytes);
 }
@@ -342,14 +423,17 @@ export function simdMath(): SimdMath | undefined {
     const fns = {
       exp: inst.exports.exp as (ptr: number, nBytes: number) => void,
       erf: inst.exports.erf as (ptr: number, nBytes: number) => void,
+      gelu: inst.exports.gelu as (ptr: number, nBytes: number) => void,
+      gelu_grad: inst.exports.gelu_grad as (ptr: number, nBytes: number) => void,
     };
     const buf = new Float32Array(mem.buffer, 0, CHUNK);
+    const second = new Float32Array(mem.buffer, CHUNK * 4, CHUNK);
     const map: SimdMath["map"] = (fn, total, fill, drain, chunk = CHUNK) => {
       const f = fns[fn];
       const step = Math.max(1, Math.min(chunk, CHUNK));
       for (let start = 0; start < total; start += step) {
         const len = Math.min(step, total - start);
-        fill(buf, start, len);
+        fill(buf, start, len, second);
         f(0, ((len + 3) >> 2) << 4);
         drain(buf, start, len);
       }

@@ -1,0 +1,65 @@
+/**
+ * Kernel profile of BertModel training steps on the `blas` backend (lib/kernels/blas_backend.ts's
+ * `setKernelProfiling`): time per kernel, optionally per input shape, over a few steps.
+ *
+ * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N]
+ */
+import { initBackend, tf } from "../../lib/backend.ts";
+import { randomBatch, SHAPES } from "../../lib/bench.ts";
+import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model.ts";
+import { AdamW } from "../../lib/optim.ts";
+import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
+
+const args = Deno.args.filter((a) => !a.startsWith("--"));
+const byShape = Deno.args.includes("--by-shape");
+const ti = Deno.args.indexOf("--threads");
+const threads = ti >= 0 ? Number(Deno.args[ti + 1]) : undefined;
+const shape = SHAPES[args[0] ?? "tiny"];
+const steps = Number(args[1] ?? 3);
+await initBackend({ backend: "blas", threads, quiet: true });
+const config = configFromJson({
+  vocab_size: shape.vocabSize,
+  hidden_size: shape.hidden,
+  num_hidden_layers: shape.layers,
+  num_attention_heads: shape.heads,
+  intermediate_size: shape.intermediate,
+});
+const model = new BertModel(config, { head: "classification", numLabels: 2 });
+const opt = new AdamW(model.params);
+const batch = randomBatch(shape);
+const vars = model.variables();
+const step = (i: number) => {
+  const { value, grads } = tf.variableGrads(
+    () => softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, batch.labels),
+    vars,
+  );
+  const byName = new Map<string, tf.Tensor>();
+  for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
+  const t0 = performance.now();
+  opt.applyGradients(byName);
+  const optMs = performance.now() - t0;
+  const loss = value.dataSync()[0];
+  value.dispose();
+  return { loss, optMs };
+};
+step(0);
+step(1);
+setKernelProfiling(true, { byShape });
+const times: number[] = [];
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  const { loss, optMs } = step(i + 2);
+  times.push(performance.now() - t0);
+  console.log(`step ${i}: ${times[i].toFixed(0)} ms (optimizer ${optMs.toFixed(0)} ms), loss ${loss.toFixed(6)}`);
+}
+const prof = [...setKernelProfiling(false)].sort((a, b) => b[1].ms - a[1].ms);
+const total = prof.reduce((s, [, t]) => s + t.ms, 0);
+console.log(`kernels: ${(total / steps).toFixed(0)} ms/step of ${(times.reduce((a, b) => a + b) / steps).toFixed(0)}`);
+for (const [name, t] of prof.slice(0, 40)) {
+  console.log(
+    `${(t.ms / steps).toFixed(1).padStart(8)} ms  ${(100 * t.ms / total).toFixed(1).padStart(5)}%  ${
+      String(t.calls / steps).padStart(6)
+    } calls  ${name}`,
+  );
+}
+console.log(`tensors alive: ${tf.memory().numTensors}`);
