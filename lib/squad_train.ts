@@ -1,24 +1,29 @@
 /**
  * SQuAD with the span head (`BertModel` with head `question-answering`): the loss of `run_squad.py` (mean of the
- * start and end cross-entropies over all window positions), a small training loop (AdamW, linear warmup/decay,
- * global-norm clipping, seeded data order and dropout, a Hugging Face checkpoint at the end), and prediction:
- * logits for every window, then `write_predictions` post-processing into `predictions.json` and
- * `nbest_predictions.json`.
- *
- * `lib/train.ts`'s loop is built for classification features, so this file has its own short loop reusing its
- * pieces (`AdamW`, `scheduleLr`, `clipGradsByGlobalNorm`, the seeded `Rng`). Resuming an interrupted SQuAD run is
- * not supported yet.
+ * start and end cross-entropies over all window positions), training through the shared loop of lib/train.ts via
+ * the {@linkcode squadTask} adapter ({@linkcode trainSquad}: AdamW, linear warmup/decay, clipping, seeded data
+ * order and dropout, checkpoints with exact resume, exact match / F1 on dev windows during training, keeping the
+ * best), and prediction: logits for every window, then `write_predictions` post-processing into
+ * `predictions.json` and `nbest_predictions.json`.
  * @module
  */
 import { tf } from "./backend.ts";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { join, writeJsonAtomic } from "./fsutil.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { join, sha256Hex, writeJsonAtomic } from "./fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "./model.ts";
-import { AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients, scheduleLr, warmupStepsFor } from "./optim.ts";
+import { type AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients } from "./optim.ts";
 import { type NBestEntry, postprocessSquad, type WindowLogits, writeSquadPredictions } from "./squad.ts";
 import { checkSquadFeaturesMatch, loadSquadFeatures, type SquadFeatures } from "./squad_features.ts";
+import { evaluateSquad, type SquadScores } from "./squad_metrics.ts";
 import { FullTokenizer } from "./tokenizer.ts";
-import { dropoutSeed, epochOrderState, Rng, shuffledOrder } from "./train.ts";
+import {
+  type HyperParameters,
+  latestCheckpoint,
+  train,
+  type TrainOptions,
+  type TrainResult,
+  type TrainTask,
+} from "./train.ts";
 
 /**
  * `run_squad.py`'s loss: `(CE(startLogits, startPositions) + CE(endLogits, endPositions)) / 2`, each
@@ -137,134 +142,172 @@ export function squadTrainStep(options: SquadTrainStepOptions): { loss: number; 
   }
 }
 
-/** Options for {@linkcode trainSquad}; defaults are `run_squad.py`'s. */
-export interface TrainSquadOptions {
-  /** A question-answering model (updated in place). */
-  model: BertModel;
-  /** Vocabulary copied into the checkpoint. */
-  vocabPath: string;
-  /** Training features (made with `training: true`). */
-  features: SquadFeatures;
-  /** `outputs/<run>`: the checkpoint goes to `checkpoint-<step>/`. */
-  outputDir: string;
-  /** Default 5e-5. */
-  learningRate?: number;
-  /** Default 32. */
-  batchSize?: number;
-  /** Default 3. */
-  epochs?: number;
-  /** Stop after this many updates (default 0: `epochs` decides). */
-  maxSteps?: number;
-  /** Default 0.1. */
-  warmupRatio?: number;
-  /** Default 0.01. */
-  weightDecay?: number;
-  /** Default 1.0 (0 = no clipping). */
-  maxGradNorm?: number;
-  /** Data order and dropout seed. Default 42. */
-  seed?: number;
-  /** Called after every update. */
-  onProgress?: (e: { step: number; totalSteps: number; epoch: number; loss: number; lr: number }) => void;
-  /** No console output. */
-  quiet?: boolean;
+/** What the SQuAD adapter's evaluation hands to `onEval` (as `EvalEvent.metrics`). */
+export interface SquadEvalDetails {
+  /** The official v1.1 scores on the dev questions. */
+  scores: SquadScores;
+  /** Question id -> predicted answer text. */
+  predictions: Record<string, string>;
 }
 
-/** What {@linkcode trainSquad} returns. */
-export interface TrainSquadResult {
-  /** The checkpoint written at the end. */
-  checkpoint: string;
-  globalStep: number;
-  /** Loss per update. */
-  losses: number[];
-  runtimeSeconds: number;
+/** Options for {@linkcode squadTask}. */
+export interface SquadTaskOptions {
+  /** Training windows (made with `training: true`). */
+  train: SquadFeatures;
+  /** Dev windows to evaluate on (exact match / F1 of their questions); without them, no evaluation. */
+  dev?: SquadFeatures;
+  /** n-best size of post-processing (default 20). */
+  nBestSize?: number;
+  /** Longest answer in sub-tokens (default 30). */
+  maxAnswerLength?: number;
+}
+
+/** sha256 over the training windows' token ids and answer positions (resuming on other windows is refused). */
+async function squadFingerprint(f: SquadFeatures): Promise<string> {
+  const parts = [f.inputIds, f.startPositions!, f.endPositions!];
+  const all = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let offset = 0;
+  for (const p of parts) {
+    all.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), offset);
+    offset += p.byteLength;
+  }
+  return (await sha256Hex(all)).slice(0, 16);
 }
 
 /**
- * Fine-tunes a question-answering model on SQuAD training windows and saves a Hugging Face checkpoint
- * (`checkpoint-<step>/`, plus `squad_train_state.json` with the hyper-parameters and the loss log).
+ * The SQuAD adapter for `train()` (lib/train.ts): rows are training windows, the loss is {@linkcode squadLoss}
+ * (run_squad.py's mean of the start and end cross-entropies), and the evaluation predicts the dev windows
+ * ({@linkcode predictSquad}: logits, n-best post-processing) and scores them with the official exact match and F1
+ * (headline: F1, which also picks the best checkpoint).
+ */
+export function squadTask(options: SquadTaskOptions): TrainTask<SquadBatch, SquadEvalDetails> {
+  const { train, dev } = options;
+  return {
+    name: "squad",
+    head: "question-answering",
+    n: train.n,
+    lowerCase: train.lowerCase,
+    defaultMetric: "f1",
+    metricNames: ["exact_match", "f1"],
+    greaterIsBetter: () => true,
+    async check(model, { vocabPath }) {
+      if (!train.metadata.training || !train.startPositions || !train.endPositions) {
+        throw new Error(
+          `${train.metadata.source}: these SQuAD features have no training targets (prepare them with training)`,
+        );
+      }
+      if (train.n === 0) throw new Error(`${train.metadata.source}: no training windows`);
+      const tokenizer = await FullTokenizer.fromVocabFile(vocabPath, { lowerCase: train.lowerCase });
+      const maxPositions = model.config.maxPositionEmbeddings;
+      await checkSquadFeaturesMatch(train, tokenizer, train.metadata.source, maxPositions);
+      if (dev) await checkSquadFeaturesMatch(dev, tokenizer, dev.metadata.source, maxPositions);
+    },
+    fingerprint: () => squadFingerprint(train),
+    describe: () => ({
+      source: train.metadata.source,
+      task: "squad",
+      n: train.n,
+      questions: train.dataset.examples.length,
+      vocab_sha256: train.metadata.vocab_sha256,
+      max_seq_length: train.maxSeqLength,
+      doc_stride: train.metadata.doc_stride,
+      max_query_length: train.metadata.max_query_length,
+    }),
+    batch: (rows) => squadBatch(train, rows),
+    loss(model, batch, { training, seed }) {
+      const out = model.forward(batch, { training, seed });
+      return squadLoss(out.startLogits!, out.endLogits!, batch.startPositions!, batch.endPositions!);
+    },
+    disposeBatch: disposeSquadBatch,
+    evaluate: dev
+      ? async (model, { batchSize }) => {
+        const { predictions } = await predictSquad({
+          model,
+          features: dev,
+          batchSize,
+          nBestSize: options.nBestSize,
+          maxAnswerLength: options.maxAnswerLength,
+        });
+        const scores = evaluateSquad(dev.dataset, predictions, { warn: () => {} });
+        return {
+          metrics: { exact_match: scores.exact_match, f1: scores.f1 },
+          headline: {
+            name: "f1",
+            value: scores.f1,
+            text: `EM ${scores.exact_match.toFixed(2)} / F1 ${scores.f1.toFixed(2)}`,
+            parts: [{ name: "exact_match", value: scores.exact_match }, { name: "f1", value: scores.f1 }],
+          },
+          details: { scores, predictions },
+        };
+      }
+      : undefined,
+  };
+}
+
+/** run_squad.py's peak learning rate (the classification default of lib/train.ts is 2e-5). */
+export const SQUAD_LEARNING_RATE = 5e-5;
+
+/**
+ * Options for {@linkcode trainSquad}: the loop's ({@linkcode TrainOptions}) with SQuAD windows instead of
+ * classification features. Defaults are `run_squad.py`'s (lr 5e-5, batch 32, 3 epochs, 10% warmup) plus the
+ * loop's (weight decay 0.01, clipping at 1.0, checkpoints each epoch keeping the last 2 and the best by F1).
+ */
+export interface TrainSquadOptions extends
+  Partial<HyperParameters>,
+  Pick<
+    TrainOptions<SquadBatch, SquadEvalDetails>,
+    | "evalSteps"
+    | "saveSteps"
+    | "saveTotalLimit"
+    | "metricForBest"
+    | "evalBatchSize"
+    | "resume"
+    | "overwrite"
+    | "onProgress"
+    | "onEval"
+    | "quiet"
+  > {
+  /** A question-answering model (updated in place). */
+  model: BertModel;
+  /** Vocabulary copied into the checkpoints. */
+  vocabPath: string;
+  /** Training windows (made with `training: true`). */
+  features: SquadFeatures;
+  /** Dev windows: exact match / F1 after each epoch (and every `evalSteps`); the best checkpoint by F1 is kept. */
+  dev?: SquadFeatures;
+  /** `outputs/<run>`: checkpoints go to `checkpoint-<step>/`. */
+  outputDir: string;
+  /** n-best size of the evaluation's post-processing (default 20). */
+  nBestSize?: number;
+  /** Longest answer in sub-tokens in the evaluation (default 30). */
+  maxAnswerLength?: number;
+}
+
+/** What {@linkcode trainSquad} returns: the loop's result plus two shortcuts. */
+export interface TrainSquadResult extends TrainResult<SquadEvalDetails> {
+  /** The newest checkpoint (= `lastCheckpoint`). */
+  checkpoint: string;
+  /** Loss per update (from `logHistory`). */
+  losses: number[];
+}
+
+/**
+ * Fine-tunes a question-answering model on SQuAD training windows with the shared training loop (lib/train.ts):
+ * checkpoints with optimizer and trainer state (`checkpoint-<step>/`), exact resume (`resume: true`), evaluation
+ * with the official exact match / F1 on `dev`, keeping the last `saveTotalLimit` checkpoints plus the best.
  */
 export async function trainSquad(options: TrainSquadOptions): Promise<TrainSquadResult> {
-  const t0 = performance.now();
-  const { model, features } = options;
-  const log = (m: string) => options.quiet || console.log(m);
-  if (!features.metadata.training || !features.startPositions) {
-    throw new Error(
-      `${features.metadata.source}: these SQuAD features have no training targets (prepare with training)`,
-    );
-  }
-  if (features.n === 0) throw new Error(`${features.metadata.source}: no training windows`);
-  const tokenizer = await FullTokenizer.fromVocabFile(options.vocabPath, { lowerCase: features.lowerCase });
-  await checkSquadFeaturesMatch(features, tokenizer, features.metadata.source, model.config.maxPositionEmbeddings);
-  const hp = {
-    learning_rate: options.learningRate ?? 5e-5,
-    train_batch_size: options.batchSize ?? 32,
-    num_train_epochs: options.epochs ?? 3,
-    max_steps: options.maxSteps ?? 0,
-    warmup_ratio: options.warmupRatio ?? 0.1,
-    weight_decay: options.weightDecay ?? 0.01,
-    max_grad_norm: options.maxGradNorm ?? 1,
-    seed: options.seed ?? 42,
-  };
-  const batchSize = hp.train_batch_size;
-  const stepsPerEpoch = Math.ceil(features.n / batchSize);
-  const totalSteps = hp.max_steps > 0 ? hp.max_steps : Math.ceil(hp.num_train_epochs * stepsPerEpoch);
-  const warmupSteps = warmupStepsFor(totalSteps, hp.warmup_ratio);
-  const optimizer = new AdamW(model.params, { lr: hp.learning_rate, weightDecay: hp.weight_decay });
-  const losses: number[] = [];
-  let step = 0;
-  try {
-    for (let epoch = 0; step < totalSteps; epoch++) {
-      const order = shuffledOrder(features.n, new Rng(epochOrderState(hp.seed, epoch)));
-      for (let b = 0; b < stepsPerEpoch && step < totalSteps; b++) {
-        const batch = squadBatch(features, order.subarray(b * batchSize, Math.min(features.n, (b + 1) * batchSize)));
-        const lr = scheduleLr(step, { peakLr: hp.learning_rate, warmupSteps, totalSteps });
-        try {
-          const { loss } = squadTrainStep({
-            model,
-            optimizer,
-            batch,
-            lr,
-            maxGradNorm: hp.max_grad_norm,
-            seed: dropoutSeed(hp.seed, step, 0),
-          });
-          losses.push(loss);
-          step++;
-          options.onProgress?.({ step, totalSteps, epoch: step / stepsPerEpoch, loss, lr });
-          if (!options.onProgress && (step % 50 === 0 || step === totalSteps)) {
-            log(`step ${step}/${totalSteps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)}`);
-          }
-        } finally {
-          disposeSquadBatch(batch);
-        }
-      }
-    }
-  } finally {
-    optimizer.dispose();
-  }
-  const checkpoint = join(options.outputDir, `checkpoint-${step}`);
-  const runtimeSeconds = (performance.now() - t0) / 1000;
-  await saveCheckpoint(checkpoint, {
-    model,
-    vocabPath: options.vocabPath,
-    lowerCase: features.lowerCase,
-    extraFiles: {
-      "squad_train_state.json": JSON.stringify(
-        {
-          task: "squad",
-          global_step: step,
-          total_steps: totalSteps,
-          hyper_parameters: hp,
-          features: { source: features.metadata.source, n: features.n, max_seq_length: features.maxSeqLength },
-          losses,
-          train_runtime_seconds: runtimeSeconds,
-        },
-        null,
-        2,
-      ) + "\n",
-    },
+  const { features, dev, nBestSize, maxAnswerLength, ...rest } = options;
+  // When resuming, the checkpoint's hyper-parameters apply: do not impose the SQuAD default learning rate then.
+  const resuming = typeof options.resume === "string" ||
+    (options.resume === true && (await latestCheckpoint(options.outputDir)) !== undefined);
+  const learningRate = options.learningRate ?? (resuming ? undefined : SQUAD_LEARNING_RATE);
+  const result = await train<SquadBatch, SquadEvalDetails>({
+    ...rest,
+    learningRate,
+    adapter: squadTask({ train: features, dev, nBestSize, maxAnswerLength }),
   });
-  log(`SQuAD training done: ${step} steps in ${runtimeSeconds.toFixed(1)} s; checkpoint ${checkpoint}`);
-  return { checkpoint, globalStep: step, losses, runtimeSeconds };
+  return { ...result, checkpoint: result.lastCheckpoint, losses: result.logHistory.map((e) => e.loss) };
 }
 
 /** Options for {@linkcode squadLogits}. */

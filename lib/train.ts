@@ -5,20 +5,37 @@
  *    0.01, gradient clipping at 1.0, seed 42);
  * 2. a seeded, serialisable PRNG: the data order of epoch `e` is a shuffle seeded by `(seed, e)` and the dropout
  *    masks of step `s` are seeded by `(seed, s)`, so a resumed run repeats the uninterrupted one exactly;
- * 3. the loop: forward + backward per micro-batch (gradient accumulation), clipping, AdamW with linear
+ * 3. tasks: the loop trains on a {@linkcode TrainTask} adapter. Classification is built in
+ *    ({@linkcode classificationTask}, used when you pass `train`/`dev` features); SQuAD (`squadTask` in
+ *    lib/squad_train.ts) and pre-training plug in the same way;
+ * 4. the loop: forward + backward per micro-batch (gradient accumulation), clipping, AdamW with linear
  *    warmup/decay, progress events, validation after each epoch (and every `evalSteps`), checkpoints after each
  *    epoch (and every `saveSteps`), keeping the last `saveTotalLimit` plus the best by `metricForBest`;
- * 4. checkpoints (`outputs/<run>/checkpoint-<step>/`, written atomically): the Hugging Face folder from
+ * 5. checkpoints (`outputs/<run>/checkpoint-<step>/`, written atomically): the Hugging Face folder from
  *    `saveCheckpoint`, `training_state.safetensors` (AdamW moments `exp_avg.<name>`, `exp_avg_sq.<name>`, HF
  *    layout) and `trainer_state.json` (step, epoch, position in the epoch's data order, rng, hyper-parameters,
  *    config, loss/lr log, evaluation log, best metric);
- * 5. {@linkcode trainSeeds}: one run per seed and the mean ± std of the headline metric.
+ * 6. {@linkcode trainSeeds}: one run per seed and the mean ± std of the headline metric.
+ *
+ * ## Writing a task adapter
+ *
+ * A {@linkcode TrainTask} tells the loop what one training example is and how to score the model; the loop does
+ * everything else (schedule, AdamW, accumulation, clipping, NaN stop, checkpoints, exact resume, rotation,
+ * progress, evaluation hooks). An adapter has `name`, `head` (the model head it needs), `n` (number of training
+ * rows; an epoch is a seeded shuffle of `0..n-1`), `fingerprint()` (identity of the training data: resuming on
+ * other data is refused), `batch(rows, {seed, step})` -> your batch object, `loss(model, batch, {training, seed})`
+ * -> the batch's MEAN loss as a `tf.Scalar` (called inside `tf.variableGrads`: build it from `model.forward(...,
+ * {training, seed})`, do not dispose the batch there), `disposeBatch(batch)`, and optionally `evaluate(model,
+ * {batchSize})` -> `{metrics, headline, details?}`, `check(model, {vocabPath})` (refuse mismatched data before
+ * training), `describe()` (what goes into `trainer_state.json`), `labels`, `lowerCase`, `defaultMetric`,
+ * `metricNames`, `canonicalMetric(name)` and `greaterIsBetter(name)`. Then
+ * `train({ model, vocabPath, outputDir, adapter, ...hyperParameters })`.
  * @module
  */
 import { tf } from "./backend.ts";
 import { loadTensorsIntoModel, saveCheckpoint } from "./checkpoint.ts";
 import { createProgress, formatDuration } from "./display.ts";
-import { disposeBatch, evaluateFeatures, featureBatch, metricKindOf } from "./evaluate.ts";
+import { disposeBatch, evaluateFeatures, type FeatureBatch, featureBatch, metricKindOf } from "./evaluate.ts";
 import { checkFeaturesMatch, type FeatureSet } from "./features.ts";
 import { basename, ensureDir, exists, join, removeStaleTemps, sha256Hex, writeJsonAtomic } from "./fsutil.ts";
 import {
@@ -27,13 +44,13 @@ import {
   greaterIsBetter,
   type HeadlineMetric,
   headlineMetric,
-  metricByName,
+  METRIC_NAMES,
   scalarMetrics,
 } from "./metrics.ts";
-import { type BertModel, configToJson, softmaxCrossEntropy } from "./model.ts";
+import { type BertModel, configToJson, type HeadKind, softmaxCrossEntropy } from "./model.ts";
 import { AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients, scheduleLr, warmupStepsFor } from "./optim.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "./safetensors.ts";
-import { FullTokenizer } from "./tokenizer.ts";
+import { FullTokenizer, Vocab } from "./tokenizer.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Hyper-parameters
@@ -199,8 +216,199 @@ export function dropoutSeed(seed: number, step: number, micro: number): number {
   return mixSeed(seed, 0xd20, step, micro);
 }
 
+/** The seed a task may use to build micro-batch `micro` of update `step` (e.g. dynamic masking). */
+export function batchSeed(seed: number, step: number, micro: number): number {
+  return mixSeed(seed, 0xba7c4, step, micro);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
-// 3. The loop
+// 3. Tasks: what the loop trains on
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The number an evaluation is judged by (accuracy, MCC, SQuAD F1, masked-LM accuracy, ...). */
+export interface TaskHeadline {
+  /** Metric name, e.g. `accuracy` or `f1`. */
+  name: string;
+  value: number;
+  /** For display, e.g. `EM 71.2 / F1 80.3` (default `<name> <value>`). */
+  text?: string;
+  /** The numbers it is made of, for display (default: itself). */
+  parts?: { name: string; value: number }[];
+}
+
+/** What {@linkcode TrainTask.evaluate} returns. */
+export interface TaskEvaluation<D = unknown> {
+  /** Scalar metrics by name: logged in `eval_history`; `metricForBest` picks one. Include `loss` when known. */
+  metrics: Record<string, number>;
+  /** The headline metric (its `name` is the default `metricForBest` unless the task sets `defaultMetric`). */
+  headline: TaskHeadline;
+  /** Anything else (classification: `ClassificationMetrics`; SQuAD: predictions), given to `onEval` as `metrics`. */
+  details?: D;
+}
+
+/** What the loop passes to {@linkcode TrainTask.loss}. */
+export interface TaskLossOptions {
+  /** True while training (dropout on). */
+  training: boolean;
+  /** Seed of this micro-batch's dropout masks: pass it to `model.forward(inputs, { training, seed })`. */
+  seed: number;
+}
+
+/** What the loop passes to {@linkcode TrainTask.batch}. */
+export interface TaskBatchContext {
+  /**
+   * A seed for any randomness in building this micro-batch (e.g. dynamic MLM masking): a function of the run's
+   * seed, the update and the micro-batch, so a resumed run builds the same batches.
+   */
+  seed: number;
+  /** The update this micro-batch belongs to (0-based). */
+  step: number;
+}
+
+/**
+ * A task adapter: everything task-specific the training loop needs. The loop owns the schedule, the optimiser,
+ * gradient accumulation and clipping, the NaN stop, checkpoints (rotation, best), exact resume, progress and
+ * evaluation hooks. See the module documentation for a walk-through, and {@linkcode classificationTask} or
+ * `squadTask` (lib/squad_train.ts) for complete examples.
+ *
+ * @typeParam B the batch object built by `batch` (tensors and whatever else `loss` needs)
+ * @typeParam D task-specific evaluation details, handed to `onEval` as `EvalEvent.metrics`
+ */
+export interface TrainTask<B = unknown, D = unknown> {
+  /** Task name for logs and `trainer_state.json` (e.g. `sst2`, `squad`, `pretraining`). */
+  readonly name: string;
+  /** The head the model must have (`train` refuses a model with another). */
+  readonly head: HeadKind;
+  /** Number of training rows; an epoch is a seeded shuffle of `0..n-1` cut into micro-batches. */
+  readonly n: number;
+  /** Label names (classification), saved as `id2label` in the checkpoints' `config.json`. */
+  readonly labels?: string[];
+  /** `do_lower_case` written to the checkpoints' `tokenizer_config.json` (default: inferred from the vocabulary). */
+  readonly lowerCase?: boolean;
+  /** Metric that picks the best checkpoint when the caller names none (default: the first headline's name). */
+  readonly defaultMetric?: string;
+  /** The scalar metrics `evaluate` reports; a `metricForBest` outside them is refused before training. */
+  readonly metricNames?: readonly string[];
+  /** The canonical name of a user-given metric name (e.g. `eval_accuracy` -> `accuracy`); throws for unknown ones. */
+  canonicalMetric?(name: string): string;
+  /** Whether a larger value of metric `name` is better (default: true, except names containing `loss`/`perplexity`). */
+  greaterIsBetter?(name: string): boolean;
+  /** Checks before any training (head, labels, features made with `vocabPath`'s vocabulary); throw clear errors. */
+  check?(model: BertModel, context: { vocabPath: string }): Promise<void> | void;
+  /** A short identity of the training data: resuming a checkpoint made on data with another fingerprint is refused. */
+  fingerprint(): Promise<string> | string;
+  /** Facts about the training data for `trainer_state.json` (`train_features`), e.g. `{ source, max_seq_length }`. */
+  describe?(): Record<string, unknown>;
+  /** The batch of training rows `rows` (indices into `0..n-1`). */
+  batch(rows: Int32Array, context: TaskBatchContext): B;
+  /**
+   * The batch's MEAN loss per example, as a scalar. Called inside `tf.variableGrads`: compute it from
+   * `model.forward(inputs, { training, seed })`; do not dispose `batch` here. With gradient accumulation the loop
+   * weights each micro-batch by its share of the update's rows.
+   */
+  loss(model: BertModel, batch: B, options: TaskLossOptions): tf.Scalar;
+  /** Frees the tensors of a batch. */
+  disposeBatch(batch: B): void;
+  /** Scores the model on held-out data; without it there is no evaluation and no best checkpoint. */
+  evaluate?(model: BertModel, options: { batchSize: number }): Promise<TaskEvaluation<D>> | TaskEvaluation<D>;
+}
+
+/** sha256 over the token ids and labels: resuming with other training data is refused. */
+async function featuresFingerprint(f: FeatureSet): Promise<string> {
+  const ids = new Uint8Array(f.inputIds.buffer, f.inputIds.byteOffset, f.inputIds.byteLength);
+  const labels = new Uint8Array(f.labels.buffer, f.labels.byteOffset, f.labels.byteLength);
+  const all = new Uint8Array(ids.length + labels.length);
+  all.set(ids);
+  all.set(labels, ids.length);
+  return (await sha256Hex(all)).slice(0, 16);
+}
+
+/** Options of {@linkcode classificationTask}. */
+export interface ClassificationTaskOptions {
+  /** Training features (all labelled). */
+  train: FeatureSet;
+  /** Validation features (labelled); without them there is no evaluation. */
+  dev?: FeatureSet;
+  /** Label names (default: the training features'). */
+  labels?: string[];
+  /** Task name for the headline metric (default: the features' task). */
+  task?: string;
+}
+
+/**
+ * The sequence-classification adapter (what {@linkcode train} builds from `train`/`dev` features): cross-entropy
+ * of the `[CLS]` classifier, evaluation with every classification metric (`evaluateFeatures`), the task's
+ * headline metric (accuracy, MCC or accuracy/F1).
+ */
+export function classificationTask(options: ClassificationTaskOptions): TrainTask<FeatureBatch, ClassificationMetrics> {
+  const { train: trainSet, dev } = options;
+  const labels = options.labels ?? trainSet.metadata.labels;
+  const taskName = options.task ?? trainSet.metadata.task;
+  const kind = metricKindOf(taskName);
+  return {
+    name: taskName,
+    head: "classification",
+    n: trainSet.n,
+    labels,
+    lowerCase: trainSet.metadata.lower_case,
+    defaultMetric: dev ? checkMetricName(kind) : undefined,
+    metricNames: METRIC_NAMES,
+    canonicalMetric: checkMetricName,
+    greaterIsBetter,
+    async check(model, { vocabPath }) {
+      if (labels.length !== model.numLabels) {
+        throw new Error(
+          `the classifier has ${model.numLabels} outputs but the training data has ${labels.length} labels ` +
+            `(${labels.join(", ")})`,
+        );
+      }
+      for (let i = 0; i < trainSet.n; i++) {
+        if (trainSet.labels[i] < 0) {
+          throw new Error(
+            `${trainSet.metadata.source}: example ${trainSet.exampleIds[i]} has no label; training needs labels`,
+          );
+        }
+      }
+      if (trainSet.n === 0) throw new Error(`${trainSet.metadata.source}: no training examples`);
+      if (dev && dev.metadata.labels.join("\u0000") !== labels.join("\u0000")) {
+        throw new Error(
+          `dev features are labelled [${dev.metadata.labels.join(", ")}] but training uses [${labels.join(", ")}]`,
+        );
+      }
+      if (dev && dev.metadata.vocab_sha256 !== trainSet.metadata.vocab_sha256) {
+        throw new Error(`dev and train features were made with different vocabularies (${dev.metadata.source})`);
+      }
+      // Refuse features tokenized with another vocabulary than the one the checkpoints will carry.
+      const tokenizer = await FullTokenizer.fromVocabFile(vocabPath, { lowerCase: trainSet.metadata.lower_case });
+      await checkFeaturesMatch(trainSet, tokenizer, trainSet.metadata.source, {
+        maxPositionEmbeddings: model.config.maxPositionEmbeddings,
+      });
+    },
+    fingerprint: () => featuresFingerprint(trainSet),
+    describe: () => ({
+      source: trainSet.metadata.source,
+      task: trainSet.metadata.task,
+      n: trainSet.n,
+      vocab_sha256: trainSet.metadata.vocab_sha256,
+      max_seq_length: trainSet.maxSeqLength,
+    }),
+    batch: (rows) => featureBatch(trainSet, rows),
+    loss(model, batch, { training, seed }) {
+      const logits = model.forward(batch, { training, seed }).logits!; // [batch, numLabels]
+      return softmaxCrossEntropy(logits, batch.labels);
+    },
+    disposeBatch,
+    evaluate: dev
+      ? (model, { batchSize }) => {
+        const { metrics } = evaluateFeatures(model, dev, { batchSize, labelNames: labels });
+        return { metrics: scalarMetrics(metrics), headline: headlineMetric(kind, metrics), details: metrics };
+      }
+      : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. The loop
 // ---------------------------------------------------------------------------------------------------------------
 
 /** What {@linkcode TrainOptions.onProgress} receives. */
@@ -226,12 +434,16 @@ export interface ProgressEvent {
   etaSeconds: number;
 }
 
-/** One evaluation, as given to {@linkcode TrainOptions.onEval} and logged in `trainer_state.json`. */
-export interface EvalEvent {
+/**
+ * One evaluation, as given to {@linkcode TrainOptions.onEval} and logged in `trainer_state.json`.
+ * @typeParam D the task's evaluation details (classification: `ClassificationMetrics`)
+ */
+export interface EvalEvent<D = ClassificationMetrics> {
   step: number;
   epoch: number;
-  metrics: ClassificationMetrics;
-  /** Scalar metrics by name (`accuracy`, `loss`, ...). */
+  /** The task's details (classification: every metric, the confusion matrix, ...); the scalars when it has none. */
+  metrics: D;
+  /** Scalar metrics by name (`accuracy`, `loss`, `f1`, ...). */
   scalars: Record<string, number>;
   headline: HeadlineMetric;
   /** True when this evaluation is the best so far by `metricForBest`. */
@@ -250,22 +462,28 @@ export interface LogEntry {
 /** One evaluation in the log (scalar metrics plus where it happened). */
 export type EvalLogEntry = { step: number; epoch: number } & Record<string, number>;
 
-/** Options of {@linkcode train}. Hyper-parameters left out take {@linkcode DEFAULT_HYPERPARAMETERS} (or, when resuming, the checkpoint's). */
-export interface TrainOptions extends Partial<HyperParameters> {
-  /** A classification model (its weights are updated in place). */
+/**
+ * Options of {@linkcode train}. Hyper-parameters left out take {@linkcode DEFAULT_HYPERPARAMETERS} (or, when
+ * resuming, the checkpoint's). Give either `train` (classification features, with `dev`/`labels`/`task`) or
+ * `adapter` (any {@linkcode TrainTask}).
+ */
+export interface TrainOptions<B = unknown, D = ClassificationMetrics> extends Partial<HyperParameters> {
+  /** The model (its weights are updated in place); its head must be the task's. */
   model: BertModel;
   /** The vocabulary copied into every checkpoint (`vocab.txt`). */
   vocabPath: string;
-  /** Training features (all labelled). */
-  train: FeatureSet;
-  /** Validation features (labelled); without them there is no evaluation and no best checkpoint. */
+  /** Classification: training features (all labelled). */
+  train?: FeatureSet;
+  /** Classification: validation features (labelled); without them there is no evaluation and no best checkpoint. */
   dev?: FeatureSet;
+  /** Classification: label names (default: the training features'). */
+  labels?: string[];
+  /** Classification: task name for the headline metric (default: the features' task). */
+  task?: string;
+  /** Any other task (SQuAD, pre-training, ...): trained instead of `train`/`dev`. */
+  adapter?: TrainTask<B, D>;
   /** `outputs/<run>`: checkpoints go to `checkpoint-<step>/` inside. */
   outputDir: string;
-  /** Label names (default: the training features'). */
-  labels?: string[];
-  /** Task name for the headline metric (default: the features' task). */
-  task?: string;
   /** Also evaluate every this many updates (default 0: after each epoch only). */
   evalSteps?: number;
   /** Also save every this many updates (default 0: after each epoch only). */
@@ -281,24 +499,29 @@ export interface TrainOptions extends Partial<HyperParameters> {
   resume?: boolean | string;
   /** Without `resume`, delete existing checkpoints in `outputDir` first (otherwise their presence is an error). */
   overwrite?: boolean;
-  onProgress?: (event: ProgressEvent) => void;
-  onEval?: (event: EvalEvent) => void;
+  /**
+   * Called after every update (`phase: "train"`), when an evaluation or a save starts, and at the end. A returned
+   * promise is awaited (e.g. `(e) => progress.update(...)`), so notebook displays are sent as they happen.
+   */
+  onProgress?: (event: ProgressEvent) => unknown;
+  /** Called after every evaluation (a returned promise is awaited). */
+  onEval?: (event: EvalEvent<D>) => unknown;
   /** No console messages (progress and evaluation callbacks still fire). */
   quiet?: boolean;
 }
 
 /** What {@linkcode train} returns. */
-export interface TrainResult {
+export interface TrainResult<D = ClassificationMetrics> {
   outputDir: string;
   globalStep: number;
   totalSteps: number;
   /** Path of the newest checkpoint. */
   lastCheckpoint: string;
-  /** Path of the best checkpoint by `metricForBest` (when there is a dev set). */
+  /** Path of the best checkpoint by `metricForBest` (when there is an evaluation). */
   bestCheckpoint?: string;
   bestMetric?: { name: string; value: number; step: number };
   /** The last evaluation. */
-  finalEval?: EvalEvent;
+  finalEval?: EvalEvent<D>;
   logHistory: LogEntry[];
   evalHistory: EvalLogEntry[];
   /** The checkpoint this run resumed from. */
@@ -310,6 +533,10 @@ export interface TrainResult {
 /** `trainer_state.json` (the fields {@linkcode train} reads back on resume, plus context for people). */
 export interface TrainerStateJson {
   format: string;
+  /** The task adapter's name (absent in checkpoints of older versions). */
+  task?: string;
+  /** The model head trained (absent in checkpoints of older versions). */
+  head?: HeadKind;
   global_step: number;
   total_steps: number;
   steps_per_epoch: number;
@@ -323,13 +550,15 @@ export interface TrainerStateJson {
   rng: { algorithm: string; seed: number; epoch_order_state: number };
   hyper_parameters: Record<string, number | null>;
   config: Record<string, unknown>;
+  /** The training data: the adapter's `describe()` plus `n` and `fingerprint`. */
   train_features: {
-    source: string;
-    task: string;
+    source?: string;
+    task?: string;
     n: number;
-    vocab_sha256: string;
-    max_seq_length: number;
+    vocab_sha256?: string;
+    max_seq_length?: number;
     fingerprint: string;
+    [key: string]: unknown;
   };
   labels: string[];
   log_history: LogEntry[];
@@ -343,15 +572,17 @@ export interface TrainerStateJson {
 
 const STATE_FORMAT = "bert-ts-trainer-1";
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
+/** Let the event loop run (notebook display messages, signals) at least this often between updates. */
+const YIELD_EVERY_MS = 200;
 
-/** sha256 over the token ids and labels: resuming with other training data is refused. */
-async function featuresFingerprint(f: FeatureSet): Promise<string> {
-  const ids = new Uint8Array(f.inputIds.buffer, f.inputIds.byteOffset, f.inputIds.byteLength);
-  const labels = new Uint8Array(f.labels.buffer, f.labels.byteOffset, f.labels.byteLength);
-  const all = new Uint8Array(ids.length + labels.length);
-  all.set(ids);
-  all.set(labels, ids.length);
-  return (await sha256Hex(all)).slice(0, 16);
+/** True for promises and other thenables (what a callback may return to be awaited). */
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === "function";
+}
+
+/** One turn of the event loop (a macrotask): queued I/O such as Jupyter display messages goes out. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** Checkpoint folders of a run, newest first (`*.tmp-*` leftovers are not listed). */
@@ -429,7 +660,8 @@ function describeDiff(saved: HyperParameters, given: Partial<HyperParameters>): 
 }
 
 /**
- * Fine-tunes `options.model` on `options.train`. See the module documentation for what it writes.
+ * Trains `options.model` on a task: classification features (`train`, `dev`) or any {@linkcode TrainTask}
+ * (`adapter`). See the module documentation for what it writes.
  *
  * @example
  * ```ts
@@ -439,12 +671,25 @@ function describeDiff(saved: HyperParameters, given: Partial<HyperParameters>): 
  * console.log(result.bestCheckpoint, result.bestMetric);
  * ```
  */
-export async function train(options: TrainOptions): Promise<TrainResult> {
+export async function train<B = unknown, D = ClassificationMetrics>(
+  options: TrainOptions<B, D>,
+): Promise<TrainResult<D>> {
   const started = performance.now();
-  const { model, train: trainSet, dev, outputDir } = options;
+  const { model, outputDir } = options;
   const log = (msg: string) => {
     if (!options.quiet) console.log(msg);
   };
+  if (options.adapter && (options.train || options.dev)) {
+    throw new Error("train: give either `train`/`dev` features (classification) or an `adapter`, not both");
+  }
+  if (!options.adapter && !options.train) throw new Error("train: give `train` features or a task `adapter`");
+  const task: TrainTask<B, D> = options.adapter ??
+    classificationTask({
+      train: options.train!,
+      dev: options.dev,
+      labels: options.labels,
+      task: options.task,
+    }) as unknown as TrainTask<B, D>;
 
   // ---- resolve what to resume from, then the hyper-parameters ----
   const given: Partial<HyperParameters> = {};
@@ -484,67 +729,61 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   checkHyperParameters(hp);
 
   // ---- check the inputs ----
-  if (model.head !== "classification") throw new Error(`train needs a classification model, got "${model.head}"`);
-  const labels = options.labels ?? trainSet.metadata.labels;
-  if (labels.length !== model.numLabels) {
-    throw new Error(
-      `the classifier has ${model.numLabels} outputs but the training data has ${labels.length} labels ` +
-        `(${labels.join(", ")})`,
-    );
+  if (model.head !== task.head) {
+    throw new Error(`the ${task.name} task trains a ${task.head} model, got a model with head "${model.head}"`);
   }
-  for (let i = 0; i < trainSet.n; i++) {
-    if (trainSet.labels[i] < 0) {
-      throw new Error(
-        `${trainSet.metadata.source}: example ${trainSet.exampleIds[i]} has no label; training needs labels`,
-      );
+  if (task.check) await task.check(model, { vocabPath: options.vocabPath });
+  if (!(Number.isInteger(task.n) && task.n > 0)) throw new Error(`the ${task.name} task has no training rows`);
+  const canonical = (name: string): string => {
+    if (task.canonicalMetric) return task.canonicalMetric(name);
+    if (task.metricNames && !task.metricNames.includes(name)) {
+      throw new Error(`unknown metric "${name}" for ${task.name}; valid names: ${task.metricNames.join(", ")}`);
     }
-  }
-  if (trainSet.n === 0) throw new Error(`${trainSet.metadata.source}: no training examples`);
-  if (dev && dev.metadata.labels.join("\u0000") !== labels.join("\u0000")) {
-    throw new Error(
-      `dev features are labelled [${dev.metadata.labels.join(", ")}] but training uses [${labels.join(", ")}]`,
-    );
-  }
-  if (dev && dev.metadata.vocab_sha256 !== trainSet.metadata.vocab_sha256) {
-    throw new Error(`dev and train features were made with different vocabularies (${dev.metadata.source})`);
-  }
-  const task = options.task ?? trainSet.metadata.task;
-  const kind = metricKindOf(task);
+    return name;
+  };
+  const higherIsBetter = (name: string): boolean =>
+    task.greaterIsBetter ? task.greaterIsBetter(name) : !/loss|perplexity/i.test(name);
   let metricForBest: string | undefined;
   if (options.metricForBest !== undefined) {
-    metricForBest = checkMetricName(options.metricForBest);
-    if (!dev) throw new Error(`--metric-for-best ${options.metricForBest} needs dev features to evaluate on`);
-  } else if (dev) {
-    metricForBest = checkMetricName(kind);
+    metricForBest = canonical(options.metricForBest);
+    if (!task.evaluate) {
+      throw new Error(
+        `--metric-for-best ${options.metricForBest} needs dev features to evaluate on (the ${task.name} task ` +
+          `has no evaluation)`,
+      );
+    }
+  } else if (task.evaluate && task.defaultMetric) {
+    metricForBest = canonical(task.defaultMetric);
   }
-  const higherBetter = metricForBest ? greaterIsBetter(metricForBest) : undefined;
+  let higherBetter = metricForBest ? higherIsBetter(metricForBest) : undefined;
   const evalSteps = options.evalSteps ?? 0, saveSteps = options.saveSteps ?? 0;
   const saveTotalLimit = options.saveTotalLimit ?? 2;
   const evalBatchSize = options.evalBatchSize ?? 64;
   for (const [name, v] of [["evalSteps", evalSteps], ["saveSteps", saveSteps], ["saveTotalLimit", saveTotalLimit]]) {
     if (!(Number.isInteger(v) && (v as number) >= 0)) throw new Error(`${name} must be an integer >= 0, got ${v}`);
   }
-  // Refuse features tokenized with another vocabulary than the one the checkpoints will carry.
-  const tokenizer = await FullTokenizer.fromVocabFile(options.vocabPath, { lowerCase: trainSet.metadata.lower_case });
-  await checkFeaturesMatch(trainSet, tokenizer, trainSet.metadata.source, {
-    maxPositionEmbeddings: model.config.maxPositionEmbeddings,
-  });
-  if (tokenizer.vocab.size > model.config.vocabSize) {
+  if (!(Number.isInteger(evalBatchSize) && evalBatchSize >= 1)) {
+    throw new Error(`evalBatchSize must be an integer >= 1, got ${evalBatchSize}`);
+  }
+  const vocab = await Vocab.load(options.vocabPath);
+  if (vocab.size > model.config.vocabSize) {
+    throw new Error(`${options.vocabPath} has ${vocab.size} tokens, the model only ${model.config.vocabSize}`);
+  }
+  const fingerprint = await task.fingerprint();
+  if (saved && saved.train_features.fingerprint !== fingerprint) {
+    const was = saved.train_features;
     throw new Error(
-      `${options.vocabPath} has ${tokenizer.vocab.size} tokens, the model only ${model.config.vocabSize}`,
+      `cannot resume from ${resumeDir}: it was trained on other data (${was.source ?? was.task ?? "?"}, ` +
+        `n=${was.n}) than ${task.describe?.().source ?? task.name} (n=${task.n})`,
     );
   }
-  const fingerprint = await featuresFingerprint(trainSet);
-  if (saved && saved.train_features.fingerprint !== fingerprint) {
-    throw new Error(
-      `cannot resume from ${resumeDir}: it was trained on other features (${saved.train_features.source}, ` +
-        `n=${saved.train_features.n}) than ${trainSet.metadata.source} (n=${trainSet.n})`,
-    );
+  if (saved?.head !== undefined && saved.head !== task.head) {
+    throw new Error(`cannot resume from ${resumeDir}: it trained a ${saved.head} model, this task a ${task.head}`);
   }
 
   // ---- the schedule ----
   const { batchSize, gradAccumSteps: accum, seed } = hp;
-  const n = trainSet.n;
+  const n = task.n;
   const batchesPerEpoch = Math.ceil(n / batchSize);
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / accum);
   const totalSteps = hp.maxSteps > 0 ? hp.maxSteps : hp.epochs * stepsPerEpoch;
@@ -601,6 +840,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (saved.best_step !== null && saved.best_metric !== null) {
       best = { value: saved.best_metric, step: saved.best_step };
     }
+    if (metricForBest === undefined && saved.metric_for_best) metricForBest = saved.metric_for_best;
+    higherBetter = metricForBest ? higherIsBetter(metricForBest) : undefined;
     if (saved.total_steps !== totalSteps || saved.steps_per_epoch !== stepsPerEpoch) {
       throw new Error(`${resumeDir}: the saved schedule (${saved.total_steps} steps) does not match (${totalSteps})`);
     }
@@ -611,65 +852,94 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const savedSteps = new Set((await listCheckpoints(outputDir)).map((c) => c.step));
   let lastCheckpoint = resumeDir ?? "";
-  let finalEval: EvalEvent | undefined;
+  let finalEval: EvalEvent<D> | undefined;
   let lastLoss = NaN, lastLr = 0, lastNorm = NaN, epochLossSum = 0, epochLossCount = 0;
   let sessionExamples = 0;
   const sessionStart = performance.now();
   const sessionStartStep = globalStep;
+  let lastYield = sessionStart;
   const vars = model.variables();
   const nameOf = new Map([...model.params].map(([name, v]) => [v.name, name]));
+  const labels = task.labels ?? [];
 
   const epochFloat = () => globalStep / stepsPerEpoch;
-  const progress = (phase: ProgressEvent["phase"]) => {
-    if (!options.onProgress) return;
-    const elapsed = (performance.now() - sessionStart) / 1000;
-    const done = globalStep - sessionStartStep;
-    options.onProgress({
-      phase,
-      step: globalStep,
-      totalSteps,
-      epoch: epochFloat(),
-      loss: lastLoss,
-      avgLoss: epochLossCount ? epochLossSum / epochLossCount : NaN,
-      lr: lastLr,
-      gradNorm: lastNorm,
-      examplesPerSec: elapsed > 0 ? sessionExamples / elapsed : 0,
-      etaSeconds: done > 0 ? (elapsed / done) * (totalSteps - globalStep) : NaN,
-    });
+  const progress = async (phase: ProgressEvent["phase"]) => {
+    if (options.onProgress) {
+      const elapsed = (performance.now() - sessionStart) / 1000;
+      const done = globalStep - sessionStartStep;
+      const pending = options.onProgress({
+        phase,
+        step: globalStep,
+        totalSteps,
+        epoch: epochFloat(),
+        loss: lastLoss,
+        avgLoss: epochLossCount ? epochLossSum / epochLossCount : NaN,
+        lr: lastLr,
+        gradNorm: lastNorm,
+        examplesPerSec: elapsed > 0 ? sessionExamples / elapsed : 0,
+        etaSeconds: done > 0 ? (elapsed / done) * (totalSteps - globalStep) : NaN,
+      });
+      if (isPromiseLike(pending)) await pending;
+    }
+    // The updates themselves never wait on anything, so without this a notebook's progress bar and live chart
+    // would only be sent at the next checkpoint write. One event-loop turn costs ~1-4 ms: at most every 200 ms.
+    if (performance.now() - lastYield >= YIELD_EVERY_MS) {
+      await yieldToEventLoop();
+      lastYield = performance.now();
+    }
   };
 
-  const evaluate = (): EvalEvent => {
-    progress("eval");
-    const { metrics } = evaluateFeatures(model, dev!, { batchSize: evalBatchSize, labelNames: labels });
-    const scalars = scalarMetrics(metrics);
-    let isBest = false;
-    if (metricForBest) {
-      const value = metricByName(metrics, metricForBest);
-      if (!best || (higherBetter ? value > best.value : value < best.value)) {
-        best = { value, step: globalStep };
-        isBest = true;
-      }
+  const evaluate = async (): Promise<EvalEvent<D>> => {
+    await progress("eval");
+    const evaluation = await task.evaluate!(model, { batchSize: evalBatchSize });
+    const scalars = evaluation.metrics;
+    if (metricForBest === undefined) {
+      metricForBest = canonical(evaluation.headline.name);
+      higherBetter = higherIsBetter(metricForBest);
     }
-    const event: EvalEvent = {
+    const value = scalars[metricForBest];
+    if (typeof value !== "number") {
+      throw new Error(
+        `metric "${metricForBest}" was not computed by the ${task.name} evaluation (it reports ` +
+          `${Object.keys(scalars).join(", ")})`,
+      );
+    }
+    let isBest = false;
+    if (!best || (higherBetter ? value > best.value : value < best.value)) {
+      best = { value, step: globalStep };
+      isBest = true;
+    }
+    const h = evaluation.headline;
+    const headline: HeadlineMetric = {
+      name: h.name,
+      value: h.value,
+      parts: h.parts ?? [{ name: h.name, value: h.value }],
+      text: h.text ?? `${h.name} ${Number.isFinite(h.value) ? h.value.toFixed(4) : h.value}`,
+    };
+    const event: EvalEvent<D> = {
       step: globalStep,
       epoch: epochFloat(),
-      metrics,
+      metrics: (evaluation.details ?? scalars) as D,
       scalars,
-      headline: headlineMetric(kind, metrics),
+      headline,
       isBest,
     };
     evalHistory.push({ step: globalStep, epoch: epochFloat(), ...scalars });
     finalEval = event;
     log(
-      `eval @ step ${globalStep} (epoch ${epochFloat().toFixed(2)}): ${event.headline.text}, loss ` +
-        `${metrics.loss!.toFixed(4)}${isBest && metricForBest ? `  [best ${metricForBest} so far]` : ""}`,
+      `eval @ step ${globalStep} (epoch ${epochFloat().toFixed(2)}): ${headline.text}` +
+        `${typeof scalars.loss === "number" ? `, loss ${scalars.loss.toFixed(4)}` : ""}` +
+        `${isBest ? `  [best ${metricForBest} so far]` : ""}`,
     );
-    options.onEval?.(event);
+    const pending = options.onEval?.(event);
+    if (isPromiseLike(pending)) await pending;
     return event;
   };
 
   const trainerState = (orderState: number): TrainerStateJson => ({
     format: STATE_FORMAT,
+    task: task.name,
+    head: task.head,
     global_step: globalStep,
     total_steps: totalSteps,
     steps_per_epoch: stepsPerEpoch,
@@ -679,15 +949,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     examples_in_epoch: Math.min(n, stepInEpoch * accum * batchSize),
     rng: { algorithm: "mulberry32", seed, epoch_order_state: orderState },
     hyper_parameters: hpToJson(hp),
-    config: configToJson(model.config, { head: "classification", labels, numLabels: model.numLabels }),
-    train_features: {
-      source: trainSet.metadata.source,
-      task: trainSet.metadata.task,
-      n,
-      vocab_sha256: trainSet.metadata.vocab_sha256,
-      max_seq_length: trainSet.maxSeqLength,
-      fingerprint,
-    },
+    config: configToJson(
+      model.config,
+      task.head === "classification"
+        ? { head: task.head, labels: task.labels, numLabels: model.numLabels }
+        : { head: task.head },
+    ),
+    train_features: { ...task.describe?.(), n, fingerprint },
     labels,
     log_history: logHistory,
     eval_history: evalHistory,
@@ -711,15 +979,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   const save = async (orderState: number) => {
-    progress("save");
+    await progress("save");
     const dir = join(outputDir, `checkpoint-${globalStep}`);
     const state = optimizer.exportState(toHf);
     const trainingState = serializeSafetensors(state.tensors, { step: String(state.step), optimizer: "AdamW" });
     await saveCheckpoint(dir, {
       model,
       vocabPath: options.vocabPath,
-      labels,
-      lowerCase: trainSet.metadata.lower_case,
+      labels: task.labels,
+      lowerCase: task.lowerCase,
       extraFiles: {
         "training_state.safetensors": trainingState,
         "trainer_state.json": JSON.stringify(trainerState(orderState), null, 2) + "\n",
@@ -739,17 +1007,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     try {
       for (let micro = first; micro < last; micro++) {
         const rows = order.subarray(micro * batchSize, Math.min(n, (micro + 1) * batchSize));
-        const batch = featureBatch(trainSet, rows);
-        const scale = batch.size / groupSize;
+        const batch = task.batch(rows, { seed: batchSeed(seed, globalStep, micro - first), step: globalStep });
+        const scale = rows.length / groupSize;
         const dropSeed = dropoutSeed(seed, globalStep, micro - first);
         let value: tf.Scalar, grads: tf.NamedTensorMap;
         try {
-          ({ value, grads } = tf.variableGrads(() => {
-            const logits = model.forward(batch, { training: true, seed: dropSeed }).logits!; // [batch, numLabels]
-            return tf.mul(softmaxCrossEntropy(logits, batch.labels), scale) as tf.Scalar;
-          }, vars));
+          ({ value, grads } = tf.variableGrads(
+            () => tf.mul(task.loss(model, batch, { training: true, seed: dropSeed }), scale) as tf.Scalar,
+            vars,
+          ));
         } finally {
-          disposeBatch(batch);
+          task.disposeBatch(batch);
         }
         loss += value.dataSync()[0];
         value.dispose();
@@ -813,15 +1081,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           learning_rate: lastLr,
           grad_norm: lastNorm,
         });
-        progress("train");
+        await progress("train");
         const epochEnd = stepInEpoch === stepsPerEpoch;
         const runEnd = globalStep === totalSteps;
         if (epochEnd) {
           epoch++;
           stepInEpoch = 0;
         }
-        let evaluated: EvalEvent | undefined;
-        if (dev && (epochEnd || runEnd || (evalSteps > 0 && globalStep % evalSteps === 0))) evaluated = evaluate();
+        let evaluated: EvalEvent<D> | undefined;
+        if (task.evaluate && (epochEnd || runEnd || (evalSteps > 0 && globalStep % evalSteps === 0))) {
+          evaluated = await evaluate();
+        }
         const due = epochEnd || runEnd || (saveSteps > 0 && globalStep % saveSteps === 0) || evaluated?.isBest;
         if (due) await save(epochEnd ? epochOrderState(seed, epoch) : orderState);
         if (epochEnd) break;
@@ -831,9 +1101,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } finally {
     optimizer.dispose();
   }
-  progress("done");
+  await progress("done");
 
-  const result: TrainResult = {
+  const result: TrainResult<D> = {
     outputDir,
     globalStep,
     totalSteps,
@@ -847,6 +1117,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     runtimeSeconds: (performance.now() - started) / 1000,
   };
   await writeJsonAtomic(join(outputDir, "train_results.json"), {
+    task: task.name,
     global_step: globalStep,
     total_steps: totalSteps,
     last_checkpoint: basename(lastCheckpoint),
@@ -868,7 +1139,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// 4. Progress on a terminal
+// 5. Progress on a terminal
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
@@ -907,11 +1178,12 @@ export function consoleProgress(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// 5. Several seeds
+// 6. Several seeds
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Options of {@linkcode trainSeeds}: {@linkcode TrainOptions} without the model, plus a model factory. */
-export interface TrainSeedsOptions extends Omit<TrainOptions, "model" | "vocabPath" | "seed" | "outputDir"> {
+export interface TrainSeedsOptions<B = unknown, D = ClassificationMetrics>
+  extends Omit<TrainOptions<B, D>, "model" | "vocabPath" | "seed" | "outputDir"> {
   /** Seeds, one run each, into `<outputDir>/seed-<s>/`. */
   seeds: number[];
   outputDir: string;
@@ -920,8 +1192,8 @@ export interface TrainSeedsOptions extends Omit<TrainOptions, "model" | "vocabPa
 }
 
 /** What {@linkcode trainSeeds} returns. */
-export interface SeedsResult {
-  runs: { seed: number; outputDir: string; result: TrainResult; value: number }[];
+export interface SeedsResult<D = ClassificationMetrics> {
+  runs: { seed: number; outputDir: string; result: TrainResult<D>; value: number }[];
   /** The headline metric's name (e.g. `accuracy`). */
   metric: string;
   mean: number;
@@ -933,10 +1205,14 @@ export interface SeedsResult {
  * Trains once per seed and reports the final evaluation's headline metric of each run and their mean ± std
  * (also written to `<outputDir>/seeds.json`). Fine-tuning BERT on small data varies a lot with the seed.
  */
-export async function trainSeeds(options: TrainSeedsOptions): Promise<SeedsResult> {
-  if (!options.dev) throw new Error("trainSeeds needs dev features to compare the seeds");
+export async function trainSeeds<B = unknown, D = ClassificationMetrics>(
+  options: TrainSeedsOptions<B, D>,
+): Promise<SeedsResult<D>> {
+  if (options.adapter ? !options.adapter.evaluate : !options.dev) {
+    throw new Error("trainSeeds needs dev features (an evaluation) to compare the seeds");
+  }
   if (options.seeds.length === 0) throw new Error("trainSeeds needs at least one seed");
-  const runs: SeedsResult["runs"] = [];
+  const runs: SeedsResult<D>["runs"] = [];
   let metric = "";
   for (const s of options.seeds) {
     const { model, vocabPath } = await options.makeModel(s);
@@ -944,7 +1220,7 @@ export async function trainSeeds(options: TrainSeedsOptions): Promise<SeedsResul
       const outputDir = join(options.outputDir, `seed-${s}`);
       if (!options.quiet) console.log(`--- seed ${s} -> ${outputDir}`);
       const { seeds: _seeds, makeModel: _make, ...rest } = options;
-      const result = await train({ ...rest, model, vocabPath, seed: s, outputDir });
+      const result = await train<B, D>({ ...rest, model, vocabPath, seed: s, outputDir });
       const headline = result.finalEval!.headline;
       metric = headline.name;
       runs.push({ seed: s, outputDir, result, value: headline.value });

@@ -35,8 +35,19 @@ import {
   squadLogits,
   squadLoss,
   squadTrainStep,
+  trainSquad,
 } from "../lib/squad_train.ts";
-import { AdamW } from "../lib/optim.ts";
+import { AdamW, scheduleLr, warmupStepsFor } from "../lib/optim.ts";
+import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
+import {
+  dropoutSeed,
+  epochOrderState,
+  latestCheckpoint,
+  listCheckpoints,
+  readTrainerState,
+  Rng,
+  shuffledOrder,
+} from "../lib/train.ts";
 import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
@@ -390,7 +401,7 @@ Deno.test("squadLoss: mean of start and end cross-entropy (hand-computed)", asyn
   assert(Math.abs(loss - (Math.log(2) + Math.log(4)) / 2) < 1e-6, `loss ${loss}`);
 });
 
-function tinyModel(vocabSize: number, seed = 1): BertModel {
+function tinyModel(vocabSize: number, seed = 1, dropout = 0): BertModel {
   const config = configFromJson({
     vocab_size: vocabSize,
     hidden_size: 16,
@@ -399,8 +410,8 @@ function tinyModel(vocabSize: number, seed = 1): BertModel {
     intermediate_size: 32,
     max_position_embeddings: 64,
     type_vocab_size: 2,
-    hidden_dropout_prob: 0,
-    attention_probs_dropout_prob: 0,
+    hidden_dropout_prob: dropout,
+    attention_probs_dropout_prob: dropout,
   });
   return new BertModel(config, { head: "question-answering", seed });
 }
@@ -422,6 +433,181 @@ Deno.test("squadTrainStep: a few AdamW steps on one window drive the span loss d
   assert(losses[14] < losses[0] * 0.5, `loss ${losses[0]} -> ${losses[14]}`);
   optimizer.dispose();
   model.dispose();
+});
+
+/** Five questions over two paragraphs in the tiny vocabulary, as training windows and as dev windows. */
+async function tinySquadSplits(dir: string) {
+  const milk = "steve smith's dog bought milk.";
+  const qa = (context: string, id: string, question: string, answer: string) => ({
+    id,
+    question,
+    answers: [[answer, context.indexOf(answer)] as [string, number]],
+  });
+  const json = {
+    version: "1.1",
+    data: [{
+      title: "Tiny",
+      paragraphs: [
+        {
+          context: STORE,
+          qas: [
+            qa(STORE, "s1", "who went?", "the man"),
+            qa(STORE, "s2", "what the man bought?", "a gallon of milk"),
+            qa(STORE, "s3", "who went to the store?", "man"),
+          ].map((q) => ({ ...q, answers: q.answers.map(([text, answer_start]) => ({ text, answer_start })) })),
+        },
+        {
+          context: milk,
+          qas: [qa(milk, "m1", "who?", "steve smith"), qa(milk, "m2", "what the dog bought?", "milk")]
+            .map((q) => ({ ...q, answers: q.answers.map(([text, answer_start]) => ({ text, answer_start })) })),
+        },
+      ],
+    }],
+  };
+  const opts = { maxSeqLength: 16, docStride: 4, maxQueryLength: 8 };
+  const train = await convertSquadExamples(parseSquad(json, "tiny.json", { training: true, ...quiet }), tiny(), {
+    ...opts,
+    training: true,
+  });
+  const dev = await convertSquadExamples(parseSquad(json, "tiny.json", quiet), tiny(), opts);
+  const vocabPath = `${dir}/vocab.txt`;
+  await Deno.writeTextFile(vocabPath, TOKENS.join("\n") + "\n");
+  return { train, dev, vocabPath };
+}
+
+function maxAbsDiff(a: BertModel, b: BertModel): number {
+  const wa = modelToTensors(a), wb = modelToTensors(b);
+  let worst = 0;
+  for (const [name, e] of Object.entries(wa)) {
+    const x = e.data as Float32Array, y = wb[name].data as Float32Array;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+  }
+  return worst;
+}
+
+Deno.test("trainSquad: the shared loop equals a hand-written squadTrainStep loop; EM/F1 on dev; checkpoints", async () => {
+  await initBackend({ quiet: true });
+  const dir = await tempDir();
+  try {
+    const { train, dev, vocabPath } = await tinySquadSplits(dir);
+    assert(train.n > train.dataset.examples.length, `some questions need two windows (${train.n} windows)`);
+    const hp = { learningRate: 1e-2, batchSize: 4, epochs: 3, seed: 11 };
+    const model = tinyModel(TOKENS.length, 5, 0.1);
+    const counts: number[] = [];
+    const r = await trainSquad({
+      ...hp,
+      model,
+      vocabPath,
+      features: train,
+      dev,
+      outputDir: `${dir}/run`,
+      saveTotalLimit: 1,
+      quiet: true,
+      onEval: () => counts.push(tf.memory().numTensors),
+    });
+    const stepsPerEpoch = Math.ceil(train.n / hp.batchSize);
+    const totalSteps = hp.epochs * stepsPerEpoch;
+    assertEquals(r.globalStep, totalSteps);
+    // Reference: run_squad.py's loop written out with squadTrainStep (AdamW, warmup/decay, clipping at 1).
+    const ref = tinyModel(TOKENS.length, 5, 0.1);
+    const optimizer = new AdamW(ref.params, { lr: hp.learningRate, weightDecay: 0.01 });
+    const warmupSteps = warmupStepsFor(totalSteps, 0.1);
+    const losses: number[] = [];
+    for (let epoch = 0, step = 0; epoch < hp.epochs; epoch++) {
+      const order = shuffledOrder(train.n, new Rng(epochOrderState(hp.seed, epoch)));
+      for (let b = 0; b < stepsPerEpoch; b++, step++) {
+        const batch = squadBatch(train, order.subarray(b * hp.batchSize, (b + 1) * hp.batchSize));
+        const lr = scheduleLr(step, { peakLr: hp.learningRate, warmupSteps, totalSteps });
+        losses.push(squadTrainStep({ model: ref, optimizer, batch, lr, seed: dropoutSeed(hp.seed, step, 0) }).loss);
+        disposeSquadBatch(batch);
+      }
+    }
+    optimizer.dispose();
+    assertEquals(r.losses, losses);
+    assertEquals(maxAbsDiff(model, ref), 0);
+    // An evaluation per epoch, with the official metric of the model's own predictions.
+    assertEquals(r.evalHistory.map((e) => e.step), [stepsPerEpoch, 2 * stepsPerEpoch, totalSteps]);
+    const preds = (await predictSquad({ model, features: dev })).predictions;
+    const scores = evaluateSquad(dev.dataset, preds, { warn: () => {} });
+    assertEquals(r.finalEval!.scalars, { exact_match: scores.exact_match, f1: scores.f1 });
+    assertEquals(r.finalEval!.metrics.predictions, preds);
+    assertEquals(r.finalEval!.headline.name, "f1");
+    assertEquals(new Set(counts).size, 1, `live tensors after each evaluation: ${counts}`);
+    // Checkpoints: the newest plus the best by F1, each a question-answering checkpoint with trainer state.
+    const best = r.bestMetric!;
+    assertEquals(best.name, "f1");
+    assertEquals(best.value, Math.max(...r.evalHistory.map((e) => e.f1)));
+    assertEquals(new Set((await listCheckpoints(`${dir}/run`)).map((c) => c.step)), new Set([totalSteps, best.step]));
+    const state = await readTrainerState(r.lastCheckpoint);
+    assertEquals([state.task, state.head, state.metric_for_best, state.hyper_parameters.learning_rate], [
+      "squad",
+      "question-answering",
+      "f1",
+      1e-2,
+    ]);
+    const loaded = await loadCheckpoint(r.lastCheckpoint, { head: "question-answering", quiet: true });
+    assertEquals(loaded.report.missing, []);
+    assertEquals(maxAbsDiff(loaded.model, model), 0);
+    loaded.model.dispose();
+    // Classification features or a classification model are refused with a clear message.
+    await assertRejects(
+      () => trainSquad({ model, vocabPath, features: dev, outputDir: `${dir}/x`, quiet: true }),
+      Error,
+      "no training targets",
+    );
+    for (const m of [model, ref]) m.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("trainSquad: a run interrupted mid-epoch and resumed ends exactly like an uninterrupted one", async () => {
+  await initBackend({ quiet: true });
+  const dir = await tempDir();
+  try {
+    const { train, dev, vocabPath } = await tinySquadSplits(dir);
+    const settings = {
+      vocabPath,
+      features: train,
+      dev,
+      learningRate: 1e-2,
+      batchSize: 3,
+      epochs: 2,
+      saveSteps: 2,
+      evalSteps: 3,
+      seed: 3,
+      quiet: true,
+    };
+    const full = tinyModel(TOKENS.length, 5, 0.1); // with dropout: the masks must be restored too
+    const a = await trainSquad({ ...settings, model: full, outputDir: `${dir}/a` });
+    const crashed = tinyModel(TOKENS.length, 5, 0.1);
+    await assertRejects(
+      () =>
+        trainSquad({
+          ...settings,
+          model: crashed,
+          outputDir: `${dir}/b`,
+          onProgress: (e) => {
+            if (e.phase === "train" && e.step === 5) throw new Error("simulated crash");
+          },
+        }),
+      Error,
+      "simulated crash",
+    );
+    crashed.dispose();
+    assertEquals(await latestCheckpoint(`${dir}/b`), `${dir}/b/checkpoint-4`);
+    const resumed = tinyModel(TOKENS.length, 77, 0.1); // other initial weights: all must come from the checkpoint
+    const { learningRate: _lr, ...withoutLr } = settings; // resuming takes the checkpoint's hyper-parameters
+    const b = await trainSquad({ ...withoutLr, model: resumed, outputDir: `${dir}/b`, resume: true });
+    assertEquals(b.resumedFrom, `${dir}/b/checkpoint-4`);
+    assertEquals(b.logHistory, a.logHistory);
+    assertEquals(b.evalHistory, a.evalHistory);
+    assertEquals(b.bestMetric, a.bestMetric);
+    assertEquals(maxAbsDiff(full, resumed), 0);
+    for (const m of [full, resumed]) m.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({
@@ -511,6 +697,91 @@ Deno.test({
       assertEquals([res.exact_match, res.f1, res.total], [100, 100, 8]);
     } finally {
       console.log = log;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "CLI --task squad: prepare (demo split of dev) -> train (resumable, evaluated) -> evaluate the run",
+  ignore: !HAVE_SHARED,
+  fn: async () => {
+    const dir = await tempDir();
+    const prepareCli = await import("../lib/cli/prepare.ts");
+    const trainCli = await import("../lib/cli/train.ts");
+    const evaluateCli = await import("../lib/cli/evaluate.ts");
+    const model = `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS`;
+    const out: string[] = [];
+    const log = console.log, warn = console.warn;
+    console.log = console.warn = (...a: unknown[]) => out.push(a.join(" "));
+    try {
+      const windows = ["--max-seq-length", "96", "--doc-stride", "48", "--max-query-length", "24"];
+      await prepareCli.run(parseArgs([
+        "--task",
+        "squad",
+        "--model",
+        model,
+        "--limit",
+        "6",
+        "--train-limit",
+        "12",
+        "--outputs-dir",
+        dir,
+        ...windows,
+      ], prepareCli.spec));
+      const text = out.join("\n");
+      assert(text.includes("DEMO split of the dev file") && text.includes("no train-v1.1.json"), text);
+      const features = `${dir}/squad/features`;
+      const train = await loadSquadFeatures(`${features}/train.safetensors`);
+      const dev = await loadSquadFeatures(`${features}/dev.safetensors`);
+      assertEquals([train.dataset.examples.length, dev.dataset.examples.length], [12, 6]);
+      assertEquals([train.metadata.training, dev.metadata.training, dev.maxSeqLength], [true, false, 96]);
+      const devTitles = new Set(dev.dataset.paragraphs.map((p) => p.title));
+      assert(train.dataset.paragraphs.every((p) => !devTitles.has(p.title)), "no evaluated article is trained on");
+
+      const trainArgs = ["--features", features, "--model", model, "--batch-size", "16", "--lr", "1e-3", "--quiet"];
+      await trainCli.run(parseArgs([...trainArgs, "--max-steps", "2", "--save-steps", "1"], trainCli.spec));
+      const run = `${dir}/squad`;
+      const state = await readTrainerState(`${run}/checkpoint-2`);
+      assertEquals([state.task, state.head, state.global_step, state.metric_for_best], [
+        "squad",
+        "question-answering",
+        2,
+        "f1",
+      ]);
+      assertEquals(state.eval_history.map((e) => e.step), [2]);
+      // --resume on the finished run loads it and has nothing left to do; other hyper-parameters are refused.
+      await trainCli.run(parseArgs([...trainArgs, "--max-steps", "2", "--resume"], trainCli.spec));
+      await assertRejects(
+        () => trainCli.run(parseArgs([...trainArgs, "--max-steps", "3", "--resume"], trainCli.spec)),
+        Error,
+        "maxSteps: checkpoint 2, now 3",
+      );
+
+      // evaluate --task squad on the run folder: predicts its dev features with the best checkpoint, official scores.
+      await evaluateCli.run(parseArgs(["--task", "squad", "--checkpoint", run], evaluateCli.spec));
+      const best = `${run}/${state.best_checkpoint}`;
+      const predictions = JSON.parse(await Deno.readTextFile(`${best}/predictions.json`));
+      assertEquals(Object.keys(predictions).sort(), dev.dataset.examples.map((e) => e.id).sort());
+      const expected = evaluateSquad(dev.dataset, predictions, { warn: () => {} });
+      const results = JSON.parse(await Deno.readTextFile(`${best}/eval_results.json`));
+      assertEquals([results.exact_match, results.f1, results.total], [expected.exact_match, expected.f1, 6]);
+      assertEquals(state.eval_history[0].f1, expected.f1, "the evaluation during training scored the same");
+      // evaluate --task squad --predictions: gold answers score 100 against --data (first --limit questions).
+      const gold = Object.fromEntries(dev.dataset.examples.map((e) => [e.id, e.answers[0].text]));
+      await Deno.writeTextFile(`${dir}/gold.json`, JSON.stringify(gold));
+      const goldArgs = ["--task", "squad", "--predictions", `${dir}/gold.json`, "--data", DEV, "--limit", "6"];
+      await evaluateCli.run(parseArgs([...goldArgs, "--output", dir], evaluateCli.spec));
+      const scored = JSON.parse(await Deno.readTextFile(`${dir}/eval_results.json`));
+      assertEquals([scored.exact_match, scored.f1, scored.total], [100, 100, 6]);
+      await assertRejects(
+        () => evaluateCli.run(parseArgs(["--task", "squad"], evaluateCli.spec)),
+        UsageError,
+        "needs --predictions FILE or --checkpoint DIR",
+      );
+    } finally {
+      console.log = log;
+      console.warn = warn;
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -1,14 +1,21 @@
 /**
  * The training loop on a tiny model (hidden 8, one layer) and synthetic features: it learns, checkpoints rotate,
  * gradient accumulation equals a bigger batch, resume is exact (in-process and after SIGKILL of a real process),
- * tensors do not leak, and bad settings fail at the start with clear messages.
+ * tensors do not leak, bad settings fail at the start with clear messages, a hand-written task adapter trains
+ * exactly like the built-in classification one, and `train --seeds` prints each run and the mean ± std.
  */
 import { assert, assertEquals, assertRejects } from "./shared.ts";
 import { initBackend, tf } from "../lib/backend.ts";
 import { join } from "../lib/fsutil.ts";
+import { parseArgs } from "../lib/args.ts";
+import { disposeBatch, type FeatureBatch, featureBatch } from "../lib/evaluate.ts";
+import { saveFeatures } from "../lib/features.ts";
+import { softmaxCrossEntropy } from "../lib/model.ts";
+import * as trainCli from "../lib/cli/train.ts";
 import { readSafetensors } from "../lib/safetensors.ts";
 import { modelToTensors } from "../lib/checkpoint.ts";
 import {
+  batchSeed,
   dropoutSeed,
   epochOrderState,
   latestCheckpoint,
@@ -19,6 +26,7 @@ import {
   shuffledOrder,
   train,
   trainSeeds,
+  type TrainTask,
 } from "../lib/train.ts";
 import { KILL_TEST_SETTINGS, tinyFeatures, tinyModel, writeTinyVocab } from "./fixtures/tiny_training.ts";
 
@@ -230,6 +238,134 @@ Deno.test("train: bad settings fail before training, with clear messages", async
   await assertRejects(() => train({ ...base, dev: undefined, overwrite: true }), Error, "loss is NaN at step 1");
   assertEquals(await listCheckpoints(join(dir, "x")), [], "--overwrite removed the old checkpoint");
   model.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train: a hand-written TrainTask adapter trains exactly like the built-in classification task", async () => {
+  const { dir, vocabPath, trainSet, dev } = await setup();
+  const hp = { learningRate: 1e-2, batchSize: 8, gradAccumSteps: 2, epochs: 2, seed: 5, quiet: true };
+  const builtIn = tinyModel({ seed: 3 });
+  const a = await train({ ...hp, model: builtIn, vocabPath, train: trainSet, dev, outputDir: join(dir, "a") });
+  // The same task written against the adapter API, evaluated by dev loss only (lower is better).
+  const contexts: { rows: number; seed: number; step: number }[] = [];
+  let micro = 0;
+  const task: TrainTask<FeatureBatch, { batches: number }> = {
+    name: "hand-written",
+    head: "classification",
+    n: trainSet.n,
+    labels: trainSet.metadata.labels,
+    fingerprint: () => "tiny-48",
+    batch: (rows, context) => {
+      contexts.push({ rows: rows.length, ...context });
+      return featureBatch(trainSet, rows);
+    },
+    loss: (model, batch, { training, seed }) =>
+      softmaxCrossEntropy(model.forward(batch, { training, seed }).logits!, batch.labels),
+    disposeBatch,
+    evaluate: (model) => {
+      const batch = featureBatch(dev, Int32Array.from({ length: dev.n }, (_, i) => i));
+      const loss = tf.tidy(() => softmaxCrossEntropy(model.forward(batch).logits!, batch.labels).dataSync()[0]);
+      disposeBatch(batch);
+      return { metrics: { loss }, headline: { name: "loss", value: loss }, details: { batches: 1 } };
+    },
+  };
+  const custom = tinyModel({ seed: 3 });
+  const b = await train({ ...hp, model: custom, vocabPath, adapter: task, outputDir: join(dir, "b") });
+  assertEquals(b.logHistory, a.logHistory);
+  const wa = modelToTensors(builtIn), wb = modelToTensors(custom);
+  for (const name of Object.keys(wa)) {
+    assertEquals(maxAbsDiff(wa[name].data as Float32Array, wb[name].data as Float32Array), 0, name);
+  }
+  // Batches: 48 rows / 8 = 6 micro-batches per epoch, 2 per update; seeds from batchSeed(seed, step, micro).
+  assertEquals(contexts.length, 12);
+  for (const c of contexts) {
+    assertEquals(c.rows, 8);
+    assertEquals(c.seed, batchSeed(5, c.step, micro++ % 2));
+  }
+  // The headline's metric picks the best checkpoint, lower-is-better for a loss; scalars and details are kept.
+  assertEquals(b.bestMetric!.name, "loss");
+  const losses = b.evalHistory.map((e) => e.loss);
+  assertEquals(b.bestMetric!.value, Math.min(...losses));
+  // The built-in evaluation averages per-example losses in float64, this one is a float32 batch mean.
+  b.evalHistory.forEach((e, i) => assert(Math.abs(e.loss - a.evalHistory[i].loss) < 1e-6, `eval ${i}`));
+  assertEquals(b.finalEval!.metrics, { batches: 1 });
+  const state = await readTrainerState(b.lastCheckpoint);
+  assertEquals([state.task, state.head, state.train_features.fingerprint, state.greater_is_better], [
+    "hand-written",
+    "classification",
+    "tiny-48",
+    false,
+  ]);
+  // A metric the task does not report, and a model with another head, are refused before training.
+  await assertRejects(
+    () =>
+      train({
+        ...hp,
+        model: custom,
+        vocabPath,
+        adapter: { ...task, metricNames: ["loss"] },
+        metricForBest: "f1",
+        outputDir: join(dir, "c"),
+      }),
+    Error,
+    'unknown metric "f1" for hand-written',
+  );
+  await assertRejects(
+    () => train({ ...hp, model: custom, vocabPath, adapter: { ...task, head: "question-answering" }, outputDir: dir }),
+    Error,
+    "trains a question-answering model",
+  );
+  await assertRejects(
+    () => train({ ...hp, model: custom, vocabPath, adapter: task, train: trainSet, outputDir: dir }),
+    Error,
+    "not both",
+  );
+  for (const m of [builtIn, custom]) m.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("CLI train --seeds: one run per seed, each run's accuracy and their mean ± std printed", async () => {
+  const { dir, vocabPath, trainSet, dev } = await setup();
+  const featDir = join(dir, "run", "features");
+  for (const [split, f] of [["train", trainSet], ["dev", dev]] as const) {
+    f.metadata.vocab_path = vocabPath; // the random --config model takes the features' vocabulary
+    await saveFeatures(join(featDir, `${split}.safetensors`), f);
+  }
+  const configFile = join(dir, "tiny_config.json");
+  const m = tinyModel();
+  await Deno.writeTextFile(configFile, JSON.stringify({ ...m.config.raw }));
+  m.dispose();
+  const out: string[] = [];
+  const log = console.log, warn = console.warn;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.warn = () => {};
+  try {
+    await assertRejects(
+      () => trainCli.run(parseArgs(["--features", featDir, "--seeds", "1,x", "--config", configFile], trainCli.spec)),
+      Error,
+      '--seeds expects integers, got "x"',
+    );
+    const argv = ["--features", featDir, "--config", configFile, "--seeds", "1,2,3", "--epochs", "2"];
+    await trainCli.run(parseArgs([...argv, "--batch-size", "16", "--lr", "1e-2", "--quiet"], trainCli.spec));
+  } finally {
+    console.log = log;
+    console.warn = warn;
+  }
+  const json = JSON.parse(await Deno.readTextFile(join(dir, "run", "seeds.json")));
+  assertEquals(json.metric, "accuracy");
+  const values = json.runs.map((r: { accuracy: number }) => r.accuracy) as number[];
+  assertEquals(json.runs.map((r: { seed: number }) => r.seed), [1, 2, 3]);
+  const mean = values.reduce((x, y) => x + y, 0) / 3;
+  const std = Math.sqrt(values.reduce((x, v) => x + (v - mean) ** 2, 0) / 2);
+  const text = out.join("\n");
+  for (const [i, s] of [1, 2, 3].entries()) {
+    assert(text.includes(`seed ${s}: accuracy ${values[i].toFixed(4)} (final, step 6)`), text);
+    // Each run is a complete, independent run folder whose final evaluation is the one reported.
+    const state = await readTrainerState(join(dir, "run", `seed-${s}`, "checkpoint-6"));
+    assertEquals(state.rng.seed, s);
+    assertEquals(state.eval_history.at(-1)!.accuracy, values[i]);
+  }
+  assert(text.includes(`accuracy over 3 seeds: ${mean.toFixed(4)} ± ${std.toFixed(4)}`), text);
   await Deno.remove(dir, { recursive: true });
 });
 

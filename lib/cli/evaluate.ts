@@ -1,6 +1,7 @@
 /**
  * `deno task bert evaluate`: evaluate a saved checkpoint on labelled features (or a raw data file of a task), print
- * the metrics and write `eval_results.json` and `predictions.tsv` beside the checkpoint.
+ * the metrics and write `eval_results.json` and `predictions.tsv` beside the checkpoint. `--task squad` scores
+ * SQuAD predictions with the official exact match / F1 (predicting first with `--checkpoint`), via lib/cli/squad.ts.
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
@@ -17,16 +18,29 @@ export const spec: CommandSpec = {
   description: "Evaluates a checkpoint on labelled features written by `prepare` (refusing features made with " +
     "another vocabulary) or on a task's data file: accuracy, precision/recall/F1, MCC, ROC-AUC, log loss, the " +
     "confusion matrix and a per-class report. Writes eval_results.json and predictions.tsv beside the checkpoint " +
-    "(or into --output). --checkpoint may be a run folder: its best checkpoint is used.",
-  usage: "--checkpoint DIR (--features FILE | --data FILE --task NAME) [--batch-size 64] [--output DIR]",
+    "(or into --output). --checkpoint may be a run folder: its best checkpoint is used. --task squad: the official " +
+    "SQuAD v1.1 exact match and F1 of --predictions FILE against --data (the gold dev-v1.1.json; default: the " +
+    "one in data/squad-v1.1 or ../shared/data/squad-v1.1), or of the predictions of --checkpoint on its run's " +
+    "dev features (scored against their own questions unless --data is given).",
+  usage: "--checkpoint DIR (--features FILE | --data FILE --task NAME) [--batch-size 64] [--output DIR]\n" +
+    "       deno task bert evaluate --task squad (--predictions FILE | --checkpoint DIR [--features FILE]) " +
+    "[--data dev-v1.1.json] [--limit N]",
   flags: {
-    checkpoint: { required: true, help: "checkpoint folder, or a run folder (its best, else newest, checkpoint)" },
+    checkpoint: {
+      help: "checkpoint folder, or a run folder (its best, else newest, checkpoint); required except for " +
+        "--task squad --predictions",
+    },
     features: { help: "features file (e.g. outputs/<run>/features/dev.safetensors)" },
-    data: { help: "a raw data file of --task instead of features (tokenized with the checkpoint's vocabulary)" },
-    task: { help: `task of --data, or to override the features' task: ${Object.keys(TASKS).join(", ")}` },
+    data: {
+      help: "a raw data file of --task instead of features (tokenized with the checkpoint's vocabulary); squad: " +
+        "the gold SQuAD JSON",
+    },
+    task: { help: `task of --data, or to override the features' task: ${Object.keys(TASKS).join(", ")}, squad` },
     "max-seq-length": { type: "number", default: 128, help: "tokens per example when tokenizing --data" },
     "batch-size": { type: "number", default: 64, help: "examples per forward pass" },
     output: { help: "folder for eval_results.json and predictions.tsv (default: the checkpoint folder)" },
+    predictions: { help: "[squad] predictions.json ({question id: answer}) to score" },
+    limit: { type: "number", help: "[squad] score only the first N questions of --data" },
     backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
   },
 };
@@ -66,6 +80,26 @@ export function printEvaluation(r: EvaluationResult): void {
 export async function run(args: ParsedArgs): Promise<void> {
   const f = args.flags;
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
+  if (f.task === "squad" || (f.predictions !== undefined && f.task === undefined)) {
+    if (f.predictions === undefined && f.checkpoint === undefined) {
+      throw new UsageError("evaluate --task squad needs --predictions FILE or --checkpoint DIR");
+    }
+    const { evaluateCommand } = await import("./squad.ts");
+    await evaluateCommand({
+      dev: f.data,
+      predictions: f.predictions,
+      checkpoint: f.checkpoint,
+      features: f.features,
+      output: f.output,
+      limit: f.limit,
+      "batch-size": f["batch-size"],
+    });
+    return;
+  }
+  for (const flag of ["predictions", "limit"]) {
+    if (f[flag] !== undefined) throw new UsageError(`--${flag} is for --task squad`);
+  }
+  if (f.checkpoint === undefined) throw new UsageError('--checkpoint is required for "evaluate"');
   if (!f.features === !f.data) throw new UsageError("give --features FILE or --data FILE (with --task)");
   await initBackend({ backend: f.backend as BackendName | undefined });
   const checkpoint = await resolveCheckpoint(f.checkpoint as string);

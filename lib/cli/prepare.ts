@@ -1,11 +1,13 @@
 /**
  * `deno task bert prepare`: read a dataset, tokenize it and write `outputs/<run>/features/{train,dev}.safetensors`.
- * A thin wrapper over {@linkcode prepareFeatures} in lib/prepare.ts (which the notebooks call too).
+ * A thin wrapper over {@linkcode prepareFeatures} in lib/prepare.ts (which the notebooks call too); `--task squad`
+ * goes to the SQuAD windows of lib/cli/squad.ts (`squad prepare`).
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
 import { prepareFeatures } from "../prepare.ts";
 import { TASKS } from "../tasks.ts";
+import { prepareCommand as prepareSquadCommand } from "./squad.ts";
 
 /** Flags of `prepare`. */
 export const spec: CommandSpec = {
@@ -13,23 +15,34 @@ export const spec: CommandSpec = {
   description: "Reads a task's train and dev files, WordPiece-tokenizes them and writes fixed-length features " +
     "(input_ids, token_type_ids, attention_mask, labels) to outputs/<run>/features/{train,dev}.safetensors, " +
     "then prints a summary. Without --vocab/--model the embedded sample gets a vocabulary built from its " +
-    "training text (outputs/<run>/vocab.txt).",
-  usage:
-    "[--task sample|sst2|cola|mrpc|yelp] [--data-dir DIR | --train FILE --dev FILE] [--vocab FILE | --model DIR] " +
-    "[--cased] [--max-seq-length 128] [--run NAME] [--limit N] [--skip-bad-rows]",
+    "training text (outputs/<run>/vocab.txt). --task squad writes SQuAD v1.1 sliding windows instead (same as " +
+    "`squad prepare`): dev-v1.1.json and train-v1.1.json from --dev/--train or data/squad-v1.1, then " +
+    "../shared/data/squad-v1.1; without a training file the dev file is split by article for a demo (notice " +
+    "printed); needs --vocab or --model.",
+  usage: "[--task sample|sst2|cola|mrpc|yelp|squad] [--data-dir DIR | --train FILE --dev FILE] " +
+    "[--vocab FILE | --model DIR] [--cased] [--max-seq-length 128] [--run NAME] [--limit N] [--skip-bad-rows]",
   flags: {
-    task: { default: "sample", help: `task: ${Object.keys(TASKS).join(", ")}` },
+    task: { default: "sample", help: `task: ${Object.keys(TASKS).join(", ")}, squad` },
     "data-dir": { help: "folder holding the task's files (default: data/..., then ../shared/data/...)" },
     train: { help: "training file (overrides the task's folder)" },
     dev: { help: "dev file (overrides the task's folder)" },
     vocab: { help: "vocab.txt to tokenize with" },
     model: { help: "checkpoint folder whose vocab.txt (and tokenizer_config.json casing) to use" },
     cased: { type: "boolean", help: "keep case and accents (for cased checkpoints)" },
-    "max-seq-length": { type: "number", default: 128, help: "tokens per example including [CLS]/[SEP]" },
+    "max-seq-length": { type: "number", help: "tokens per example including [CLS]/[SEP] (default 128; squad 384)" },
     run: { help: "run name: output goes to outputs/<run>/ (default: the task name)" },
-    limit: { type: "number", help: "read at most N examples per split" },
+    limit: { type: "number", help: "read at most N examples per split (squad: N dev questions)" },
     "skip-bad-rows": { type: "boolean", help: "skip malformed rows (reported) instead of stopping" },
     "vocab-size": { type: "number", default: 2000, help: "size of the vocabulary built for the sample" },
+    "doc-stride": { type: "number", help: "[squad] sub-tokens between window starts (default 128)" },
+    "max-query-length": { type: "number", help: "[squad] questions are cut to this many sub-tokens (default 64)" },
+    "keep-impossible": { type: "boolean", help: "[squad] keep SQuAD 2.0 unanswerable questions (flagged)" },
+    "train-limit": { type: "number", help: "[squad] at most N training questions" },
+    "train-from-dev": {
+      type: "boolean",
+      help: "[squad] train on the dev questions of articles other than the first --limit questions' (a demo; " +
+        "automatic when there is no train-v1.1.json)",
+    },
     "outputs-dir": { default: "outputs", help: "root folder of all runs" },
   },
 };
@@ -41,6 +54,14 @@ export async function run(args: ParsedArgs): Promise<void> {
   if (f.vocab !== undefined && f.model !== undefined) throw new UsageError("give --vocab or --model, not both");
   const str = (name: string) => f[name] as string | undefined;
   const num = (name: string) => f[name] as number | undefined;
+  if (str("task") === "squad") {
+    if (f["skip-bad-rows"] === true) throw new UsageError("--skip-bad-rows is not for squad (bad JSON stops)");
+    await prepareSquadCommand({ ...f, run: str("run") ?? "squad" });
+    return;
+  }
+  for (const flag of ["doc-stride", "max-query-length", "keep-impossible", "train-limit", "train-from-dev"]) {
+    if (f[flag] !== undefined) throw new UsageError(`--${flag} is for --task squad`);
+  }
   await prepareFeatures({
     task: str("task"),
     dataDir: str("data-dir"),

@@ -1,23 +1,41 @@
 /**
  * `deno task bert squad <prepare|train|predict|evaluate>`: SQuAD v1.1 question answering end to end, the second
- * task of Google's `run_squad.py`.
+ * task of Google's `run_squad.py`. The generic commands reach the same code with `--task squad`
+ * (`prepare --task squad`, `train --task squad`, `evaluate --task squad`).
  *
  * - `prepare`: SQuAD JSON -> sliding-window features in `outputs/<run>/features/{train,dev}.safetensors` (+
- *   `.windows.json`);
- * - `train`: fine-tune a checkpoint with the span head on the train features -> `outputs/<run>/checkpoint-<step>/`;
+ *   `.windows.json`). Without `--train`/`--dev` the files are looked up in `data/squad-v1.1/`, then
+ *   `../shared/data/squad-v1.1/`; when there is no `train-v1.1.json`, a demo split of the dev file is used (the
+ *   first `--limit` questions to evaluate on, questions of the other articles to train on), with a loud notice;
+ * - `train`: fine-tune a checkpoint with the span head through the shared training loop (lib/train.ts): checkpoints,
+ *   exact resume, exact match / F1 on the dev features after each epoch, the best kept, several seeds;
  * - `predict`: start/end logits of every dev window -> `predictions.json` and `nbest_predictions.json`;
  * - `evaluate`: the official SQuAD v1.1 exact match and F1 of a `predictions.json` against the gold file (with
  *   `--checkpoint`, predicts first) -> `eval_results.json`.
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { dirname, exists, join, writeJsonAtomic } from "../fsutil.ts";
-import { evaluateSquad } from "../squad_metrics.ts";
-import { readSquad } from "../squad.ts";
-import { loadSquadFeatures, prepareSquad } from "../squad_features.ts";
+import { boxedWarning } from "../evaluate.ts";
+import { basename, dirname, exists, join, writeJsonAtomic } from "../fsutil.ts";
+import type { BertModel } from "../model.ts";
+import { evaluateSquad, type SquadGold } from "../squad_metrics.ts";
+import { filterSquad, readSquad, resolveSquadData, type SquadDataset } from "../squad.ts";
+import {
+  convertSquadExamples,
+  loadSquadFeatures,
+  prepareSquad,
+  saveSquadFeatures,
+  type SquadFeatures,
+  summarizeSquadFeatures,
+  windowsPath,
+} from "../squad_features.ts";
 import { FullTokenizer } from "../tokenizer.ts";
+import type { HyperParameters } from "../train.ts";
 
 const SUBCOMMANDS = ["prepare", "train", "predict", "evaluate"] as const;
+
+/** Questions evaluated on by default when the dev file also provides the training questions (no train file). */
+export const DEMO_DEV_QUESTIONS = 1000;
 
 /** Flags of `squad` (each subcommand uses the ones marked for it). */
 export const spec: CommandSpec = {
@@ -25,36 +43,63 @@ export const spec: CommandSpec = {
   description:
     "SQuAD v1.1 question answering (Google's run_squad.py): `prepare` turns SQuAD JSON into sliding-window " +
     "features (outputs/<run>/features/{train,dev}.safetensors + .windows.json); `train` fine-tunes a checkpoint " +
-    "with the span head; `predict` writes predictions.json and nbest_predictions.json; `evaluate` scores " +
-    "predictions with the official exact match / F1 (and predicts first when given --checkpoint).",
+    "with the span head (checkpoints, --resume, exact match / F1 on the dev features after each epoch, the best " +
+    "kept); `predict` writes predictions.json and nbest_predictions.json; `evaluate` scores predictions with the " +
+    "official exact match / F1 (and predicts first when given no --predictions). Also reachable as " +
+    "`prepare|train|evaluate --task squad`.",
   usage: "<prepare|train|predict|evaluate> [flags]   e.g. squad prepare --dev dev-v1.1.json --vocab vocab.txt",
   flags: {
     run: { default: "squad", help: "run name: everything goes to outputs/<run>/" },
     "outputs-dir": { default: "outputs", help: "root folder of all runs" },
+    "data-dir": {
+      help: "[prepare] folder with dev-v1.1.json (and train-v1.1.json) when --train/--dev are not given " +
+        "(default: data/squad-v1.1, then ../shared/data/squad-v1.1)",
+    },
     train: { help: "[prepare] SQuAD training JSON (features with answer positions)" },
     dev: { help: "[prepare, evaluate] SQuAD dev JSON (prepare: features to predict on; evaluate: the gold answers)" },
-    vocab: { help: "[prepare] vocab.txt to tokenize with" },
+    "train-from-dev": {
+      type: "boolean",
+      help: "[prepare] no training file: train on the dev questions of other articles than the evaluated " +
+        "--limit questions (a demo; automatic when no train-v1.1.json is found)",
+    },
+    "train-limit": { type: "number", help: "[prepare] only the first N training questions" },
+    vocab: { help: "[prepare] vocab.txt to tokenize with; [train] with --config: the features' vocabulary" },
     model: { help: "[prepare] checkpoint whose vocab.txt/casing to use; [train] checkpoint to fine-tune" },
+    config: { help: "[train] random weights instead of --model: tiny, mini, small, medium, base or a config.json" },
     cased: { type: "boolean", help: "[prepare] keep case and accents (cased vocabularies)" },
     "max-seq-length": { type: "number", default: 384, help: "[prepare] window length in tokens" },
     "doc-stride": { type: "number", default: 128, help: "[prepare] sub-tokens between window starts" },
     "max-query-length": { type: "number", default: 64, help: "[prepare] questions are cut to this many sub-tokens" },
     limit: { type: "number", help: "[prepare, evaluate] only the first N questions of each file" },
     "keep-impossible": { type: "boolean", help: "[prepare] keep SQuAD 2.0 unanswerable questions (flagged)" },
-    lr: { type: "number", default: 5e-5, help: "[train] peak learning rate" },
-    "batch-size": { type: "number", default: 32, help: "[train, predict] windows per batch" },
-    epochs: { type: "number", default: 3, help: "[train] passes over the training windows" },
-    "max-steps": { type: "number", default: 0, help: "[train] stop after N updates (0: --epochs decides)" },
-    "warmup-ratio": { type: "number", default: 0.1, help: "[train] fraction of updates warming the lr up" },
-    "weight-decay": { type: "number", default: 0.01, help: "[train] AdamW weight decay" },
-    "max-grad-norm": { type: "number", default: 1, help: "[train] gradient clipping (0: none)" },
-    seed: { type: "number", default: 42, help: "[train] data order, dropout and new-head initialisation seed" },
-    checkpoint: { help: "[predict, evaluate] checkpoint folder (default: newest outputs/<run>/checkpoint-*)" },
+    lr: { type: "number", help: "[train] peak learning rate (default 5e-5)" },
+    "batch-size": { type: "number", help: "[train, predict] windows per batch (default 32)" },
+    epochs: { type: "number", help: "[train] passes over the training windows (default 3)" },
+    "max-steps": { type: "number", help: "[train] stop after N updates (default: --epochs decides)" },
+    "warmup-ratio": { type: "number", help: "[train] fraction of updates warming the lr up (default 0.1)" },
+    "weight-decay": { type: "number", help: "[train] AdamW weight decay (default 0.01)" },
+    "max-grad-norm": { type: "number", help: "[train] gradient clipping, 0 = none (default 1)" },
+    "grad-accum": { type: "number", help: "[train] batches per update (default 1)" },
+    seed: { type: "number", help: "[train] data order, dropout and new-head initialisation seed (default 42)" },
+    seeds: { type: "list", help: "[train] several runs, one per seed, into outputs/<run>/seed-<s>/ (e.g. 1,2,3)" },
+    dropout: { type: "number", help: "[train] hidden and attention dropout (default: the model config's)" },
+    "eval-steps": { type: "number", help: "[train] also evaluate every N updates (default: each epoch only)" },
+    "save-steps": { type: "number", help: "[train] also checkpoint every N updates (default: each epoch only)" },
+    "save-total-limit": { type: "number", help: "[train] checkpoints kept besides the best (default 2; 0 = all)" },
+    "eval-batch-size": { type: "number", help: "[train] windows per batch when evaluating (default 64)" },
+    resume: { type: "boolean", help: "[train] continue from the newest complete checkpoint of the run" },
+    overwrite: { type: "boolean", help: "[train] delete the run's checkpoints and start over" },
+    checkpoint: {
+      help: "[predict, evaluate] checkpoint folder, or a run folder (its best, else newest, checkpoint; default: " +
+        "the run's)",
+    },
     features: { help: "[train, predict] feature file (default: outputs/<run>/features/{train,dev}.safetensors)" },
+    "dev-features": { help: "[train] dev feature file to evaluate on (default: outputs/<run>/features/dev...)" },
     predictions: { help: "[evaluate] predictions.json to score (default: predict with the checkpoint first)" },
     output: { help: "[predict, evaluate] folder for predictions.json / eval_results.json (default: the checkpoint)" },
-    "n-best": { type: "number", default: 20, help: "[predict] n-best size" },
-    "max-answer-length": { type: "number", default: 30, help: "[predict] longest answer in sub-tokens" },
+    "n-best": { type: "number", default: 20, help: "[predict, train] n-best size" },
+    "max-answer-length": { type: "number", default: 30, help: "[predict, train] longest answer in sub-tokens" },
+    quiet: { type: "boolean", help: "[train] no progress display" },
   },
 };
 
@@ -73,20 +118,56 @@ async function newestCheckpoint(dir: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** `--checkpoint` (a checkpoint, or a run folder: its best, else newest) or the run's best/newest checkpoint. */
 async function resolveCheckpoint(f: Flags): Promise<string> {
-  const given = str(f, "checkpoint");
-  if (given) return given;
-  const found = await newestCheckpoint(runDir(f));
+  const target = str(f, "checkpoint") ?? runDir(f);
+  if (await exists(join(target, "config.json"))) return target;
+  const { resolveCheckpoint: bestOrNewest } = await import("./evaluate.ts");
+  const found = await bestOrNewest(target).catch(() => undefined) ?? await newestCheckpoint(target);
   if (!found) {
-    throw new UsageError(`no checkpoint in ${runDir(f)}: train first (squad train) or pass --checkpoint DIR`);
+    throw new UsageError(`no checkpoint in ${target}: train first (squad train) or pass --checkpoint DIR`);
   }
   return found;
 }
 
-/** `squad prepare`: features for --train (with answer positions) and/or --dev. */
+/** Converts a parsed dataset, saves it as `<split>.safetensors` and prints the summary. */
+async function convertAndSave(
+  dataset: SquadDataset,
+  options: {
+    tokenizer: FullTokenizer;
+    outputDir: string;
+    split: string;
+    training: boolean;
+    maxSeqLength?: number;
+    docStride?: number;
+    maxQueryLength?: number;
+  },
+): Promise<SquadFeatures> {
+  const features = await convertSquadExamples(dataset, options.tokenizer, options);
+  const path = join(options.outputDir, `${options.split}.safetensors`);
+  await saveSquadFeatures(path, features);
+  for (const line of summarizeSquadFeatures(features)) console.log(line);
+  console.log(`wrote ${path} and ${basename(windowsPath(path))} in ${dirname(path)}`);
+  return features;
+}
+
+/**
+ * `squad prepare` (and `prepare --task squad`): features for the training file (with answer positions) and the
+ * dev file. Files not given are looked up (data/squad-v1.1, ../shared/data/squad-v1.1); with no training file a
+ * demo split of the dev file is made, by article, so that no evaluated question's paragraph is trained on.
+ */
 export async function prepareCommand(f: Flags): Promise<void> {
-  const train = str(f, "train"), dev = str(f, "dev");
-  if (!train && !dev) throw new UsageError("squad prepare needs --train FILE and/or --dev FILE (SQuAD JSON)");
+  let train = str(f, "train"), dev = str(f, "dev");
+  let fromDev = f["train-from-dev"] === true;
+  if (fromDev && train) throw new UsageError("give --train FILE or --train-from-dev, not both");
+  if (!train && !dev) {
+    const found = await resolveSquadData(str(f, "data-dir"));
+    dev = found.dev;
+    train = found.train;
+    console.log(`SQuAD v1.1: dev ${found.dev}, train ${found.train ?? "(no train-v1.1.json)"}`);
+    if (!train) fromDev = true;
+  }
+  if (fromDev && !dev) throw new UsageError("--train-from-dev needs the dev file (--dev FILE)");
   const vocab = str(f, "vocab"), model = str(f, "model");
   if (vocab && model) throw new UsageError("give --vocab or --model, not both");
   if (!vocab && !model) throw new UsageError("squad prepare needs --vocab FILE or --model DIR (for its vocab.txt)");
@@ -102,56 +183,251 @@ export async function prepareCommand(f: Flags): Promise<void> {
   const tokenizer = await FullTokenizer.fromVocabFile(vocabPath, { lowerCase });
   console.log(`tokenizer: ${vocabPath} (${tokenizer.vocab.size} tokens, ${lowerCase ? "uncased" : "cased"})`);
   const outputDir = join(runDir(f), "features");
-  const common = {
-    outputDir,
-    tokenizer,
-    maxSeqLength: num(f, "max-seq-length"),
-    docStride: num(f, "doc-stride"),
-    maxQueryLength: num(f, "max-query-length"),
-    read: { limit: num(f, "limit"), keepImpossible: f["keep-impossible"] === true },
+  const windows = {
+    maxSeqLength: num(f, "max-seq-length") ?? 384,
+    docStride: num(f, "doc-stride") ?? 128,
+    maxQueryLength: num(f, "max-query-length") ?? 64,
   };
-  if (train) await prepareSquad({ ...common, input: train, training: true, split: "train" });
+  const keepImpossible = f["keep-impossible"] === true;
+  const log = (m: string) => console.log(m);
+  if (fromDev) {
+    const limit = num(f, "limit") ?? DEMO_DEV_QUESTIONS;
+    const evalSlice = await readSquad(dev!, { limit, keepImpossible, log });
+    const titles = new Set(evalSlice.paragraphs.map((p) => p.title));
+    const all = await readSquad(dev!, { training: true, keepImpossible, log });
+    const trainSet = filterSquad(all, (_, p) => !titles.has(p.title), { limit: num(f, "train-limit") });
+    if (trainSet.examples.length === 0) {
+      throw new Error(
+        `${dev}: the first ${limit} questions cover every article, none is left to train on; lower --limit`,
+      );
+    }
+    console.warn(boxedWarning([
+      "NOTICE: no SQuAD training file: a DEMO split of the dev file is used.",
+      `Training: ${trainSet.examples.length} questions from ${new Set(trainSet.paragraphs.map((p) => p.title)).size} ` +
+      `other article(s) of ${basename(dev!)};`,
+      `evaluation: its first ${evalSlice.examples.length} questions (${titles.size} article(s): ` +
+      `${[...titles].slice(0, 3).join(", ")}${titles.size > 3 ? ", ..." : ""}).`,
+      "No evaluated paragraph is trained on, but scores are NOT comparable to published",
+      "SQuAD results (trained on the 87,599 questions of train-v1.1.json). For a real run put",
+      "train-v1.1.json in data/squad-v1.1/ (see data/README.md) or pass --train FILE.",
+    ]));
+    await convertAndSave(trainSet, { ...windows, tokenizer, outputDir, split: "train", training: true });
+    await convertAndSave(evalSlice, { ...windows, tokenizer, outputDir, split: "dev", training: false });
+    return;
+  }
+  const common = { ...windows, outputDir, tokenizer, read: { limit: num(f, "limit"), keepImpossible } };
+  if (train) {
+    await prepareSquad({
+      ...common,
+      input: train,
+      training: true,
+      split: "train",
+      read: { ...common.read, limit: num(f, "train-limit") ?? num(f, "limit") },
+    });
+  }
   if (dev) await prepareSquad({ ...common, input: dev, training: false, split: "dev" });
 }
 
-/** `squad train`: fine-tune --model on the run's train features. */
-export async function trainCommand(f: Flags): Promise<void> {
-  const modelDir = str(f, "model");
-  if (!modelDir) throw new UsageError("squad train needs --model DIR (the checkpoint to fine-tune)");
-  const featuresPath = str(f, "features") ?? join(runDir(f), "features", "train.safetensors");
-  if (!(await exists(featuresPath))) {
-    throw new UsageError(`${featuresPath} not found: run \`squad prepare --train FILE\` first (or pass --features)`);
+/** Everything `train` needs for SQuAD, whichever command line it came from (`squad train` or `train --task squad`). */
+export interface SquadTrainCommandOptions {
+  /** Training features (`train.safetensors` of `prepare --task squad`). */
+  featuresFile: string;
+  /** Dev features to evaluate on (optional). */
+  devFile?: string;
+  /** Run folder for the checkpoints. */
+  outputDir: string;
+  /** Checkpoint to fine-tune. */
+  model?: string;
+  /** Random initialisation instead (tiny, mini, ... or a config.json), with `vocab`. */
+  config?: string;
+  /** The vocabulary the features were made with (for `config`). */
+  vocab?: string;
+  /** Hyper-parameters given (absent ones: the checkpoint's when resuming, else the defaults, lr 5e-5). */
+  hp: Partial<HyperParameters>;
+  /** One run per seed into `<outputDir>/seed-<s>/`. */
+  seeds?: number[];
+  evalSteps?: number;
+  saveSteps?: number;
+  saveTotalLimit?: number;
+  metricForBest?: string;
+  evalBatchSize?: number;
+  resume?: boolean | string;
+  overwrite?: boolean;
+  nBestSize?: number;
+  maxAnswerLength?: number;
+  quiet?: boolean;
+}
+
+/** Loads `--model` with the span head, or builds a random `--config` model for `--vocab`. */
+async function buildSquadModel(
+  o: SquadTrainCommandOptions,
+  seed: number | undefined,
+): Promise<{ model: BertModel; vocabPath: string; random: boolean }> {
+  if (o.model && o.config) throw new UsageError("give --model or --config, not both");
+  if (o.model) {
+    const { loadCheckpoint, reportMessages } = await import("../checkpoint.ts");
+    const { model, report, vocabPath } = await loadCheckpoint(o.model, {
+      head: "question-answering",
+      seed,
+      quiet: true,
+    });
+    if (!o.quiet) { for (const m of reportMessages(report, o.model, "question-answering")) console.warn(m); }
+    return { model, vocabPath, random: false };
   }
-  const features = await loadSquadFeatures(featuresPath);
+  if (o.config) {
+    if (!o.vocab) throw new UsageError("--config (random weights) needs --vocab FILE: the vocabulary of the features");
+    const { Vocab } = await import("../tokenizer.ts");
+    const { BertModel } = await import("../model.ts");
+    const { standardConfig } = await import("./train.ts");
+    const config = await standardConfig(o.config, (await Vocab.load(o.vocab)).size);
+    return { model: new BertModel(config, { head: "question-answering", seed }), vocabPath: o.vocab, random: true };
+  }
+  throw new UsageError(
+    "SQuAD training needs --model DIR (a checkpoint to fine-tune) or --config SIZE --vocab FILE (random weights)",
+  );
+}
+
+/**
+ * Trains SQuAD from {@linkcode SquadTrainCommandOptions}: one run through `trainSquad`, or one per seed through
+ * `trainSeeds` with the SQuAD adapter (printing each run's F1 and their mean ± std).
+ */
+export async function runSquadTraining(o: SquadTrainCommandOptions): Promise<void> {
+  if (!(await exists(o.featuresFile))) {
+    throw new UsageError(`${o.featuresFile} not found: run \`prepare --task squad\` first (or point --features to it)`);
+  }
+  const features = await loadSquadFeatures(o.featuresFile);
+  const dev = o.devFile ? await loadSquadFeatures(o.devFile) : undefined;
   const { initBackend } = await import("../backend.ts");
   await initBackend();
-  const { loadCheckpoint } = await import("../checkpoint.ts");
-  const { trainSquad } = await import("../squad_train.ts");
-  const { model, vocabPath } = await loadCheckpoint(modelDir, { head: "question-answering", seed: num(f, "seed") });
+  const { latestCheckpoint, trainSeeds, consoleProgress } = await import("../train.ts");
+  const { squadTask, trainSquad, SQUAD_LEARNING_RATE } = await import("../squad_train.ts");
+  const { randomInitNotice, printResult, printSeeds } = await import("./train.ts");
+  const notice = (random: boolean) => {
+    if (random) console.warn(randomInitNotice(`--config ${o.config}`));
+  };
+  const common = {
+    ...o.hp,
+    evalSteps: o.evalSteps,
+    saveSteps: o.saveSteps,
+    saveTotalLimit: o.saveTotalLimit,
+    metricForBest: o.metricForBest,
+    evalBatchSize: o.evalBatchSize,
+    overwrite: o.overwrite,
+    quiet: o.quiet,
+  };
+  if (o.seeds) {
+    if (o.hp.seed !== undefined) throw new UsageError("give --seed or --seeds, not both");
+    if (o.resume) throw new UsageError("--resume works on one run; resume each seed-<s> folder separately");
+    if (!dev) throw new UsageError("--seeds compares the runs on dev features: prepare them (or give --dev)");
+    let warned = false;
+    const result = await trainSeeds({
+      ...common,
+      learningRate: o.hp.learningRate ?? SQUAD_LEARNING_RATE,
+      adapter: squadTask({ train: features, dev, nBestSize: o.nBestSize, maxAnswerLength: o.maxAnswerLength }),
+      seeds: o.seeds,
+      outputDir: o.outputDir,
+      makeModel: async (seed) => {
+        const built = await buildSquadModel(o, seed);
+        if (!warned) notice(built.random);
+        warned = true;
+        return built;
+      },
+    });
+    printSeeds(result, o.outputDir);
+    return;
+  }
+  let source = o;
+  if (o.resume && !o.model && !o.config) {
+    // Resuming without naming the model: rebuild it from the checkpoint itself (its weights are loaded anyway).
+    const dir = typeof o.resume === "string" ? o.resume : await latestCheckpoint(o.outputDir);
+    if (dir) source = { ...o, model: dir };
+  }
+  const { model, vocabPath, random } = await buildSquadModel(source, o.hp.seed ?? 42);
+  notice(random);
+  console.log(
+    `model: ${source.model ?? `random ${o.config}`} (${(model.countParameters() / 1e6).toFixed(2)}M parameters); ` +
+      `train ${features.n} windows (${features.dataset.examples.length} questions)` +
+      `${
+        dev ? `, dev ${dev.n} windows (${dev.dataset.examples.length} questions)` : " (no dev features: no evaluation)"
+      }` +
+      `; output ${o.outputDir}`,
+  );
+  const display = o.quiet ? undefined : consoleProgress({ label: "squad" });
   try {
-    await trainSquad({
+    const result = await trainSquad({
+      ...common,
       model,
       vocabPath,
       features,
-      outputDir: runDir(f),
-      learningRate: num(f, "lr"),
-      batchSize: num(f, "batch-size"),
-      epochs: num(f, "epochs"),
-      maxSteps: num(f, "max-steps"),
-      warmupRatio: num(f, "warmup-ratio"),
-      weightDecay: num(f, "weight-decay"),
-      maxGradNorm: num(f, "max-grad-norm"),
-      seed: num(f, "seed"),
+      dev,
+      outputDir: o.outputDir,
+      resume: o.resume,
+      nBestSize: o.nBestSize,
+      maxAnswerLength: o.maxAnswerLength,
+      onProgress: display?.onProgress,
     });
+    await display?.done();
+    printResult(result);
   } finally {
     model.dispose();
   }
 }
 
+/** `squad train`: fine-tune --model on the run's train features, evaluating on its dev features. */
+export async function trainCommand(f: Flags): Promise<void> {
+  const featuresFile = str(f, "features") ?? join(runDir(f), "features", "train.safetensors");
+  let devFile = str(f, "dev-features");
+  if (!devFile) {
+    const beside = join(dirname(featuresFile), "dev.safetensors");
+    if (await exists(beside)) devFile = beside;
+  }
+  const seeds = (f.seeds as string[] | undefined)?.map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n)) throw new UsageError(`--seeds expects integers, got "${s}"`);
+    return n;
+  });
+  const hp: Partial<HyperParameters> = {
+    learningRate: num(f, "lr"),
+    batchSize: num(f, "batch-size"),
+    epochs: num(f, "epochs"),
+    maxSteps: num(f, "max-steps"),
+    warmupRatio: num(f, "warmup-ratio"),
+    weightDecay: num(f, "weight-decay"),
+    maxGradNorm: num(f, "max-grad-norm"),
+    gradAccumSteps: num(f, "grad-accum"),
+    seed: num(f, "seed"),
+    dropout: num(f, "dropout"),
+  };
+  await runSquadTraining({
+    featuresFile,
+    devFile,
+    outputDir: runDir(f),
+    model: str(f, "model"),
+    config: str(f, "config"),
+    vocab: str(f, "vocab"),
+    hp: Object.fromEntries(Object.entries(hp).filter(([, v]) => v !== undefined)),
+    seeds,
+    evalSteps: num(f, "eval-steps"),
+    saveSteps: num(f, "save-steps"),
+    saveTotalLimit: num(f, "save-total-limit"),
+    evalBatchSize: num(f, "eval-batch-size"),
+    resume: f.resume === true ? true : undefined,
+    overwrite: f.overwrite === true,
+    nBestSize: num(f, "n-best"),
+    maxAnswerLength: num(f, "max-answer-length"),
+    quiet: f.quiet === true,
+  });
+}
+
 /** `squad predict`: predictions.json and nbest_predictions.json for the run's dev features. */
-export async function predictCommand(f: Flags): Promise<string> {
+export async function predictCommand(f: Flags): Promise<{ predictionsPath: string; features: SquadFeatures }> {
   const checkpoint = await resolveCheckpoint(f);
-  const featuresPath = str(f, "features") ?? join(runDir(f), "features", "dev.safetensors");
+  let featuresPath = str(f, "features");
+  if (!featuresPath) {
+    // The dev features of the checkpoint's own run folder, else of --run.
+    const beside = join(dirname(checkpoint), "features", "dev.safetensors");
+    featuresPath = await exists(beside) ? beside : join(runDir(f), "features", "dev.safetensors");
+  }
   if (!(await exists(featuresPath))) {
     throw new UsageError(`${featuresPath} not found: run \`squad prepare --dev FILE\` first (or pass --features)`);
   }
@@ -169,18 +445,23 @@ export async function predictCommand(f: Flags): Promise<string> {
     outputDir,
   });
   console.log(
-    `predicted ${Object.keys(result.predictions).length} questions (${result.features.n} windows) in ` +
-      `${((performance.now() - t0) / 1000).toFixed(1)} s -> ${result.predictionsPath}, ${result.nbestPath}`,
+    `checkpoint ${checkpoint}: predicted ${Object.keys(result.predictions).length} questions (${result.features.n} ` +
+      `windows of ${featuresPath}) in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ` +
+      `${result.predictionsPath}, ${result.nbestPath}`,
   );
-  return result.predictionsPath!;
+  return { predictionsPath: result.predictionsPath!, features: result.features };
 }
 
-/** `squad evaluate`: official EM/F1 of predictions against the gold --dev file -> eval_results.json. */
+/**
+ * `squad evaluate` (and `evaluate --task squad`): official EM/F1 of predictions -> eval_results.json. The gold
+ * answers are `--dev FILE` (first `--limit` questions with `--limit`); without it, the predicted features' own
+ * questions when predicting, else the dev file found in data/squad-v1.1 or ../shared/data/squad-v1.1.
+ */
 export async function evaluateCommand(f: Flags): Promise<void> {
-  const gold = str(f, "dev");
-  if (!gold) throw new UsageError("squad evaluate needs --dev FILE (the gold SQuAD JSON)");
-  // Without --predictions, predict first (with --checkpoint, or the run's newest checkpoint).
-  const predictionsPath = str(f, "predictions") ?? await predictCommand(f);
+  // Without --predictions, predict first (with --checkpoint, or the run's best/newest checkpoint).
+  const given = str(f, "predictions");
+  const predicted = given ? undefined : await predictCommand(f);
+  const predictionsPath = given ?? predicted!.predictionsPath;
   let predictions: Record<string, string>;
   try {
     predictions = JSON.parse(await Deno.readTextFile(predictionsPath));
@@ -190,21 +471,32 @@ export async function evaluateCommand(f: Flags): Promise<void> {
   if (typeof predictions !== "object" || predictions === null || Array.isArray(predictions)) {
     throw new Error(`${predictionsPath}: expected a JSON object {question id: answer text}`);
   }
-  const text = await Deno.readTextFile(gold).catch((err) => {
-    throw new Error(`cannot read ${gold}: ${err.message}`);
-  });
-  const json = JSON.parse(text);
-  if (json.version !== undefined && json.version !== "1.1") {
-    console.warn(`warning: evaluation script for SQuAD v1.1, but ${gold} has version ${json.version}`);
-  }
+  let goldPath = str(f, "dev");
+  let gold: SquadGold;
+  let goldName: string;
   const limit = num(f, "limit");
-  const dataset = limit ? await readSquad(gold, { limit, log: () => {} }) : json;
-  const scores = evaluateSquad(dataset, predictions);
+  if (!goldPath && predicted && limit === undefined) {
+    gold = predicted.features.dataset;
+    goldName = `${predicted.features.metadata.source} (the ${predicted.features.dataset.examples.length} questions ` +
+      `of the features)`;
+  } else {
+    goldPath ??= (await resolveSquadData()).dev;
+    const text = await Deno.readTextFile(goldPath).catch((err) => {
+      throw new Error(`cannot read ${goldPath}: ${err.message}`);
+    });
+    const json = JSON.parse(text);
+    if (json.version !== undefined && json.version !== "1.1") {
+      console.warn(`warning: evaluation script for SQuAD v1.1, but ${goldPath} has version ${json.version}`);
+    }
+    gold = limit ? await readSquad(goldPath, { limit, log: () => {} }) : json;
+    goldName = goldPath;
+  }
+  const scores = evaluateSquad(gold, predictions);
   const outDir = str(f, "output") ?? dirname(predictionsPath);
   const path = join(outDir, "eval_results.json");
-  await writeJsonAtomic(path, { ...scores, predictions: predictionsPath, dataset: gold });
+  await writeJsonAtomic(path, { ...scores, predictions: predictionsPath, dataset: goldName });
   console.log(JSON.stringify({ exact_match: scores.exact_match, f1: scores.f1 }));
-  console.log(`${scores.total} questions (${scores.missing} without a prediction) -> ${path}`);
+  console.log(`${scores.total} questions of ${goldName} (${scores.missing} without a prediction) -> ${path}`);
 }
 
 /** Runs `squad <subcommand>`. */

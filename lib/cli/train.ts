@@ -1,6 +1,8 @@
 /**
  * `deno task bert train`: fine-tune a checkpoint (or a randomly initialised BERT of a standard size) on prepared
- * features, with validation, checkpoints, exact resume and several seeds. A thin layer over lib/train.ts.
+ * features, with validation, checkpoints, exact resume and several seeds. A thin layer over lib/train.ts;
+ * `--task squad` (or SQuAD features, recognised by their `.windows.json`) trains the span head through
+ * lib/squad_train.ts with the same loop.
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
@@ -9,6 +11,7 @@ import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
 import { boxedWarning } from "../evaluate.ts";
 import { checkFeaturesMatch, type FeatureSet, loadFeatures } from "../features.ts";
 import { basename, dirname, exists, join } from "../fsutil.ts";
+import { windowsPath } from "../squad_features.ts";
 import { checkMetricName, METRIC_NAMES } from "../metrics.ts";
 import { type BertConfig, BertModel, configFromJson } from "../model.ts";
 import { FullTokenizer } from "../tokenizer.ts";
@@ -17,6 +20,7 @@ import {
   DEFAULT_HYPERPARAMETERS,
   type HyperParameters,
   latestCheckpoint,
+  type SeedsResult,
   train,
   type TrainResult,
   trainSeeds,
@@ -31,15 +35,23 @@ export const spec: CommandSpec = {
     "dev features after each epoch, writes checkpoints (Hugging Face layout + optimizer and trainer state) to " +
     "<output>/checkpoint-<step>/, keeps the last --save-total-limit plus the best, and resumes exactly with " +
     "--resume. The model is --model DIR (a checkpoint), else the checkpoint the features were prepared with, else " +
-    "a randomly initialised --config (tiny by default: random weights make accuracy meaningless).",
+    "a randomly initialised --config (tiny by default: random weights make accuracy meaningless). --seeds 1,2,3 " +
+    "trains once per seed and prints each run's headline metric and their mean ± std. --task squad (or features " +
+    "from `prepare --task squad`) fine-tunes the span head for SQuAD instead, validating with exact match / F1 " +
+    "(--model DIR, or --config SIZE --vocab FILE; learning rate default 5e-5).",
   usage: "--features outputs/<run>/features [--model DIR | --config tiny|mini|base|FILE] [--output outputs/<run>] " +
-    "[--lr 2e-5 --batch-size 32 --epochs 3 ...] [--seeds 1,2,3] [--resume]",
+    "[--lr 2e-5 --batch-size 32 --epochs 3 ...] [--seeds 1,2,3] [--resume] [--task squad]",
   flags: {
     features: {
       required: true,
       help: "folder with train.safetensors and dev.safetensors (or the train file itself; see --dev)",
     },
     dev: { help: "dev features file (default: dev.safetensors beside the training features)" },
+    task: {
+      help: "squad: SQuAD windows from `prepare --task squad` (recognised by their .windows.json anyway); " +
+        "otherwise the classification task of the features (for the headline metric)",
+    },
+    vocab: { help: "[squad with --config] the vocabulary the features were made with" },
     model: { help: "checkpoint folder to fine-tune (config.json, vocab.txt, model.safetensors)" },
     config: { help: "random initialisation instead: tiny (2x128), mini (4x256), base (12x768) or a config.json" },
     output: { help: "run folder for checkpoints (default: the folder above --features)" },
@@ -59,6 +71,8 @@ export const spec: CommandSpec = {
     "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
     "metric-for-best": { help: `metric picking the best checkpoint: ${METRIC_NAMES.join(", ")} (default: the task's)` },
     "eval-batch-size": { type: "number", default: 64, help: "examples per validation batch" },
+    "n-best": { type: "number", help: "[squad] n-best size when evaluating (default 20)" },
+    "max-answer-length": { type: "number", help: "[squad] longest answer in sub-tokens (default 30)" },
     resume: { type: "boolean", help: "continue from the newest complete checkpoint in --output" },
     "resume-from": { help: "continue from this checkpoint folder" },
     overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
@@ -224,7 +238,7 @@ export function hyperParametersFromFlags(args: ParsedArgs): Partial<HyperParamet
 }
 
 /** Prints the outcome of a run. */
-export function printResult(r: TrainResult): void {
+export function printResult(r: TrainResult<unknown>): void {
   console.log(`checkpoints: ${r.outputDir}/ (last ${basename(r.lastCheckpoint)})`);
   if (r.bestCheckpoint && r.bestMetric) {
     console.log(
@@ -233,23 +247,82 @@ export function printResult(r: TrainResult): void {
     );
   }
   if (r.finalEval) {
-    console.log(`final dev ${r.finalEval.headline.text}, loss ${r.finalEval.metrics.loss!.toFixed(4)}`);
+    const loss = r.finalEval.scalars.loss;
+    console.log(`final dev ${r.finalEval.headline.text}${loss === undefined ? "" : `, loss ${loss.toFixed(4)}`}`);
   }
+}
+
+/** Prints each seed's final headline metric and their mean ± std (sample standard deviation). */
+export function printSeeds(r: SeedsResult<unknown>, outputDir: string): void {
+  for (const run of r.runs) {
+    const best = run.result.bestMetric;
+    console.log(
+      `seed ${run.seed}: ${r.metric} ${run.value.toFixed(4)} (final, step ${run.result.globalStep})` +
+        `${best ? `; best ${best.name} ${best.value.toFixed(4)} at step ${best.step}` : ""} -> ${run.outputDir}`,
+    );
+  }
+  console.log(
+    `${r.metric} over ${r.runs.length} seeds: ${r.mean.toFixed(4)} ± ${r.std.toFixed(4)} (mean ± sample std; ` +
+      `${join(outputDir, "seeds.json")})`,
+  );
+}
+
+/** Parses `--seeds` (a list) into integers. */
+export function parseSeeds(values: string[] | undefined): number[] | undefined {
+  return values?.map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n)) throw new UsageError(`--seeds expects integers, got "${s}"`);
+    return n;
+  });
+}
+
+/** Whether `--task squad` was given or the training features are SQuAD windows (they have a `.windows.json`). */
+async function isSquadRun(task: string | undefined, trainFile: string): Promise<boolean> {
+  if (task === "squad") return true;
+  return await exists(windowsPath(trainFile));
 }
 
 /** Runs `train` with parsed flags. */
 export async function run(args: ParsedArgs): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
-  if (f["metric-for-best"] !== undefined) checkMetricName(f["metric-for-best"] as string); // fail before any work
   await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
   const files = await featureFiles(f.features as string, f.dev as string | undefined);
-  const trainSet = await loadFeatures(files.train);
-  const dev = files.dev ? await loadFeatures(files.dev) : undefined;
   const outputDir = (f.output as string | undefined) ??
     ((await Deno.stat(f.features as string)).isDirectory
       ? dirname(f.features as string)
       : dirname(dirname(files.train)));
+  const seeds = parseSeeds(f.seeds as string[] | undefined);
+  if (await isSquadRun(f.task as string | undefined, files.train)) {
+    const { runSquadTraining } = await import("./squad.ts");
+    await runSquadTraining({
+      featuresFile: files.train,
+      devFile: files.dev,
+      outputDir,
+      model: f.model as string | undefined,
+      config: f.config as string | undefined,
+      vocab: f.vocab as string | undefined,
+      hp: hyperParametersFromFlags(args),
+      seeds,
+      evalSteps: num(args, "eval-steps"),
+      saveSteps: num(args, "save-steps"),
+      saveTotalLimit: num(args, "save-total-limit"),
+      metricForBest: f["metric-for-best"] as string | undefined,
+      evalBatchSize: num(args, "eval-batch-size"),
+      resume: (f["resume-from"] as string | undefined) ?? (f.resume === true ? true : undefined),
+      overwrite: f.overwrite === true,
+      nBestSize: num(args, "n-best"),
+      maxAnswerLength: num(args, "max-answer-length"),
+      quiet: f.quiet === true,
+    });
+    return;
+  }
+  if (f["metric-for-best"] !== undefined) checkMetricName(f["metric-for-best"] as string); // fail before any work
+  for (const flag of ["vocab", "n-best", "max-answer-length"]) {
+    if (f[flag] !== undefined) throw new UsageError(`--${flag} is for --task squad`);
+  }
+  const trainSet = await loadFeatures(files.train);
+  const dev = files.dev ? await loadFeatures(files.dev) : undefined;
   const hp = hyperParametersFromFlags(args);
   const quiet = f.quiet === true;
   const resumeFrom = f["resume-from"] as string | undefined;
@@ -276,14 +349,10 @@ export async function run(args: ParsedArgs): Promise<void> {
     saveTotalLimit: num(args, "save-total-limit"),
     metricForBest: f["metric-for-best"] as string | undefined,
     evalBatchSize: num(args, "eval-batch-size"),
+    task: f.task as string | undefined,
     overwrite: f.overwrite === true,
     quiet,
   };
-  const seeds = (f.seeds as string[] | undefined)?.map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n)) throw new UsageError(`--seeds expects integers, got "${s}"`);
-    return n;
-  });
   if (seeds) {
     if (hp.seed !== undefined) throw new UsageError("give --seed or --seeds, not both");
     if (resume) throw new UsageError("--resume works on one run; resume each seed-<s> folder separately");
@@ -301,10 +370,7 @@ export async function run(args: ParsedArgs): Promise<void> {
         return built;
       },
     });
-    console.log(
-      `seeds summary: ${join(outputDir, "seeds.json")} (${result.metric} ${result.mean.toFixed(4)} ± ` +
-        `${result.std.toFixed(4)})`,
-    );
+    printSeeds(result, outputDir);
     return;
   }
   const { model, vocabPath, random } = await buildModel(source, {
