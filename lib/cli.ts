@@ -38,6 +38,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "learn a WordPiece vocabulary from a text corpus",
     load: () => import("./cli/build_vocab.ts"),
   },
+  pretrain: {
+    summary: "pre-train BERT (masked LM + next sentence) on a text corpus or IMDB reviews",
+    load: () => import("./cli/pretrain.ts"),
+  },
   squad: {
     summary: "SQuAD v1.1 question answering: squad prepare|train|predict|evaluate",
     load: () => import("./cli/squad.ts"),

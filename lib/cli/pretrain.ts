@@ -1,0 +1,218 @@
+/**
+ * `deno task bert pretrain --corpus FILE|imdb [--vocab FILE] [--config tiny] [--steps N] [--output outputs/<run>]`:
+ * pre-trains BERT from scratch (or continues a checkpoint) with the masked-LM and next-sentence objectives
+ * (lib/pretraining.ts), using lib/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
+ * @module
+ */
+import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type BackendName, initBackend } from "../backend.ts";
+import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
+import { exists, join, writeFileAtomic } from "../fsutil.ts";
+import { BertModel } from "../model.ts";
+import {
+  type Corpus,
+  createPretrainingData,
+  pretrain,
+  PRETRAINING_DEFAULTS,
+  PRETRAINING_METRICS,
+  type PretrainingDataOptions,
+  readCorpus,
+  splitCorpus,
+} from "../pretraining.ts";
+import { FullTokenizer, Vocab } from "../tokenizer.ts";
+import { consoleProgress, type HyperParameters } from "../train.ts";
+import { buildVocabWithStats } from "../vocab_builder.ts";
+import { standardConfig } from "./train.ts";
+
+const P = PRETRAINING_DEFAULTS;
+
+/** Flags of `pretrain`. Hyper-parameter flags have no parsed default so that `--resume` takes the checkpoint's. */
+export const spec: CommandSpec = {
+  name: "pretrain",
+  description: "Pre-trains BERT with masked-LM (15% of the tokens: 80% [MASK], 10% random, 10% unchanged) and " +
+    "next-sentence prediction (50% true next sentence, 50% from another document) on a corpus: a text file with " +
+    "one document per blank-line-separated block, or `imdb` (reviews from ../shared/data/imdb). The vocabulary is " +
+    "--vocab, the --model's, or learned from the corpus into <output>/vocab.txt. Writes Hugging Face checkpoints " +
+    "(BertForPreTraining) to <output>/checkpoint-<step>/; fine-tune one with `prepare --model <checkpoint>` " +
+    "then `train --model <checkpoint>`.",
+  usage: "--corpus FILE|imdb [--limit N] [--vocab FILE | --vocab-size N] [--model DIR | --config tiny|mini|FILE] " +
+    "[--steps N] [--output outputs/<run>] [--resume]",
+  flags: {
+    corpus: { required: true, help: "text file (documents separated by blank lines) or `imdb`" },
+    limit: { type: "number", help: "use at most this many documents (imdb: reviews, default 2000)" },
+    "eval-fraction": {
+      type: "number",
+      default: 0.05,
+      help: "share of the documents held out for evaluation (0 = none)",
+    },
+    vocab: { help: "vocab.txt to use (default: the --model's, else learned from the corpus)" },
+    "vocab-size": { type: "number", default: 8000, help: "size of the vocabulary learned from the corpus" },
+    cased: { type: "boolean", help: "keep case and accents" },
+    model: { help: "continue pre-training this checkpoint folder instead of starting from random weights" },
+    config: {
+      help: "size of a fresh model: tiny (2x128, default), mini (4x256), small, medium, base, or a config.json",
+    },
+    output: { default: "outputs/pretrain", help: "run folder for checkpoints" },
+    steps: { type: "number", help: `updates (default ${P.maxSteps})` },
+    "batch-size": { type: "number", help: `instances per update (default ${P.batchSize})` },
+    lr: { type: "number", help: `peak learning rate (default ${P.learningRate})` },
+    warmup: { type: "number", help: `fraction of updates with linear warmup (default ${P.warmupRatio})` },
+    "weight-decay": { type: "number", help: `AdamW weight decay (default ${P.weightDecay})` },
+    "max-grad-norm": { type: "number", help: `gradient clipping, 0 = off (default ${P.maxGradNorm})` },
+    "grad-accum": { type: "number", help: "batches per update (default 1)" },
+    seed: { type: "number", help: "seed of the data order, dropout and fresh weights (default 42)" },
+    dropout: { type: "number", help: "hidden and attention dropout (default: the model config's, BERT 0.1)" },
+    "max-seq-length": { type: "number", default: 128, help: "tokens per instance, [CLS] and [SEP]s included" },
+    "max-predictions": { type: "number", default: 20, help: "most masked-LM predictions per instance" },
+    "masked-lm-prob": { type: "number", default: 0.15, help: "share of the tokens chosen for prediction" },
+    "short-seq-prob": { type: "number", default: 0.1, help: "probability of a shorter instance" },
+    "dupe-factor": { type: "number", default: 5, help: "passes over the corpus, each with new pairs and masks" },
+    "data-seed": { type: "number", default: 12345, help: "seed of the pairs and masks" },
+    "eval-steps": { type: "number", help: "also evaluate every N updates (default: each epoch and the end)" },
+    "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch and the end)" },
+    "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
+    "eval-batch-size": { type: "number", default: 64, help: "instances per evaluation batch" },
+    resume: { type: "boolean", help: "continue from the newest complete checkpoint in --output" },
+    overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
+    backend: { help: "tfjs backend: auto, tensorflow, blas, wasm, cpu (default: auto / BERT_BACKEND)" },
+    threads: { type: "number", help: "wasm/BLAS threads" },
+    quiet: { type: "boolean", help: "no progress display" },
+  },
+};
+
+function num(args: ParsedArgs, name: string): number | undefined {
+  return args.flags[name] as number | undefined;
+}
+
+/** The vocabulary: --vocab, the --model's, <output>/vocab.txt from an earlier run, or learned from `corpus`. */
+async function chooseVocab(args: ParsedArgs, corpus: Corpus, outputDir: string): Promise<string> {
+  const f = args.flags;
+  if (f.vocab && f.model) {
+    throw new UsageError("give --vocab or --model, not both (a checkpoint brings its vocabulary)");
+  }
+  if (f.vocab) {
+    if (!(await exists(f.vocab as string))) throw new Error(`vocabulary file ${f.vocab} does not exist`);
+    return f.vocab as string;
+  }
+  if (f.model) return join(f.model as string, "vocab.txt");
+  const path = join(outputDir, "vocab.txt");
+  if (await exists(path)) {
+    console.log(`using the vocabulary learned earlier for this run: ${path}`);
+    return path;
+  }
+  const size = num(args, "vocab-size")!;
+  const t0 = performance.now();
+  const { tokens, stats } = buildVocabWithStats(corpus.documents.flat(), { vocabSize: size, lowerCase: !f.cased });
+  await writeFileAtomic(path, tokens.join("\n") + "\n");
+  console.log(
+    `learned a ${tokens.length}-token WordPiece vocabulary from ${stats.distinctWords} distinct words in ` +
+      `${((performance.now() - t0) / 1000).toFixed(1)} s: ${path}`,
+  );
+  return path;
+}
+
+/** Runs `pretrain` with parsed flags. */
+export async function run(args: ParsedArgs): Promise<void> {
+  if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
+  const f = args.flags;
+  if (f.model && f.config) throw new UsageError("give --model (continue a checkpoint) or --config (fresh), not both");
+  const outputDir = f.output as string;
+  const evalFraction = num(args, "eval-fraction")!;
+  if (!(evalFraction >= 0 && evalFraction < 1)) throw new UsageError(`--eval-fraction must be in [0, 1)`);
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
+
+  const t0 = performance.now();
+  const corpusName = f.corpus as string;
+  const corpus = await readCorpus(corpusName, {
+    limit: num(args, "limit") ?? (corpusName === "imdb" ? 2000 : undefined),
+  });
+  const sentences = corpus.documents.reduce((a, d) => a + d.length, 0);
+  console.log(`corpus ${corpus.source}: ${corpus.documents.length} documents, ${sentences} sentences`);
+  const parts = evalFraction > 0 && corpus.documents.length >= 8
+    ? splitCorpus(corpus, evalFraction)
+    : { train: corpus, dev: undefined };
+  await Deno.mkdir(outputDir, { recursive: true });
+  const vocabPath = await chooseVocab(args, parts.train, outputDir);
+  const tokenizer = new FullTokenizer(await Vocab.load(vocabPath), { lowerCase: !f.cased });
+
+  const dataOptions: PretrainingDataOptions = {
+    maxSeqLength: num(args, "max-seq-length"),
+    maxPredictionsPerSeq: num(args, "max-predictions"),
+    maskedLmProb: num(args, "masked-lm-prob"),
+    shortSeqProb: num(args, "short-seq-prob"),
+    dupeFactor: num(args, "dupe-factor"),
+    seed: num(args, "data-seed"),
+  };
+  const trainSet = createPretrainingData(parts.train, tokenizer, dataOptions);
+  const devSet = parts.dev ? createPretrainingData(parts.dev, tokenizer, { ...dataOptions, dupeFactor: 1 }) : undefined;
+  console.log(
+    `pre-training data in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${trainSet.n} instances ` +
+      `(${trainSet.stats.predictions} masked-LM targets, ${trainSet.stats.randomNext} random next sentences)` +
+      (devSet ? `; held out: ${devSet.n} instances from ${devSet.stats.documents} documents` : "; no held-out data"),
+  );
+
+  const seed = num(args, "seed") ?? 42;
+  let model: BertModel;
+  if (f.model) {
+    const loaded = await loadCheckpoint(f.model as string, { head: "pretraining", seed, quiet: true });
+    model = loaded.model;
+    if (!f.quiet) { for (const m of reportMessages(loaded.report, f.model as string, "pretraining")) console.warn(m); }
+  } else {
+    const config = await standardConfig((f.config as string | undefined) ?? "tiny", tokenizer.vocab.size);
+    model = new BertModel(config, { head: "pretraining", seed });
+  }
+  const c = model.config;
+  console.log(
+    `model: ${f.model ? f.model : "random"} ${c.numHiddenLayers} layers x ${c.hiddenSize} hidden, ` +
+      `${(model.countParameters() / 1e6).toFixed(2)}M parameters; output ${outputDir}`,
+  );
+  const hp: Partial<HyperParameters> = Object.fromEntries(
+    Object.entries({
+      learningRate: num(args, "lr"),
+      batchSize: num(args, "batch-size"),
+      maxSteps: num(args, "steps"),
+      warmupRatio: num(args, "warmup"),
+      weightDecay: num(args, "weight-decay"),
+      maxGradNorm: num(args, "max-grad-norm"),
+      gradAccumSteps: num(args, "grad-accum"),
+      seed: num(args, "seed"),
+      dropout: num(args, "dropout"),
+    }).filter(([, v]) => v !== undefined),
+  );
+  const display = f.quiet ? undefined : consoleProgress({ label: "pretrain" });
+  try {
+    const result = await pretrain({
+      ...hp,
+      model,
+      vocabPath,
+      train: trainSet,
+      dev: devSet,
+      lowerCase: !f.cased,
+      outputDir,
+      evalSteps: num(args, "eval-steps"),
+      saveSteps: num(args, "save-steps"),
+      saveTotalLimit: num(args, "save-total-limit"),
+      evalBatchSize: num(args, "eval-batch-size"),
+      resume: f.resume === true ? true : undefined,
+      overwrite: f.overwrite === true,
+      quiet: f.quiet === true,
+      onProgress: display?.onProgress,
+    });
+    await display?.done();
+    console.log(`checkpoints: ${outputDir}/ (last ${result.lastCheckpoint})`);
+    const e = result.finalEval;
+    if (e) {
+      console.log(
+        `held-out: ${e.headline.text}; ` +
+          PRETRAINING_METRICS.filter((m) => m !== "mlm_accuracy" && m !== "nsp_accuracy")
+            .map((m) => `${m} ${e.scalars[m].toFixed(3)}`).join(", "),
+      );
+    }
+    console.log(
+      `fine-tune it: deno task bert prepare --model ${result.lastCheckpoint} ...; then train --model ` +
+        `${result.lastCheckpoint}`,
+    );
+  } finally {
+    model.dispose();
+  }
+}
