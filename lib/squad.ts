@@ -11,7 +11,7 @@
  * Basic Multilingual Plane are handled like Python does.
  * @module
  */
-import { writeFileAtomic } from "./fsutil.ts";
+import { exists, join, writeFileAtomic } from "./fsutil.ts";
 import { pySplit } from "./squad_metrics.ts";
 import { basicTokenize } from "./tokenizer.ts";
 
@@ -282,6 +282,100 @@ export async function readSquad(path: string, options: ReadSquadOptions = {}): P
     throw new Error(`cannot read SQuAD file ${path}: ${(err as Error).message}`);
   }
   return parseSquad(text, path, options);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Finding and slicing the data
+
+/** Where {@linkcode resolveSquadData} found the SQuAD v1.1 files. */
+export interface SquadDataFiles {
+  /** The folder holding `dev-v1.1.json`. */
+  dir: string;
+  /** `dev-v1.1.json`. */
+  dev: string;
+  /** `train-v1.1.json` when present (in the same folder or the other searched one), else undefined. */
+  train?: string;
+}
+
+/** The project root (the folder above lib/), as a path. */
+function projectRoot(): string {
+  const url = new URL("..", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/+$/, "") : ".";
+}
+
+/** `to` relative to the working directory when both are absolute and share a prefix (shorter to read), else `to`. */
+function relativeToCwd(to: string): string {
+  let from: string;
+  try {
+    from = Deno.cwd();
+  } catch {
+    return to;
+  }
+  if (!to.startsWith("/") || !from.startsWith("/")) return to;
+  const a = from.split("/").filter(Boolean);
+  const b = to.split("/").filter(Boolean);
+  let common = 0;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
+  if (common === 0) return to;
+  return [...Array(a.length - common).fill(".."), ...b.slice(common)].join("/") || ".";
+}
+
+/**
+ * Finds `dev-v1.1.json` (required) and `train-v1.1.json` (optional): in `dir` when given, else in the project's
+ * `data/squad-v1.1/` and then the read-only shared copy `../shared/data/squad-v1.1/` (both relative to the project
+ * root; the paths returned are relative to the working directory). Throws naming the folders searched and the
+ * data/README.md section that explains how to fetch the files.
+ */
+export async function resolveSquadData(dir?: string): Promise<SquadDataFiles> {
+  const root = projectRoot();
+  const dirs = dir ? [dir] : ["data/squad-v1.1", "../shared/data/squad-v1.1"].map((d) => relativeToCwd(join(root, d)));
+  let found: SquadDataFiles | undefined;
+  let train: string | undefined;
+  for (const d of dirs) {
+    if (!found && await exists(join(d, "dev-v1.1.json"))) found = { dir: d, dev: join(d, "dev-v1.1.json") };
+    if (!train && await exists(join(d, "train-v1.1.json"))) train = join(d, "train-v1.1.json");
+  }
+  if (!found) {
+    throw new Error(
+      `SQuAD v1.1: no dev-v1.1.json in ${dirs.join(" or ")}. See data/README.md, section "SQuAD v1.1", for the ` +
+        `two curl commands that fetch it into data/squad-v1.1/${dir ? "" : ", or point to the folder that holds it"}.`,
+    );
+  }
+  return train ? { ...found, train } : found;
+}
+
+/** Options for {@linkcode filterSquad}. */
+export interface FilterSquadOptions {
+  /** Keep at most this many questions (the first ones that pass). */
+  limit?: number;
+}
+
+/**
+ * The questions of `dataset` for which `keep(example, paragraph)` is true, with only their paragraphs (re-indexed).
+ * The skip counts (`skippedImpossible`, `skippedUnrecoverable`) are those of the original reading.
+ * E.g. all questions from articles other than the evaluation slice's:
+ * `filterSquad(dev, (_, p) => !evalTitles.has(p.title))`.
+ */
+export function filterSquad(
+  dataset: SquadDataset,
+  keep: (example: SquadExample, paragraph: SquadParagraph) => boolean,
+  options: FilterSquadOptions = {},
+): SquadDataset {
+  const limit = options.limit ?? Infinity;
+  const paragraphs: SquadParagraph[] = [];
+  const newIndex = new Map<number, number>();
+  const examples: SquadExample[] = [];
+  for (const e of dataset.examples) {
+    if (examples.length >= limit) break;
+    if (!keep(e, dataset.paragraphs[e.paragraphIndex])) continue;
+    let pi = newIndex.get(e.paragraphIndex);
+    if (pi === undefined) {
+      pi = paragraphs.push(dataset.paragraphs[e.paragraphIndex]) - 1;
+      newIndex.set(e.paragraphIndex, pi);
+    }
+    examples.push({ ...e, paragraphIndex: pi });
+  }
+  return { ...dataset, paragraphs, examples };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,11 @@
 import { basename, dirname, join, writeFileAtomic } from "./fsutil.ts";
 import { i32, readSafetensors, type TensorEntry, writeSafetensors } from "./safetensors.ts";
 import {
+  type NBestEntry,
   type ParagraphTokens,
+  parseSquad,
+  type PostprocessOptions,
+  postprocessSquad,
   readSquad,
   type ReadSquadOptions,
   splitContext,
@@ -28,6 +32,7 @@ import {
   type SquadExample,
   type SquadWindow,
   type SquadWindowSet,
+  type WindowLogits,
 } from "./squad.ts";
 import type { FullTokenizer } from "./tokenizer.ts";
 
@@ -794,4 +799,87 @@ export function describeWindows(example: SquadExample | number | string, feature
     });
   });
   return rows;
+}
+
+/** Number of windows of each question (`[examples]`), e.g. to find the question with the longest context. */
+export function windowsPerExample(features: SquadFeatures): Int32Array {
+  const counts = new Int32Array(features.dataset.examples.length);
+  for (const w of features.windows) counts[w.exampleIndex]++;
+  return counts;
+}
+
+/**
+ * The tokens of window `row` as the model sees them, without padding:
+ * `[CLS] question-tokens [SEP] context-tokens [SEP]`.
+ */
+export function windowTokens(features: SquadFeatures, row: number): string[] {
+  const w = features.windows[row];
+  if (!w) throw new Error(`windowTokens: no window ${row} (the features have ${features.n})`);
+  const pt = features.paragraphTokens[features.dataset.examples[w.exampleIndex].paragraphIndex];
+  return [
+    "[CLS]",
+    ...features.queryTokens[w.exampleIndex],
+    "[SEP]",
+    ...pt.subTokens.slice(w.docStart, w.docStart + w.docLength),
+    "[SEP]",
+  ];
+}
+
+/** Options for {@linkcode answerQuestion}. */
+export interface AnswerQuestionOptions
+  extends Omit<SquadFeatureOptions, "training" | "onProgress">, PostprocessOptions {
+  /** The paragraph to find the answer in. */
+  context: string;
+  /** The question. */
+  question: string;
+  /** The model's tokenizer. */
+  tokenizer: FullTokenizer;
+  /** Start/end logits of every window, e.g. `(f) => squadLogits(model, f)` from `squad_train.ts`. */
+  logits: (features: SquadFeatures) => WindowLogits[] | Promise<WindowLogits[]>;
+}
+
+/** What {@linkcode answerQuestion} returns. */
+export interface QuestionAnswer {
+  /** The best answer ("empty" when no valid span was found, as run_squad.py writes it). */
+  text: string;
+  /** Its probability among the n-best candidates. */
+  probability: number;
+  /** All candidates, best first (`nbest_predictions.json` entries). */
+  nbest: NBestEntry[];
+  /** The windows the context was cut into (one row per window). */
+  features: SquadFeatures;
+}
+
+/**
+ * Answers one free-form question about one context: the pair becomes a one-question SQuAD dataset, is cut into
+ * windows like the dev set (same `maxSeqLength` / `docStride` / `maxQueryLength`), the model's logits are
+ * post-processed exactly like `write_predictions`, and the n-best list comes back.
+ *
+ * @example
+ * ```ts
+ * const a = await answerQuestion({ context, question, tokenizer, logits: (f) => squadLogits(model, f) });
+ * a.text; a.probability; a.nbest
+ * ```
+ */
+export async function answerQuestion(options: AnswerQuestionOptions): Promise<QuestionAnswer> {
+  const { context, question } = options;
+  if (splitContext(context).docTokens.length === 0) throw new Error("answerQuestion: the context is empty");
+  if (question.trim() === "") throw new Error("answerQuestion: the question is empty");
+  const json = {
+    version: "1.1",
+    data: [{ title: "question", paragraphs: [{ context, qas: [{ id: "q", question, answers: [] }] }] }],
+  };
+  const dataset = parseSquad(json, "answerQuestion", { log: () => {} });
+  const features = await convertSquadExamples(dataset, options.tokenizer, {
+    maxSeqLength: options.maxSeqLength,
+    docStride: options.docStride,
+    maxQueryLength: options.maxQueryLength,
+  });
+  const logits = await options.logits(features);
+  const { nbest } = postprocessSquad(features, logits, {
+    nBestSize: options.nBestSize,
+    maxAnswerLength: options.maxAnswerLength,
+  });
+  const candidates = nbest["q"];
+  return { text: candidates[0].text, probability: candidates[0].probability, nbest: candidates, features };
 }
