@@ -9,6 +9,8 @@
  */
 import { tf } from "./backend.ts";
 import * as fused from "./kernels/fused.ts";
+import { AdamW } from "./optim.ts";
+import { softmaxCrossEntropy } from "./model.ts";
 
 /** A benchmark shape: model size and batch. */
 export interface BenchShape {
@@ -277,94 +279,27 @@ export class MiniEncoder implements TrainableModel {
   }
 }
 
-/** Options of {@linkcode AdamW}. */
-export interface AdamWOptions {
-  /** Learning rate (default 2e-5). */
-  lr?: number;
-  /** Default 0.9. */
-  beta1?: number;
-  /** Default 0.999. */
-  beta2?: number;
-  /** Default 1e-6. */
-  eps?: number;
-  /** Decoupled weight decay (default 0.01). */
-  weightDecay?: number;
-}
-
-/** A plain AdamW (decoupled weight decay, bias-corrected) over tf ops, the same arithmetic as PyTorch's. */
-export class AdamW {
-  private readonly m = new Map<string, tf.Variable>();
-  private readonly v = new Map<string, tf.Variable>();
-  private t = 0;
-  private readonly o: Required<AdamWOptions>;
-
-  /** Creates the optimizer (moments are created lazily). */
-  constructor(options: AdamWOptions = {}) {
-    this.o = { lr: 2e-5, beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.01, ...options };
-  }
-
-  /** Applies one update with `grads` (by variable name) to `params`. */
-  step(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>): void {
-    this.t++;
-    const { lr, beta1, beta2, eps, weightDecay } = this.o;
-    tf.tidy(() => {
-      for (const [name, p] of params) {
-        const g = grads[name];
-        if (!g) continue;
-        let m = this.m.get(name), v = this.v.get(name);
-        if (!m || !v) {
-          m = tf.variable(tf.zerosLike(p), false);
-          v = tf.variable(tf.zerosLike(p), false);
-          this.m.set(name, m);
-          this.v.set(name, v);
-        }
-        const [pNew, mNew, vNew] = fused.adamwUpdate({
-          param: p,
-          grad: g,
-          m,
-          v,
-          lr,
-          beta1,
-          beta2,
-          eps,
-          weightDecay,
-          step: this.t,
-        });
-        m.assign(mNew);
-        v.assign(vNew);
-        p.assign(pNew);
-      }
-    });
-  }
-
-  /** Frees the moment variables. */
-  dispose(): void {
-    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
-    this.m.clear();
-    this.v.clear();
-  }
-}
-
 /** One training step: cross-entropy loss, gradients of every param, AdamW update. Returns the loss. */
 export function trainStep(model: TrainableModel, optimizer: AdamW, batch: BatchInputs, numLabels = 2): number {
+  // Same loss and the same optimiser (lib/optim.ts) as `deno task bert train`.
   const vars = [...model.params.values()];
   const names = [...model.params.keys()];
   const { value, grads } = tf.variableGrads(() =>
     tf.tidy(() => {
       const { logits } = model.forward(batch, { training: true });
       if (!logits) throw new Error("the model returned no logits (expected a classification head)");
-      const onehot = tf.oneHot(batch.labels, numLabels);
-      return tf.losses.softmaxCrossEntropy(onehot, logits) as tf.Scalar;
+      if (logits.shape[1] !== numLabels) throw new Error(`expected ${numLabels} logits, got ${logits.shape[1]}`);
+      return softmaxCrossEntropy(logits, batch.labels);
     }), vars);
   // variableGrads keys grads by variable name; map them back to the params' names.
-  const byName: Record<string, tf.Tensor> = {};
+  const byName = new Map<string, tf.Tensor>();
   for (let i = 0; i < vars.length; i++) {
     const g = grads[vars[i].name];
-    if (g) byName[names[i]] = g;
+    if (g) byName.set(names[i], g);
   }
-  optimizer.step(model.params, byName);
+  optimizer.applyGradients(byName);
   const loss = value.dataSync()[0];
-  tf.dispose([value, ...Object.values(grads)]);
+  value.dispose();
   return loss;
 }
 
@@ -488,31 +423,8 @@ export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
   mem.sample();
   const model = await buildModel(o.shape, o.model ?? "bert");
   const batch = randomBatch(o.shape);
-  let optimizer: { step: () => void; dispose: () => void };
-  if ((o.model ?? "bert") === "bert") {
-    // The project's optimiser (lib/optim.ts), as `deno task bert train` uses it.
-    const { AdamW: ProjectAdamW } = await import("./optim.ts");
-    const opt = new ProjectAdamW(model.params);
-    const { softmaxCrossEntropy } = await import("./model.ts");
-    const vars = [...model.params.values()];
-    optimizer = {
-      step: () => {
-        const { value, grads } = tf.variableGrads(
-          () => tf.tidy(() => softmaxCrossEntropy(model.forward(batch, { training: true }).logits!, batch.labels)),
-          vars,
-        );
-        const byName = new Map<string, tf.Tensor>();
-        for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
-        opt.applyGradients(byName);
-        value.dataSync();
-        value.dispose();
-      },
-      dispose: () => {},
-    };
-  } else {
-    const opt = new AdamW();
-    optimizer = { step: () => trainStep(model, opt, batch), dispose: () => opt.dispose() };
-  }
+  const opt = new AdamW(model.params);
+  const optimizer = { step: () => trainStep(model, opt, batch), dispose: () => opt.dispose() };
   try {
     return await timeSteps(o, "train", optimizer.step, mem);
   } finally {

@@ -120,3 +120,29 @@ export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** The project root (the folder above lib/), as an absolute path (`.` when lib/ is not on the file system). */
+export function projectRoot(): string {
+  const url = new URL("..", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/+$/, "") : ".";
+}
+
+/** `to` relative to `from` when both are absolute and share a prefix (shorter to read), else `to` unchanged. */
+export function relativePath(from: string, to: string): string {
+  if (!to.startsWith("/") || !from.startsWith("/")) return to;
+  const a = from.split("/").filter(Boolean);
+  const b = to.split("/").filter(Boolean);
+  let common = 0;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
+  if (common === 0) return to;
+  return [...Array(a.length - common).fill(".."), ...b.slice(common)].join("/") || ".";
+}
+
+/** `path` relative to the working directory where that reads shorter (see {@linkcode relativePath}). */
+export function relativeToCwd(path: string): string {
+  try {
+    return relativePath(Deno.cwd(), path);
+  } catch {
+    return path; // no read permission for the working directory
+  }
+}

@@ -11,7 +11,7 @@
  * Basic Multilingual Plane are handled like Python does.
  * @module
  */
-import { exists, join, writeFileAtomic } from "./fsutil.ts";
+import { exists, join, projectRoot, relativeToCwd, writeFileAtomic } from "./fsutil.ts";
 import { pySplit } from "./squad_metrics.ts";
 import { basicTokenize } from "./tokenizer.ts";
 
@@ -295,29 +295,6 @@ export interface SquadDataFiles {
   dev: string;
   /** `train-v1.1.json` when present (in the same folder or the other searched one), else undefined. */
   train?: string;
-}
-
-/** The project root (the folder above lib/), as a path. */
-function projectRoot(): string {
-  const url = new URL("..", import.meta.url);
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/+$/, "") : ".";
-}
-
-/** `to` relative to the working directory when both are absolute and share a prefix (shorter to read), else `to`. */
-function relativeToCwd(to: string): string {
-  let from: string;
-  try {
-    from = Deno.cwd();
-  } catch {
-    return to;
-  }
-  if (!to.startsWith("/") || !from.startsWith("/")) return to;
-  const a = from.split("/").filter(Boolean);
-  const b = to.split("/").filter(Boolean);
-  let common = 0;
-  while (common < a.length && common < b.length && a[common] === b[common]) common++;
-  if (common === 0) return to;
-  return [...Array(a.length - common).fill(".."), ...b.slice(common)].join("/") || ".";
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   SST2_LABELS,
   YELP_LABELS,
 } from "./data.ts";
-import { exists, join } from "./fsutil.ts";
+import { exists, join, projectRoot, relativeToCwd } from "./fsutil.ts";
 
 /** How a task is scored. `accuracy_f1` reports accuracy and F1 of the positive class (MRPC). */
 export type TaskMetric = "accuracy" | "mcc" | "accuracy_f1";
@@ -128,32 +128,6 @@ export interface TaskData {
   subset: boolean;
 }
 
-/** The project root (the folder above lib/), as a path. */
-function projectRoot(): string {
-  const url = new URL("..", import.meta.url);
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/+$/, "") : ".";
-}
-
-/** `to` relative to `from` when that is shorter to read (both absolute), else `to`. */
-function relative(from: string, to: string): string {
-  if (!to.startsWith("/") || !from.startsWith("/")) return to;
-  const a = from.split("/").filter(Boolean);
-  const b = to.split("/").filter(Boolean);
-  let common = 0;
-  while (common < a.length && common < b.length && a[common] === b[common]) common++;
-  if (common === 0) return to;
-  const rel = [...Array(a.length - common).fill(".."), ...b.slice(common)].join("/");
-  return rel === "" ? "." : rel;
-}
-
-function readable(path: string): string {
-  try {
-    return relative(Deno.cwd(), path);
-  } catch {
-    return path;
-  }
-}
-
 /**
  * Finds the train/dev (and test) files of `task`. With `dataDir`, only that folder is searched; otherwise the
  * user folder (`data/glue/SST-2`, ...) and then the shared copy (`../shared/data/...`), both relative to the
@@ -166,7 +140,7 @@ export async function resolveTaskData(task: string | TaskSpec, dataDir?: string)
   const dirs = dataDir !== undefined
     ? [dataDir]
     : [spec.dataDirHint.user, spec.dataDirHint.shared].filter((d): d is string => d !== undefined)
-      .map((d) => readable(join(root, d)));
+      .map((d) => relativeToCwd(join(root, d)));
   let firstMissing: string | undefined;
   for (const dir of dirs) {
     const train = join(dir, spec.files.train);
