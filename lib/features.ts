@@ -173,9 +173,6 @@ export async function convertExamples(
   const lengths = new Int32Array(n); // [n]
   const exampleIds: string[] = new Array(n);
   if (tokenizer.padId !== 0) inputIds.fill(tokenizer.padId);
-  let truncated = 0;
-  let maxLength = 0;
-  let sumLength = 0;
   const step = progressStep(n);
   for (let e = 0; e < n; e++) {
     const ex = examples[e];
@@ -203,9 +200,6 @@ export async function convertExamples(
     }
     lengths[e] = lay.length;
     exampleIds[e] = ex.id;
-    if (lay.truncated) truncated++;
-    if (lay.length > maxLength) maxLength = lay.length;
-    sumLength += lay.length;
     if (options.onProgress && ((e + 1) % step === 0 || e + 1 === n)) {
       options.onProgress(e + 1, n);
       await new Promise((resolve) => setTimeout(resolve, 0));
@@ -231,7 +225,7 @@ export async function convertExamples(
     labels,
     exampleIds,
     metadata,
-    stats: { n, truncated, lengths, maxLength, meanLength: n ? sumLength / n : 0 },
+    stats: featureStats(lengths, L),
   };
 }
 
@@ -359,12 +353,6 @@ export async function loadFeatures(path: string): Promise<FeatureSet> {
     for (let j = 0; j < L; j++) s += attentionMask[i * L + j];
     return s;
   });
-  let truncated = 0, maxLength = 0, sum = 0;
-  for (const len of realLengths) {
-    if (len > L) truncated++;
-    if (len > maxLength) maxLength = len;
-    sum += len;
-  }
   return {
     n,
     maxSeqLength: L,
@@ -374,7 +362,7 @@ export async function loadFeatures(path: string): Promise<FeatureSet> {
     labels,
     exampleIds,
     metadata,
-    stats: { n, truncated, lengths: realLengths, maxLength, meanLength: n ? sum / n : 0 },
+    stats: featureStats(realLengths, L),
   };
 }
 
@@ -484,4 +472,19 @@ export function summarizeFeatures(features: FeatureSet): string[] {
     `p99 ${percentile(stats.lengths, 99)}, max ${stats.maxLength}, mean ${stats.meanLength.toFixed(1)}`,
     `tokenizer: vocab sha256 ${m.vocab_sha256.slice(0, 12)}…, lower_case=${m.lower_case}`,
   ];
+}
+
+/**
+ * Statistics of real (untruncated, with [CLS]/[SEP]) example lengths against `maxSeqLength`: an example longer than
+ * it was truncated.
+ */
+export function featureStats(lengths: Int32Array, maxSeqLength: number): FeatureStats {
+  let truncated = 0, maxLength = 0, sum = 0;
+  for (const len of lengths) {
+    if (len > maxSeqLength) truncated++;
+    if (len > maxLength) maxLength = len;
+    sum += len;
+  }
+  const n = lengths.length;
+  return { n, truncated, lengths, maxLength, meanLength: n ? sum / n : 0 };
 }

@@ -7,33 +7,10 @@ import { filterSquad, parseSquad, resolveSquadData } from "../lib/squad.ts";
 import { answerQuestion, convertSquadExamples, windowsPerExample, windowTokens } from "../lib/squad_features.ts";
 import type { SquadFeatures } from "../lib/squad_features.ts";
 import type { WindowLogits } from "../lib/squad.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
+import { quiet, tinySquadTokenizer } from "./fixtures/squad_vocab.ts";
 import { assert, assertEquals, assertRejects, HAVE_SHARED } from "./shared.ts";
 
-const TOKENS = [
-  "[PAD]",
-  "[UNK]",
-  "[CLS]",
-  "[SEP]",
-  "[MASK]",
-  "the",
-  "man",
-  "went",
-  "to",
-  "store",
-  "and",
-  "bought",
-  "a",
-  "gallon",
-  "of",
-  "milk",
-  "who",
-  "what",
-  "?",
-  ".",
-]; // deno-fmt-ignore
-const tokenizer = () => new FullTokenizer(Vocab.fromTokens(TOKENS), { lowerCase: true });
-const quiet = { log: () => {} };
+const tokenizer = tinySquadTokenizer;
 
 // 13 context tokens: the man went to the store and bought a gallon of milk .
 const CONTEXT = "The man went to the Store and bought a gallon of milk.";

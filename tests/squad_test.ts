@@ -48,50 +48,15 @@ import {
   Rng,
   shuffledOrder,
 } from "../lib/train.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
+import { FullTokenizer } from "../lib/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
+import { quiet, tinySquadTokenizer, TOKENS } from "./fixtures/squad_vocab.ts";
 
 const DEV = `${SHARED}/data/squad-v1.1/dev-v1.1.json`;
 const UNCASED_VOCAB = `${SHARED}/data/models/bert-base-uncased-vocab/vocab.txt`;
 if (!HAVE_SHARED) console.warn("squad_test: ../shared absent, the SQuAD dev-set tests are skipped");
 
-const quiet = { log: () => {} };
-
-const TOKENS = [
-  "[PAD]",
-  "[UNK]",
-  "[CLS]",
-  "[SEP]",
-  "[MASK]",
-  "the",
-  "man",
-  "went",
-  "to",
-  "store",
-  "and",
-  "bought",
-  "a",
-  "gallon",
-  "of",
-  "milk",
-  "who",
-  "what",
-  "?",
-  ".",
-  "steve",
-  "smith",
-  "'",
-  "s",
-  "##s",
-  "dog",
-  "(",
-  ")",
-  "-",
-  "1895",
-  "1943",
-  ",",
-]; // deno-fmt-ignore
-const tiny = () => new FullTokenizer(Vocab.fromTokens(TOKENS), { lowerCase: true });
+const tiny = tinySquadTokenizer;
 const id = (t: string) => TOKENS.indexOf(t);
 
 function squadJson(context: string, qas: { id: string; question: string; answers: [string, number][] }[]) {
