@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
+import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED, withTemp } from "./shared.ts";
 import type { Dataset, Example } from "../lib/data.ts";
 import {
   checkFeaturesMatch,
@@ -148,15 +148,6 @@ Deno.test("features: a label outside the label list names the file and line", as
   const bad = dataset([ex("the cat", undefined, 2, 7)]);
   await assertRejects(() => convertExamples(bad, tok, { maxSeqLength: 8, task: "toy" }), Error, "mem.tsv:7: label 2");
 });
-
-async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("features: save → load round trip is identical, and the file holds the documented tensors", async () => {
   await withTemp(async (dir) => {

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects, HAVE_SHARED, SHARED } from "./shared.ts";
+import { assert, assertEquals, assertRejects, HAVE_SHARED, SHARED, withTemp } from "./shared.ts";
 import { parseArgs } from "../lib/args.ts";
 import { run as runPrepareCli, spec as prepareSpec } from "../lib/cli/prepare.ts";
 import { readGlueSst2 } from "../lib/data.ts";
@@ -23,15 +23,6 @@ function letterVocab(): string[] {
     "!",
     "'",
   ];
-}
-
-async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("prepare: the embedded sample with a given vocab writes train/dev features that load and match", async () => {

@@ -86,3 +86,13 @@ function checkError<E extends Error>(err: unknown, type?: new (...args: never[])
   }
   return err;
 }
+
+/** Runs `fn` with a fresh temporary folder, removed afterwards whatever happens. */
+export async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -30,7 +30,7 @@ import {
   windowsPath,
 } from "../squad_features.ts";
 import { FullTokenizer } from "../tokenizer.ts";
-import type { HyperParameters } from "../train.ts";
+import type { HyperParameters, TrainOptions } from "../train.ts";
 
 const SUBCOMMANDS = ["prepare", "train", "predict", "evaluate"] as const;
 
@@ -229,7 +229,18 @@ export async function prepareCommand(f: Flags): Promise<void> {
 }
 
 /** Everything `train` needs for SQuAD, whichever command line it came from (`squad train` or `train --task squad`). */
-export interface SquadTrainCommandOptions {
+export interface SquadTrainCommandOptions extends
+  Pick<
+    TrainOptions,
+    | "evalSteps"
+    | "saveSteps"
+    | "saveTotalLimit"
+    | "metricForBest"
+    | "evalBatchSize"
+    | "resume"
+    | "overwrite"
+    | "quiet"
+  > {
   /** Training features (`train.safetensors` of `prepare --task squad`). */
   featuresFile: string;
   /** Dev features to evaluate on (optional). */
@@ -246,16 +257,10 @@ export interface SquadTrainCommandOptions {
   hp: Partial<HyperParameters>;
   /** One run per seed into `<outputDir>/seed-<s>/`. */
   seeds?: number[];
-  evalSteps?: number;
-  saveSteps?: number;
-  saveTotalLimit?: number;
-  metricForBest?: string;
-  evalBatchSize?: number;
-  resume?: boolean | string;
-  overwrite?: boolean;
+  /** n-best list size of the post-processing (default 20). */
   nBestSize?: number;
+  /** Longest answer span in tokens (default 30). */
   maxAnswerLength?: number;
-  quiet?: boolean;
 }
 
 /** Loads `--model` with the span head, or builds a random `--config` model for `--vocab`. */
