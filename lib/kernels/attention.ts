@@ -15,7 +15,7 @@ import type { Blas } from "../blas.ts";
 import { f32, type KernelArgs, output } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
-import { simdMath } from "./simd.ts";
+import { type SimdMath, simdMath } from "./simd.ts";
 
 /** Inputs of {@linkcode selfAttention}. */
 export interface SelfAttentionInputs {
@@ -147,6 +147,142 @@ function maskedSoftmaxInPlace(p: Float32Array, mask: Float32Array, seq: number, 
   }
 }
 
+/** Arrays and sizes of one attention kernel call. */
+interface Job extends Attrs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+}
+
+/** The mulberry32 state before draw `offset` of the stream seeded `seed` (as in fused.ts's applyDropoutMask). */
+function stateAt(seed: number, offset: number): number {
+  return (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+}
+
+/**
+ * The forward pass with each `[seq, seq]` score block kept in the SIMD module's memory: `sgemm` writes the scores
+ * there, the mask + softmax and the dropout run in place on them (WebAssembly SIMD), and `sgemm` reads them back
+ * for `P V`. Only the undropped probabilities are copied out (saved for the backward pass).
+ */
+function forwardSimd(
+  simd: SimdMath,
+  o: Job & { mask: Float32Array; probs: Float32Array; context: Float32Array; blas: Blas },
+): void {
+  const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
+  const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+  const ws = simd.workspace(block + seq);
+  const s = ws.subarray(0, block), maskRow = ws.subarray(block, block + seq);
+  const sPtr = s.byteOffset, maskPtr = maskRow.byteOffset;
+  const threshold = Math.floor(rate * 4294967296), dropScale = Math.fround(1 / (1 - rate));
+  for (let b = 0; b < batch; b++) {
+    maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
+    for (let h = 0; h < heads; h++) {
+      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
+      blas.sgemm({
+        m: seq,
+        n: seq,
+        k: dh,
+        a: q.subarray(off),
+        lda: hidden,
+        b: k.subarray(off),
+        ldb: hidden,
+        transB: true,
+        c: s,
+        alpha: scale,
+      });
+      simd.softmaxRowsAt(sPtr, seq, seq, maskPtr);
+      probs.set(s, po);
+      if (rate > 0) simd.dropoutAt(sPtr, block, stateAt(seed, po), threshold, dropScale);
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        a: s,
+        b: v.subarray(off),
+        ldb: hidden,
+        c: context.subarray(off),
+        ldc: hidden,
+      });
+    }
+  }
+}
+
+/**
+ * The backward pass, block by block in the SIMD module's memory: the dropped probabilities are regenerated from
+ * the saved ones, and the dropout mask and softmax gradient are applied in place to `dC V^T`.
+ */
+function backwardSimd(
+  simd: SimdMath,
+  o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array; blas: Blas },
+): void {
+  const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
+  const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+  const ws = simd.workspace(3 * block);
+  const p = ws.subarray(0, block), pd = ws.subarray(block, 2 * block), ds = ws.subarray(2 * block, 3 * block);
+  const threshold = Math.floor(rate * 4294967296), dropScale = Math.fround(1 / (1 - rate));
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block, state = stateAt(seed, po);
+      p.set(probs.subarray(po, po + block));
+      let dropped = p;
+      if (rate > 0) {
+        pd.set(p);
+        simd.dropoutAt(pd.byteOffset, block, state, threshold, dropScale);
+        dropped = pd;
+      }
+      // dV = dropped^T @ dC; dP = dC @ V^T (times the dropout mask)
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        transA: true,
+        a: dropped,
+        b: dy.subarray(off),
+        ldb: hidden,
+        c: dv.subarray(off),
+        ldc: hidden,
+      });
+      blas.sgemm({
+        m: seq,
+        n: seq,
+        k: dh,
+        a: dy.subarray(off),
+        lda: hidden,
+        b: v.subarray(off),
+        ldb: hidden,
+        transB: true,
+        c: ds,
+      });
+      if (rate > 0) simd.dropoutAt(ds.byteOffset, block, state, threshold, dropScale);
+      // dS = P * (dP - rowsum(dP * P)); dQ = scale * dS @ K, dK = scale * dS^T @ Q
+      simd.softmaxGradRowsAt(ds.byteOffset, p.byteOffset, seq, seq);
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        a: ds,
+        b: k.subarray(off),
+        ldb: hidden,
+        c: dq.subarray(off),
+        ldc: hidden,
+        alpha: scale,
+      });
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        transA: true,
+        a: ds,
+        b: q.subarray(off),
+        ldb: hidden,
+        c: dk.subarray(off),
+        ldc: hidden,
+        alpha: scale,
+      });
+    }
+  }
+}
+
 /** Creates the BlasAttention / BlasAttentionGrad kernel configs for `backendName`, calling `blas`. */
 export function attentionKernels(blas: Blas, backendName: string): KernelConfig[] {
   const forward = (args: KernelArgs): TensorInfo[] => {
@@ -156,6 +292,12 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const mask = f32(backend, inputs.mask!);
     const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
     const probs = allocF32(batch * heads * block, false); // [batch, heads, seq, seq]
+    const simd = seq % 4 === 0 ? simdMath() : undefined;
+    if (simd) {
+      const context = allocF32(q.length, false);
+      forwardSimd(simd, { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas });
+      return [output(backend, inputs.q!.shape, context), output(backend, [batch, heads, seq, seq], probs)];
+    }
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < heads; h++) {
         const off = b * seq * hidden + h * dh;
@@ -208,6 +350,12 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const v = f32(backend, inputs.v!), probs = f32(backend, inputs.probs!);
     const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
     const dq = allocF32(q.length, false), dk = allocF32(q.length, false), dv = allocF32(q.length, false);
+    const shape = inputs.q!.shape;
+    const simd = seq % 4 === 0 ? simdMath() : undefined;
+    if (simd) {
+      backwardSimd(simd, { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas });
+      return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
+    }
     const w = work(3 * block);
     const keep = w.subarray(0, block), pd = w.subarray(block, 2 * block), ds = w.subarray(2 * block, 3 * block);
     for (let b = 0; b < batch; b++) {
@@ -278,7 +426,6 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
         });
       }
     }
-    const shape = inputs.q!.shape;
     return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
   };
 

@@ -239,6 +239,8 @@ export function applyDropoutMask(
   const threshold = Math.floor(rate * 4294967296);
   // mulberry32's state after `offset` draws is seed + offset * 0x6d2b79f5, so any slice of the stream can start here.
   let state = (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+  const simd = out.length >= 64 ? simdMath() : undefined;
+  if (simd) return simd.dropout(out, src, state, threshold, scale);
   const n = out.length;
   const x = src ?? out.fill(1);
   for (let i = 0; i < n; i++) {

@@ -38,6 +38,24 @@ export interface SimdMath {
     drain: (buf: Float32Array, start: number, len: number) => void,
     chunk?: number,
   ): void;
+  /**
+   * Inverted dropout through the generator of fused.ts's `applyDropoutMask`, four draws at a time:
+   * `out[i] = (src ? src[i] : 1) * (draw i >= threshold (unsigned) ? scale : 0)`, where `state` is the mulberry32
+   * state before draw 0. Bit for bit the same values as the scalar loop.
+   */
+  dropout(out: Float32Array, src: Float32Array | undefined, state: number, threshold: number, scale: number): void;
+  /**
+   * `floats` floats of the module's memory past the chunk regions, for kernels that keep whole blocks there (the
+   * memory grows as needed; growing invalidates views returned earlier). Pointers below are byte offsets into this
+   * memory: `view.byteOffset + 4 * index`.
+   */
+  workspace(floats: number): Float32Array;
+  /** In place {@linkcode SimdMath.dropout} of `n` floats at byte `ptr` of the module's memory (`n` rounded up to 4). */
+  dropoutAt(ptr: number, n: number, state: number, threshold: number, scale: number): void;
+  /** Rows of `cols` floats (a multiple of 4) at `ptr` become `softmax(row + mask)`, the mask row at `maskPtr`. */
+  softmaxRowsAt(ptr: number, rows: number, cols: number, maskPtr: number): void;
+  /** `ds = p * (ds - rowsum(ds * p))` in place, rows of `cols` floats (a multiple of 4). */
+  softmaxGradRowsAt(dsPtr: number, pPtr: number, rows: number, cols: number): void;
 }
 
 // ---- a minimal WebAssembly assembler -------------------------------------------------------------
@@ -70,8 +88,22 @@ function f32bytes(v: number): number[] {
   return [...new Uint8Array(new Float32Array([v]).buffer)];
 }
 
-function i32x4bytes(v: number): number[] {
-  return [...new Uint8Array(new Int32Array([v, v, v, v]).buffer)];
+function i32x4bytes(a: number, b = a, c = a, d = a): number[] {
+  return [...new Uint8Array(new Int32Array([a, b, c, d]).buffer)];
+}
+
+/**
+ * Float constants of the function being assembled: `I.splat(v)` reads a v128 local that the function's prologue
+ * fills once, instead of rebuilding the vector (`f32.const` + `f32x4.splat`) on every loop iteration.
+ */
+let hoisted: number[] | null = null;
+
+function splat(v: number): number[] {
+  const f = Math.fround(v);
+  if (!hoisted) return [0x43, ...f32bytes(f), ...simd(0x13)];
+  let i = hoisted.findIndex((h) => Object.is(h, f));
+  if (i < 0) i = hoisted.push(f) - 1;
+  return [0x20, ...uleb(FIRST_CONST + i)];
 }
 
 const simd = (op: number) => [0xfd, ...uleb(op)];
@@ -81,6 +113,7 @@ const I = {
   tee: (i: number) => [0x22, ...uleb(i)],
   i32: (v: number) => [0x41, ...sleb(v)],
   add: [0x6a],
+  mul: [0x6c],
   geU: [0x4f],
   brIf: (d: number) => [0x0d, ...uleb(d)],
   br: (d: number) => [0x0c, ...uleb(d)],
@@ -90,19 +123,30 @@ const I = {
   load: [...simd(0x00), 0x00, 0x00], // v128.load align=1 offset=0
   loadAt: (offset: number) => [...simd(0x00), 0x00, ...uleb(offset)], // v128.load align=1 offset
   store: [...simd(0x0b), 0x00, 0x00],
-  splat: (v: number) => [0x43, ...f32bytes(v), ...simd(0x13)], // f32.const v; f32x4.splat
-  constI: (v: number) => [...simd(0x0c), ...i32x4bytes(v)], // v128.const i32x4
+  splat,
+  splatF: simd(0x13), // f32x4.splat of the f32 on the stack
+  splatI: simd(0x11), // i32x4.splat of the i32 on the stack
+  lane: (l: number) => [...simd(0x1f), l], // f32x4.extract_lane
+  constI: (a: number, b = a, c = a, d = a) => [...simd(0x0c), ...i32x4bytes(a, b, c, d)], // v128.const i32x4
+  f32: (v: number) => [0x43, ...f32bytes(v)],
+  faddS: [0x92],
+  fdivS: [0x95],
+  fmaxS: [0x97],
   lt: simd(0x43),
   gt: simd(0x44),
+  geUI: simd(0x40), // i32x4.ge_u
   and: simd(0x4e),
   andnot: simd(0x4f),
   or: simd(0x50),
+  xor: simd(0x51),
   bitselect: simd(0x52),
   nearest: simd(0x6a),
   shl: simd(0xab),
   shrS: simd(0xac),
-  isub: simd(0xb1),
+  shrU: simd(0xad),
   iadd: simd(0xae),
+  isub: simd(0xb1),
+  imul: simd(0xb5),
   abs: simd(0xe0),
   neg: simd(0xe1),
   fadd: simd(0xe4),
@@ -114,8 +158,95 @@ const I = {
   truncSat: simd(0xf8),
 };
 
-// Locals: 0 ptr (i32 param), 1 nBytes (i32 param), 2 i (i32), 3.. v128 temporaries.
-const X = 3, FX = 4, R = 5, Y = 6, T = 7, V = 8, N = 9, Z = 10, E = 11;
+// Every function has the type (i32 P0, i32 P1, i32 P2, i32 P3, f32 P4) -> () (JS may pass fewer arguments:
+// the rest are 0), then the locals below, then the hoisted constants.
+const P0 = 0, P1 = 1, P2 = 2, P3 = 3, P4 = 4;
+const I0 = 5, I1 = 6, I2 = 7, I3 = 8; // i32
+const X = 9, FX = 10, R = 11, Y = 12, T = 13, V = 14, N = 15, Z = 16, E = 17, A = 18, B = 19, C = 20; // v128
+const FIRST_CONST = 21;
+
+/** A function body with its local declarations; `build` runs with constant hoisting on. */
+function func(build: () => number[]): number[] {
+  hoisted = [];
+  const code = build();
+  const consts = hoisted;
+  hoisted = null;
+  const prologue = consts.flatMap((v, i) => [...I.f32(v), ...I.splatF, ...I.set(FIRST_CONST + i)]);
+  const locals = [
+    ...uleb(consts.length ? 3 : 2),
+    ...uleb(4),
+    0x7f, // i32 x 4
+    ...uleb(12),
+    0x7b, // v128 x 12
+    ...(consts.length ? [...uleb(consts.length), 0x7b] : []),
+  ];
+  const all = [...locals, ...prologue, ...code, ...I.end];
+  return [...uleb(all.length), ...all];
+}
+
+/** `for (counter = 0; counter < local end; counter += 16) body` */
+function forBytes(counter: number, end: number, body: number[]): number[] {
+  return [
+    ...I.i32(0),
+    ...I.set(counter),
+    ...I.block,
+    ...I.loop,
+    ...I.get(counter),
+    ...I.get(end),
+    ...I.geU,
+    ...I.brIf(1),
+    ...body,
+    ...I.get(counter),
+    ...I.i32(16),
+    ...I.add,
+    ...I.set(counter),
+    ...I.br(0),
+    ...I.end,
+    ...I.end,
+  ];
+}
+
+/** `for (counter = 0; counter < local end; counter += 1) body` */
+function forCount(counter: number, end: number, body: number[]): number[] {
+  return [
+    ...I.i32(0),
+    ...I.set(counter),
+    ...I.block,
+    ...I.loop,
+    ...I.get(counter),
+    ...I.get(end),
+    ...I.geU,
+    ...I.brIf(1),
+    ...body,
+    ...I.get(counter),
+    ...I.i32(1),
+    ...I.add,
+    ...I.set(counter),
+    ...I.br(0),
+    ...I.end,
+    ...I.end,
+  ];
+}
+
+/** The address `local a + local b` on the stack. */
+const at = (a: number, b: number) => [...I.get(a), ...I.get(b), ...I.add];
+
+/** The horizontal sum (or max) of v128 local `v` as an f32 on the stack. */
+function horizontal(v: number, op: number[]): number[] {
+  return [
+    ...I.get(v),
+    ...I.lane(0),
+    ...I.get(v),
+    ...I.lane(1),
+    ...op,
+    ...I.get(v),
+    ...I.lane(2),
+    ...op,
+    ...I.get(v),
+    ...I.lane(3),
+    ...op,
+  ];
+}
 
 /** exp of the v128 in local `src`, result left on the stack (uses locals FX, R, Y). */
 function expBody(src: number): number[] {
@@ -308,49 +439,212 @@ function geluGradBody(): number[] {
     ...I.fmul,
     ...I.fadd,
     // dy at ptr + i + CHUNK * 4
-    ...I.get(0),
-    ...I.get(2),
-    ...I.add,
+    ...at(P0, I0),
     ...I.loadAt(CHUNK * 4),
     ...I.fmul,
   ];
 }
 
-/** A function (ptr, nBytes): in place over 16-byte vectors. */
-function mapFunction(body: number[]): number[] {
-  const code = [
-    ...uleb(2), // local groups
-    ...uleb(1),
-    0x7f, // 1 x i32 (i)
-    ...uleb(9),
-    0x7b, // 9 x v128 (X, FX, R, Y, T, V, N, Z, E)
-    ...I.block,
-    ...I.loop,
-    ...I.get(2),
-    ...I.get(1),
-    ...I.geU,
-    ...I.brIf(1),
-    // address = ptr + i
-    ...I.get(0),
-    ...I.get(2),
-    ...I.add,
-    ...I.get(0),
-    ...I.get(2),
-    ...I.add,
-    ...I.load,
-    ...I.set(X),
-    ...body,
-    ...I.store,
-    ...I.get(2),
-    ...I.i32(16),
-    ...I.add,
-    ...I.set(2),
-    ...I.br(0),
-    ...I.end,
-    ...I.end,
-    ...I.end,
-  ];
-  return [...uleb(code.length), ...code];
+/** A map function (P0 ptr, P1 nBytes): `body` turns local X (the vector at ptr + i) into the vector stored back. */
+function mapFunction(body: () => number[]): number[] {
+  return func(() =>
+    forBytes(I0, P1, [
+      ...at(P0, I0),
+      ...at(P0, I0),
+      ...I.load,
+      ...I.set(X),
+      ...body(),
+      ...I.store,
+    ])
+  );
+}
+
+/** mulberry32's increment: its state after `i` draws is `seed + i * GOLDEN`. */
+const GOLDEN = 0x6d2b79f5;
+
+/**
+ * dropout(P0 ptr, P1 nBytes, P2 state, P3 threshold, P4 scale): in place, `x[i] *= keep ? scale : 0` where draw `i`
+ * of the mulberry32 stream whose state is P2 before the first draw is kept when `>= threshold` (unsigned): the
+ * scalar generator of fused.ts's `applyDropoutMask`, four draws at a time.
+ */
+function dropoutFunction(): number[] {
+  return func(() => [
+    // A = state + (1, 2, 3, 4) * GOLDEN: the four lanes' states for their first draws
+    ...I.get(P2),
+    ...I.splatI,
+    ...I.constI(GOLDEN, Math.imul(GOLDEN, 2), Math.imul(GOLDEN, 3), Math.imul(GOLDEN, 4)),
+    ...I.iadd,
+    ...I.set(A),
+    ...I.get(P3),
+    ...I.splatI,
+    ...I.set(B),
+    ...I.get(P4),
+    ...I.splatF,
+    ...I.set(C),
+    ...forBytes(I0, P1, [
+      ...at(P0, I0),
+      // t = imul(s ^ (s >>> 15), s | 1)
+      ...I.get(A),
+      ...I.get(A),
+      ...I.i32(15),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(A),
+      ...I.constI(1),
+      ...I.or,
+      ...I.imul,
+      ...I.tee(T),
+      // t = (t + imul(t ^ (t >>> 7), t | 61)) ^ t
+      ...I.get(T),
+      ...I.get(T),
+      ...I.i32(7),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(T),
+      ...I.constI(61),
+      ...I.or,
+      ...I.imul,
+      ...I.iadd,
+      ...I.get(T),
+      ...I.xor,
+      ...I.tee(T),
+      // keep = (t ^ (t >>> 14)) >=u threshold; m = keep ? scale : 0
+      ...I.get(T),
+      ...I.i32(14),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(B),
+      ...I.geUI,
+      ...I.get(C),
+      ...I.and,
+      ...at(P0, I0),
+      ...I.load,
+      ...I.fmul,
+      ...I.store,
+      ...I.get(A),
+      ...I.constI(Math.imul(GOLDEN, 4)),
+      ...I.iadd,
+      ...I.set(A),
+    ]),
+  ]);
+}
+
+/**
+ * softmax_rows(P0 ptr, P1 rows, P2 rowBytes, P3 maskPtr): each row of `rowBytes / 4` floats (a multiple of 4)
+ * becomes `softmax(row + mask)` in place.
+ */
+function softmaxRowsFunction(): number[] {
+  return func(() =>
+    forCount(I1, P1, [
+      // I2 = row start
+      ...I.get(P0),
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.add,
+      ...I.set(I2),
+      // z = x + mask (stored), running max in A
+      ...I.splat(-3.4e38),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...at(P3, I0),
+        ...I.load,
+        ...I.fadd,
+        ...I.tee(X),
+        ...I.store,
+        ...I.get(A),
+        ...I.get(X),
+        ...I.max,
+        ...I.set(A),
+      ]),
+      ...horizontal(A, I.fmaxS),
+      ...I.splatF,
+      ...I.set(Z),
+      // e = exp(z - max) (stored), running sum in A
+      ...I.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.set(B),
+        ...expBody(B),
+        ...I.tee(C),
+        ...I.store,
+        ...I.get(A),
+        ...I.get(C),
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      // e / sum
+      ...I.f32(1),
+      ...horizontal(A, I.faddS),
+      ...I.fdivS,
+      ...I.splatF,
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(A),
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ])
+  );
+}
+
+/**
+ * softmax_grad_rows(P0 dsPtr, P1 pPtr, P2 rows, P3 rowBytes): the softmax gradient in place of `ds` (the gradient
+ * of the probabilities `p` on the way in): `ds = p * (ds - rowsum(ds * p))`, rows of `rowBytes / 4` floats.
+ */
+function softmaxGradRowsFunction(): number[] {
+  return func(() =>
+    forCount(I1, P2, [
+      ...I.get(I1),
+      ...I.get(P3),
+      ...I.mul,
+      ...I.tee(I3),
+      ...I.get(P0),
+      ...I.add,
+      ...I.set(I2), // ds row
+      ...I.get(I3),
+      ...I.get(P1),
+      ...I.add,
+      ...I.set(I3), // p row
+      ...I.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P3, [
+        ...I.get(A),
+        ...at(I2, I0),
+        ...I.load,
+        ...at(I3, I0),
+        ...I.load,
+        ...I.fmul,
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      ...horizontal(A, I.faddS),
+      ...I.splatF,
+      ...I.set(B),
+      ...forBytes(I0, P3, [
+        ...at(I2, I0),
+        ...at(I3, I0),
+        ...I.load,
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(B),
+        ...I.fsub,
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ])
+  );
 }
 
 function section(id: number, content: number[]): number[] {
@@ -362,9 +656,24 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-/** The module's bytes: memory (exported), functions `exp` and `erf` (ptr: i32, nBytes: i32). */
+/** Bytes below this offset are the chunk regions of `map`; the workspace starts here. */
+const WORKSPACE_BYTES = 2 * CHUNK * 4;
+
+/** The module's functions, in export order. */
+const FUNCTIONS: [string, () => number[]][] = [
+  ["exp", () => mapFunction(() => expBody(X))],
+  ["erf", () => mapFunction(() => erfBody())],
+  ["gelu", () => mapFunction(geluBody)],
+  ["gelu_grad", () => mapFunction(geluGradBody)],
+  ["dropout", dropoutFunction],
+  ["softmax_rows", softmaxRowsFunction],
+  ["softmax_grad_rows", softmaxGradRowsFunction],
+];
+
+/** The module's bytes: its memory and {@linkcode FUNCTIONS}, all of type (i32, i32, i32, i32, f32) -> (). */
 export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
-  const pages = Math.ceil((2 * CHUNK * 4) / 65536) + 1; // two chunk regions: x (in place) and a second input
+  const pages = Math.ceil(WORKSPACE_BYTES / 65536) + 1;
+  const n = FUNCTIONS.length;
   const bytes = [
     0x00,
     0x61,
@@ -374,34 +683,17 @@ export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     0x00,
-    ...section(1, [1, 0x60, 2, 0x7f, 0x7f, 0]), // type 0: (i32, i32) -> ()
-    ...section(3, [4, 0, 0, 0, 0]), // four functions of type 0
-    ...section(5, [1, 0x00, ...uleb(pages)]), // memory, min pages
+    ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0]), // type 0
+    ...section(3, [n, ...new Array(n).fill(0)]),
+    ...section(5, [1, 0x00, ...uleb(pages)]), // memory, min pages (grows on demand)
     ...section(7, [
-      5,
+      n + 1,
       ...name("memory"),
       0x02,
       0,
-      ...name("exp"),
-      0x00,
-      0,
-      ...name("erf"),
-      0x00,
-      1,
-      ...name("gelu"),
-      0x00,
-      2,
-      ...name("gelu_grad"),
-      0x00,
-      3,
+      ...FUNCTIONS.flatMap(([fname], i) => [...name(fname), 0x00, i]),
     ]),
-    ...section(10, [
-      4,
-      ...mapFunction([...expBody(X)]),
-      ...mapFunction(erfBody()),
-      ...mapFunction(geluBody()),
-      ...mapFunction(geluGradBody()),
-    ]),
+    ...section(10, [n, ...FUNCTIONS.flatMap(([, build]) => build())]),
   ];
   return new Uint8Array(bytes);
 }
@@ -420,16 +712,24 @@ export function simdMath(): SimdMath | undefined {
     if (!WebAssembly.validate(bytes)) return instance;
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
     const mem = inst.exports.memory as WebAssembly.Memory;
-    const fns = {
-      exp: inst.exports.exp as (ptr: number, nBytes: number) => void,
-      erf: inst.exports.erf as (ptr: number, nBytes: number) => void,
-      gelu: inst.exports.gelu as (ptr: number, nBytes: number) => void,
-      gelu_grad: inst.exports.gelu_grad as (ptr: number, nBytes: number) => void,
+    const memBuffer = () => mem.buffer as ArrayBuffer;
+    type Fn = (p0: number, p1: number, p2?: number, p3?: number, p4?: number) => void;
+    const fns = Object.fromEntries(FUNCTIONS.map(([n]) => [n, inst.exports[n] as Fn])) as Record<string, Fn>;
+    let views = { buf: new Float32Array(0), second: new Float32Array(0), buffer: null as ArrayBuffer | null };
+    /** Views of the chunk regions, re-made after the memory grows (growing detaches the old buffer). */
+    const regions = () => {
+      if (views.buffer !== memBuffer()) {
+        views = {
+          buf: new Float32Array(memBuffer(), 0, CHUNK),
+          second: new Float32Array(memBuffer(), CHUNK * 4, CHUNK),
+          buffer: memBuffer(),
+        };
+      }
+      return views;
     };
-    const buf = new Float32Array(mem.buffer, 0, CHUNK);
-    const second = new Float32Array(mem.buffer, CHUNK * 4, CHUNK);
     const map: SimdMath["map"] = (fn, total, fill, drain, chunk = CHUNK) => {
       const f = fns[fn];
+      const { buf, second } = regions();
       const step = Math.max(1, Math.min(chunk, CHUNK));
       for (let start = 0; start < total; start += step) {
         const len = Math.min(step, total - start);
@@ -445,7 +745,37 @@ export function simdMath(): SimdMath | undefined {
         (b, s, n) => b.set(src.subarray(s, s + n)),
         (b, s, n) => dst.set(b.subarray(0, n), s),
       );
-    instance = { exp: unary("exp"), erf: unary("erf"), map };
+    const dropout: SimdMath["dropout"] = (out, src, state, threshold, scale) => {
+      const { buf } = regions();
+      for (let start = 0; start < out.length; start += CHUNK) {
+        const len = Math.min(CHUNK, out.length - start);
+        if (src) buf.set(src.subarray(start, start + len));
+        else buf.fill(1, 0, len);
+        fns.dropout(0, ((len + 3) >> 2) << 4, (state + Math.imul(start, GOLDEN)) | 0, threshold | 0, scale);
+        out.set(buf.subarray(0, len), start);
+      }
+    };
+    const workspace = (floats: number): Float32Array => {
+      const need = WORKSPACE_BYTES + floats * 4;
+      if (memBuffer().byteLength < need) mem.grow(Math.ceil((need - memBuffer().byteLength) / 65536));
+      return new Float32Array(memBuffer(), WORKSPACE_BYTES, floats);
+    };
+    instance = {
+      exp: unary("exp"),
+      erf: unary("erf"),
+      map,
+      dropout,
+      workspace,
+      dropoutAt: (ptr, n, state, threshold, scale) => fns.dropout(ptr, n * 4, state | 0, threshold | 0, scale),
+      softmaxRowsAt: (ptr, rows, cols, maskPtr) => {
+        if (cols % 4) throw new Error(`softmaxRowsAt: ${cols} columns is not a multiple of 4`);
+        fns.softmax_rows(ptr, rows, cols * 4, maskPtr);
+      },
+      softmaxGradRowsAt: (dsPtr, pPtr, rows, cols) => {
+        if (cols % 4) throw new Error(`softmaxGradRowsAt: ${cols} columns is not a multiple of 4`);
+        fns.softmax_grad_rows(dsPtr, pPtr, rows, cols * 4);
+      },
+    };
   } catch {
     instance = undefined;
   }
