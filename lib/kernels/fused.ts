@@ -154,6 +154,11 @@ function layerNormKernel(args: KernelArgs): TensorInfo[] {
   const rows = w === 0 ? 0 : x.length / w;
   const y = allocF32(x.length, false), xhat = allocF32(x.length, false);
   const rstd = allocF32(rows, false);
+  const simd = rows * w >= 64 ? simdMath() : undefined;
+  if (simd?.layerNorm({ x, gamma: g, beta: b, eps }, { y, xhat, rstd })) {
+    const shape = xi.shape;
+    return [output(backend, shape, y), output(backend, shape, xhat), output(backend, [...shape.slice(0, -1), 1], rstd)];
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * w;
     let mean = 0;
@@ -184,6 +189,11 @@ function layerNormGradKernel(args: KernelArgs): TensorInfo[] {
   const w = g.length;
   const rows = w === 0 ? 0 : dy.length / w;
   const dx = allocF32(dy.length, false);
+  const simd = dy.length >= 64 ? simdMath() : undefined;
+  const dgamma = new Float32Array(w), dbeta = new Float32Array(w);
+  if (simd?.layerNormGrad({ dy, xhat, rstd, gamma: g }, { dx, dgamma, dbeta })) {
+    return [output(backend, dyi.shape, dx), output(backend, [w], dgamma), output(backend, [w], dbeta)];
+  }
   const dg = new Float64Array(w), db = new Float64Array(w);
   for (let r = 0; r < rows; r++) {
     const o = r * w;
@@ -352,14 +362,16 @@ function adamwKernel(args: KernelArgs): TensorInfo[] {
   const { beta1, beta2, eps, decay, stepSize, bc2Sqrt } = attrs as Record<string, number>;
   const c1 = 1 - beta1, c2 = 1 - beta2, invBc2 = 1 / bc2Sqrt;
   const pn = allocF32(n, false), mn = allocF32(n, false), vn = allocF32(n, false);
-  for (let i = 0; i < n; i++) {
-    const gi = g[i];
-    const mi = m[i] * beta1 + gi * c1;
-    const vi = v[i] * beta2 + gi * gi * c2;
-    mn[i] = mi;
-    vn[i] = vi;
-    pn[i] = p[i] * decay - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
-  }
+  const simd = n >= 64 ? simdMath() : undefined;
+  if (simd) simd.adamw({ p, g, m, v }, [pn, mn, vn], { beta1, beta2, invBc2, eps, decay, stepSize });
+  else {for (let i = 0; i < n; i++) {
+      const gi = g[i];
+      const mi = m[i] * beta1 + gi * c1;
+      const vi = v[i] * beta2 + gi * gi * c2;
+      mn[i] = mi;
+      vn[i] = vi;
+      pn[i] = p[i] * decay - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
+    }}
   const shape = inputs.param!.shape;
   return [output(backend, shape, pn), output(backend, shape, mn), output(backend, shape, vn)];
 }

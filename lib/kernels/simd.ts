@@ -56,6 +56,28 @@ export interface SimdMath {
   softmaxRowsAt(ptr: number, rows: number, cols: number, maskPtr: number): void;
   /** `ds = p * (ds - rowsum(ds * p))` in place, rows of `cols` floats (a multiple of 4). */
   softmaxGradRowsAt(dsPtr: number, pPtr: number, rows: number, cols: number): void;
+  /**
+   * One AdamW step in float32: `m' = b1 m + (1 - b1) g`, `v' = b2 v + (1 - b2) g^2`,
+   * `p' = p decay - stepSize m' / (sqrt(v') invBc2 + eps)`, written to `out` (`[p', m', v']`).
+   */
+  adamw(
+    inp: { p: Float32Array; g: Float32Array; m: Float32Array; v: Float32Array },
+    out: [Float32Array, Float32Array, Float32Array],
+    c: { beta1: number; beta2: number; invBc2: number; eps: number; decay: number; stepSize: number },
+  ): void;
+  /**
+   * LayerNorm of rows of `width` floats (float32 arithmetic): fills `y`, `xhat` and `rstd` (one per row). Returns
+   * false, doing nothing, when the width is not a multiple of 4 or over 5,460.
+   */
+  layerNorm(
+    inp: { x: Float32Array; gamma: Float32Array; beta: Float32Array; eps: number },
+    out: { y: Float32Array; xhat: Float32Array; rstd: Float32Array },
+  ): boolean;
+  /** LayerNorm's gradient: fills `dx`, `dgamma`, `dbeta` (same conditions as {@linkcode SimdMath.layerNorm}). */
+  layerNormGrad(
+    inp: { dy: Float32Array; xhat: Float32Array; rstd: Float32Array; gamma: Float32Array },
+    out: { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array },
+  ): boolean;
 }
 
 // ---- a minimal WebAssembly assembler -------------------------------------------------------------
@@ -123,6 +145,10 @@ const I = {
   load: [...simd(0x00), 0x00, 0x00], // v128.load align=1 offset=0
   loadAt: (offset: number) => [...simd(0x00), 0x00, ...uleb(offset)], // v128.load align=1 offset
   store: [...simd(0x0b), 0x00, 0x00],
+  storeAt: (offset: number) => [...simd(0x0b), 0x00, ...uleb(offset)], // v128.store align=1 offset
+  loadF: (offset: number) => [0x2a, 0x02, ...uleb(offset)], // f32.load align=4 offset
+  storeF: (offset: number) => [0x38, 0x02, ...uleb(offset)], // f32.store align=4 offset
+  fromU32: [0xb3], // f32.convert_i32_u
   splat,
   splatF: simd(0x13), // f32x4.splat of the f32 on the stack
   splatI: simd(0x11), // i32x4.splat of the i32 on the stack
@@ -153,6 +179,7 @@ const I = {
   fsub: simd(0xe5),
   fmul: simd(0xe6),
   fdiv: simd(0xe7),
+  sqrt: simd(0xe3),
   min: simd(0xea), // f32x4.pmin: b < a ? b : a (one minps; a NaN first operand stays NaN)
   max: simd(0xeb), // f32x4.pmax: a < b ? b : a
   truncSat: simd(0xf8),
@@ -400,6 +427,52 @@ function erfBody(src = X, keepExp = false): number[] {
   ];
 }
 
+/** Numerator (odd, in x) and denominator (even) coefficients of {@linkcode erfRationalBody}, highest power first. */
+const ERF_P = [
+  -2.72614225801306e-10,
+  2.77068142495902e-08,
+  -2.10102402082508e-06,
+  -5.69250639462346e-05,
+  -7.34990630326855e-04,
+  -2.95459980854025e-03,
+  -1.60960333262415e-02,
+];
+const ERF_Q = [
+  -1.45660718464996e-05,
+  -2.13374055278905e-04,
+  -1.68282697438203e-03,
+  -7.37332916720468e-03,
+  -1.42647390514189e-02,
+];
+
+/**
+ * erf of local `src` as the rational function Eigen uses for float (`x P(x^2) / Q(x^2)` on x clamped to [-4, 4]:
+ * 6.5e-8 from erf in exact arithmetic, ~4e-7 evaluated in float32), on the stack. No `exp`, so about half the cost
+ * of {@linkcode erfBody}; used by the GELU forward pass. Uses locals T and V.
+ */
+function erfRationalBody(src: number): number[] {
+  const horner = (coeffs: number[]) => [
+    ...I.splat(coeffs[0]),
+    ...coeffs.slice(1).flatMap((c) => [...I.get(V), ...I.fmul, ...I.splat(c), ...I.fadd]),
+  ];
+  return [
+    ...I.get(src),
+    ...I.splat(4),
+    ...I.min,
+    ...I.splat(-4),
+    ...I.max,
+    ...I.tee(T),
+    ...I.get(T),
+    ...I.fmul,
+    ...I.set(V),
+    ...horner(ERF_P),
+    ...I.get(T),
+    ...I.fmul,
+    ...horner(ERF_Q),
+    ...I.fdiv,
+  ];
+}
+
 /** GELU of local X: `0.5 x (1 + erf(x / sqrt 2))`, on the stack. */
 function geluBody(): number[] {
   return [
@@ -407,7 +480,7 @@ function geluBody(): number[] {
     ...I.splat(Math.SQRT1_2),
     ...I.fmul,
     ...I.set(Z),
-    ...erfBody(Z),
+    ...erfRationalBody(Z),
     ...I.splat(1),
     ...I.fadd,
     ...I.get(X),
@@ -647,6 +720,181 @@ function softmaxGradRowsFunction(): number[] {
   );
 }
 
+/** `E = splat(1 / (P2 / 4))`: one over the row width in floats (P2 is the row length in bytes). */
+const invWidth = () => [...I.f32(4), ...I.get(P2), ...I.fromU32, ...I.fdivS, ...I.splatF, ...I.set(E)];
+
+/** `dst = splat(horizontal sum of local v) * E` (a row mean). */
+const rowMean = (
+  v: number,
+  dst: number,
+) => [...horizontal(v, I.faddS), ...I.splatF, ...I.get(E), ...I.fmul, ...I.set(dst)];
+
+/**
+ * layernorm(P0 0, P1 rows, P2 rowBytes, P3 unused, P4 eps) over the chunk regions: rows of x in region 0 become
+ * `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta` goes to region 1, `1 / sqrt(var + eps)`
+ * of each row to region 3; gamma and beta are at the start of region 2, beta `rowBytes` after gamma.
+ */
+function layerNormFunction(): number[] {
+  const Y1 = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
+  return func(() => [
+    ...invWidth(),
+    ...I.get(P4),
+    ...I.splatF,
+    ...I.set(C),
+    ...forCount(I1, P1, [
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.set(I2),
+      // mean
+      ...I.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [...I.get(A), ...at(I2, I0), ...I.load, ...I.fadd, ...I.set(A)]),
+      ...rowMean(A, Z),
+      // variance (two-pass), then B = 1 / sqrt(var + eps)
+      ...I.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.tee(X),
+        ...I.get(X),
+        ...I.fmul,
+        ...I.get(A),
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      ...rowMean(A, B),
+      ...I.splat(1),
+      ...I.get(B),
+      ...I.get(C),
+      ...I.fadd,
+      ...I.sqrt,
+      ...I.fdiv,
+      ...I.set(B),
+      ...I.get(I1),
+      ...I.i32(4),
+      ...I.mul,
+      ...I.get(B),
+      ...I.lane(0),
+      ...I.storeF(RS),
+      // xhat in place, y = xhat gamma + beta
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.get(B),
+        ...I.fmul,
+        ...I.tee(X),
+        ...I.store,
+        ...at(I2, I0),
+        ...I.get(X),
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...at(P2, I0),
+        ...I.loadAt(G),
+        ...I.fadd,
+        ...I.storeAt(Y1),
+      ]),
+    ]),
+  ]);
+}
+
+/**
+ * layernorm_grad(P0 0, P1 rows, P2 rowBytes): rows of dy in region 0 become dx in place, with xhat in region 1,
+ * `1 / sqrt(var + eps)` per row in region 3, and in region 2 gamma, then the gamma and beta gradients (added to,
+ * `rowBytes` and `2 rowBytes` after gamma).
+ */
+function layerNormGradFunction(): number[] {
+  const H = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
+  return func(() => [
+    ...invWidth(),
+    ...I.get(P2),
+    ...I.get(P2),
+    ...I.add,
+    ...I.set(I3), // 2 rowBytes
+    ...forCount(I1, P1, [
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.set(I2),
+      // A = sum(dy g), B = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
+      ...I.splat(0),
+      ...I.set(A),
+      ...I.splat(0),
+      ...I.set(B),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...I.load,
+        ...I.set(X),
+        ...at(I2, I0),
+        ...I.loadAt(H),
+        ...I.set(Y),
+        ...I.get(X),
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...I.tee(V),
+        ...I.get(A),
+        ...I.fadd,
+        ...I.set(A),
+        ...I.get(V),
+        ...I.get(Y),
+        ...I.fmul,
+        ...I.get(B),
+        ...I.fadd,
+        ...I.set(B),
+        ...at(P2, I0),
+        ...at(P2, I0),
+        ...I.loadAt(G),
+        ...I.get(X),
+        ...I.get(Y),
+        ...I.fmul,
+        ...I.fadd,
+        ...I.storeAt(G),
+        ...at(I3, I0),
+        ...at(I3, I0),
+        ...I.loadAt(G),
+        ...I.get(X),
+        ...I.fadd,
+        ...I.storeAt(G),
+      ]),
+      ...rowMean(A, A),
+      ...rowMean(B, B),
+      ...I.get(I1),
+      ...I.i32(4),
+      ...I.mul,
+      ...I.loadF(RS),
+      ...I.splatF,
+      ...I.set(N),
+      // dx = (dy g - mean(dy g) - xhat mean(dy g xhat)) rstd
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...I.get(A),
+        ...I.fsub,
+        ...at(I2, I0),
+        ...I.loadAt(H),
+        ...I.get(B),
+        ...I.fmul,
+        ...I.fsub,
+        ...I.get(N),
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ]),
+  ]);
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -656,8 +904,79 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-/** Bytes below this offset are the chunk regions of `map`; the workspace starts here. */
-const WORKSPACE_BYTES = 2 * CHUNK * 4;
+/** Four chunk regions (`map` uses the first two, `adamw` all four), then 64 bytes of parameters. */
+const PARAMS_BYTES = 4 * CHUNK * 4;
+/** Bytes below this offset are the chunk regions and parameters; the workspace starts here. */
+const WORKSPACE_BYTES = PARAMS_BYTES + 64;
+
+/**
+ * adamw(P0 0, P1 nBytes, P2 paramsPtr): one AdamW step over the four chunk regions (parameter, gradient, first and
+ * second moment), in place of the parameter and moments. The eight float parameters at P2: beta1, 1 - beta1,
+ * beta2, 1 - beta2, 1 / sqrt(1 - beta2^t), eps, decay (1 - lr wd), step size (lr / (1 - beta1^t)).
+ */
+function adamwFunction(): number[] {
+  const G = CHUNK * 4, M = 2 * CHUNK * 4, VV = 3 * CHUNK * 4;
+  const [b1, c1, b2, c2, invBc2, eps, decay, stepSize] = [FX, R, Y, T, V, N, Z, E];
+  return func(() => [
+    ...[b1, c1, b2, c2, invBc2, eps, decay, stepSize].flatMap((local, i) => [
+      ...I.get(P2),
+      ...I.loadF(i * 4),
+      ...I.splatF,
+      ...I.set(local),
+    ]),
+    ...forBytes(I0, P1, [
+      ...at(P0, I0),
+      ...I.loadAt(G),
+      ...I.set(X),
+      // m' = m b1 + g c1
+      ...at(P0, I0),
+      ...I.loadAt(M),
+      ...I.get(b1),
+      ...I.fmul,
+      ...I.get(X),
+      ...I.get(c1),
+      ...I.fmul,
+      ...I.fadd,
+      ...I.set(A),
+      ...at(P0, I0),
+      ...I.get(A),
+      ...I.storeAt(M),
+      // v' = v b2 + g g c2
+      ...at(P0, I0),
+      ...I.loadAt(VV),
+      ...I.get(b2),
+      ...I.fmul,
+      ...I.get(X),
+      ...I.get(X),
+      ...I.fmul,
+      ...I.get(c2),
+      ...I.fmul,
+      ...I.fadd,
+      ...I.set(B),
+      ...at(P0, I0),
+      ...I.get(B),
+      ...I.storeAt(VV),
+      // p' = p decay - m' / (sqrt(v') invBc2 + eps) stepSize
+      ...at(P0, I0),
+      ...at(P0, I0),
+      ...I.load,
+      ...I.get(decay),
+      ...I.fmul,
+      ...I.get(A),
+      ...I.get(B),
+      ...I.sqrt,
+      ...I.get(invBc2),
+      ...I.fmul,
+      ...I.get(eps),
+      ...I.fadd,
+      ...I.fdiv,
+      ...I.get(stepSize),
+      ...I.fmul,
+      ...I.fsub,
+      ...I.store,
+    ]),
+  ]);
+}
 
 /** The module's functions, in export order. */
 const FUNCTIONS: [string, () => number[]][] = [
@@ -668,6 +987,9 @@ const FUNCTIONS: [string, () => number[]][] = [
   ["dropout", dropoutFunction],
   ["softmax_rows", softmaxRowsFunction],
   ["softmax_grad_rows", softmaxGradRowsFunction],
+  ["adamw", adamwFunction],
+  ["layernorm", layerNormFunction],
+  ["layernorm_grad", layerNormGradFunction],
 ];
 
 /** The module's bytes: its memory and {@linkcode FUNCTIONS}, all of type (i32, i32, i32, i32, f32) -> (). */
@@ -755,6 +1077,55 @@ export function simdMath(): SimdMath | undefined {
         out.set(buf.subarray(0, len), start);
       }
     };
+    const adamw: SimdMath["adamw"] = ({ p, g, m, v }, [pn, mn, vn], c) => {
+      const f = new Float32Array(memBuffer());
+      f.set([c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2, c.invBc2, c.eps, c.decay, c.stepSize], PARAMS_BYTES / 4);
+      for (let start = 0; start < p.length; start += CHUNK) {
+        const len = Math.min(CHUNK, p.length - start), end = start + len;
+        f.set(p.subarray(start, end), 0);
+        f.set(g.subarray(start, end), CHUNK);
+        f.set(m.subarray(start, end), 2 * CHUNK);
+        f.set(v.subarray(start, end), 3 * CHUNK);
+        fns.adamw(0, ((len + 3) >> 2) << 4, PARAMS_BYTES);
+        pn.set(f.subarray(0, len), start);
+        mn.set(f.subarray(2 * CHUNK, 2 * CHUNK + len), start);
+        vn.set(f.subarray(3 * CHUNK, 3 * CHUNK + len), start);
+      }
+    };
+    const layerNorm: SimdMath["layerNorm"] = ({ x, gamma, beta, eps }, { y, xhat, rstd }) => {
+      const w = gamma.length;
+      if (w === 0 || w % 4 || 3 * w > CHUNK) return false;
+      const f = new Float32Array(memBuffer()), per = Math.floor(CHUNK / w);
+      f.set(gamma, 2 * CHUNK);
+      f.set(beta, 2 * CHUNK + w);
+      for (let r0 = 0; r0 < rstd.length; r0 += per) {
+        const rows = Math.min(per, rstd.length - r0), a = r0 * w, b = a + rows * w;
+        f.set(x.subarray(a, b), 0);
+        fns.layernorm(0, rows, w * 4, 0, eps);
+        xhat.set(f.subarray(0, rows * w), a);
+        y.set(f.subarray(CHUNK, CHUNK + rows * w), a);
+        rstd.set(f.subarray(3 * CHUNK, 3 * CHUNK + rows), r0);
+      }
+      return true;
+    };
+    const layerNormGrad: SimdMath["layerNormGrad"] = ({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }) => {
+      const w = gamma.length;
+      if (w === 0 || w % 4 || 3 * w > CHUNK) return false;
+      const f = new Float32Array(memBuffer()), per = Math.floor(CHUNK / w);
+      f.set(gamma, 2 * CHUNK);
+      f.fill(0, 2 * CHUNK + w, 2 * CHUNK + 3 * w);
+      for (let r0 = 0; r0 < rstd.length; r0 += per) {
+        const rows = Math.min(per, rstd.length - r0), a = r0 * w, b = a + rows * w;
+        f.set(dy.subarray(a, b), 0);
+        f.set(xhat.subarray(a, b), CHUNK);
+        f.set(rstd.subarray(r0, r0 + rows), 3 * CHUNK);
+        fns.layernorm_grad(0, rows, w * 4);
+        dx.set(f.subarray(0, rows * w), a);
+      }
+      dgamma.set(f.subarray(2 * CHUNK + w, 2 * CHUNK + 2 * w));
+      dbeta.set(f.subarray(2 * CHUNK + 2 * w, 2 * CHUNK + 3 * w));
+      return true;
+    };
     const workspace = (floats: number): Float32Array => {
       const need = WORKSPACE_BYTES + floats * 4;
       if (memBuffer().byteLength < need) mem.grow(Math.ceil((need - memBuffer().byteLength) / 65536));
@@ -765,6 +1136,9 @@ export function simdMath(): SimdMath | undefined {
       erf: unary("erf"),
       map,
       dropout,
+      adamw,
+      layerNorm,
+      layerNormGrad,
       workspace,
       dropoutAt: (ptr, n, state, threshold, scale) => fns.dropout(ptr, n * 4, state | 0, threshold | 0, scale),
       softmaxRowsAt: (ptr, rows, cols, maskPtr) => {
