@@ -470,7 +470,14 @@ Deno.test({ name: "blas: pooled arrays are never recycled while a caller can sti
 Deno.test(
   { name: "blas: fused self-attention (mask, dropout) and its gradient match composed tf ops", ignore },
   async () => {
-    const [batch, seq, heads, hidden] = [3, 5, 2, 8];
+    // seq 5 takes the JavaScript path, seq 8 (a multiple of 4) the WebAssembly SIMD one.
+    for (const seq of [5, 8]) await attentionCase(seq);
+  },
+);
+
+async function attentionCase(seq: number): Promise<void> {
+  {
+    const [batch, heads, hidden] = [3, 2, 8];
     const dh = hidden / heads;
     const maskBias: Arg = {
       shape: [batch, seq],
@@ -507,7 +514,188 @@ Deno.test(
           selfAttention({ q, k, v, maskBias: m, batch, seq, heads, dropoutRate: rate, seed: "attn" })
         ),
       );
-      ["context", "dq", "dk", "dv"].forEach((n, i) => close(blas[i].values, cpu[i].values, `${n} (rate ${rate})`));
+      ["context", "dq", "dk", "dv"].forEach((n, i) =>
+        close(blas[i].values, cpu[i].values, `${n} (seq ${seq}, rate ${rate})`)
+      );
     }
+  }
+}
+
+Deno.test(
+  { name: "blas: fused matMul with a row bias (prefilled, beta = 1) and the general path", ignore },
+  async () => {
+    let seed = 1000;
+    const cases: [number[], number[], number[], boolean, boolean][] = [
+      [[64, 32], [32, 48], [48], false, false], // vector bias: one folded sgemm onto the bias rows
+      [[64, 32], [32, 48], [1, 48], false, false], // [1, n] bias
+      [[64, 32], [32, 48], [1], false, false], // one value repeated
+      [[2, 3, 16, 8], [8, 12], [12], false, false], // batch folded into m
+      [[2, 8, 16], [2, 12, 8], [1, 12], true, true], // per-batch sgemm calls
+      [[1, 6, 5], [3, 5, 4], [4], false, false], // broadcast batch walk
+      [[64, 32], [32, 48], [64, 48], false, false], // not a row: general broadcast add
+      [[2, 6, 5], [5, 4], [6, 4], false, false],
+      [[6, 5], [5, 4], [1, 1, 4], false, false], // a row, but it raises the output's rank: general path
+      [[6, 0], [0, 4], [4], false, false], // k = 0: the bias alone
+    ];
+    for (const activation of ["linear", "relu"] as const) {
+      for (const [sa, sb, sbias, ta, tb] of cases) {
+        await same(
+          `fused ${activation} [${sa}]${ta ? "T" : ""} x [${sb}]${tb ? "T" : ""} + [${sbias}]`,
+          [f(sa, seed++, 2), f(sb, seed++), f(sbias, seed++)],
+          (a, b, bias) => tf.fused.matMul({ a, b, bias, transposeA: ta, transposeB: tb, activation }),
+        );
+      }
+    }
+    // relu keeps NaN and zeroes negatives whatever their magnitude (the branch-free bit trick)
+    const x: Arg = { shape: [2, 4], values: new Float32Array([NaN, -NaN, -0, 0, -1e-30, 3, -Infinity, Infinity]) };
+    await same("relu of special values", [x], (t) => tf.relu(t));
+    await same(
+      "fused relu of special values",
+      [x, { shape: [4, 4], values: Float32Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)) }],
+      (a, eye) => tf.fused.matMul({ a, b: eye, activation: "relu" }),
+    );
+  },
+);
+
+Deno.test({ name: "blas: ScatterNd sums duplicates, takes 2-D indices, rejects bad ones", ignore }, async () => {
+  const ids = (values: number[], shape: number[]): Arg => ({ shape, values: new Int32Array(values), dtype: "int32" });
+  // embedding-gradient shape: [n, 1] ids into [rows, width], many repeats (pooled output)
+  const n = 300, rows = 97, width = 64;
+  const many = ids(Array.from({ length: n }, (_, i) => (i * 31) % rows), [n, 1]);
+  await same("scatterND [n,1] with repeats", [many, f([n, width], 1100)], (i, u) => tf.scatterND(i, u, [rows, width]));
+  await same(
+    "scatterND duplicates",
+    [ids([0, 2, 0, 2, 2], [5, 1]), f([5, 3], 1101)],
+    (i, u) => tf.scatterND(i, u, [4, 3]),
+  );
+  await same(
+    "scatterND 2-D indices",
+    [ids([0, 1, 2, 0, 0, 1, 1, 2], [4, 2]), f([4, 5], 1102)],
+    (i, u) => tf.scatterND(i, u, [3, 3, 5]),
+  );
+  await same("scatterND 1-D indices", [ids([3, 1, 3], [3]), f([3], 1103)], (i, u) => tf.scatterND(i, u, [5]));
+  await same(
+    "scatterND full-rank indices",
+    [ids([0, 0, 1, 1, 0, 0], [3, 2]), f([3], 1104)],
+    (i, u) => tf.scatterND(i, u, [2, 2]),
+  );
+  await same(
+    "scatterND int32 falls back",
+    [ids([1, 0], [2, 1]), ids([5, 6, 7, 8], [2, 2])],
+    (i, u) => tf.scatterND(i, u, [3, 2]),
+  );
+  await tf.setBackend("blas");
+  let message = "";
+  try {
+    tf.tidy(() => tf.scatterND(tf.tensor2d([[1], [4]], [2, 1], "int32"), tf.ones([2, 3]), [4, 3]));
+  } catch (e) {
+    message = String(e);
+  }
+  assert(/Invalid indices: 4 does not index into 4,3/.test(message), `out-of-range index: ${message}`);
+});
+
+Deno.test({ name: "blas: Sum and Mean through sgemv match cpu (axis 0, other axes, keepDims)", ignore }, async () => {
+  // Positive values: no cancellation, so float32 accumulation (BLAS) stays within rtol of float64 (cpu).
+  const pos = (shape: number[], seed: number): Arg => {
+    const a = f(shape, seed);
+    a.values = a.values.map((v) => Math.abs(v) + 0.1);
+    return a;
+  };
+  const big = pos([4096, 128], 1200);
+  for (const keepDims of [false, true]) {
+    await same(`sum [4096,128] axis 0 keepDims ${keepDims}`, [big], (t) => tf.sum(t, 0, keepDims));
+    await same(`mean [4096,128] axis 0 keepDims ${keepDims}`, [big], (t) => tf.mean(t, 0, keepDims));
+    await same(`sum [4096,128] axis 1 keepDims ${keepDims}`, [big], (t) => tf.sum(t, 1, keepDims));
+    await same(`sum [4096,128] all keepDims ${keepDims}`, [big], (t) => tf.sum(t, undefined, keepDims));
+  }
+  const x3 = pos([8, 64, 128], 1201);
+  for (const axis of [0, 1, 2, [0, 1], [1, 2], [0, 2], -1]) {
+    await same(`sum [8,64,128] axis ${axis}`, [x3], (t) => tf.sum(t, axis));
+    await same(`mean [8,64,128] axis ${axis} keepDims`, [x3], (t) => tf.mean(t, axis, true));
+  }
+  // NaN and Inf propagate through the product with ones
+  const special = pos([512, 16], 1202);
+  special.values[5] = NaN;
+  special.values[16 * 3 + 7] = Infinity;
+  await same("sum with NaN and Inf axis 0", [special], (t) => tf.sum(t, 0));
+  await same("sum with NaN and Inf axis 1", [special], (t) => tf.sum(t, 1));
+  // bias gradients of a fused matMul, at a training shape
+  await same(
+    "grad of fused bias [256,128]",
+    [f([256, 64], 1203), f([64, 128], 1204), f([128], 1205)],
+    (a, b, c) =>
+      tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.fused.matMul({ a: x as tf.Tensor2D, b: y as tf.Tensor2D, bias: z }))
+      )([a, b, c]),
+  );
+});
+
+Deno.test({ name: "blas: same-shape Add/Sub (saxpy), Mul and broadcasts match cpu", ignore }, async () => {
+  const a = f([64, 128], 1300, 100), b = f([64, 128], 1301);
+  a.values.set([NaN, Infinity, -Infinity, 0, -0, 1e-40], 0);
+  b.values.set([1, 2, Infinity, -0, -0, -1e-40], 0);
+  for (const [name, op] of [["add", tf.add], ["sub", tf.sub], ["mul", tf.mul], ["div", tf.div]] as const) {
+    await same(`${name} same shape [64,128]`, [a, b], op);
+    await same(`${name} same shape [64,128] (a, a)`, [a, a], op);
+    await same(`${name} small same shape`, [f([3, 5], 1302), f([3, 5], 1303)], op);
+    await same(`${name} broadcast [64,128] [128]`, [a, f([128], 1304)], op);
+    await same(`${name} broadcast [128] [64,128]`, [f([128], 1305), b], op);
+    await same(`${name} same size, different rank [1,8192] [8192]`, [f([1, 8192], 1306), f([8192], 1307)], op);
+  }
+  const ints: Arg = { shape: [64, 128], values: Int32Array.from({ length: 8192 }, (_, i) => i - 4000), dtype: "int32" };
+  await same("int32 add same shape (cpu kernel)", [ints, ints], tf.add);
+});
+
+Deno.test({ name: "blas: Slice and PadV2 (strided run copies) match cpu", ignore }, async () => {
+  const x = f([32, 16, 8], 1400);
+  const slices: [number[], number[]][] = [
+    [[0, 0, 0], [32, 1, 8]], // the [CLS] rows
+    [[1, 2, 3], [4, 5, 2]], // inner dim in part
+    [[0, 3, 0], [-1, 2, -1]], // size -1
+    [[5, 0, 0], [7, -1, -1]], // one contiguous run: a copy
+    [[2, 7, 5], [1, 1, 1]],
+    [[0, 0, 0], [32, 16, 8]],
+    [[3, 0, 0], [0, 4, 8]], // empty
+  ];
+  for (const [begin, size] of slices) {
+    await same(`slice [32,16,8] ${begin} ${size}`, [x], (t) => tf.slice(t, begin, size));
+  }
+  await same("slice 1-D", [f([10000], 1401)], (t) => tf.slice(t, [17], [5000]));
+  await same("slice 4-D", [f([3, 4, 5, 6], 1402)], (t) => tf.slice(t, [1, 1, 2, 0], [2, 2, 3, 6]));
+  const ints: Arg = { shape: [4, 6], values: Int32Array.from({ length: 24 }, (_, i) => i * 3), dtype: "int32" };
+  await same("slice int32", [ints], (t) => tf.slice(t, [1, 2], [2, 3]));
+  const pads: [number[], number[][], number][] = [
+    [[32, 1, 8], [[0, 0], [0, 15], [0, 0]], 0], // gradient of the [CLS] slice
+    [[128, 8], [[0, 384], [0, 0]], 0], // gradient of the position-embedding slice
+    [[3, 4, 5], [[1, 2], [0, 3], [2, 1]], 1.5], // several dims, nonzero constant
+    [[3, 4, 5], [[0, 0], [0, 0], [2, 0]], -2], // innermost only
+    [[7], [[3, 4]], 9], // 1-D
+    [[2, 0, 3], [[1, 1], [1, 1], [0, 0]], 4], // empty input: all constant
+  ];
+  for (const [shape, paddings, value] of pads) {
+    await same(
+      `pad [${shape}] ${JSON.stringify(paddings)} ${value}`,
+      [f(shape, 1410)],
+      (t) => tf.pad(t, paddings as [number, number][], value),
+    );
+  }
+  await same("pad int32", [ints], (t) => tf.pad(t, [[1, 0], [2, 2]], 7));
+  await same(
+    "slice gradient (PadV2)",
+    [x, f([32, 1, 8], 1411)],
+    (t, dy) => tf.grad((y: tf.Tensor) => tf.sum(tf.mul(tf.slice(y, [0, 0, 0], [32, 1, 8]), dy)))(t),
+  );
+});
+
+Deno.test(
+  { name: "blas: layerNorm on a width that is not a multiple of 4 (JavaScript path) matches cpu", ignore },
+  async () => {
+    const x = f([20, 6], 820, 3), dy = f([20, 6], 821), gamma = f([6], 822), beta = f([6], 823);
+    const run = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => [
+      layerNorm(t, g, b, 1e-5),
+      ...tf.grads((u: tf.Tensor, v: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(layerNorm(u, v, w, 1e-5), d)))([t, g, b]),
+    ];
+    const cpu = await on("cpu", [x, gamma, beta, dy], run), blas = await on("blas", [x, gamma, beta, dy], run);
+    ["y", "dx", "dgamma", "dbeta"].forEach((n, i) => close(blas[i].values, cpu[i].values, n, 1e-4, 1e-5));
   },
 );

@@ -2,7 +2,8 @@
  * The `blas` TensorFlow.js backend: the stock cpu backend (MathBackendCPU, tensors in JavaScript
  * Float32Arrays, so no wasm 4 GB heap cap) with its slow kernels replaced: matrix products go to a CBLAS
  * library through FFI (lib/blas.ts) and the hot elementwise, reduction, layout, softmax and embedding
- * kernels of BERT training are strided TypedArray loops (lib/kernels/*). Every other kernel is the cpu one.
+ * kernels of BERT training are strided TypedArray loops (lib/kernels/*), with large same-shape adds and sums
+ * handed to the library's `saxpy` and `sgemv`. Every other kernel is the cpu one.
  *
  * @example
  * ```ts
@@ -109,10 +110,10 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
   if (!blas) return undefined;
   const fast: KernelConfig[] = [
     ...matMulKernels(blas, BLAS_BACKEND_NAME),
-    ...binaryKernels(BLAS_BACKEND_NAME),
+    ...binaryKernels(blas, BLAS_BACKEND_NAME),
     ...unaryKernels(BLAS_BACKEND_NAME),
     ...layoutKernels(BLAS_BACKEND_NAME),
-    ...reduceKernels(BLAS_BACKEND_NAME),
+    ...reduceKernels(blas, BLAS_BACKEND_NAME),
     ...fusedKernels(BLAS_BACKEND_NAME),
     ...attentionKernels(blas, BLAS_BACKEND_NAME),
   ];

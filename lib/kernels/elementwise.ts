@@ -1,9 +1,11 @@
 /**
  * Elementwise float32 kernels for the `blas` backend: broadcasting binary ops as strided loops (the cpu
  * backend computes an index per element with array allocations when shapes differ), and in-place activations.
+ * Same-shape Add and Sub are a copy plus the BLAS library's `saxpy` (vector code, about 3x a JavaScript loop).
  * @module
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import type { Blas } from "../blas.ts";
 import { allF32, cpuKernel, f32, type KernelArgs, output, planBroadcast } from "./common.ts";
 import { allocF32 } from "./pool.ts";
 import { simdMath } from "./simd.ts";
@@ -69,6 +71,26 @@ function run(
   }
 }
 
+// The same ops over three unit-stride arrays: one index, so V8 hoists the bounds checks.
+function runContiguous(op: number, out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+  switch (op) {
+    case 0:
+      for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+      return;
+    case 1:
+      for (let i = 0; i < n; i++) out[i] = a[i] - b[i];
+      return;
+    case 2:
+      for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
+      return;
+    case 3:
+      for (let i = 0; i < n; i++) out[i] = a[i] / b[i];
+      return;
+    default:
+      run(op, out, 0, a, 0, 1, b, 0, 1, n);
+  }
+}
+
 function broadcastInto(
   op: number,
   out: Float32Array,
@@ -82,6 +104,10 @@ function broadcastInto(
   const r = dims.length - 1;
   const inner = dims[r], ia = sa[r], ib = sb[r];
   const outer = out.length / inner;
+  if (outer === 1 && ia === 1 && ib === 1) {
+    runContiguous(op, out, a, b, inner); // same size: no broadcast at all
+    return plan.outShape;
+  }
   if (outer === 1) {
     run(op, out, 0, a, 0, ia, b, 0, ib, inner);
     return plan.outShape;
@@ -139,6 +165,22 @@ export function broadcastBinaryInPlace(
   return { values: a, shape: broadcastInto(OPS[op], a, a, aShape, b, bShape) };
 }
 
+/**
+ * `out = max(x, 0)`, NaN kept, in place when `out` is `x`. Branch-free on the float bits: with random signs a
+ * compare-and-branch mispredicts half the time (about 6 ns per element here, against under 2 ns this way).
+ */
+export function reluF32(x: Float32Array, out: Float32Array): void {
+  const n = Math.min(x.length, out.length);
+  const xi = new Int32Array(x.buffer, x.byteOffset, n), oi = new Int32Array(out.buffer, out.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const v = xi[i];
+    // -1 when |v| encodes a NaN (exponent all ones, mantissa non-zero), else 0: NaNs pass whatever their sign.
+    const nan = (0x7f800000 - (v & 0x7fffffff)) >> 31;
+    // keep v unless its sign bit is set (negative numbers and -0 become +0)
+    oi[i] = v & (~(v >> 31) | nan);
+  }
+}
+
 /** Applies a tfjs fused activation (`linear`, `relu`, `relu6`, `elu`, `leakyrelu`, `sigmoid`) in place. */
 export function applyActivation(activation: string, x: Float32Array, leakyreluAlpha = 0.2): void {
   const n = x.length;
@@ -146,7 +188,7 @@ export function applyActivation(activation: string, x: Float32Array, leakyreluAl
     case "linear":
       return;
     case "relu":
-      for (let i = 0; i < n; i++) if (x[i] < 0) x[i] = 0;
+      reluF32(x, x);
       return;
     case "relu6":
       for (let i = 0; i < n; i++) x[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
@@ -165,8 +207,21 @@ export function applyActivation(activation: string, x: Float32Array, leakyreluAl
   }
 }
 
-/** Kernel configs for the broadcasting binary ops on `backendName` (float32 fast path, else the cpu kernel). */
-export function binaryKernels(backendName: string): KernelConfig[] {
+/** Below this many values a JavaScript loop beats the FFI call of `saxpy`. */
+const SAXPY_MIN = 4096;
+
+function sameShape(a: number[], b: number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let d = 0; d < a.length; d++) if (a[d] !== b[d]) return false;
+  return true;
+}
+
+/**
+ * Kernel configs for the broadcasting binary ops on `backendName` (float32 fast path, else the cpu kernel).
+ * With `blas` (and its `saxpy`), large same-shape Add and Sub run as a copy plus `saxpy`.
+ */
+export function binaryKernels(blas: Blas | undefined, backendName: string): KernelConfig[] {
+  const saxpy = blas?.saxpy;
   const table: [string, BinaryOp][] = [
     ["Add", "add"],
     ["Sub", "sub"],
@@ -182,7 +237,20 @@ export function binaryKernels(backendName: string): KernelConfig[] {
       const { inputs, backend } = args;
       const a = inputs.a!, b = inputs.b!;
       if (!allF32(backend, a, b)) return fallback(args as never) as TensorInfo;
-      const r = binaryF32(op, f32(backend, a), a.shape, f32(backend, b), b.shape);
+      const av = f32(backend, a), bv = f32(backend, b);
+      if (saxpy && (op === "add" || op === "sub") && av.length >= SAXPY_MIN && sameShape(a.shape, b.shape)) {
+        // a + b = b + 1 * a; a - b = a + (-1) * b: one fused multiply-add per value, rounded once, as a + b is.
+        const out = allocF32(av.length, false);
+        if (op === "add") {
+          out.set(bv);
+          saxpy(av.length, 1, av, out);
+        } else {
+          out.set(av);
+          saxpy(av.length, -1, bv, out);
+        }
+        return output(backend, a.shape, out);
+      }
+      const r = binaryF32(op, av, a.shape, bv, b.shape);
       return output(backend, r.shape, r.values);
     };
     return { kernelName, backendName, kernelFunc: kernelFunc as unknown as KernelFunc };
@@ -255,7 +323,7 @@ function unary(op: number, x: Float32Array, out: Float32Array, alpha: number): v
       for (let i = 0; i < n; i++) out[i] = 1 / x[i];
       return;
     case 9:
-      for (let i = 0; i < n; i++) out[i] = x[i] < 0 ? 0 : x[i];
+      reluF32(x, out);
       return;
     case 10:
       for (let i = 0; i < n; i++) out[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];

@@ -2,7 +2,9 @@
  * BatchMatMul and _FusedMatMul on the cpu backend's storage through CBLAS `sgemm` (lib/blas.ts).
  *
  * Batch dims broadcast (numpy rules); when the right operand has no batch (a weight matrix) and the left one
- * is not transposed, the whole batch is one `sgemm` call with `m = batch * rows`.
+ * is not transposed, the whole batch is one `sgemm` call with `m = batch * rows`. A fused bias that is one row
+ * (`[n]`, `[1, n]`, a scalar) is copied into every output row first and `sgemm` accumulates onto it (`beta = 1`):
+ * a memcpy-speed fill instead of a broadcasting add that cost more than the product itself.
  * @module
  */
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
@@ -27,6 +29,31 @@ export interface MatMulF32Options {
   transposeA?: boolean;
   /** Use `b` transposed in its last two dims. */
   transposeB?: boolean;
+  /** `n` values added to every output row (the product accumulates onto them; see {@linkcode rowBias}). */
+  bias?: Float32Array;
+}
+
+/** Fills `c` (a whole number of `row.length`-value rows) with copies of `row`, by doubling memcpys. */
+export function fillRows(c: Float32Array, row: Float32Array): void {
+  const n = row.length, total = c.length;
+  if (total === 0) return;
+  c.set(row);
+  // copyWithin is a memmove in V8: log2(rows) calls instead of one `set` per row.
+  for (let filled = n; filled < total; filled *= 2) c.copyWithin(filled, 0, Math.min(filled, total - filled));
+}
+
+/**
+ * The bias as one row of `n` values when it broadcasts along every output row without changing the output's
+ * shape: rank at most `outRank`, every dim but the last 1, and the last `n` or 1 (a scalar is repeated).
+ * Undefined for any other shape (the caller then adds it with a general broadcast).
+ */
+export function rowBias(values: Float32Array, shape: number[], n: number, outRank: number): Float32Array | undefined {
+  if (shape.length > outRank) return undefined;
+  for (let d = 0; d < shape.length - 1; d++) if (shape[d] !== 1) return undefined;
+  const last = shape.length ? shape[shape.length - 1] : 1;
+  if (last === n && values.length === n) return values;
+  if (last === 1 && values.length === 1) return new Float32Array(n).fill(values[0]);
+  return undefined;
 }
 
 /** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
@@ -50,15 +77,20 @@ export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: n
   const outBatch = backend_util.assertAndGetBroadcastShape(batchA, batchB);
   const batch = util.sizeFromShape(outBatch);
   const shape = [...outBatch, m, n];
+  const bias = o.bias;
+  if (bias && bias.length !== n) throw new Error(`matMul: a row bias needs ${n} values, got ${bias.length}`);
   // sgemm with beta = 0 overwrites c, so a recycled array needs no zeroing (k = 0 is an empty sum: zeros).
-  const c = allocF32(batch * m * n, k === 0);
+  // With a bias, c starts as the bias rows and sgemm adds the product to them (beta = 1).
+  const c = allocF32(batch * m * n, k === 0 && !bias);
+  if (bias) fillRows(c, bias);
+  const beta = bias ? 1 : 0;
   if (batch === 0 || m === 0 || n === 0 || k === 0) return { values: c, shape };
   const sizeA = m * k, sizeB = k * n, sizeC = m * n;
   const nA = util.sizeFromShape(batchA), nB = util.sizeFromShape(batchB);
   if (nB === 1 && !transA) {
     // [batch*m, k] @ [k, n]: one call (the batch rows of a are contiguous).
     if (nA === batch) {
-      blas.sgemm({ m: batch * m, n, k, a, b, c, transB });
+      blas.sgemm({ m: batch * m, n, k, a, b, c, transB, beta });
       return { values: c, shape };
     }
   }
@@ -73,6 +105,7 @@ export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: n
         a: a.subarray(i * sizeA, (i + 1) * sizeA),
         b: b.subarray(i * sizeB, (i + 1) * sizeB),
         c: c.subarray(i * sizeC, (i + 1) * sizeC),
+        beta,
       });
     }
     return { values: c, shape };
@@ -92,6 +125,7 @@ export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: n
       a: a.subarray(ia * sizeA, (ia + 1) * sizeA),
       b: b.subarray(ib * sizeB, (ib + 1) * sizeB),
       c: c.subarray(i * sizeC, (i + 1) * sizeC),
+      beta,
     });
     for (let d = dims.length - 1; d >= 0; d--) {
       idx[d]++;
@@ -131,6 +165,11 @@ export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
     const { inputs, backend, attrs } = args;
     const { a, b, bias, preluActivationWeights } = inputs;
     if (!allF32(backend, a, b, bias, preluActivationWeights)) return cpuFused(args as never) as TensorInfo;
+    const transposeB = !!attrs?.transposeB;
+    const rb = b!.shape.length;
+    const n = b!.shape[transposeB ? rb - 2 : rb - 1];
+    const outRank = Math.max(a!.shape.length, rb);
+    const row = bias ? rowBias(f32(backend, bias), bias.shape, n, outRank) : undefined;
     const { values, shape } = matMulF32({
       blas,
       a: f32(backend, a!),
@@ -138,10 +177,11 @@ export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
       b: f32(backend, b!),
       bShape: b!.shape,
       transposeA: !!attrs?.transposeA,
-      transposeB: !!attrs?.transposeB,
+      transposeB,
+      bias: row,
     });
     let out = values, outShape = shape;
-    if (bias) {
+    if (bias && !row) {
       const r = broadcastBinaryInPlace("add", out, outShape, f32(backend, bias), bias.shape);
       out = r.values;
       outShape = r.shape;

@@ -1,9 +1,14 @@
 /**
  * Reductions (Sum, Mean, Max, Min) over any axes without a transpose for the common layouts, and a
  * last-axis Softmax in one pass per row, for the `blas` backend (float32; other dtypes use the cpu kernels).
+ *
+ * Large sums are matrix-vector products with a vector of ones through the BLAS library's `sgemv`: a
+ * `[rows, cols]` view summed over its rows (bias gradients, `[4096, 128]` over axis 0) is `x^T @ ones`,
+ * about 0.1 ns per value against 0.6 for the best JavaScript loop (and `sgemm` with a ones row, 0.2).
  * @module
  */
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } from "@tensorflow/tfjs-core";
+import type { Blas } from "../blas.ts";
 import { allF32, cpuKernel, f32, type KernelArgs, output, parseAxes } from "./common.ts";
 import { transposeValues } from "./layout.ts";
 import { allocF32 } from "./pool.ts";
@@ -12,11 +17,23 @@ import { simdMath } from "./simd.ts";
 /** Reduction kinds. */
 export type ReduceOp = "sum" | "mean" | "max" | "min";
 
+/** Fewest values per `sgemv` call worth its FFI call (smaller sums stay JavaScript loops). */
+const SGEMV_MIN = 4096;
+
+let onesCache = new Float32Array(0);
+
+/** At least `n` ones (shared, never written). */
+function ones(n: number): Float32Array {
+  if (onesCache.length < n) onesCache = new Float32Array(Math.max(n, 2 * onesCache.length)).fill(1);
+  return onesCache;
+}
+
 /**
  * Reduces `x` (shape `shape`) over `axes` (sorted, unique); returns the values in the kept dims' order.
- * Sums accumulate in float64.
+ * JavaScript sums accumulate in float64; with `blas` (and its `sgemv`), large sums and means are float32
+ * matrix-vector products instead (float32 summation error, as any float32 BLAS reduction).
  */
-export function reduceF32(op: ReduceOp, x: Float32Array, shape: number[], axes: number[]): Float32Array {
+export function reduceF32(op: ReduceOp, x: Float32Array, shape: number[], axes: number[], blas?: Blas): Float32Array {
   const reduced = new Set(axes);
   // Merge runs of kept / reduced dims (size-1 dims are dropped).
   const dims: number[] = [], red: boolean[] = [];
@@ -58,6 +75,30 @@ export function reduceF32(op: ReduceOp, x: Float32Array, shape: number[], axes: 
     r = count;
   }
   const scale = op === "mean" ? 1 / r : 1;
+  const sgemv = blas?.sgemv;
+  if (sgemv && (op === "sum" || op === "mean")) {
+    // out is a fresh zeroed array, so beta = 0 is safe even where a BLAS computes 0 * y.
+    if (k === 1 && a * r >= SGEMV_MIN) {
+      sgemv({ m: a, n: r, a: src, x: ones(r), y: out, alpha: scale }); // [a, r] @ ones[r]
+      return out;
+    }
+    if (k > 1 && r * k >= SGEMV_MIN) {
+      const block = r * k, o = ones(r);
+      for (let i = 0; i < a; i++) {
+        // [r, k]^T @ ones[r]: the sum of the block's r rows of k values
+        sgemv({
+          trans: true,
+          m: r,
+          n: k,
+          a: src.subarray(i * block, (i + 1) * block),
+          x: o,
+          y: out.subarray(i * k, (i + 1) * k),
+          alpha: scale,
+        });
+      }
+      return out;
+    }
+  }
   if (k === 1) {
     for (let i = 0; i < a; i++) {
       const base = i * r;
@@ -163,8 +204,8 @@ export function softmaxF32(x: Float32Array, cols: number): Float32Array {
   return out;
 }
 
-/** Kernel configs for Sum, Mean, Max, Min and Softmax on `backendName`. */
-export function reduceKernels(backendName: string): KernelConfig[] {
+/** Kernel configs for Sum, Mean, Max, Min and Softmax on `backendName`; `blas` (when given) does large sums. */
+export function reduceKernels(blas: Blas | undefined, backendName: string): KernelConfig[] {
   const table: [string, ReduceOp, string][] = [
     ["Sum", "sum", "axis"],
     ["Mean", "mean", "axis"],
@@ -178,7 +219,7 @@ export function reduceKernels(backendName: string): KernelConfig[] {
       const x = inputs.x!;
       if (!allF32(backend, x)) return fallback(args as never) as TensorInfo;
       const axes = parseAxes(attrs![axisAttr], x.shape);
-      const values = reduceF32(op, f32(backend, x), x.shape, axes);
+      const values = reduceF32(op, f32(backend, x), x.shape, axes, blas);
       const kept = x.shape.filter((_, d) => !axes.includes(d));
       const shape = attrs!.keepDims ? backend_util.expandShapeToKeepDim(kept, axes) : kept;
       return output(backend, shape, values);
