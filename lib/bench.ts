@@ -344,16 +344,40 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Tracks peak RSS and tensor bytes at the points it is sampled. */
+/**
+ * Tracks peak RSS and tensor bytes. The RSS is the process's high-water mark from `getrusage` (through FFI on
+ * Linux: the true peak, the figure PyTorch's script reads); where that cannot be called, the RSS at the points it
+ * is sampled (between steps), which can miss a peak inside a step.
+ */
 class PeakMemory {
   rss = 0;
   tensors = 0;
   sample(): void {
+    this.rss = Math.max(this.rss, maxRss() ?? 0);
     try {
       this.rss = Math.max(this.rss, Deno.memoryUsage().rss);
     } catch { /* no permission */ }
     this.tensors = Math.max(this.tensors, tf.memory().numBytes);
   }
+}
+
+let getrusage: ((who: number, usage: Uint8Array) => number) | null | undefined;
+
+/** `getrusage(RUSAGE_SELF).ru_maxrss` in bytes (Linux glibc), or undefined where it cannot be called. */
+function maxRss(): number | undefined {
+  if (getrusage === undefined) {
+    getrusage = null;
+    try {
+      if (Deno.build.os === "linux") {
+        const lib = Deno.dlopen("libc.so.6", { getrusage: { parameters: ["i32", "buffer"], result: "i32" } });
+        getrusage = lib.symbols.getrusage as (who: number, usage: Uint8Array) => number;
+      }
+    } catch { /* no --allow-ffi or no glibc */ }
+  }
+  if (!getrusage) return undefined;
+  const usage = new Uint8Array(144); // struct rusage: two timevals, then ru_maxrss (a long, in KiB)
+  if (getrusage(0, usage) !== 0) return undefined;
+  return Number(new DataView(usage.buffer).getBigInt64(32, true)) * 1024;
 }
 
 /** Options of {@linkcode benchTrain} and {@linkcode benchInfer}. */

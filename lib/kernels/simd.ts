@@ -258,6 +258,19 @@ function forCount(counter: number, end: number, body: number[]): number[] {
 /** The address `local a + local b` on the stack. */
 const at = (a: number, b: number) => [...I.get(a), ...I.get(b), ...I.add];
 
+/** Whether the module is being assembled with `f32x4.relaxed_madd` (fused multiply-add where the CPU has it). */
+let fma = false;
+
+/** `p * local x + c` for `p` on the stack: one relaxed multiply-add, or a multiply and an add. */
+function mulAdd(x: number, c: number): number[] {
+  return fma ? [...I.get(x), ...I.splat(c), ...simd(0x105)] : [...I.get(x), ...I.fmul, ...I.splat(c), ...I.fadd];
+}
+
+/** The polynomial in local `x` with `coeffs` (highest power first), Horner's rule, on the stack. */
+function horner(x: number, coeffs: number[]): number[] {
+  return [...I.splat(coeffs[0]), ...coeffs.slice(1).flatMap((c) => mulAdd(x, c))];
+}
+
 /** The horizontal sum (or max) of v128 local `v` as an f32 on the stack. */
 function horizontal(v: number, op: number[]): number[] {
   return [
@@ -301,27 +314,14 @@ function expBody(src: number): number[] {
     ...I.fsub,
     ...I.set(R),
     // y = (((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1
-    ...I.get(R),
-    ...I.splat(1.9875691500e-4),
-    ...I.fmul,
-    ...I.splat(1.3981999507e-3),
-    ...I.fadd,
-    ...I.get(R),
-    ...I.fmul,
-    ...I.splat(8.3334519073e-3),
-    ...I.fadd,
-    ...I.get(R),
-    ...I.fmul,
-    ...I.splat(4.1665795894e-2),
-    ...I.fadd,
-    ...I.get(R),
-    ...I.fmul,
-    ...I.splat(1.6666665459e-1),
-    ...I.fadd,
-    ...I.get(R),
-    ...I.fmul,
-    ...I.splat(5.0000001201e-1),
-    ...I.fadd,
+    ...horner(R, [
+      1.9875691500e-4,
+      1.3981999507e-3,
+      8.3334519073e-3,
+      4.1665795894e-2,
+      1.6666665459e-1,
+      5.0000001201e-1,
+    ]),
     ...I.get(R),
     ...I.get(R),
     ...I.fmul,
@@ -394,23 +394,7 @@ function erfBody(src = X, keepExp = false): number[] {
     ...(keepExp ? I.tee(E) : []),
     ...I.set(V), // V = exp(-v^2)
     // poly = ((((a5 t + a4) t + a3) t + a2) t + a1) t
-    ...I.get(T),
-    ...I.splat(1.061405429),
-    ...I.fmul,
-    ...I.splat(-1.453152027),
-    ...I.fadd,
-    ...I.get(T),
-    ...I.fmul,
-    ...I.splat(1.421413741),
-    ...I.fadd,
-    ...I.get(T),
-    ...I.fmul,
-    ...I.splat(-0.284496736),
-    ...I.fadd,
-    ...I.get(T),
-    ...I.fmul,
-    ...I.splat(0.254829592),
-    ...I.fadd,
+    ...horner(T, [1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592]),
     ...I.get(T),
     ...I.fmul,
     // y = 1 - poly * e, then the sign of x: y | (x & 0x80000000)
@@ -451,10 +435,6 @@ const ERF_Q = [
  * of {@linkcode erfBody}; used by the GELU forward pass. Uses locals T and V.
  */
 function erfRationalBody(src: number): number[] {
-  const horner = (coeffs: number[]) => [
-    ...I.splat(coeffs[0]),
-    ...coeffs.slice(1).flatMap((c) => [...I.get(V), ...I.fmul, ...I.splat(c), ...I.fadd]),
-  ];
   return [
     ...I.get(src),
     ...I.splat(4),
@@ -465,10 +445,10 @@ function erfRationalBody(src: number): number[] {
     ...I.get(T),
     ...I.fmul,
     ...I.set(V),
-    ...horner(ERF_P),
+    ...horner(V, ERF_P),
     ...I.get(T),
     ...I.fmul,
-    ...horner(ERF_Q),
+    ...horner(V, ERF_Q),
     ...I.fdiv,
   ];
 }
@@ -993,7 +973,8 @@ const FUNCTIONS: [string, () => number[]][] = [
 ];
 
 /** The module's bytes: its memory and {@linkcode FUNCTIONS}, all of type (i32, i32, i32, i32, f32) -> (). */
-export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
+export function simdModuleBytes(withFma = false): Uint8Array<ArrayBuffer> {
+  fma = withFma;
   const pages = Math.ceil(WORKSPACE_BYTES / 65536) + 1;
   const n = FUNCTIONS.length;
   const bytes = [
@@ -1030,7 +1011,9 @@ export function simdMath(): SimdMath | undefined {
     if (Deno.env.get("BERT_NO_SIMD")) return instance;
   } catch { /* no --allow-env: keep SIMD */ }
   try {
-    const bytes = simdModuleBytes();
+    // Relaxed SIMD's multiply-add where the engine has it (fused on FMA CPUs); plain SIMD otherwise.
+    let bytes = simdModuleBytes(true);
+    if (!WebAssembly.validate(bytes)) bytes = simdModuleBytes(false);
     if (!WebAssembly.validate(bytes)) return instance;
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
     const mem = inst.exports.memory as WebAssembly.Memory;
