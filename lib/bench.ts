@@ -11,6 +11,7 @@ import { tf } from "./backend.ts";
 import * as fused from "./kernels/fused.ts";
 import { AdamW } from "./optim.ts";
 import { softmaxCrossEntropy } from "./model.ts";
+import { variableGrads } from "./autodiff.ts";
 
 /** A benchmark shape: model size and batch. */
 export interface BenchShape {
@@ -284,7 +285,7 @@ export function trainStep(model: TrainableModel, optimizer: AdamW, batch: BatchI
   // Same loss and the same optimiser (lib/optim.ts) as `deno task bert train`.
   const vars = [...model.params.values()];
   const names = [...model.params.keys()];
-  const { value, grads } = tf.variableGrads(() =>
+  const { value, grads } = variableGrads(() =>
     tf.tidy(() => {
       const { logits } = model.forward(batch, { training: true });
       if (!logits) throw new Error("the model returned no logits (expected a classification head)");

@@ -10,7 +10,7 @@
  */
 import { tf } from "./backend.ts";
 import type { TensorEntry } from "./safetensors.ts";
-import { adamwUpdate } from "./kernels/fused.ts";
+import { adamwUpdate, adamwUpdateInPlace } from "./kernels/fused.ts";
 
 /** Whether the one-pass AdamW kernel applies (the `blas` backend, float32 tensors). */
 function fusedAdamW(...ts: tf.Tensor[]): boolean {
@@ -120,22 +120,14 @@ export class AdamW {
       const wd = weightDecay !== 0 && this.options.decay(name) ? weightDecay : 0;
       if (fusedAdamW(p, g, m, v)) {
         // One pass over p, g, m, v on the blas backend (lib/kernels/fused.ts); same arithmetic as below.
-        const [pNew, mNew, vNew] = adamwUpdate({
-          param: p,
-          grad: g,
-          m,
-          v,
-          lr,
-          beta1,
-          beta2,
-          eps,
-          weightDecay: wd,
-          step: this.step,
-        });
-        m.assign(mNew);
-        v.assign(vNew);
-        p.assign(pNew);
-        tf.dispose([pNew, mNew, vNew]);
+        const update = { param: p, grad: g, m, v, lr, beta1, beta2, eps, weightDecay: wd, step: this.step };
+        if (!adamwUpdateInPlace(update)) {
+          const [pNew, mNew, vNew] = adamwUpdate(update);
+          m.assign(mNew);
+          v.assign(vNew);
+          p.assign(pNew);
+          tf.dispose([pNew, mNew, vNew]);
+        }
         g.dispose();
         grads.delete(name);
         continue;

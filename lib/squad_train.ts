@@ -24,6 +24,7 @@ import {
   type TrainResult,
   type TrainTask,
 } from "./train.ts";
+import { variableGrads } from "./autodiff.ts";
 
 /**
  * `run_squad.py`'s loss: `(CE(startLogits, startPositions) + CE(endLogits, endPositions)) / 2`, each
@@ -123,7 +124,7 @@ export function squadTrainStep(options: SquadTrainStepOptions): { loss: number; 
   }
   const vars = model.variables();
   const nameOf = new Map([...model.params].map(([name, v]) => [v.name, name]));
-  const { value, grads } = tf.variableGrads(() => {
+  const { value, grads } = variableGrads(() => {
     const out = model.forward(batch, { training: true, seed: options.seed });
     const loss = squadLoss(out.startLogits!, out.endLogits!, batch.startPositions!, batch.endPositions!);
     return loss;

@@ -24,7 +24,7 @@
  * progress, evaluation hooks). An adapter has `name`, `head` (the model head it needs), `n` (number of training
  * rows; an epoch is a seeded shuffle of `0..n-1`), `fingerprint()` (identity of the training data: resuming on
  * other data is refused), `batch(rows, {seed, step})` -> your batch object, `loss(model, batch, {training, seed})`
- * -> the batch's MEAN loss as a `tf.Scalar` (called inside `tf.variableGrads`: build it from `model.forward(...,
+ * -> the batch's MEAN loss as a `tf.Scalar` (called inside `variableGrads` (lib/autodiff.ts): build it from `model.forward(...,
  * {training, seed})`, do not dispose the batch there), `disposeBatch(batch)`, and optionally `evaluate(model,
  * {batchSize})` -> `{metrics, headline, details?}`, `check(model, {vocabPath})` (refuse mismatched data before
  * training), `describe()` (what goes into `trainer_state.json`), `labels`, `lowerCase`, `defaultMetric`,
@@ -51,6 +51,7 @@ import { type BertModel, configToJson, type HeadKind, softmaxCrossEntropy } from
 import { AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients, scheduleLr, warmupStepsFor } from "./optim.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "./safetensors.ts";
 import { FullTokenizer, Vocab } from "./tokenizer.ts";
+import { variableGrads } from "./autodiff.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Hyper-parameters
@@ -302,7 +303,7 @@ export interface TrainTask<B = unknown, D = unknown> {
   /** The batch of training rows `rows` (indices into `0..n-1`). */
   batch(rows: Int32Array, context: TaskBatchContext): B;
   /**
-   * The batch's MEAN loss per example, as a scalar. Called inside `tf.variableGrads`: compute it from
+   * The batch's MEAN loss per example, as a scalar. Called inside `variableGrads` (lib/autodiff.ts): compute it from
    * `model.forward(inputs, { training, seed })`; do not dispose `batch` here. With gradient accumulation the loop
    * weights each micro-batch by its share of the update's rows.
    */
@@ -1012,7 +1013,7 @@ export async function train<B = unknown, D = ClassificationMetrics>(
         const dropSeed = dropoutSeed(seed, globalStep, micro - first);
         let value: tf.Scalar, grads: tf.NamedTensorMap;
         try {
-          ({ value, grads } = tf.variableGrads(
+          ({ value, grads } = variableGrads(
             () => tf.mul(task.loss(model, batch, { training: true, seed: dropSeed }), scale) as tf.Scalar,
             vars,
           ));

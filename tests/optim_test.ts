@@ -8,6 +8,7 @@ import { AdamW, clipGradsByGlobalNorm, defaultDecay, globalNorm, scheduleLr, war
 import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
 import { softmaxCrossEntropy } from "../lib/model.ts";
 import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
+import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
 
 // cpu by default (deterministic, no setup); BERT_TEST_BACKEND=wasm runs the same checks on wasm.
 await initBackend({ backend: (Deno.env.get("BERT_TEST_BACKEND") ?? "cpu") as BackendName, quiet: true });
@@ -101,6 +102,45 @@ Deno.test("AdamW: five steps with changing lr match a float64 reference; tensor 
   assertClose(w.dataSync(), expected, 2e-6, "weights");
   opt.dispose();
   w.dispose();
+});
+
+Deno.test("AdamW on blas updates large parameters in place, never an array already read out", async () => {
+  if (!registerBlasBackend()) {
+    console.warn("optim_test: in-place AdamW skipped — no CBLAS library (install libopenblas0-pthread)");
+    return;
+  }
+  const previous = tf.getBackend();
+  await tf.setBackend("blas");
+  try {
+    const n = 8192; // above the pool's minimum: the kernels' arrays are pool arrays
+    const p0 = Array.from({ length: n }, (_, i) => Math.sin(i) * 0.5);
+    const grads = [0, 1, 2, 3, 4].map((k) => Array.from({ length: n }, (_, i) => Math.cos(i * (k + 1)) * 0.1));
+    const lrs = [0.01, 0.02, 0.015, 0.005, 0.001];
+    const expected = referenceAdamW(p0, grads, { lrs, b1: 0.9, b2: 0.999, eps: 1e-6, wd: 0.01 });
+    const w = tf.variable(tf.tensor1d(p0), true, "optim_test.inplace.weight");
+    const opt = new AdamW(new Map([["inplace.weight", w]]), { eps: 1e-6, weightDecay: 0.01 });
+    const ids: object[] = [];
+    let readOut: Float32Array<ArrayBufferLike> = new Float32Array(0), copy = new Float32Array(0);
+    grads.forEach((g, k) => {
+      opt.applyGradients(new Map([["inplace.weight", tf.tensor1d(g)]]), lrs[k]);
+      ids.push(w.dataId);
+      if (k === 2) {
+        readOut = w.dataSync() as Float32Array; // handed out: must never change afterwards
+        copy = readOut.slice();
+      }
+    });
+    // Step 1 replaces the caller's array; steps 2-3 update the kernel's array in place; step 4 must not touch the
+    // array read out after step 3, so it writes a new one, which step 5 updates in place.
+    assertEquals(ids[1], ids[2], "in place at step 3");
+    assert(ids[3] !== ids[2], "step 4 leaves the read-out array alone");
+    assertEquals(ids[4], ids[3], "in place again at step 5");
+    assertEquals(readOut, copy, "the array returned by dataSync() did not change");
+    assertClose(w.dataSync(), expected, 2e-6, "weights after five steps");
+    opt.dispose();
+    w.dispose();
+  } finally {
+    await tf.setBackend(previous);
+  }
 });
 
 Deno.test("AdamW state export/import resumes exactly; bad state is refused", () => {

@@ -30,7 +30,13 @@ interface Owned {
 const owned = new WeakMap<ArrayBuffer, Owned>();
 const free = new Map<number, Float32Array[]>();
 let pooledBytes = 0;
-let maxPooledBytes = 1 << 30;
+let maxPooledBytes = (() => {
+  try {
+    const mb = Deno.env.get("BERT_POOL_MB");
+    if (mb !== undefined && mb !== "") return Number(mb) * 2 ** 20;
+  } catch { /* no --allow-env */ }
+  return 2 ** 30;
+})();
 let stats = { reused: 0, allocated: 0, released: 0 };
 
 /**
@@ -62,6 +68,17 @@ function release(array: Float32Array): void {
   list.push(array);
   pooledBytes += array.byteLength;
   stats.released++;
+}
+
+/**
+ * Whether `values` may be updated in place: a pool array stored as exactly one tensor's storage and never handed
+ * out by `dataSync()`/`data()` (nothing else can see it). The caller must also check that the tensor's data is not
+ * shared (its refCount in the backend is 1).
+ */
+export function isPrivateArray(values: unknown): values is Float32Array {
+  if (!(values instanceof Float32Array)) return false;
+  const o = owned.get(values.buffer as ArrayBuffer);
+  return !!o && o.written && !o.poisoned && o.array === values;
 }
 
 /** Empties the pool (its arrays are then freed by V8's garbage collector). */

@@ -9,6 +9,7 @@ import { randomBatch, SHAPES } from "../../lib/bench.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model.ts";
 import { AdamW } from "../../lib/optim.ts";
 import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
+import { variableGrads } from "../../lib/autodiff.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const byShape = Deno.args.includes("--by-shape");
@@ -29,7 +30,7 @@ const opt = new AdamW(model.params);
 const batch = randomBatch(shape);
 const vars = model.variables();
 const step = (i: number) => {
-  const { value, grads } = tf.variableGrads(
+  const { value, grads } = variableGrads(
     () => softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, batch.labels),
     vars,
   );
