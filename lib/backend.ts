@@ -76,6 +76,39 @@ async function tryWasm(threads?: number): Promise<string | undefined> {
   }
 }
 
+/** The WebGPU adapter's description (e.g. `llvmpipe` for the software rasteriser), or "unknown adapter". */
+async function gpuAdapterName(): Promise<string> {
+  try {
+    const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+    const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;
+    return adapter?.info?.description || adapter?.info?.vendor || "unknown adapter";
+  } catch {
+    return "unknown adapter";
+  }
+}
+
+/**
+ * tfjs's webgpu backend reads tensors synchronously (`dataSync()`, `arraySync()`) by drawing to an OffscreenCanvas's
+ * 2d context, which Deno does not provide; it then fails with "Cannot read properties of null (reading 'clearRect')".
+ * Say what is wrong instead. Asynchronous reads (`await t.data()`, as the bench uses) work.
+ */
+function explainSyncReads(): void {
+  const backend = tf.backend() as unknown as { readSync(dataId: object): unknown };
+  const readSync = backend.readSync.bind(backend);
+  backend.readSync = (dataId: object) => {
+    try {
+      return readSync(dataId);
+    } catch (e) {
+      throw new Error(
+        "webgpu: this runtime cannot read GPU tensors synchronously (tfjs needs a 2d OffscreenCanvas for dataSync() and " +
+          "arraySync() in Deno); only code that reads with `await tensor.data()` runs here, such as `deno task bench " +
+          "--backend webgpu`. Train and evaluate on tensorflow-gpu, blas or wasm.",
+        { cause: e },
+      );
+    }
+  };
+}
+
 /**
  * Starts the backend (once; later calls return the same choice unless a different one is forced).
  *
@@ -115,7 +148,8 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     } else if (name === "webgpu") {
       try {
         await import("@tensorflow/tfjs-backend-webgpu");
-        if (await tf.setBackend("webgpu")) description = "webgpu";
+        if (await tf.setBackend("webgpu")) description = `webgpu (${await gpuAdapterName()})`;
+        explainSyncReads();
       } catch { /* not available */ }
     } else {
       throw new Error(

@@ -280,8 +280,16 @@ export class MiniEncoder implements TrainableModel {
   }
 }
 
-/** One training step: cross-entropy loss, gradients of every param, AdamW update. Returns the loss. */
-export function trainStep(model: TrainableModel, optimizer: AdamW, batch: BatchInputs, numLabels = 2): number {
+/**
+ * One training step: cross-entropy loss, gradients of every param, AdamW update. Resolves to the loss, read
+ * asynchronously (GPU backends such as webgpu under Deno have no synchronous read).
+ */
+export async function trainStep(
+  model: TrainableModel,
+  optimizer: AdamW,
+  batch: BatchInputs,
+  numLabels = 2,
+): Promise<number> {
   // Same loss and the same optimiser (lib/optim.ts) as `deno task bert train`.
   const vars = [...model.params.values()];
   const names = [...model.params.keys()];
@@ -299,7 +307,7 @@ export function trainStep(model: TrainableModel, optimizer: AdamW, batch: BatchI
     if (g) byName.set(names[i], g);
   }
   optimizer.applyGradients(byName);
-  const loss = value.dataSync()[0];
+  const loss = (await value.data())[0];
   value.dispose();
   return loss;
 }
@@ -415,14 +423,14 @@ async function buildModel(shape: BenchShape, kind: "bert" | "mini"): Promise<Tra
 async function timeSteps(
   o: ModelBenchOptions,
   what: string,
-  step: () => void,
+  step: () => void | Promise<void>,
   mem: PeakMemory,
 ): Promise<BenchRow> {
   const { shape } = o;
   const times: number[] = [];
   for (let i = 0; i < (o.warmup ?? 2) + (o.steps ?? 5); i++) {
     const t0 = performance.now();
-    step();
+    await step();
     const ms = performance.now() - t0;
     mem.sample();
     if (i >= (o.warmup ?? 2)) times.push(ms);
@@ -449,7 +457,7 @@ export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
   const model = await buildModel(o.shape, o.model ?? "bert");
   const batch = randomBatch(o.shape);
   const opt = new AdamW(model.params);
-  const optimizer = { step: () => trainStep(model, opt, batch), dispose: () => opt.dispose() };
+  const optimizer = { step: async () => void await trainStep(model, opt, batch), dispose: () => opt.dispose() };
   try {
     return await timeSteps(o, "train", optimizer.step, mem);
   } finally {
@@ -466,9 +474,9 @@ export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
   const model = await buildModel(o.shape, o.model ?? "bert");
   const batch = randomBatch(o.shape);
   try {
-    return await timeSteps(o, "infer", () => {
+    return await timeSteps(o, "infer", async () => {
       const { logits } = model.forward(batch, { training: false });
-      logits!.dataSync();
+      await logits!.data();
       logits!.dispose();
     }, mem);
   } finally {
@@ -501,9 +509,10 @@ export const MATMUL_CASES: MatMulCase[] = [
   { name: "batched [384x128x64] x [384x128x64]^T", a: [384, 128, 64], b: [384, 128, 64], transposeB: true },
 ];
 
-/** GFLOP/s of `tf.matMul` on the current backend for each case. */
-export function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, threads?: number): BenchRow[] {
-  return cases.map((c) => {
+/** GFLOP/s of `tf.matMul` on the current backend for each case (output read back asynchronously). */
+export async function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, threads?: number): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const c of cases) {
     const a = tf.randomNormal(c.a), b = tf.randomNormal(c.b);
     const ta = !!c.transposeA, tb = !!c.transposeB;
     const ra = c.a.length;
@@ -515,14 +524,14 @@ export function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, thread
     for (let i = 0; i < reps + 1; i++) {
       const t0 = performance.now();
       const r = tf.matMul(a, b, ta, tb);
-      r.dataSync();
+      await r.data();
       const ms = performance.now() - t0;
       r.dispose();
       if (i > 0) times.push(ms);
     }
     tf.dispose([a, b]);
     const ms = median(times);
-    return {
+    rows.push({
       what: "matmul",
       engine: `tfjs ${tf.getBackend()}`,
       shape: c.name,
@@ -530,8 +539,9 @@ export function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, thread
       msPerStep: ms,
       minMs: Math.min(...times),
       gflops: flops / ms / 1e6,
-    };
-  });
+    });
+  }
+  return rows;
 }
 
 /** Tokenizer + feature conversion throughput over `texts` (WordPiece, then ids/mask/type ids at `maxSeqLength`). */

@@ -74,7 +74,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     const info = await initBackend({ backend: backend as BackendName | "auto", threads });
     const t = await backendThreads(info.name, threads);
     const engine = `tfjs ${info.name}${model === "mini" ? " (mini)" : ""}`;
-    if (whats.includes("matmul")) { for (const r of benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
+    if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
     for (const shape of shapes) {
       const o = { shape, steps, warmup, model: model as "bert" | "mini", engine, threads: t };
       if (whats.includes("train")) show(await benchTrain(o));
