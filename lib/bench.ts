@@ -475,9 +475,9 @@ export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
   const batch = randomBatch(o.shape);
   try {
     return await timeSteps(o, "infer", async () => {
-      const { logits } = model.forward(batch, { training: false });
-      await logits!.data();
-      logits!.dispose();
+      const logits = tf.tidy(() => model.forward(batch, { training: false }).logits!); // frees the other outputs
+      await logits.data();
+      logits.dispose();
     }, mem);
   } finally {
     model.dispose();
