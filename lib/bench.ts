@@ -332,8 +332,10 @@ export interface BenchRow {
   examplesPerS?: number;
   /** GFLOP/s (matmul only). */
   gflops?: number;
-  /** Peak resident set size sampled between steps, MB. */
+  /** Peak resident set size of the process (getrusage's high-water mark where available), MB. */
   peakRssMb?: number;
+  /** CPU time over wall time during the measured steps (200 = two cores busy), where getrusage is available. */
+  cpuPct?: number;
   /** Peak bytes held by live tensors (tf.memory().numBytes), MB. */
   peakTensorMb?: number;
 }
@@ -372,8 +374,8 @@ class PeakMemory {
 
 let getrusage: ((who: number, usage: Uint8Array) => number) | null | undefined;
 
-/** `getrusage(RUSAGE_SELF).ru_maxrss` in bytes (Linux glibc), or undefined where it cannot be called. */
-function maxRss(): number | undefined {
+/** `getrusage(RUSAGE_SELF)` as a DataView (Linux glibc), or undefined where it cannot be called. */
+function rusage(): DataView | undefined {
   if (getrusage === undefined) {
     getrusage = null;
     try {
@@ -384,9 +386,22 @@ function maxRss(): number | undefined {
     } catch { /* no --allow-ffi or no glibc */ }
   }
   if (!getrusage) return undefined;
-  const usage = new Uint8Array(144); // struct rusage: two timevals, then ru_maxrss (a long, in KiB)
-  if (getrusage(0, usage) !== 0) return undefined;
-  return Number(new DataView(usage.buffer).getBigInt64(32, true)) * 1024;
+  const usage = new Uint8Array(144); // struct rusage: ru_utime, ru_stime (timevals), then ru_maxrss (a long, in KiB)
+  return getrusage(0, usage) === 0 ? new DataView(usage.buffer) : undefined;
+}
+
+/** The process's peak resident set in bytes, or undefined where getrusage cannot be called. */
+function maxRss(): number | undefined {
+  const u = rusage();
+  return u ? Number(u.getBigInt64(32, true)) * 1024 : undefined;
+}
+
+/** User + system CPU seconds of the process so far, or undefined where getrusage cannot be called. */
+function cpuSeconds(): number | undefined {
+  const u = rusage();
+  if (!u) return undefined;
+  const tv = (o: number) => Number(u.getBigInt64(o, true)) + Number(u.getBigInt64(o + 8, true)) / 1e6;
+  return tv(0) + tv(16);
 }
 
 /** Options of {@linkcode benchTrain} and {@linkcode benchInfer}. */
@@ -428,7 +443,12 @@ async function timeSteps(
 ): Promise<BenchRow> {
   const { shape } = o;
   const times: number[] = [];
+  let cpu0: number | undefined, wall0 = 0;
   for (let i = 0; i < (o.warmup ?? 2) + (o.steps ?? 5); i++) {
+    if (i === (o.warmup ?? 2)) {
+      cpu0 = cpuSeconds();
+      wall0 = performance.now();
+    }
     const t0 = performance.now();
     await step();
     const ms = performance.now() - t0;
@@ -436,9 +456,14 @@ async function timeSteps(
     if (i >= (o.warmup ?? 2)) times.push(ms);
     await new Promise((r) => setTimeout(r, 0)); // let timers and GC finalisers run between steps
   }
+  const cpu1 = cpuSeconds();
+  const cpuPct = cpu0 === undefined || cpu1 === undefined
+    ? undefined
+    : (cpu1 - cpu0) * 1e5 / (performance.now() - wall0);
   const ms = median(times);
   return {
     what,
+    cpuPct,
     engine: o.engine ?? `tfjs ${tf.getBackend()}`,
     shape: `${shape.name} ${shape.batch}x${shape.seqLength}`,
     threads: o.threads,
@@ -581,6 +606,7 @@ export function formatTable(rows: BenchRow[]): string {
     "min ms",
     "ex/s",
     "GFLOP/s",
+    "CPU %",
     "peak RSS MB",
     "tensor MB",
   ];
@@ -594,6 +620,7 @@ export function formatTable(rows: BenchRow[]): string {
     fmt(r.minMs),
     fmt(r.examplesPerS),
     fmt(r.gflops),
+    fmt(r.cpuPct, 0),
     fmt(r.peakRssMb, 0),
     fmt(r.peakTensorMb, 0),
   ]);

@@ -163,6 +163,7 @@ async function runPytorch(
       minMs: r.min_ms,
       examplesPerS: r.examples_per_s,
       peakRssMb: r.peak_rss_mb,
+      cpuPct: r.cpu_pct,
     });
   }
   if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));

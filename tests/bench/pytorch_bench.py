@@ -155,10 +155,13 @@ def main():
                 for _ in range(args.warmup):
                     step()
                 times = []
+                ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 for _ in range(args.steps):
                     t0 = time.perf_counter()
                     step()
                     times.append((time.perf_counter() - t0) * 1000)
+                ru1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                cpu_pct = 100 * ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / (wall1 - wall0)
                 times.sort()
                 median = times[len(times) // 2]
                 row = {
@@ -172,6 +175,7 @@ def main():
                     "min_ms": round(times[0], 1),
                     "examples_per_s": round(s["batch"] * 1000 / median, 1),
                     "peak_rss_mb": round(peak_rss_mb(), 0),
+                    "cpu_pct": round(cpu_pct, 0),
                     "cpu": cpu_model(),
                     "cores": os.cpu_count(),
                 }
@@ -179,10 +183,10 @@ def main():
                 print(json.dumps(row), flush=True)
     if not args.json:
         print()
-        print(f"{'engine':<22}{'shape':<7}{'what':<7}{'thr':>4}{'ms/step':>10}{'min':>9}{'ex/s':>9}{'peak RSS MB':>13}")
+        print(f"{'engine':<22}{'shape':<7}{'what':<7}{'thr':>4}{'ms/step':>10}{'min':>9}{'ex/s':>9}{'peak RSS MB':>13}{'CPU %':>7}")
         for r in rows:
             print(f"{r['engine']:<22}{r['shape']:<7}{r['what']:<7}{r['threads']:>4}{r['ms_per_step']:>10}"
-                  f"{r['min_ms']:>9}{r['examples_per_s']:>9}{r['peak_rss_mb']:>13}")
+                  f"{r['min_ms']:>9}{r['examples_per_s']:>9}{r['peak_rss_mb']:>13}{r['cpu_pct']:>7}")
     return 0
 
 
