@@ -69,6 +69,14 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
     seed: o.dropoutRate > 0 ? hashSeed(o.seed) : 0,
   };
   const mask = o.maskBias;
+  if (!recordingGradients()) {
+    // No gradient will be asked for: skip copying out the probabilities (one [batch, heads, seq, seq] tensor).
+    const [context] = tf.engine().runKernel("BlasAttention", { q: o.q, k: o.k, v: o.v, mask }, {
+      ...attrs,
+      keepProbs: false,
+    } as never) as tf.Tensor[];
+    return context as tf.Tensor2D;
+  }
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [q, k, v] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
@@ -89,7 +97,14 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
   return op(o.q, o.k, o.v) as tf.Tensor2D;
 }
 
+/** Whether tfjs is recording operations for a gradient (inside `tf.grad`, `variableGrads`, ...). */
+function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
 interface Attrs {
+  /** Return the probabilities as a second output (for the backward pass; default true). */
+  keepProbs?: boolean;
   batch: number;
   seq: number;
   heads: number;
@@ -166,7 +181,7 @@ function stateAt(seed: number, offset: number): number {
  */
 function forwardSimd(
   simd: SimdMath,
-  o: Job & { mask: Float32Array; probs: Float32Array; context: Float32Array; blas: Blas },
+  o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array; blas: Blas },
 ): void {
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
@@ -191,7 +206,7 @@ function forwardSimd(
         alpha: scale,
       });
       simd.softmaxRowsAt(sPtr, seq, seq, maskPtr);
-      probs.set(s, po);
+      probs?.set(s, po);
       if (rate > 0) simd.dropoutAt(sPtr, block, stateAt(seed, po), threshold, dropScale);
       blas.sgemm({
         m: seq,
@@ -291,13 +306,16 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
     const mask = f32(backend, inputs.mask!);
     const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
-    const probs = allocF32(batch * heads * block, false); // [batch, heads, seq, seq]
+    const keepProbs = (args.attrs as unknown as Attrs).keepProbs !== false;
     const simd = seq % 4 === 0 ? simdMath() : undefined;
     if (simd) {
       const context = allocF32(q.length, false);
+      const probs = keepProbs ? allocF32(batch * heads * block, false) : undefined; // [batch, heads, seq, seq]
       forwardSimd(simd, { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas });
-      return [output(backend, inputs.q!.shape, context), output(backend, [batch, heads, seq, seq], probs)];
+      const out = output(backend, inputs.q!.shape, context);
+      return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
     }
+    const probs = allocF32(batch * heads * block, false); // [batch, heads, seq, seq]
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < heads; h++) {
         const off = b * seq * hidden + h * dh;
@@ -337,10 +355,8 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
         });
       }
     }
-    return [
-      output(backend, inputs.q!.shape, context),
-      output(backend, [batch, heads, seq, seq], probs),
-    ];
+    const out = output(backend, inputs.q!.shape, context);
+    return keepProbs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
   };
 
   const backward = (args: KernelArgs): TensorInfo[] => {
@@ -430,7 +446,15 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
   };
 
   return [
-    { kernelName: "BlasAttention", backendName, kernelFunc: forward as unknown as KernelFunc },
-    { kernelName: "BlasAttentionGrad", backendName, kernelFunc: backward as unknown as KernelFunc },
+    {
+      kernelName: "BlasAttention",
+      backendName,
+      kernelFunc: forward as unknown as KernelFunc,
+    },
+    {
+      kernelName: "BlasAttentionGrad",
+      backendName,
+      kernelFunc: backward as unknown as KernelFunc,
+    },
   ];
 }

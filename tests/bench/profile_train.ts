@@ -2,7 +2,8 @@
  * Kernel profile of BertModel training steps on the `blas` backend (lib/kernels/blas_backend.ts's
  * `setKernelProfiling`): time per kernel, optionally per input shape, over a few steps.
  *
- * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N]
+ * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N] [--infer]
+ * (`--infer`: forward passes without dropout instead of training steps)
  */
 import { initBackend, tf } from "../../lib/backend.ts";
 import { randomBatch, SHAPES } from "../../lib/bench.ts";
@@ -29,7 +30,14 @@ const model = new BertModel(config, { head: "classification", numLabels: 2 });
 const opt = new AdamW(model.params);
 const batch = randomBatch(shape);
 const vars = model.variables();
+const infer = Deno.args.includes("--infer");
 const step = (i: number) => {
+  if (infer) {
+    const logits = tf.tidy(() => model.forward(batch, { training: false }).logits!);
+    const loss = logits.dataSync()[0];
+    logits.dispose();
+    return { loss, optMs: 0 };
+  }
   const { value, grads } = variableGrads(
     () => softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, batch.labels),
     vars,
