@@ -342,7 +342,8 @@ export interface BenchRow {
 
 /** The CPU model and core count (from /proc/cpuinfo where readable). */
 export function machineInfo(): { cpu: string; cores: number } {
-  let cpu = "unknown CPU";
+  // Deno 2.9 gives /proc files only to --allow-all: otherwise name the platform.
+  let cpu = `${Deno.build.arch} CPU (model not readable)`;
   try {
     const text = Deno.readTextFileSync("/proc/cpuinfo");
     cpu = /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? cpu;

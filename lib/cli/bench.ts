@@ -85,6 +85,12 @@ export async function run(args: ParsedArgs): Promise<void> {
     for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
   }
   console.log(`\n${formatTable(rows)}`);
+  if (rows.filter((r) => r.peakRssMb !== undefined && !r.engine.startsWith("pytorch")).length > 1) {
+    console.log(
+      "\npeak RSS is this process's high-water mark so far, so later rows include earlier ones: for a row's own " +
+        "figure, bench one shape and one --what per run.",
+    );
+  }
 }
 
 async function backendThreads(name: string, threads: number | undefined): Promise<number | undefined> {

@@ -288,6 +288,77 @@ function horizontal(v: number, op: number[]): number[] {
   ];
 }
 
+/** 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, held in the low mantissa bits. */
+const ROUND_MAGIC = 12582912;
+
+/**
+ * exp of local `src` for arguments <= 0 (softmax after the max subtraction, `exp(-x^2)` in erf and GELU's
+ * gradient), on the stack: the Cephes polynomial of {@linkcode expBody} with a cheaper range reduction. With
+ * x in [-87.34, 0], n = round(x / ln 2) is in [-126, 0], so 2^n is one normal float built from n's bits, and n
+ * itself comes from the round-by-adding-1.5*2^23 trick instead of a float-to-int conversion. Exact 0 below
+ * -87.34 (where expf underflows), 1 for positive arguments (clamped to 0), NaN stays NaN. About 20 instructions
+ * per 4 values instead of ~45. Uses locals FX, R, N.
+ */
+function expNegBody(src: number): number[] {
+  return [
+    // r = clamp(x, -87.34, 0); t = r log2e + magic (rounds); fx = t - magic
+    ...I.get(src),
+    ...I.splat(0),
+    ...I.min,
+    ...I.splat(-87.33654475055310),
+    ...I.max,
+    ...I.tee(R),
+    ...I.splat(1.44269504088896341),
+    ...I.fmul,
+    ...I.splat(ROUND_MAGIC),
+    ...I.fadd,
+    ...I.tee(N),
+    ...I.splat(ROUND_MAGIC),
+    ...I.fsub,
+    ...I.set(FX),
+    // r = r - fx ln2hi - fx ln2lo
+    ...I.get(R),
+    ...I.get(FX),
+    ...I.splat(0.693359375),
+    ...I.fmul,
+    ...I.fsub,
+    ...I.get(FX),
+    ...I.splat(-2.12194440e-4),
+    ...I.fmul,
+    ...I.fsub,
+    ...I.set(R),
+    // y = (((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1
+    ...horner(R, [
+      1.9875691500e-4,
+      1.3981999507e-3,
+      8.3334519073e-3,
+      4.1665795894e-2,
+      1.6666665459e-1,
+      5.0000001201e-1,
+    ]),
+    ...I.get(R),
+    ...I.get(R),
+    ...I.fmul,
+    ...I.fmul,
+    ...I.get(R),
+    ...I.fadd,
+    ...I.splat(1),
+    ...I.fadd,
+    // * 2^n: the bits of t minus those of the magic number are n; (n + 127) << 23 is 2^n
+    ...I.get(N),
+    ...I.constI(0x4b400000 - 127),
+    ...I.isub,
+    ...I.i32(23),
+    ...I.shl,
+    ...I.fmul,
+    // exact 0 below the float32 range
+    ...I.get(src),
+    ...I.splat(-87.33654475055310),
+    ...I.lt,
+    ...I.andnot,
+  ];
+}
+
 /** exp of the v128 in local `src`, result left on the stack (uses locals FX, R, Y). */
 function expBody(src: number): number[] {
   return [
@@ -390,7 +461,7 @@ function erfBody(src = X, keepExp = false): number[] {
     ...I.fmul,
     ...I.neg,
     ...I.set(V),
-    ...expBody(V),
+    ...expNegBody(V),
     ...(keepExp ? I.tee(E) : []),
     ...I.set(V), // V = exp(-v^2)
     // poly = ((((a5 t + a4) t + a3) t + a2) t + a1) t
@@ -626,7 +697,7 @@ function softmaxRowsFunction(): number[] {
         ...I.get(Z),
         ...I.fsub,
         ...I.set(B),
-        ...expBody(B),
+        ...expNegBody(B),
         ...I.tee(C),
         ...I.store,
         ...I.get(A),

@@ -98,6 +98,15 @@ def batch(torch, s, seed=1):
 
 
 def peak_rss_mb():
+    # VmHWM: this process image's high-water mark. ru_maxrss would do elsewhere, but on Linux it carries over the
+    # parent's peak across fork + exec (run from `deno task bench --pytorch`, it would report Deno's memory).
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
