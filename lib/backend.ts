@@ -76,6 +76,16 @@ async function tryWasm(threads?: number): Promise<string | undefined> {
   }
 }
 
+/**
+ * Makes the values of `tensors` readable synchronously (`dataSync()`): on backends that can only read GPU memory
+ * asynchronously (webgpu under Deno) this reads them once with `await data()`, which leaves a copy on the CPU;
+ * elsewhere it does nothing. Call it before synchronous reads in async code.
+ */
+export async function readableOnCpu(tensors: tf.Tensor[]): Promise<void> {
+  if (tf.getBackend() !== "webgpu") return;
+  await Promise.all(tensors.map((t) => t.data()));
+}
+
 /** The WebGPU adapter's description (e.g. `llvmpipe` for the software rasteriser), or "unknown adapter". */
 async function gpuAdapterName(): Promise<string> {
   try {
@@ -100,9 +110,9 @@ function explainSyncReads(): void {
       return readSync(dataId);
     } catch (e) {
       throw new Error(
-        "webgpu: this runtime cannot read GPU tensors synchronously (tfjs needs a 2d OffscreenCanvas for dataSync() and " +
-          "arraySync() in Deno); only code that reads with `await tensor.data()` runs here, such as `deno task bench " +
-          "--backend webgpu`. Train and evaluate on tensorflow-gpu, blas or wasm.",
+        "webgpu: this code reads a GPU tensor synchronously (dataSync()/arraySync()), which tfjs's webgpu backend " +
+          "cannot do under Deno (it needs a 2d OffscreenCanvas). Classification training, evaluation, predict and " +
+          "the bench read asynchronously and run on webgpu; for this command use tensorflow-gpu, blas or wasm.",
         { cause: e },
       );
     }

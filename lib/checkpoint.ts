@@ -8,7 +8,7 @@
  * Missing and unused weights are reported the way `transformers` reports them.
  * @module
  */
-import { tf } from "./backend.ts";
+import { readableOnCpu, tf } from "./backend.ts";
 import { basename, dirname, exists, join, writeDirAtomic, writeFileAtomic } from "./fsutil.ts";
 import { ARCHITECTURES, BertConfig, BertModel, configFromJson, configToJson, HeadKind } from "./model.ts";
 import { readSafetensors, serializeSafetensors, TensorEntry, toFloat32 } from "./safetensors.ts";
@@ -325,6 +325,7 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
     labels: model.head === "classification" ? labels : undefined,
     numLabels: model.head === "classification" ? model.numLabels : undefined,
   });
+  await readableOnCpu([...model.params.values()]);
   const weights = serializeSafetensors(modelToTensors(model), { format: "pt" });
   await writeDirAtomic(dir, async (tmp) => {
     const text = (value: unknown) => JSON.stringify(value, null, 2) + "\n";

@@ -129,7 +129,11 @@ export interface InferenceOptions {
  * Runs `model` (classification head) over every row of `features`, without dropout. The loss is computed in
  * float64 from the float32 logits (log-softmax), like PyTorch's cross-entropy up to rounding.
  */
-export function runInference(model: BertModel, features: FeatureSet, options: InferenceOptions = {}): InferenceResult {
+export async function runInference(
+  model: BertModel,
+  features: FeatureSet,
+  options: InferenceOptions = {},
+): Promise<InferenceResult> {
   if (model.head !== "classification") {
     throw new Error(`runInference needs a classification model, this one has the "${model.head}" head`);
   }
@@ -143,7 +147,7 @@ export function runInference(model: BertModel, features: FeatureSet, options: In
     const batch = featureBatch(features, indices);
     try {
       const out = tf.tidy(() => model.forward(batch, { training: false }).logits!); // [batch, numLabels]
-      logits.set(out.dataSync() as Float32Array, start * k);
+      logits.set(await out.data() as Float32Array, start * k); // asynchronous: webgpu has no synchronous read
       out.dispose();
     } finally {
       disposeBatch(batch);
@@ -183,12 +187,12 @@ export interface EvaluateFeaturesOptions extends InferenceOptions {
 }
 
 /** Inference plus every metric (with the model's loss in `metrics.loss`) on labelled features. */
-export function evaluateFeatures(
+export async function evaluateFeatures(
   model: BertModel,
   features: FeatureSet,
   options: EvaluateFeaturesOptions = {},
-): { metrics: ClassificationMetrics; inference: InferenceResult } {
-  const inference = runInference(model, features, options);
+): Promise<{ metrics: ClassificationMetrics; inference: InferenceResult }> {
+  const inference = await runInference(model, features, options);
   if (inference.labelled !== features.n) {
     throw new Error(
       `${features.metadata.source}: ${features.n - inference.labelled} of ${features.n} examples have no label; ` +
@@ -397,7 +401,7 @@ export async function evaluateCheckpoint(options: EvaluateCheckpointOptions): Pr
     }
     const task = options.task ?? features.metadata.task;
     const kind = metricKindOf(task);
-    const { metrics, inference } = evaluateFeatures(model, features, {
+    const { metrics, inference } = await evaluateFeatures(model, features, {
       batchSize: options.batchSize,
       labelNames: labels,
     });
@@ -540,7 +544,7 @@ export async function predict(
     }
     const names = labelNames ?? Array.from({ length: model.numLabels }, (_, i) => `LABEL_${i}`);
     const features = featuresFromExamples(examples, tokenizer, options.maxSeqLength ?? 128);
-    const inference = runInference(model, features, { batchSize: options.batchSize });
+    const inference = await runInference(model, features, { batchSize: options.batchSize });
     const k = inference.numLabels;
     const predictions = examples.map((e, i) => ({
       id: e.id,

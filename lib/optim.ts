@@ -146,6 +146,11 @@ export class AdamW {
     }
   }
 
+  /** The first and second moment tensors (to make readable, see lib/backend.ts's `readableOnCpu`, before {@linkcode exportState}). */
+  stateTensors(): tf.Tensor[] {
+    return [...this.m.values(), ...this.v.values()];
+  }
+
   /**
    * The optimiser state as safetensors records: `exp_avg.<name>` and `exp_avg_sq.<name>` (F32, in the layout of
    * the model's variables unless `transform` maps them, e.g. to Hugging Face's `[out, in]`), plus the update count.
@@ -245,14 +250,20 @@ export function warmupStepsFor(totalSteps: number, warmupRatio: number): number 
   return Math.ceil(totalSteps * warmupRatio);
 }
 
-/** The L2 norm of all gradients together (one number synchronised from the backend). */
-export function globalNorm(grads: Gradients): number {
+/** The sum of squares of all gradients together, as a scalar tensor (the caller disposes it). */
+export function globalNormSquared(grads: Gradients): tf.Scalar {
   let total: tf.Scalar = tf.scalar(0);
   for (const g of grads.values()) {
     const next = tf.tidy(() => tf.add(total, tf.sum(tf.square(g))) as tf.Scalar);
     total.dispose();
     total = next;
   }
+  return total;
+}
+
+/** The L2 norm of all gradients together (one number synchronised from the backend). */
+export function globalNorm(grads: Gradients): number {
+  const total = globalNormSquared(grads);
   const sq = total.dataSync()[0];
   total.dispose();
   return Math.sqrt(sq);
@@ -261,10 +272,13 @@ export function globalNorm(grads: Gradients): number {
 /**
  * Clips gradients in place (replacing and disposing the tensors in `grads`) like `torch.nn.utils.clip_grad_norm_`:
  * `scale = maxNorm / (totalNorm + 1e-6)`, applied only when it is below 1. Returns the norm before clipping and the
- * scale applied (1 when none).
+ * scale applied (1 when none). Pass `norm` when it is already known (e.g. read asynchronously).
  */
-export function clipGradsByGlobalNorm(grads: Gradients, maxNorm: number): { norm: number; scale: number } {
-  const norm = globalNorm(grads);
+export function clipGradsByGlobalNorm(
+  grads: Gradients,
+  maxNorm: number,
+  norm: number = globalNorm(grads),
+): { norm: number; scale: number } {
   const scale = maxNorm / (norm + 1e-6);
   if (!(scale < 1)) return { norm, scale: 1 };
   for (const [name, g] of grads) {

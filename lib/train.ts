@@ -32,7 +32,7 @@
  * `train({ model, vocabPath, outputDir, adapter, ...hyperParameters })`.
  * @module
  */
-import { tf } from "./backend.ts";
+import { readableOnCpu, tf } from "./backend.ts";
 import { loadTensorsIntoModel, saveCheckpoint } from "./checkpoint.ts";
 import { createProgress, formatDuration } from "./display.ts";
 import { disposeBatch, evaluateFeatures, type FeatureBatch, featureBatch, metricKindOf } from "./evaluate.ts";
@@ -48,7 +48,14 @@ import {
   scalarMetrics,
 } from "./metrics.ts";
 import { type BertModel, configToJson, type HeadKind, softmaxCrossEntropy } from "./model.ts";
-import { AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients, scheduleLr, warmupStepsFor } from "./optim.ts";
+import {
+  AdamW,
+  clipGradsByGlobalNorm,
+  globalNormSquared,
+  type Gradients,
+  scheduleLr,
+  warmupStepsFor,
+} from "./optim.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "./safetensors.ts";
 import { FullTokenizer, Vocab } from "./tokenizer.ts";
 import { variableGrads } from "./autodiff.ts";
@@ -400,8 +407,8 @@ export function classificationTask(options: ClassificationTaskOptions): TrainTas
     },
     disposeBatch,
     evaluate: dev
-      ? (model, { batchSize }) => {
-        const { metrics } = evaluateFeatures(model, dev, { batchSize, labelNames: labels });
+      ? async (model, { batchSize }) => {
+        const { metrics } = await evaluateFeatures(model, dev, { batchSize, labelNames: labels });
         return { metrics: scalarMetrics(metrics), headline: headlineMetric(kind, metrics), details: metrics };
       }
       : undefined,
@@ -982,6 +989,7 @@ export async function train<B = unknown, D = ClassificationMetrics>(
   const save = async (orderState: number) => {
     await progress("save");
     const dir = join(outputDir, `checkpoint-${globalStep}`);
+    await readableOnCpu(optimizer.stateTensors());
     const state = optimizer.exportState(toHf);
     const trainingState = serializeSafetensors(state.tensors, { step: String(state.step), optimizer: "AdamW" });
     await saveCheckpoint(dir, {
@@ -1000,7 +1008,7 @@ export async function train<B = unknown, D = ClassificationMetrics>(
   };
 
   /** One update on micro-batches `[first, last)` of `order`; returns the loss (mean over the group's examples). */
-  const update = (order: Int32Array, first: number, last: number): number => {
+  const update = async (order: Int32Array, first: number, last: number): Promise<number> => {
     const groupStart = first * batchSize;
     const groupSize = Math.min(n, last * batchSize) - groupStart;
     let acc: Gradients | undefined;
@@ -1020,6 +1028,7 @@ export async function train<B = unknown, D = ClassificationMetrics>(
         } finally {
           task.disposeBatch(batch);
         }
+        await readableOnCpu([value]);
         loss += value.dataSync()[0];
         value.dispose();
         if (!acc) {
@@ -1045,7 +1054,11 @@ export async function train<B = unknown, D = ClassificationMetrics>(
         );
       }
       const grads = acc!;
-      lastNorm = hp.maxGradNorm > 0 ? clipGradsByGlobalNorm(grads, hp.maxGradNorm).norm : globalNorm(grads);
+      const squared = globalNormSquared(grads);
+      await readableOnCpu([squared]);
+      const norm = Math.sqrt(squared.dataSync()[0]);
+      squared.dispose();
+      lastNorm = hp.maxGradNorm > 0 ? clipGradsByGlobalNorm(grads, hp.maxGradNorm, norm).norm : norm;
       if (!Number.isFinite(lastNorm)) {
         throw new Error(
           `training stopped: the gradient norm is ${lastNorm} at step ${globalStep + 1} (epoch ${epoch + 1})`,
@@ -1070,7 +1083,7 @@ export async function train<B = unknown, D = ClassificationMetrics>(
       while (stepInEpoch < stepsPerEpoch && globalStep < totalSteps) {
         const first = stepInEpoch * accum;
         const last = Math.min(batchesPerEpoch, first + accum);
-        lastLoss = update(order, first, last);
+        lastLoss = await update(order, first, last);
         globalStep++;
         stepInEpoch++;
         epochLossSum += lastLoss;

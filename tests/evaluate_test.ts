@@ -71,7 +71,7 @@ Deno.test("runInference: probabilities, predictions and loss agree with the mode
   const { dir, features } = await fixture();
   const model = tinyModel({ seed: 5 });
   const before = tf.memory().numTensors;
-  const r = runInference(model, features, { batchSize: 2 });
+  const r = await runInference(model, features, { batchSize: 2 });
   assertEquals(tf.memory().numTensors, before);
   assertEquals(r.n, 5);
   for (let i = 0; i < r.n; i++) {
@@ -93,7 +93,7 @@ Deno.test("evaluateCheckpoint: metrics, eval_results.json and predictions.tsv wi
   const model = tinyModel({ seed: 5 });
   const ckpt = join(dir, "ckpt");
   await saveCheckpoint(ckpt, { model, vocabPath, labels: ["negative", "positive"], lowerCase: true });
-  const expected = runInference(model, features);
+  const expected = await runInference(model, features);
   const featuresFile = join(dir, "dev.safetensors");
   await saveFeatures(featuresFile, features);
   const r = await evaluateCheckpoint({ checkpoint: ckpt, features: featuresFile, quiet: true });
@@ -177,7 +177,7 @@ Deno.test("predict: strings and a TSV column give the same labels and probabilit
   const model = tinyModel({ seed: 5 });
   const ckpt = join(dir, "ckpt");
   await saveCheckpoint(ckpt, { model, vocabPath, labels: ["negative", "positive"], lowerCase: true });
-  const expected = runInference(model, features);
+  const expected = await runInference(model, features);
   const texts = SENTENCES.map(([s]) => s);
   const { predictions, labelNames } = await predict({ checkpoint: ckpt, texts, maxSeqLength: 12 });
   assertEquals(labelNames, ["negative", "positive"]);
