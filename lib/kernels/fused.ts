@@ -359,8 +359,6 @@ export function adamwUpdate(u: AdamWUpdate): [tf.Tensor, tf.Tensor, tf.Tensor] {
  */
 export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
   if (!onBlas(u.param, u.grad, u.m, u.v)) return false;
-  const simd = simdMath();
-  if (!simd) return false;
   const backend = tf.backend() as unknown as {
     data: { get(id: object): { values: unknown; refCount: number } | undefined };
   };
@@ -373,7 +371,7 @@ export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
   const g = f32(tf.backend() as never, u.grad as never);
   if (g.length !== p.length || m.length !== p.length || v.length !== p.length) return false;
   const bc1 = 1 - u.beta1 ** u.step, bc2Sqrt = Math.sqrt(1 - u.beta2 ** u.step);
-  simd.adamw({ p, g, m, v }, [p, m, v], {
+  adamwArrays({ p, g, m, v }, [p, m, v], {
     beta1: u.beta1,
     beta2: u.beta2,
     invBc2: 1 / bc2Sqrt,
@@ -382,6 +380,40 @@ export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
     stepSize: u.lr / bc1,
   });
   return true;
+}
+
+/** The constants of one AdamW step. */
+interface AdamWConstants {
+  beta1: number;
+  beta2: number;
+  invBc2: number;
+  eps: number;
+  decay: number;
+  stepSize: number;
+}
+
+/**
+ * One AdamW step from `p, g, m, v` into `out` (`[p', m', v']`; `out` may be the inputs themselves: each element is
+ * read before it is written). WebAssembly SIMD when available, else a JavaScript loop.
+ */
+function adamwArrays(
+  inp: { p: Float32Array; g: Float32Array; m: Float32Array; v: Float32Array },
+  out: [Float32Array, Float32Array, Float32Array],
+  c: AdamWConstants,
+): void {
+  const { p, g, m, v } = inp, [pn, mn, vn] = out;
+  const simd = p.length >= 64 ? simdMath() : undefined;
+  if (simd) return simd.adamw(inp, out, c);
+  const { beta1, beta2, eps, decay, stepSize, invBc2 } = c, c1 = 1 - beta1, c2 = 1 - beta2;
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i];
+    const mi = m[i] * beta1 + gi * c1;
+    const vi = v[i] * beta2 + gi * gi * c2;
+    const pi = p[i] * decay - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
+    mn[i] = mi;
+    vn[i] = vi;
+    pn[i] = pi;
+  }
 }
 
 function adamwKernel(args: KernelArgs): TensorInfo[] {
@@ -393,18 +425,8 @@ function adamwKernel(args: KernelArgs): TensorInfo[] {
     throw new Error(`adamwUpdate: param, grad, m, v sizes differ (${n}, ${g.length}, ${m.length}, ${v.length})`);
   }
   const { beta1, beta2, eps, decay, stepSize, bc2Sqrt } = attrs as Record<string, number>;
-  const c1 = 1 - beta1, c2 = 1 - beta2, invBc2 = 1 / bc2Sqrt;
   const pn = allocF32(n, false), mn = allocF32(n, false), vn = allocF32(n, false);
-  const simd = n >= 64 ? simdMath() : undefined;
-  if (simd) simd.adamw({ p, g, m, v }, [pn, mn, vn], { beta1, beta2, invBc2, eps, decay, stepSize });
-  else {for (let i = 0; i < n; i++) {
-      const gi = g[i];
-      const mi = m[i] * beta1 + gi * c1;
-      const vi = v[i] * beta2 + gi * gi * c2;
-      mn[i] = mi;
-      vn[i] = vi;
-      pn[i] = p[i] * decay - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
-    }}
+  adamwArrays({ p, g, m, v }, [pn, mn, vn], { beta1, beta2, invBc2: 1 / bc2Sqrt, eps, decay, stepSize });
   const shape = inputs.param!.shape;
   return [output(backend, shape, pn), output(backend, shape, mn), output(backend, shape, vn)];
 }

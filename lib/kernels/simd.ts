@@ -1,12 +1,21 @@
 /**
- * Vectorised `exp` and `erf` for Float32Arrays through a small WebAssembly SIMD module assembled here at
- * load time (no binary blob, no build step). V8's `Math.exp` costs ~12 ns per element, which made softmax
- * and GELU the slowest kernels of BERT training on the `blas` backend; this runs at ~1 ns per element
- * including the copies into and out of the module's memory.
+ * The elementwise side of BERT training on the `blas` backend, in WebAssembly SIMD: a small module assembled here
+ * at load time (no binary blob, no build step) whose functions work in place on 4-float vectors in the module's
+ * memory. Kernels copy their inputs into it in chunks (or, for attention, let `sgemm` write there directly through
+ * FFI) and copy the results out. V8 does not vectorise JavaScript loops, and `Math.exp` costs ~12 ns per element;
+ * these run at 1-5 ns per element including the copies.
  *
- * - `exp`: Cephes `expf` (range reduction by ln 2, degree-6 polynomial), max relative error ~2e-7;
- *   exact 0 below -87.33 (float32 underflow), +Infinity above 88.72, NaN stays NaN.
- * - `erf`: Abramowitz & Stegun 7.1.26 — the formula and constants of tfjs's cpu kernel (|error| < 1.5e-7).
+ * - `exp`: Cephes `expf` (range reduction by ln 2, degree-6 polynomial), max relative error ~2e-7; exact 0 below
+ *   -87.33 (float32 underflow), +Infinity above 88.72, NaN stays NaN. Softmax, erf and GELU's gradient use a
+ *   cheaper variant for arguments <= 0 (`expNegBody`).
+ * - `erf`: Abramowitz & Stegun 7.1.26, the formula and constants of tfjs's cpu kernel (|error| < 1.5e-7).
+ * - `gelu` (exact GELU through Eigen's rational erf), `gelu_grad`.
+ * - `dropout`: the mulberry32 mask of fused.ts's `applyDropoutMask`, four draws at a time, bit-identical.
+ * - `softmax_rows`, `softmax_grad_rows`: masked row softmax and its gradient (attention).
+ * - `adamw`, `layernorm`, `layernorm_grad`: one pass each.
+ *
+ * Polynomial constants are hoisted into locals, and relaxed SIMD's multiply-add is used where the engine
+ * validates it (fused on FMA CPUs; results then differ from the plain build in the last bit).
  *
  * {@linkcode simdMath} returns `undefined` when WebAssembly SIMD is not available; callers fall back to JS.
  * @module
