@@ -12,6 +12,7 @@ import * as fused from "./kernels/fused.ts";
 import { AdamW } from "./optim.ts";
 import { softmaxCrossEntropy } from "./model.ts";
 import { variableGrads } from "./autodiff.ts";
+import { clearPool } from "./kernels/pool.ts";
 
 /** A benchmark shape: model size and batch. */
 export interface BenchShape {
@@ -516,6 +517,7 @@ export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
     optimizer.dispose();
     model.dispose();
     disposeBatch(batch);
+    clearPool(); // arrays kept for this shape's sizes would only crowd the next benchmark
   }
 }
 
@@ -534,6 +536,7 @@ export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
   } finally {
     model.dispose();
     disposeBatch(batch);
+    clearPool();
   }
 }
 
