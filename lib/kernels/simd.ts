@@ -220,8 +220,8 @@ function func(build: () => number[]): number[] {
   return [...uleb(all.length), ...all];
 }
 
-/** `for (counter = 0; counter < local end; counter += 16) body` */
-function forBytes(counter: number, end: number, body: number[]): number[] {
+/** `for (counter = 0; counter < local end; counter += step) body` */
+function forLoop(counter: number, end: number, step: number, body: number[]): number[] {
   return [
     ...I.i32(0),
     ...I.set(counter),
@@ -233,7 +233,7 @@ function forBytes(counter: number, end: number, body: number[]): number[] {
     ...I.brIf(1),
     ...body,
     ...I.get(counter),
-    ...I.i32(16),
+    ...I.i32(step),
     ...I.add,
     ...I.set(counter),
     ...I.br(0),
@@ -242,27 +242,11 @@ function forBytes(counter: number, end: number, body: number[]): number[] {
   ];
 }
 
-/** `for (counter = 0; counter < local end; counter += 1) body` */
-function forCount(counter: number, end: number, body: number[]): number[] {
-  return [
-    ...I.i32(0),
-    ...I.set(counter),
-    ...I.block,
-    ...I.loop,
-    ...I.get(counter),
-    ...I.get(end),
-    ...I.geU,
-    ...I.brIf(1),
-    ...body,
-    ...I.get(counter),
-    ...I.i32(1),
-    ...I.add,
-    ...I.set(counter),
-    ...I.br(0),
-    ...I.end,
-    ...I.end,
-  ];
-}
+/** Over the bytes of 16-byte vectors: `for (counter = 0; counter < local end; counter += 16) body`. */
+const forBytes = (counter: number, end: number, body: number[]) => forLoop(counter, end, 16, body);
+
+/** Over rows: `for (counter = 0; counter < local end; counter++) body`. */
+const forCount = (counter: number, end: number, body: number[]) => forLoop(counter, end, 1, body);
 
 /** The address `local a + local b` on the stack. */
 const at = (a: number, b: number) => [...I.get(a), ...I.get(b), ...I.add];
@@ -299,6 +283,59 @@ function horizontal(v: number, op: number[]): number[] {
 
 /** 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, held in the low mantissa bits. */
 const ROUND_MAGIC = 12582912;
+/** Below this expf underflows to 0. */
+const EXP_MIN = -87.33654475055310;
+/** Above this expf overflows to +Infinity. */
+const EXP_MAX = 88.72283905206835;
+
+/**
+ * The Cephes `expf` core shared by both exp bodies, on the stack: with local R holding the clamped argument and FX
+ * the integer `n = round(x / ln 2)` as a float, `r = x - n ln 2` (in two parts) and
+ * `y = (((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1 = exp(r)`. Overwrites R with `r`.
+ */
+function expPolynomial(): number[] {
+  return [
+    ...I.get(R),
+    ...I.get(FX),
+    ...I.splat(0.693359375),
+    ...I.fmul,
+    ...I.fsub,
+    ...I.get(FX),
+    ...I.splat(-2.12194440e-4),
+    ...I.fmul,
+    ...I.fsub,
+    ...I.set(R),
+    ...horner(R, [
+      1.9875691500e-4,
+      1.3981999507e-3,
+      8.3334519073e-3,
+      4.1665795894e-2,
+      1.6666665459e-1,
+      5.0000001201e-1,
+    ]),
+    ...I.get(R),
+    ...I.get(R),
+    ...I.fmul,
+    ...I.fmul,
+    ...I.get(R),
+    ...I.fadd,
+    ...I.splat(1),
+    ...I.fadd,
+  ];
+}
+
+/** `local src` clamped to [lo, hi] (pmin/pmax: NaN stays NaN), teed into R and left on the stack. */
+const clampIntoR = (src: number, lo: number, hi: number) => [
+  ...I.get(src),
+  ...I.splat(hi),
+  ...I.min,
+  ...I.splat(lo),
+  ...I.max,
+  ...I.tee(R),
+];
+
+/** `result & ~(src < EXP_MIN)`: exact 0 below expf's range, for the result on the stack. */
+const zeroBelowRange = (src: number) => [...I.get(src), ...I.splat(EXP_MIN), ...I.lt, ...I.andnot];
 
 /**
  * exp of local `src` for arguments <= 0 (softmax after the max subtraction, `exp(-x^2)` in erf and GELU's
@@ -311,12 +348,7 @@ const ROUND_MAGIC = 12582912;
 function expNegBody(src: number): number[] {
   return [
     // r = clamp(x, -87.34, 0); t = r log2e + magic (rounds); fx = t - magic
-    ...I.get(src),
-    ...I.splat(0),
-    ...I.min,
-    ...I.splat(-87.33654475055310),
-    ...I.max,
-    ...I.tee(R),
+    ...clampIntoR(src, EXP_MIN, 0),
     ...I.splat(1.44269504088896341),
     ...I.fmul,
     ...I.splat(ROUND_MAGIC),
@@ -325,34 +357,7 @@ function expNegBody(src: number): number[] {
     ...I.splat(ROUND_MAGIC),
     ...I.fsub,
     ...I.set(FX),
-    // r = r - fx ln2hi - fx ln2lo
-    ...I.get(R),
-    ...I.get(FX),
-    ...I.splat(0.693359375),
-    ...I.fmul,
-    ...I.fsub,
-    ...I.get(FX),
-    ...I.splat(-2.12194440e-4),
-    ...I.fmul,
-    ...I.fsub,
-    ...I.set(R),
-    // y = (((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1
-    ...horner(R, [
-      1.9875691500e-4,
-      1.3981999507e-3,
-      8.3334519073e-3,
-      4.1665795894e-2,
-      1.6666665459e-1,
-      5.0000001201e-1,
-    ]),
-    ...I.get(R),
-    ...I.get(R),
-    ...I.fmul,
-    ...I.fmul,
-    ...I.get(R),
-    ...I.fadd,
-    ...I.splat(1),
-    ...I.fadd,
+    ...expPolynomial(),
     // * 2^n: the bits of t minus those of the magic number are n; (n + 127) << 23 is 2^n
     ...I.get(N),
     ...I.constI(0x4b400000 - 127),
@@ -360,11 +365,7 @@ function expNegBody(src: number): number[] {
     ...I.i32(23),
     ...I.shl,
     ...I.fmul,
-    // exact 0 below the float32 range
-    ...I.get(src),
-    ...I.splat(-87.33654475055310),
-    ...I.lt,
-    ...I.andnot,
+    ...zeroBelowRange(src),
   ];
 }
 
@@ -372,44 +373,12 @@ function expNegBody(src: number): number[] {
 function expBody(src: number): number[] {
   return [
     // r = clamp(x, -87.33, 88.72); fx = nearest(r * log2e)
-    ...I.get(src),
-    ...I.splat(88.72283905206835),
-    ...I.min,
-    ...I.splat(-87.33654475055310),
-    ...I.max,
-    ...I.tee(R),
+    ...clampIntoR(src, EXP_MIN, EXP_MAX),
     ...I.splat(1.44269504088896341),
     ...I.fmul,
     ...I.nearest,
     ...I.set(FX),
-    // r = r - fx * ln2hi - fx * ln2lo
-    ...I.get(R),
-    ...I.get(FX),
-    ...I.splat(0.693359375),
-    ...I.fmul,
-    ...I.fsub,
-    ...I.get(FX),
-    ...I.splat(-2.12194440e-4),
-    ...I.fmul,
-    ...I.fsub,
-    ...I.set(R),
-    // y = (((((p0 r + p1) r + p2) r + p3) r + p4) r + p5) r^2 + r + 1
-    ...horner(R, [
-      1.9875691500e-4,
-      1.3981999507e-3,
-      8.3334519073e-3,
-      4.1665795894e-2,
-      1.6666665459e-1,
-      5.0000001201e-1,
-    ]),
-    ...I.get(R),
-    ...I.get(R),
-    ...I.fmul,
-    ...I.fmul,
-    ...I.get(R),
-    ...I.fadd,
-    ...I.splat(1),
-    ...I.fadd,
+    ...expPolynomial(),
     // y * 2^h * 2^(n-h) with n = fx, h = n >> 1: both factors stay normal floats, built as bits (e + 127) << 23
     ...I.get(FX),
     ...I.truncSat,
@@ -430,17 +399,13 @@ function expBody(src: number): number[] {
     ...I.i32(23),
     ...I.shl,
     ...I.fmul,
-    // exact 0 below the float32 range: res & ~(x < -87.33)
-    ...I.get(src),
-    ...I.splat(-87.33654475055310),
-    ...I.lt,
-    ...I.andnot,
+    ...zeroBelowRange(src),
     // +Infinity above it: bitselect(inf, res, x > 88.72); NaN propagates through min/max
     ...I.set(Y),
     ...I.splat(Infinity),
     ...I.get(Y),
     ...I.get(src),
-    ...I.splat(88.72283905206835),
+    ...I.splat(EXP_MAX),
     ...I.gt,
     ...I.bitselect,
   ];
