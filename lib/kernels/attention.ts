@@ -15,7 +15,8 @@ import type { Blas } from "../blas.ts";
 import { f32, type KernelArgs, output } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
-import { type SimdMath, simdMath } from "./simd.ts";
+import { simdMath } from "./simd.ts";
+import { softmaxRowsInto } from "./reduce.ts";
 
 /** Inputs of {@linkcode selfAttention}. */
 export interface SelfAttentionInputs {
@@ -121,45 +122,61 @@ function work(n: number): Float32Array {
   return scratch;
 }
 
-/** `p[r, :] = softmax(p[r, :] + mask[row r's example, :])` in place, rows of `seq`; `rowsPerExample` rows share a mask row. */
-function maskedSoftmaxInPlace(p: Float32Array, mask: Float32Array, seq: number, rowsPerExample: number): void {
-  const simd = simdMath();
-  const rowsPerChunk = Math.max(1, Math.floor(16384 / seq));
-  if (simd && rowsPerChunk * seq <= 16384) {
-    simd.map("exp", p.length, (b, s, n) => {
-      for (let r = 0; r < n; r += seq) {
-        const row = s + r, mo = Math.floor(row / seq / rowsPerExample) * seq;
-        let m = -Infinity;
-        for (let j = 0; j < seq; j++) {
-          const z = p[row + j] + mask[mo + j];
-          b[r + j] = z;
-          if (z > m) m = z;
-        }
-        for (let j = 0; j < seq; j++) b[r + j] -= m;
-      }
-    }, (b, s, n) => {
-      for (let r = 0; r < n; r += seq) {
-        let sum = 0;
-        for (let j = 0; j < seq; j++) sum += b[r + j];
-        const inv = 1 / sum;
-        for (let j = 0; j < seq; j++) p[s + r + j] = b[r + j] * inv;
-      }
-    }, rowsPerChunk * seq);
-    return;
+/** The mulberry32 state before draw `offset` of the stream seeded `seed` (as in fused.ts's applyDropoutMask). */
+function stateAt(seed: number, offset: number): number {
+  return (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+}
+
+/**
+ * Where the `[seq, seq]` blocks of one kernel call live, and the elementwise steps on them. With WebAssembly SIMD
+ * (and `seq` a multiple of 4) the blocks are in the SIMD module's memory, `sgemm` writes there through FFI, and
+ * each step is one SIMD pass in place; otherwise they are JavaScript arrays and the steps JavaScript loops.
+ */
+interface BlockOps {
+  /** `count` scratch blocks of `seq * seq` floats. */
+  blocks: Float32Array[];
+  /** Scratch for one example's mask row (`seq` floats). */
+  maskRow: Float32Array;
+  /** `s = softmax(s + maskRow)` for each row of `s`, in place. */
+  softmax(s: Float32Array): void;
+  /** `x *= the dropout mask`, `x` being the block whose first element is element `offset` of the whole tensor. */
+  dropout(x: Float32Array, offset: number): void;
+  /** `ds = p * (ds - rowsum(ds * p))`, in place. */
+  softmaxGrad(ds: Float32Array, p: Float32Array): void;
+}
+
+function blockOps(seq: number, count: number, rate: number, seed: number): BlockOps {
+  const block = seq * seq;
+  const simd = seq % 4 === 0 ? simdMath() : undefined;
+  const space = simd ? simd.workspace(count * block + seq) : work(count * block + seq);
+  const blocks = Array.from({ length: count }, (_, i) => space.subarray(i * block, (i + 1) * block));
+  const maskRow = space.subarray(count * block, count * block + seq);
+  if (simd) {
+    const threshold = Math.floor(rate * 4294967296), scale = Math.fround(1 / (1 - rate));
+    return {
+      blocks,
+      maskRow,
+      softmax: (s) => simd.softmaxRowsAt(s.byteOffset, seq, seq, maskRow.byteOffset),
+      dropout: (x, offset) => simd.dropoutAt(x.byteOffset, x.length, stateAt(seed, offset), threshold, scale),
+      softmaxGrad: (ds, p) => simd.softmaxGradRowsAt(ds.byteOffset, p.byteOffset, seq, seq),
+    };
   }
-  for (let row = 0; row < p.length; row += seq) {
-    const mo = Math.floor(row / seq / rowsPerExample) * seq;
-    let m = -Infinity;
-    for (let j = 0; j < seq; j++) {
-      const z = Math.fround(p[row + j] + mask[mo + j]);
-      p[row + j] = z;
-      if (z > m) m = z;
-    }
-    let sum = 0;
-    for (let j = 0; j < seq; j++) sum += p[row + j] = Math.exp(p[row + j] - m);
-    const inv = 1 / sum;
-    for (let j = 0; j < seq; j++) p[row + j] *= inv;
-  }
+  return {
+    blocks,
+    maskRow,
+    softmax: (s) => {
+      for (let r = 0; r < block; r += seq) for (let j = 0; j < seq; j++) s[r + j] += maskRow[j];
+      softmaxRowsInto(s, s, seq);
+    },
+    dropout: (x, offset) => applyDropoutMask(x, x, rate, seed, offset),
+    softmaxGrad: (ds, p) => {
+      for (let r = 0; r < block; r += seq) {
+        let dot = 0;
+        for (let j = 0; j < seq; j++) dot += ds[r + j] * p[r + j];
+        for (let j = 0; j < seq; j++) ds[r + j] = p[r + j] * (ds[r + j] - dot);
+      }
+    },
+  };
 }
 
 /** Arrays and sizes of one attention kernel call. */
@@ -167,30 +184,21 @@ interface Job extends Attrs {
   q: Float32Array;
   k: Float32Array;
   v: Float32Array;
-}
-
-/** The mulberry32 state before draw `offset` of the stream seeded `seed` (as in fused.ts's applyDropoutMask). */
-function stateAt(seed: number, offset: number): number {
-  return (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+  blas: Blas;
 }
 
 /**
- * The forward pass with each `[seq, seq]` score block kept in the SIMD module's memory: `sgemm` writes the scores
- * there, the mask + softmax and the dropout run in place on them (WebAssembly SIMD), and `sgemm` reads them back
- * for `P V`. Only the undropped probabilities are copied out (saved for the backward pass).
+ * The forward pass, block by block: `sgemm` writes each head's scores into a scratch block, the mask + softmax
+ * and the dropout run in place on it, and `sgemm` reads it back for `P V`. Only the undropped probabilities are
+ * copied out (saved for the backward pass, when `probs` is given).
  */
-function forwardSimd(
-  simd: SimdMath,
-  o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array; blas: Blas },
-): void {
+function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
-  const ws = simd.workspace(block + seq);
-  const s = ws.subarray(0, block), maskRow = ws.subarray(block, block + seq);
-  const sPtr = s.byteOffset, maskPtr = maskRow.byteOffset;
-  const threshold = Math.floor(rate * 4294967296), dropScale = Math.fround(1 / (1 - rate));
+  const ops = blockOps(seq, 1, rate, seed);
+  const [s] = ops.blocks;
   for (let b = 0; b < batch; b++) {
-    maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
+    ops.maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
     for (let h = 0; h < heads; h++) {
       const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
       blas.sgemm({
@@ -205,9 +213,9 @@ function forwardSimd(
         c: s,
         alpha: scale,
       });
-      simd.softmaxRowsAt(sPtr, seq, seq, maskPtr);
+      ops.softmax(s);
       probs?.set(s, po);
-      if (rate > 0) simd.dropoutAt(sPtr, block, stateAt(seed, po), threshold, dropScale);
+      if (rate > 0) ops.dropout(s, po);
       blas.sgemm({
         m: seq,
         n: dh,
@@ -223,26 +231,24 @@ function forwardSimd(
 }
 
 /**
- * The backward pass, block by block in the SIMD module's memory: the dropped probabilities are regenerated from
- * the saved ones, and the dropout mask and softmax gradient are applied in place to `dC V^T`.
+ * The backward pass, block by block: the dropped probabilities are regenerated from the saved ones, and the
+ * dropout mask and softmax gradient are applied in place to `dC V^T`.
  */
-function backwardSimd(
-  simd: SimdMath,
-  o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array; blas: Blas },
+function backwardBlocks(
+  o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
   const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
-  const ws = simd.workspace(3 * block);
-  const p = ws.subarray(0, block), pd = ws.subarray(block, 2 * block), ds = ws.subarray(2 * block, 3 * block);
-  const threshold = Math.floor(rate * 4294967296), dropScale = Math.fround(1 / (1 - rate));
+  const ops = blockOps(seq, 3, rate, seed);
+  const [p, pd, ds] = ops.blocks;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
-      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block, state = stateAt(seed, po);
+      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
       p.set(probs.subarray(po, po + block));
       let dropped = p;
       if (rate > 0) {
         pd.set(p);
-        simd.dropoutAt(pd.byteOffset, block, state, threshold, dropScale);
+        ops.dropout(pd, po);
         dropped = pd;
       }
       // dV = dropped^T @ dC; dP = dC @ V^T (times the dropout mask)
@@ -268,9 +274,9 @@ function backwardSimd(
         transB: true,
         c: ds,
       });
-      if (rate > 0) simd.dropoutAt(ds.byteOffset, block, state, threshold, dropScale);
+      if (rate > 0) ops.dropout(ds, po);
       // dS = P * (dP - rowsum(dP * P)); dQ = scale * dS @ K, dK = scale * dS^T @ Q
-      simd.softmaxGradRowsAt(ds.byteOffset, p.byteOffset, seq, seq);
+      ops.softmaxGrad(ds, p);
       blas.sgemm({
         m: seq,
         n: dh,
@@ -302,146 +308,35 @@ function backwardSimd(
 export function attentionKernels(blas: Blas, backendName: string): KernelConfig[] {
   const forward = (args: KernelArgs): TensorInfo[] => {
     const { inputs, backend } = args;
-    const { batch, seq, heads, scale, rate, seed } = args.attrs as unknown as Attrs;
+    const attrs = args.attrs as unknown as Attrs;
+    const { batch, seq, heads } = attrs;
     const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
-    const mask = f32(backend, inputs.mask!);
-    const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
-    const keepProbs = (args.attrs as unknown as Attrs).keepProbs !== false;
-    const simd = seq % 4 === 0 ? simdMath() : undefined;
-    if (simd) {
-      const context = allocF32(q.length, false);
-      const probs = keepProbs ? allocF32(batch * heads * block, false) : undefined; // [batch, heads, seq, seq]
-      forwardSimd(simd, { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas });
-      const out = output(backend, inputs.q!.shape, context);
-      return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
-    }
-    const probs = allocF32(batch * heads * block, false); // [batch, heads, seq, seq]
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const off = b * seq * hidden + h * dh;
-        blas.sgemm({
-          m: seq,
-          n: seq,
-          k: dh,
-          a: q.subarray(off),
-          lda: hidden,
-          b: k.subarray(off),
-          ldb: hidden,
-          transB: true,
-          c: probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block),
-          alpha: scale,
-        });
-      }
-    }
-    maskedSoftmaxInPlace(probs, mask, seq, heads * seq);
-    let dropped = probs;
-    if (rate > 0) {
-      dropped = work(probs.length);
-      applyDropoutMask(dropped.subarray(0, probs.length), probs, rate, seed);
-    }
     const context = allocF32(q.length, false); // [batch * seq, hidden], heads merged
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
-        blas.sgemm({
-          m: seq,
-          n: dh,
-          k: seq,
-          a: dropped.subarray(po, po + block),
-          b: v.subarray(off),
-          ldb: hidden,
-          c: context.subarray(off),
-          ldc: hidden,
-        });
-      }
-    }
+    // [batch, heads, seq, seq], for the backward pass
+    const probs = attrs.keepProbs !== false ? allocF32(batch * heads * seq * seq, false) : undefined;
+    forwardBlocks({ ...attrs, q, k, v, mask: f32(backend, inputs.mask!), probs, context, blas });
     const out = output(backend, inputs.q!.shape, context);
-    return keepProbs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
+    return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
   };
 
   const backward = (args: KernelArgs): TensorInfo[] => {
     const { inputs, backend } = args;
-    const { batch, seq, heads, scale, rate, seed } = args.attrs as unknown as Attrs;
-    const dy = f32(backend, inputs.dy!), q = f32(backend, inputs.q!), k = f32(backend, inputs.k!);
-    const v = f32(backend, inputs.v!), probs = f32(backend, inputs.probs!);
-    const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+    const attrs = args.attrs as unknown as Attrs;
+    const q = f32(backend, inputs.q!);
     const dq = allocF32(q.length, false), dk = allocF32(q.length, false), dv = allocF32(q.length, false);
+    backwardBlocks({
+      ...attrs,
+      dy: f32(backend, inputs.dy!),
+      q,
+      k: f32(backend, inputs.k!),
+      v: f32(backend, inputs.v!),
+      probs: f32(backend, inputs.probs!),
+      dq,
+      dk,
+      dv,
+      blas,
+    });
     const shape = inputs.q!.shape;
-    const simd = seq % 4 === 0 ? simdMath() : undefined;
-    if (simd) {
-      backwardSimd(simd, { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas });
-      return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
-    }
-    const w = work(3 * block);
-    const keep = w.subarray(0, block), pd = w.subarray(block, 2 * block), ds = w.subarray(2 * block, 3 * block);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
-        const p = probs.subarray(po, po + block);
-        // The dropped probabilities of this block (the forward pass's mask, regenerated).
-        let dropped = p;
-        if (rate > 0) {
-          applyDropoutMask(keep, undefined, rate, seed, po);
-          for (let i = 0; i < block; i++) pd[i] = p[i] * keep[i];
-          dropped = pd;
-        }
-        // dV = dropped^T @ dC
-        blas.sgemm({
-          m: seq,
-          n: dh,
-          k: seq,
-          transA: true,
-          a: dropped,
-          b: dy.subarray(off),
-          ldb: hidden,
-          c: dv.subarray(off),
-          ldc: hidden,
-        });
-        // dP = (dC @ V^T) * mask
-        blas.sgemm({
-          m: seq,
-          n: seq,
-          k: dh,
-          a: dy.subarray(off),
-          lda: hidden,
-          b: v.subarray(off),
-          ldb: hidden,
-          transB: true,
-          c: ds,
-        });
-        if (rate > 0) { for (let i = 0; i < block; i++) ds[i] *= keep[i]; }
-        // dS = P * (dP - rowsum(dP * P))
-        for (let r = 0; r < block; r += seq) {
-          let dot = 0;
-          for (let j = 0; j < seq; j++) dot += ds[r + j] * p[r + j];
-          for (let j = 0; j < seq; j++) ds[r + j] = p[r + j] * (ds[r + j] - dot);
-        }
-        // dQ = scale * dS @ K, dK = scale * dS^T @ Q
-        blas.sgemm({
-          m: seq,
-          n: dh,
-          k: seq,
-          a: ds,
-          b: k.subarray(off),
-          ldb: hidden,
-          c: dq.subarray(off),
-          ldc: hidden,
-          alpha: scale,
-        });
-        blas.sgemm({
-          m: seq,
-          n: dh,
-          k: seq,
-          transA: true,
-          a: ds,
-          b: q.subarray(off),
-          ldb: hidden,
-          c: dk.subarray(off),
-          ldc: hidden,
-          alpha: scale,
-        });
-      }
-    }
     return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
   };
 

@@ -166,7 +166,13 @@ function sizeKept(shape: number[], reduced: Set<number>): number {
 /** Softmax over the last axis of `x` (`rows * cols` values), in a new array. */
 export function softmaxF32(x: Float32Array, cols: number): Float32Array {
   const out = allocF32(x.length, false);
-  if (cols === 0) return out;
+  softmaxRowsInto(x, out, cols);
+  return out;
+}
+
+/** Softmax of each row of `cols` values of `x` into `out` (which may be `x`: each value is read before written). */
+export function softmaxRowsInto(x: Float32Array, out: Float32Array, cols: number): void {
+  if (cols === 0) return;
   const rows = x.length / cols;
   const simd = simdMath();
   const rowsPerChunk = Math.floor(16384 / cols);
@@ -186,7 +192,7 @@ export function softmaxF32(x: Float32Array, cols: number): Float32Array {
         for (let j = 0; j < cols; j++) out[s + r + j] = b[r + j] * inv;
       }
     }, rowsPerChunk * cols);
-    return out;
+    return;
   }
   for (let i = 0; i < rows; i++) {
     const base = i * cols, end = base + cols;
@@ -201,7 +207,6 @@ export function softmaxF32(x: Float32Array, cols: number): Float32Array {
     const inv = 1 / s;
     for (let j = base; j < end; j++) out[j] *= inv;
   }
-  return out;
 }
 
 /** Kernel configs for Sum, Mean, Max, Min and Softmax on `backendName`; `blas` (when given) does large sums. */
