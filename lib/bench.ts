@@ -448,7 +448,8 @@ export interface ModelBenchOptions {
   threads?: number;
 }
 
-async function buildModel(shape: BenchShape, kind: "bert" | "mini"): Promise<TrainableModel> {
+/** The benchmark's model for `shape`: a classification `BertModel` (as `deno task bert train` builds), or the mini encoder. */
+export async function buildModel(shape: BenchShape, kind: "bert" | "mini" = "bert"): Promise<TrainableModel> {
   if (kind === "mini") return new MiniEncoder(shape);
   const { BertModel, configFromJson } = await import("./model.ts");
   const config = configFromJson({

@@ -94,23 +94,7 @@ export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: n
       return { values: c, shape };
     }
   }
-  if (nA === batch && nB === batch) {
-    for (let i = 0; i < batch; i++) {
-      blas.sgemm({
-        m,
-        n,
-        k,
-        transA,
-        transB,
-        a: a.subarray(i * sizeA, (i + 1) * sizeA),
-        b: b.subarray(i * sizeB, (i + 1) * sizeB),
-        c: c.subarray(i * sizeC, (i + 1) * sizeC),
-        beta,
-      });
-    }
-    return { values: c, shape };
-  }
-  // General broadcast of the batch dims: walk the output batch with per-operand strides (0 = broadcast).
+  // Batch dims, broadcast or equal: walk the output batch with per-operand strides (0 = broadcast).
   const plan = planBroadcast([batchA.length ? batchA : [1], batchB.length ? batchB : [1]]);
   const dims = plan.dims, [sa, sb] = plan.strides;
   const idx = new Array(dims.length).fill(0);

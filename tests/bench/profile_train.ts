@@ -6,8 +6,8 @@
  * (`--infer`: forward passes without dropout instead of training steps)
  */
 import { initBackend, tf } from "../../lib/backend.ts";
-import { randomBatch, SHAPES } from "../../lib/bench.ts";
-import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model.ts";
+import { buildModel, randomBatch, SHAPES } from "../../lib/bench.ts";
+import { type BertModel, softmaxCrossEntropy } from "../../lib/model.ts";
 import { AdamW } from "../../lib/optim.ts";
 import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
 import { variableGrads } from "../../lib/autodiff.ts";
@@ -19,14 +19,7 @@ const threads = ti >= 0 ? Number(Deno.args[ti + 1]) : undefined;
 const shape = SHAPES[args[0] ?? "tiny"];
 const steps = Number(args[1] ?? 3);
 await initBackend({ backend: "blas", threads, quiet: true });
-const config = configFromJson({
-  vocab_size: shape.vocabSize,
-  hidden_size: shape.hidden,
-  num_hidden_layers: shape.layers,
-  num_attention_heads: shape.heads,
-  intermediate_size: shape.intermediate,
-});
-const model = new BertModel(config, { head: "classification", numLabels: 2 });
+const model = await buildModel(shape) as unknown as BertModel;
 const opt = new AdamW(model.params);
 const batch = randomBatch(shape);
 const vars = model.variables();
