@@ -4,7 +4,7 @@
  * Same-shape Add and Sub are a copy plus the BLAS library's `saxpy` (vector code, about 3x a JavaScript loop).
  * @module
  */
-import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
 import type { Blas } from "../blas.ts";
 import { allF32, cpuKernel, f32, type KernelArgs, output, planBroadcast } from "./common.ts";
 import { allocF32 } from "./pool.ts";
@@ -129,12 +129,6 @@ function broadcastInto(
   return plan.outShape;
 }
 
-function sizeOf(shape: number[]): number {
-  let s = 1;
-  for (const d of shape) s *= d;
-  return s;
-}
-
 /** `op(a, b)` with numpy broadcasting into a new array. */
 export function binaryF32(
   op: BinaryOp,
@@ -144,7 +138,7 @@ export function binaryF32(
   bShape: number[],
 ): { values: Float32Array; shape: number[] } {
   const plan = planBroadcast([aShape, bShape]);
-  const out = allocF32(sizeOf(plan.outShape), false);
+  const out = allocF32(util.sizeFromShape(plan.outShape), false);
   if (out.length === 0) return { values: out, shape: plan.outShape };
   const shape = broadcastInto(OPS[op], out, a, aShape, b, bShape);
   return { values: out, shape };
@@ -159,7 +153,7 @@ export function broadcastBinaryInPlace(
   bShape: number[],
 ): { values: Float32Array; shape: number[] } {
   const plan = planBroadcast([aShape, bShape]);
-  const size = sizeOf(plan.outShape);
+  const size = util.sizeFromShape(plan.outShape);
   if (size !== a.length) return binaryF32(op, a, aShape, b, bShape);
   if (size === 0) return { values: a, shape: plan.outShape };
   return { values: a, shape: broadcastInto(OPS[op], a, a, aShape, b, bShape) };
@@ -210,12 +204,6 @@ export function applyActivation(activation: string, x: Float32Array, leakyreluAl
 /** Below this many values a JavaScript loop beats the FFI call of `saxpy`. */
 const SAXPY_MIN = 4096;
 
-function sameShape(a: number[], b: number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let d = 0; d < a.length; d++) if (a[d] !== b[d]) return false;
-  return true;
-}
-
 /**
  * Kernel configs for the broadcasting binary ops on `backendName` (float32 fast path, else the cpu kernel).
  * With `blas` (and its `saxpy`), large same-shape Add and Sub run as a copy plus `saxpy`.
@@ -238,7 +226,7 @@ export function binaryKernels(blas: Blas | undefined, backendName: string): Kern
       const a = inputs.a!, b = inputs.b!;
       if (!allF32(backend, a, b)) return fallback(args as never) as TensorInfo;
       const av = f32(backend, a), bv = f32(backend, b);
-      if (saxpy && (op === "add" || op === "sub") && av.length >= SAXPY_MIN && sameShape(a.shape, b.shape)) {
+      if (saxpy && (op === "add" || op === "sub") && av.length >= SAXPY_MIN && util.arraysEqual(a.shape, b.shape)) {
         // a + b = b + 1 * a; a - b = a + (-1) * b: one fused multiply-add per value, rounded once, as a + b is.
         const out = allocF32(av.length, false);
         if (op === "add") {
