@@ -86,14 +86,17 @@ export async function readableOnCpu(tensors: tf.Tensor[]): Promise<void> {
   await Promise.all(tensors.map((t) => t.data()));
 }
 
-/** The WebGPU adapter's description (e.g. `llvmpipe` for the software rasteriser), or "unknown adapter". */
-async function gpuAdapterName(): Promise<string> {
+/**
+ * The WebGPU adapter's description (e.g. `llvmpipe` for Mesa's software rasteriser; "unknown adapter" when it gives
+ * none), or undefined when this runtime has no WebGPU adapter.
+ */
+export async function webgpuAdapterName(): Promise<string | undefined> {
   try {
     const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
     const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;
-    return adapter?.info?.description || adapter?.info?.vendor || "unknown adapter";
+    return adapter ? adapter.info?.description || adapter.info?.vendor || "unknown adapter" : undefined;
   } catch {
-    return "unknown adapter";
+    return undefined;
   }
 }
 
@@ -158,7 +161,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     } else if (name === "webgpu") {
       try {
         await import("@tensorflow/tfjs-backend-webgpu");
-        if (await tf.setBackend("webgpu")) description = `webgpu (${await gpuAdapterName()})`;
+        if (await tf.setBackend("webgpu")) description = `webgpu (${await webgpuAdapterName() ?? "unknown adapter"})`;
         explainSyncReads();
       } catch { /* not available */ }
     } else {

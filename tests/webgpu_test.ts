@@ -4,21 +4,12 @@
  * reproduces the cpu run's losses, metrics and saved weights. Skips with a message when there is no adapter.
  */
 import { assert, assertEquals, withTemp } from "./shared.ts";
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf, webgpuAdapterName } from "../lib/backend.ts";
 import { train } from "../lib/train.ts";
 import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
 import { tinyFeatures, tinyModel, writeTinyVocab } from "./fixtures/tiny_training.ts";
 
-async function hasAdapter(): Promise<boolean> {
-  try {
-    const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-    return !!(await gpu?.requestAdapter());
-  } catch {
-    return false;
-  }
-}
-
-const adapter = await hasAdapter();
+const adapter = (await webgpuAdapterName()) !== undefined;
 if (!adapter) console.warn("webgpu_test: skipped — no WebGPU adapter on this machine");
 
 Deno.test({
