@@ -328,17 +328,9 @@ export interface AdamWUpdate {
  * Returns new tensors `[p', m', v']` (the caller assigns them and disposes the old ones); one pass on `blas`.
  */
 export function adamwUpdate(u: AdamWUpdate): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  const bc1 = 1 - u.beta1 ** u.step, bc2Sqrt = Math.sqrt(1 - u.beta2 ** u.step);
-  const decay = 1 - u.lr * u.weightDecay, stepSize = u.lr / bc1;
+  const c = adamwConstants(u), { decay, stepSize, bc2Sqrt } = c;
   if (onBlas(u.param, u.grad, u.m, u.v)) {
-    const [p, m, v] = run("BlasAdamW", { param: u.param, grad: u.grad, m: u.m, v: u.v }, {
-      beta1: u.beta1,
-      beta2: u.beta2,
-      eps: u.eps,
-      decay,
-      stepSize,
-      bc2Sqrt,
-    });
+    const [p, m, v] = run("BlasAdamW", { param: u.param, grad: u.grad, m: u.m, v: u.v }, { ...c });
     return [p, m, v];
   }
   return tf.tidy(() => {
@@ -370,15 +362,7 @@ export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
   if (!p || !m || !v || p === m || m === v || p === v) return false;
   const g = f32(tf.backend() as never, u.grad as never);
   if (g.length !== p.length || m.length !== p.length || v.length !== p.length) return false;
-  const bc1 = 1 - u.beta1 ** u.step, bc2Sqrt = Math.sqrt(1 - u.beta2 ** u.step);
-  adamwArrays({ p, g, m, v }, [p, m, v], {
-    beta1: u.beta1,
-    beta2: u.beta2,
-    invBc2: 1 / bc2Sqrt,
-    eps: u.eps,
-    decay: 1 - u.lr * u.weightDecay,
-    stepSize: u.lr / bc1,
-  });
+  adamwArrays({ p, g, m, v }, [p, m, v], adamwConstants(u));
   return true;
 }
 
@@ -386,10 +370,27 @@ export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
 interface AdamWConstants {
   beta1: number;
   beta2: number;
-  invBc2: number;
   eps: number;
+  /** `1 - lr wd`. */
   decay: number;
+  /** `lr / (1 - beta1^t)`. */
   stepSize: number;
+  /** `sqrt(1 - beta2^t)`, and its reciprocal. */
+  bc2Sqrt: number;
+  invBc2: number;
+}
+
+function adamwConstants(u: AdamWUpdate): AdamWConstants {
+  const bc2Sqrt = Math.sqrt(1 - u.beta2 ** u.step);
+  return {
+    beta1: u.beta1,
+    beta2: u.beta2,
+    eps: u.eps,
+    decay: 1 - u.lr * u.weightDecay,
+    stepSize: u.lr / (1 - u.beta1 ** u.step),
+    bc2Sqrt,
+    invBc2: 1 / bc2Sqrt,
+  };
 }
 
 /**
@@ -424,9 +425,8 @@ function adamwKernel(args: KernelArgs): TensorInfo[] {
   if (g.length !== n || m.length !== n || v.length !== n) {
     throw new Error(`adamwUpdate: param, grad, m, v sizes differ (${n}, ${g.length}, ${m.length}, ${v.length})`);
   }
-  const { beta1, beta2, eps, decay, stepSize, bc2Sqrt } = attrs as Record<string, number>;
   const pn = allocF32(n, false), mn = allocF32(n, false), vn = allocF32(n, false);
-  adamwArrays({ p, g, m, v }, [pn, mn, vn], { beta1, beta2, invBc2: 1 / bc2Sqrt, eps, decay, stepSize });
+  adamwArrays({ p, g, m, v }, [pn, mn, vn], attrs as unknown as AdamWConstants);
   const shape = inputs.param!.shape;
   return [output(backend, shape, pn), output(backend, shape, mn), output(backend, shape, vn)];
 }
