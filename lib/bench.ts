@@ -356,26 +356,14 @@ function readCpuinfo(): string | undefined {
   try {
     return Deno.readTextFileSync("/proc/cpuinfo");
   } catch { /* not Linux, or not permitted: try libc */ }
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    const libc = Deno.dlopen("libc.so.6", {
-      open: { parameters: ["buffer", "i32"], result: "i32" },
-      read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-      close: { parameters: ["i32"], result: "i32" },
-    });
-    try {
-      const fd = libc.symbols.open(new TextEncoder().encode("/proc/cpuinfo\0"), 0);
-      if (fd < 0) return undefined;
-      const buf = new Uint8Array(65536);
-      const n = Number(libc.symbols.read(fd, buf, BigInt(buf.length)));
-      libc.symbols.close(fd);
-      return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
-    } finally {
-      libc.close();
-    }
-  } catch {
-    return undefined; // no --allow-ffi, or no glibc
-  }
+  const c = libc();
+  if (!c) return undefined;
+  const fd = c.open(new TextEncoder().encode("/proc/cpuinfo\0"), 0);
+  if (fd < 0) return undefined;
+  const buf = new Uint8Array(65536);
+  const n = Number(c.read(fd, buf, BigInt(buf.length)));
+  c.close(fd);
+  return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
 }
 
 function median(xs: number[]): number {
@@ -400,22 +388,32 @@ class PeakMemory {
   }
 }
 
-let getrusage: ((who: number, usage: Uint8Array) => number) | null | undefined;
+const LIBC_SYMBOLS = {
+  getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+let libcLib: Deno.DynamicLibrary<typeof LIBC_SYMBOLS> | null | undefined;
+
+/** glibc through FFI (opened once, Linux only), or undefined without --allow-ffi or glibc. */
+function libc(): Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined {
+  if (libcLib === undefined) {
+    libcLib = null;
+    try {
+      if (Deno.build.os === "linux") libcLib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+    } catch { /* no --allow-ffi or no glibc */ }
+  }
+  return libcLib?.symbols;
+}
 
 /** `getrusage(RUSAGE_SELF)` as a DataView (Linux glibc), or undefined where it cannot be called. */
 function rusage(): DataView | undefined {
-  if (getrusage === undefined) {
-    getrusage = null;
-    try {
-      if (Deno.build.os === "linux") {
-        const lib = Deno.dlopen("libc.so.6", { getrusage: { parameters: ["i32", "buffer"], result: "i32" } });
-        getrusage = lib.symbols.getrusage as (who: number, usage: Uint8Array) => number;
-      }
-    } catch { /* no --allow-ffi or no glibc */ }
-  }
-  if (!getrusage) return undefined;
+  const c = libc();
+  if (!c) return undefined;
   const usage = new Uint8Array(144); // struct rusage: ru_utime, ru_stime (timevals), then ru_maxrss (a long, in KiB)
-  return getrusage(0, usage) === 0 ? new DataView(usage.buffer) : undefined;
+  return c.getrusage(0, usage) === 0 ? new DataView(usage.buffer) : undefined;
 }
 
 /** The process's peak resident set in bytes, or undefined where getrusage cannot be called. */
