@@ -1065,11 +1065,18 @@ export function simdMath(): SimdMath | undefined {
     const memBuffer = () => mem.buffer as ArrayBuffer;
     type Fn = (p0: number, p1: number, p2?: number, p3?: number, p4?: number) => void;
     const fns = Object.fromEntries(FUNCTIONS.map(([n]) => [n, inst.exports[n] as Fn])) as Record<string, Fn>;
-    let views = { buf: new Float32Array(0), second: new Float32Array(0), buffer: null as ArrayBuffer | null };
-    /** Views of the chunk regions, re-made after the memory grows (growing detaches the old buffer). */
+    let views = {
+      all: new Float32Array(0),
+      buf: new Float32Array(0),
+      second: new Float32Array(0),
+      buffer: null as ArrayBuffer | null,
+    };
+    /** Views of the whole memory and of the first two chunk regions, re-made after the memory grows (growing
+     * detaches the old buffer). */
     const regions = () => {
       if (views.buffer !== memBuffer()) {
         views = {
+          all: new Float32Array(memBuffer()),
           buf: new Float32Array(memBuffer(), 0, CHUNK),
           second: new Float32Array(memBuffer(), CHUNK * 4, CHUNK),
           buffer: memBuffer(),
@@ -1106,7 +1113,7 @@ export function simdMath(): SimdMath | undefined {
       }
     };
     const adamw: SimdMath["adamw"] = ({ p, g, m, v }, [pn, mn, vn], c) => {
-      const f = new Float32Array(memBuffer());
+      const f = regions().all;
       f.set([c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2, c.invBc2, c.eps, c.decay, c.stepSize], PARAMS_BYTES / 4);
       for (let start = 0; start < p.length; start += CHUNK) {
         const len = Math.min(CHUNK, p.length - start), end = start + len;
@@ -1123,7 +1130,7 @@ export function simdMath(): SimdMath | undefined {
     const layerNorm: SimdMath["layerNorm"] = ({ x, gamma, beta, eps }, { y, xhat, rstd }) => {
       const w = gamma.length;
       if (w === 0 || w % 4 || 3 * w > CHUNK) return false;
-      const f = new Float32Array(memBuffer()), per = Math.floor(CHUNK / w);
+      const f = regions().all, per = Math.floor(CHUNK / w);
       f.set(gamma, 2 * CHUNK);
       f.set(beta, 2 * CHUNK + w);
       for (let r0 = 0; r0 < rstd.length; r0 += per) {
@@ -1139,7 +1146,7 @@ export function simdMath(): SimdMath | undefined {
     const layerNormGrad: SimdMath["layerNormGrad"] = ({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }) => {
       const w = gamma.length;
       if (w === 0 || w % 4 || 3 * w > CHUNK) return false;
-      const f = new Float32Array(memBuffer()), per = Math.floor(CHUNK / w);
+      const f = regions().all, per = Math.floor(CHUNK / w);
       f.set(gamma, 2 * CHUNK);
       f.fill(0, 2 * CHUNK + w, 2 * CHUNK + 3 * w);
       for (let r0 = 0; r0 < rstd.length; r0 += per) {
