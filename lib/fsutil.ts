@@ -146,3 +146,18 @@ export function relativeToCwd(path: string): string {
     return path; // no read permission for the working directory
   }
 }
+
+/**
+ * {@linkcode writeFileAtomic} of a command's output file, with a clear error when Deno's write permission refuses
+ * the path (`deno task bert` may only write under outputs/ and .cache/).
+ */
+export async function writeCommandOutput(path: string, text: string): Promise<void> {
+  try {
+    await writeFileAtomic(path, text);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      throw new Error(`cannot write ${path}: deno task bert may only write under outputs/ and .cache/`);
+    }
+    throw err;
+  }
+}

@@ -6,7 +6,7 @@
  */
 import Papa from "papaparse";
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { writeFileAtomic } from "../fsutil.ts";
+import { writeCommandOutput } from "../fsutil.ts";
 import { buildVocabWithStats } from "../vocab_builder.ts";
 
 /** Flags of `build-vocab`. */
@@ -88,14 +88,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     minFrequency: args.flags["min-frequency"] as number,
     scoring,
   });
-  try {
-    await writeFileAtomic(output, tokens.join("\n") + "\n");
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
-      throw new Error(`cannot write ${output}: deno task bert may only write under outputs/ and .cache/`);
-    }
-    throw err;
-  }
+  await writeCommandOutput(output, tokens.join("\n") + "\n");
   const sec = (performance.now() - t0) / 1000;
   console.log(
     `${texts.length} texts, ${stats.words} words (${stats.distinctWords} distinct), ${stats.characters} characters, ` +

@@ -5,7 +5,7 @@
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { writeFileAtomic } from "../fsutil.ts";
+import { writeCommandOutput } from "../fsutil.ts";
 import { FullTokenizer } from "../tokenizer.ts";
 
 /** Flags of `tokenize`. */
@@ -70,14 +70,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     pieces += ids.length;
     out.push(JSON.stringify({ tokens, ids }));
   }
-  try {
-    await writeFileAtomic(output, out.length > 0 ? out.join("\n") + "\n" : "");
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
-      throw new Error(`cannot write ${output}: deno task bert may only write under outputs/ and .cache/`);
-    }
-    throw err;
-  }
+  await writeCommandOutput(output, out.length > 0 ? out.join("\n") + "\n" : "");
   const sec = (performance.now() - t0) / 1000;
   console.log(
     `tokenized ${texts.length} texts into ${pieces} wordpieces (${tokenizer.lowerCase ? "uncased" : "cased"}, ` +
