@@ -19,6 +19,7 @@ import { FullTokenizer } from "./tokenizer.ts";
 import {
   type HyperParameters,
   latestCheckpoint,
+  type RunControlOptions,
   train,
   type TrainOptions,
   type TrainResult,
@@ -253,21 +254,11 @@ export const SQUAD_LEARNING_RATE = 5e-5;
  * classification features. Defaults are `run_squad.py`'s (lr 5e-5, batch 32, 3 epochs, 10% warmup) plus the
  * loop's (weight decay 0.01, clipping at 1.0, checkpoints each epoch keeping the last 2 and the best by F1).
  */
-export interface TrainSquadOptions extends
-  Partial<HyperParameters>,
-  Pick<
-    TrainOptions<SquadBatch, SquadEvalDetails>,
-    | "evalSteps"
-    | "saveSteps"
-    | "saveTotalLimit"
-    | "metricForBest"
-    | "evalBatchSize"
-    | "resume"
-    | "overwrite"
-    | "onProgress"
-    | "onEval"
-    | "quiet"
-  > {
+export interface TrainSquadOptions
+  extends
+    Partial<HyperParameters>,
+    RunControlOptions,
+    Pick<TrainOptions<SquadBatch, SquadEvalDetails>, "onProgress" | "onEval"> {
   /** A question-answering model (updated in place). */
   model: BertModel;
   /** Vocabulary copied into the checkpoints. */

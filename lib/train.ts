@@ -518,6 +518,12 @@ export interface TrainOptions<B = unknown, D = ClassificationMetrics> extends Pa
   quiet?: boolean;
 }
 
+/** The run-control settings of {@linkcode TrainOptions} that task front-ends (SQuAD, its command) pass through. */
+export type RunControlOptions = Pick<
+  TrainOptions,
+  "evalSteps" | "saveSteps" | "saveTotalLimit" | "metricForBest" | "evalBatchSize" | "resume" | "overwrite" | "quiet"
+>;
+
 /** What {@linkcode train} returns. */
 export interface TrainResult<D = ClassificationMetrics> {
   outputDir: string;

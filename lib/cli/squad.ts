@@ -30,7 +30,7 @@ import {
   windowsPath,
 } from "../squad_features.ts";
 import { FullTokenizer } from "../tokenizer.ts";
-import type { HyperParameters, TrainOptions } from "../train.ts";
+import type { HyperParameters, RunControlOptions } from "../train.ts";
 
 const SUBCOMMANDS = ["prepare", "train", "predict", "evaluate"] as const;
 
@@ -229,18 +229,7 @@ export async function prepareCommand(f: Flags): Promise<void> {
 }
 
 /** Everything `train` needs for SQuAD, whichever command line it came from (`squad train` or `train --task squad`). */
-export interface SquadTrainCommandOptions extends
-  Pick<
-    TrainOptions,
-    | "evalSteps"
-    | "saveSteps"
-    | "saveTotalLimit"
-    | "metricForBest"
-    | "evalBatchSize"
-    | "resume"
-    | "overwrite"
-    | "quiet"
-  > {
+export interface SquadTrainCommandOptions extends RunControlOptions {
   /** Training features (`train.safetensors` of `prepare --task squad`). */
   featuresFile: string;
   /** Dev features to evaluate on (optional). */
