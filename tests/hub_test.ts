@@ -3,7 +3,7 @@
  * (`/{owner}/{name}/resolve/{revision}/{file}`), supports `Range`, and can cut a transfer off after K bytes.
  */
 import { cacheDirFor, downloadModel, type DownloadProgress, HubUnreachableError } from "../lib/hub.ts";
-import { assert, assertEquals, assertRejects, assertThrows } from "./shared.ts";
+import { assert, assertEquals, assertRejects, assertThrows, withTemp } from "./shared.ts";
 
 /** A fake checkpoint: small text files and a 300 kB pseudo-random "model.safetensors". */
 function fakeCheckpoint(): Record<string, Uint8Array> {
@@ -79,15 +79,22 @@ function startHub(files: Record<string, Uint8Array>, repo = "acme/tiny-bert", re
   return hub;
 }
 
-async function tempCache(): Promise<string> {
-  return await Deno.makeTempDir({ prefix: "hub_test_" });
+/** Runs `fn` against a fake hub serving `files` and an empty cache folder; closes and removes both after. */
+async function withHub(
+  files: Record<string, Uint8Array>,
+  fn: (hub: FakeHub, cache: string) => Promise<void>,
+): Promise<void> {
+  const hub = startHub(files);
+  try {
+    await withTemp((cache) => fn(hub, cache));
+  } finally {
+    await hub.close();
+  }
 }
 
 Deno.test("download: files land in <cache>/<owner--name>/<revision>/, byte-identical, with progress", async () => {
   const files = fakeCheckpoint();
-  const hub = startHub(files);
-  const cache = await tempCache();
-  try {
+  await withHub(files, async (hub, cache) => {
     const events: DownloadProgress[] = [];
     const result = await downloadModel("acme/tiny-bert", {
       endpoint: hub.url,
@@ -107,18 +114,13 @@ Deno.test("download: files land in <cache>/<owner--name>/<revision>/, byte-ident
     const again = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
     assertEquals([again.downloaded, hub.seen.length], [[], before]);
     assertEquals(again.cached, ["config.json", "vocab.txt", "model.safetensors"]);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
 Deno.test("download: a transfer cut after K bytes keeps a .part; the next run resumes with Range: bytes=K-", async () => {
   const files = fakeCheckpoint();
-  const hub = startHub(files);
-  const cache = await tempCache();
   const K = 120_000;
-  try {
+  await withHub(files, async (hub, cache) => {
     hub.cut = { file: "model.safetensors", after: K };
     await assertRejects(
       () => downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false }),
@@ -143,17 +145,12 @@ Deno.test("download: a transfer cut after K bytes keeps a .part; the next run re
     assertEquals(events.at(-1)!.resumedFrom, K);
     assertEquals(await Deno.readFile(`${dir}/model.safetensors`), files["model.safetensors"]);
     assert(!(await exists(`${dir}/model.safetensors.part`)));
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
 Deno.test("download: a server that ignores Range (200) restarts the file; a complete .part (416) is kept", async () => {
   const files = fakeCheckpoint();
-  const cache = await tempCache();
-  const hub = startHub(files);
-  try {
+  await withHub(files, async (hub, cache) => {
     const dir = cacheDirFor("acme/tiny-bert", { cache });
     await Deno.mkdir(dir, { recursive: true });
     // A stale .part whose bytes are wrong: with a 200 answer it must be overwritten, not appended to.
@@ -169,17 +166,12 @@ Deno.test("download: a server that ignores Range (200) restarts the file; a comp
     const result = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
     assertEquals(result.downloaded, ["model.safetensors"]);
     assertEquals(await Deno.readFile(`${dir}/model.safetensors`), files["model.safetensors"]);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
 Deno.test("download: offline mode uses the cache or names what is missing", async () => {
   const files = fakeCheckpoint();
-  const hub = startHub(files);
-  const cache = await tempCache();
-  try {
+  await withHub(files, async (hub, cache) => {
     await assertRejects(
       () => downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: true }),
       Error,
@@ -197,16 +189,11 @@ Deno.test("download: offline mode uses the cache or names what is missing", asyn
       Error,
       "lacks vocab.txt",
     );
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
 Deno.test("download: unreachable endpoint, unknown model, bad ids give clear errors", async () => {
-  const cache = await tempCache();
-  const hub = startHub(fakeCheckpoint());
-  try {
+  await withHub(fakeCheckpoint(), async (hub, cache) => {
     const err = await assertRejects(
       () => downloadModel("acme/tiny-bert", { endpoint: "http://127.0.0.1:1", cache, offline: false }),
       HubUnreachableError,
@@ -223,10 +210,7 @@ Deno.test("download: unreachable endpoint, unknown model, bad ids give clear err
       cacheDirFor("bert-base-uncased", { revision: "refs/pr/1" }),
       ".cache/hub/bert-base-uncased/refs--pr--1",
     );
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
 async function exists(path: string): Promise<boolean> {
