@@ -942,6 +942,21 @@ const WORKSPACE_BYTES = PARAMS_BYTES + 64;
 function adamwFunction(): number[] {
   const G = CHUNK * 4, M = 2 * CHUNK * 4, VV = 3 * CHUNK * 4;
   const [b1, c1, b2, c2, invBc2, eps, decay, stepSize] = [FX, R, Y, T, V, N, Z, E];
+  /** `moment = moment * beta + term * c` at region offset `region`, also kept in local `dst`. */
+  const updateMoment = (region: number, beta: number, term: number[], c: number, dst: number) => [
+    ...at(P0, I0),
+    ...I.loadAt(region),
+    ...I.get(beta),
+    ...I.fmul,
+    ...term,
+    ...I.get(c),
+    ...I.fmul,
+    ...I.fadd,
+    ...I.set(dst),
+    ...at(P0, I0),
+    ...I.get(dst),
+    ...I.storeAt(region),
+  ];
   return func(() => [
     ...[b1, c1, b2, c2, invBc2, eps, decay, stepSize].flatMap((local, i) => [
       ...I.get(P2),
@@ -953,34 +968,9 @@ function adamwFunction(): number[] {
       ...at(P0, I0),
       ...I.loadAt(G),
       ...I.set(X),
-      // m' = m b1 + g c1
-      ...at(P0, I0),
-      ...I.loadAt(M),
-      ...I.get(b1),
-      ...I.fmul,
-      ...I.get(X),
-      ...I.get(c1),
-      ...I.fmul,
-      ...I.fadd,
-      ...I.set(A),
-      ...at(P0, I0),
-      ...I.get(A),
-      ...I.storeAt(M),
-      // v' = v b2 + g g c2
-      ...at(P0, I0),
-      ...I.loadAt(VV),
-      ...I.get(b2),
-      ...I.fmul,
-      ...I.get(X),
-      ...I.get(X),
-      ...I.fmul,
-      ...I.get(c2),
-      ...I.fmul,
-      ...I.fadd,
-      ...I.set(B),
-      ...at(P0, I0),
-      ...I.get(B),
-      ...I.storeAt(VV),
+      // m' = m b1 + g c1; v' = v b2 + g g c2
+      ...updateMoment(M, b1, [...I.get(X)], c1, A),
+      ...updateMoment(VV, b2, [...I.get(X), ...I.get(X), ...I.fmul], c2, B),
       // p' = p decay - m' / (sqrt(v') invBc2 + eps) stepSize
       ...at(P0, I0),
       ...at(P0, I0),
