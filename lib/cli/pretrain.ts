@@ -7,7 +7,7 @@
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
 import { type BackendName, initBackend } from "../backend.ts";
 import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
-import { exists, join, writeFileAtomic } from "../fsutil.ts";
+import { acquireRunLock, exists, join, writeFileAtomic } from "../fsutil.ts";
 import { BertModel } from "../model.ts";
 import {
   type Corpus,
@@ -119,6 +119,7 @@ export async function run(args: ParsedArgs): Promise<void> {
   const outputDir = f.output as string;
   const evalFraction = num(args, "eval-fraction")!;
   if (!(evalFraction >= 0 && evalFraction < 1)) throw new UsageError(`--eval-fraction must be in [0, 1)`);
+  using _lock = await acquireRunLock(outputDir); // one writer per run folder; a second one fails at once
   await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
 
   const t0 = performance.now();
