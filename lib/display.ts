@@ -36,6 +36,27 @@ export function escapeHtml(text: unknown): string {
     .replaceAll("'", "&#39;");
 }
 
+/**
+ * The largest display message (characters of its data) that reaches the front end in order. The Deno kernel
+ * (2.9.5) sends larger iopub messages late, after it has reported the cell idle, and stock Jupyter clients
+ * (nbclient, `jupyter nbconvert --execute`) then drop them; see {@linkcode flushOutput}.
+ */
+export const MAX_DISPLAY_CHARS = 100_000;
+
+/**
+ * Lets the Deno kernel send everything a cell has queued (displays and `console.log` lines) before the cell ends.
+ *
+ * Why: in Deno 2.9.5, `Deno.jupyter.display()` does not wait for its message to be sent (`broadcast` drops the
+ * op's promise), and `console.log` text goes through a channel that another task empties. Both are sent on a
+ * later turn of the event loop; a cell that ends first gets its `execute_reply` and `status: idle` before its last
+ * outputs, and nbclient (`jupyter nbconvert --execute`) drops outputs that arrive after idle. One timer turn
+ * (this function) lets the queued sends run. {@linkcode displayBundle} calls it after every display; call it at
+ * the end of a notebook cell whose last statement is a `console.log`.
+ */
+export function flushOutput(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1));
+}
+
 /** Options of {@linkcode displayBundle}. */
 export interface DisplayBundleOptions {
   /** Names the output so that later calls with `update: true` replace it in place. */
@@ -45,7 +66,8 @@ export interface DisplayBundleOptions {
 }
 
 /**
- * Sends a MIME bundle to the notebook. Outside a notebook it prints the bundle's `text/plain` (if any) to
+ * Sends a MIME bundle to the notebook and waits until the kernel has sent it ({@linkcode flushOutput}); keep
+ * bundles under {@linkcode MAX_DISPLAY_CHARS}. Outside a notebook it prints the bundle's `text/plain` (if any) to
  * stdout instead (updates are printed as new text).
  */
 export async function displayBundle(bundle: MimeBundle, options: DisplayBundleOptions = {}): Promise<void> {
@@ -54,6 +76,7 @@ export async function displayBundle(bundle: MimeBundle, options: DisplayBundleOp
     if (options.displayId !== undefined) jupyterOptions.display_id = options.displayId;
     if (options.update) jupyterOptions.update = true;
     await Deno.jupyter.display(bundle as Deno.jupyter.MediaBundle, jupyterOptions);
+    await flushOutput();
     return;
   }
   const text = bundle["text/plain"];

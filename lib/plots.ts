@@ -2,12 +2,13 @@
  * Plotly figures for the notebooks and the CLI. The builders are pure functions returning `{ data, layout }`
  * (plain JSON that plotly.js understands); {@linkcode showPlot} displays a figure in a notebook and
  * {@linkcode savePlotHtml} writes it as a standalone HTML page that works offline (plotly.js is inlined from
- * the `plotly.js-dist-min` npm package).
+ * the `plotly.js-cartesian-dist-min` npm package).
  *
  * In a notebook each plot is sent as `application/vnd.plotly.v1+json` (rendered natively by VS Code, nteract
  * and JupyterLab with the plotly extension) plus a `text/html` fallback (a div and a script) for the classic
- * notebook, JupyterLab and nbconvert HTML. The fallback needs plotly.js in the page: the first plot of a kernel
- * session first emits one "loader" output carrying the inlined plotly.min.js (~5 MB, once per notebook).
+ * notebook, JupyterLab and nbconvert HTML. The fallback needs plotly.js in the page: {@linkcode loadPlotly}
+ * (called from a notebook's set-up cell, or by the first plot) emits it once per kernel session, in small parts,
+ * from the 1.4 MB "cartesian" bundle of plotly.js.
  * @module
  */
 
@@ -518,23 +519,28 @@ export function prFigure(options: FigureOptions & { curves: PrSeries[]; positive
 
 let plotlySource: string | undefined;
 
-/** The plotly.min.js source text from the `plotly.js-dist-min` npm package (read once, cached). */
+/**
+ * The plotly.js source text, read once: the "cartesian" partial bundle (`plotly.js-cartesian-dist-min`, 1.4 MB:
+ * scatter, bar, heatmap, histogram, box, contour, pie, everything the builders here use) or, if that package is
+ * missing, the full `plotly.js-dist-min` (4.9 MB).
+ */
 export async function plotlyJs(): Promise<string> {
   if (plotlySource === undefined) {
-    let url: URL;
-    try {
-      url = new URL(import.meta.resolve("plotly.js-dist-min"));
-    } catch {
-      url = new URL("../node_modules/plotly.js-dist-min/plotly.min.js", import.meta.url);
+    const candidates = [
+      new URL("../node_modules/plotly.js-cartesian-dist-min/plotly-cartesian.min.js", import.meta.url),
+      new URL("../node_modules/plotly.js-dist-min/plotly.min.js", import.meta.url),
+    ];
+    const problems: string[] = [];
+    for (const url of candidates) {
+      try {
+        plotlySource = await Deno.readTextFile(url);
+        break;
+      } catch (err) {
+        problems.push(`${url.pathname}: ${(err as Error).message}`);
+      }
     }
-    try {
-      plotlySource = await Deno.readTextFile(url);
-    } catch (err) {
-      throw new Error(
-        `cannot read plotly.js from ${url.pathname} (is node_modules installed? run \`npm ci\`): ${
-          (err as Error).message
-        }`,
-      );
+    if (plotlySource === undefined) {
+      throw new Error(`cannot read plotly.js (is node_modules installed? run \`npm ci\`):\n  ${problems.join("\n  ")}`);
     }
   }
   return plotlySource;
@@ -589,7 +595,7 @@ export function plotDivHtml(fig: Figure, options: PlotDivOptions = {}): string {
     if (!el) return;
     if (window.Plotly) { window.Plotly.newPlot(el, fig.data, fig.layout, fig.config); return; }
     if (++tries < 100) { setTimeout(draw, 100); return; }
-    el.textContent = "plotly.js is not loaded in this page: re-run the notebook from the top (the first plot loads it).";
+    el.textContent = "plotly.js is not loaded in this page: re-run the notebook from the top (its set-up cell loads it).";
   }
   draw();
 })();</script>`;
@@ -640,18 +646,47 @@ export async function savePlotHtml(
 
 let plotlyLoaded = false;
 
+/** Characters of plotly.js per loader output (each output's message stays under `MAX_DISPLAY_CHARS`). */
+const LOADER_CHUNK = 75_000;
+
 /**
- * Emits, once per kernel session, the output that loads plotly.js into the notebook page (needed by the
- * `text/html` fallback of {@linkcode showPlot}). Called by `showPlot`; call it with `force` to emit it again
- * (e.g. after clearing the output that held it).
+ * The loader outputs: plotly.js cut into parts of {@linkcode LOADER_CHUNK} characters, one small `<script>` per
+ * output that stores its part, the last one joining and running them (once per page: a page that already has
+ * `window.Plotly` skips it). Small parts because the Deno kernel delivers a message of several MB after the cell
+ * has ended, where stock Jupyter clients drop it (see `flushOutput` in display.ts).
+ */
+export async function plotlyLoaderBundles(chunkSize = LOADER_CHUNK): Promise<MimeBundle[]> {
+  const src = await plotlyJs();
+  const parts = Math.ceil(src.length / chunkSize);
+  const bundles: MimeBundle[] = [];
+  for (let i = 0; i < parts; i++) {
+    const part = scriptJson(src.slice(i * chunkSize, (i + 1) * chunkSize));
+    let script = `(window.__bertPlotlyParts = window.__bertPlotlyParts || [])[${i}] = ${part};`;
+    if (i === parts - 1) {
+      script += ` if (!window.Plotly) { var p = window.__bertPlotlyParts; var n = 0;` +
+        ` for (var j = 0; j < ${parts}; j++) if (typeof p[j] === "string") n++;` +
+        ` if (n === ${parts}) (0, eval)(p.join("")); else console.error("plotly.js: " + n + " of ${parts} parts"); }` +
+        ` window.__bertPlotlyParts = undefined;`;
+    }
+    const note = i === parts - 1 ? "plotly.js loaded for the plots below" : `plotly.js part ${i + 1}/${parts}`;
+    bundles.push({
+      "text/html": `<script type="text/javascript">${script}</script>` +
+        `<div class="bert-plotly-loader" style="display:none">${note}</div>`,
+      "text/plain": `(${note})`,
+    });
+  }
+  return bundles;
+}
+
+/**
+ * Emits, once per kernel session, the outputs that load plotly.js into the notebook page (needed by the
+ * `text/html` fallback of {@linkcode showPlot}; they also make exported HTML render offline). Call it from a
+ * notebook's set-up cell; `showPlot` calls it too. `force` emits it again (e.g. after clearing its outputs).
  */
 export async function loadPlotly(options: { force?: boolean } = {}): Promise<void> {
   if (!isNotebook() || (plotlyLoaded && !options.force)) return;
   plotlyLoaded = true;
-  await displayBundle({
-    "text/html": `${await plotlyScriptTag()}<div style="display:none">plotly.js loaded</div>`,
-    "text/plain": "(plotly.js loaded for the HTML plots below)",
-  });
+  for (const bundle of await plotlyLoaderBundles()) await displayBundle(bundle);
 }
 
 /** The MIME bundle of a figure: plotly JSON, an HTML fallback and a plain-text summary. */

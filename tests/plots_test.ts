@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertThrows } from "./shared.ts";
+import { MAX_DISPLAY_CHARS } from "../lib/display.ts";
 import {
   barFigure,
   confusionMatrixFigure,
@@ -11,6 +12,8 @@ import {
   lrScheduleFigure,
   plotBundle,
   plotDivHtml,
+  plotlyJs,
+  plotlyLoaderBundles,
   prFigure,
   rocFigure,
   savePlotHtml,
@@ -159,6 +162,25 @@ Deno.test("plotBundle: plotly JSON, HTML fallback and text summary", () => {
   assertEquals(b["text/plain"], "[plot] T: bar");
 });
 
+Deno.test("plotlyLoaderBundles: small parts that join back into plotly.js, the last one runs it", async () => {
+  const bundles = await plotlyLoaderBundles();
+  const src = await plotlyJs();
+  assert(bundles.length > 1, `${bundles.length} parts`);
+  const parts = bundles.map((b, i) => {
+    const html = b["text/html"] as string;
+    assert(html.length <= MAX_DISPLAY_CHARS, `part ${i}: ${html.length} characters`);
+    assertEquals(html.split("</script>").length, 2, `part ${i}: one script, no stray closing tag`);
+    const prefix = `__bertPlotlyParts || [])[${i}] = `;
+    const start = html.indexOf(prefix);
+    assert(start >= 0, `part ${i} does not store its text`);
+    const end = html.indexOf(i === bundles.length - 1 ? "; if (!window.Plotly)" : ";</script>", start);
+    return JSON.parse(html.slice(start + prefix.length, end)) as string;
+  });
+  assertEquals(parts.join(""), src);
+  assertStringIncludes(bundles.at(-1)!["text/html"] as string, '(0, eval)(p.join(""))');
+  assert(!(bundles[0]["text/html"] as string).includes("(0, eval)"), "only the last part runs the joined source");
+});
+
 Deno.test("savePlotHtml: standalone page with plotly inlined and the figure data", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -170,7 +192,7 @@ Deno.test("savePlotHtml: standalone page with plotly inlined and the figure data
     const html = await Deno.readTextFile(path);
     assert(html.startsWith("<!DOCTYPE html>"));
     assertStringIncludes(html, "<title>Confusion matrix</title>");
-    assertStringIncludes(html, "plotly.js v"); // the library banner: inlined, no network needed
+    assertStringIncludes(html, "plotly.js (cartesian - minified) v"); // the library banner: inlined, no network
     assert(!/<script[^>]+src=/.test(html), "no external scripts");
     assertStringIncludes(html, '"z":[[11,2],[3,13]]');
     assertStringIncludes(html, "x\\u003cy");
