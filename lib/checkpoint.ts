@@ -2,8 +2,10 @@
  * Hugging Face checkpoint folders: load them into a {@linkcode BertModel} and save a model back in the same
  * layout, so that Python `transformers` loads the result unchanged.
  *
- * A folder holds `config.json` (or Google's `bert_config.json`), `vocab.txt`, `model.safetensors` (or shards named
- * by `model.safetensors.index.json`) and optionally `tokenizer_config.json` (for `do_lower_case`). Weights are
+ * A folder holds `config.json` (or Google's `bert_config.json`), `vocab.txt`, weights and optionally
+ * `tokenizer_config.json` (for `do_lower_case`). Weights are read by precedence from `model.safetensors` (or its
+ * shards), `pytorch_model.bin` (zip or legacy, or its shards; the pickle is never executed) or a Google TensorFlow
+ * checkpoint (`bert_model.ckpt.index` + `.data-*`, Google's variable names mapped): see lib/io/weights.ts. Weights are
  * matched by name, accepting keys with or without the `bert.` prefix and legacy `gamma`/`beta` LayerNorm names.
  * Missing and unused weights are reported the way `transformers` reports them.
  * @module
@@ -11,8 +13,9 @@
 import { readableOnCpu, tf } from "./backend.ts";
 import { basename, dirname, exists, join, writeDirAtomic, writeFileAtomic } from "./fsutil.ts";
 import { ARCHITECTURES, BertConfig, BertModel, configFromJson, configToJson, HeadKind } from "./model.ts";
-import { readSafetensors, serializeSafetensors, TensorEntry, toFloat32 } from "./safetensors.ts";
+import { serializeSafetensors, TensorEntry, toFloat32 } from "./safetensors.ts";
 import { FullTokenizer } from "./tokenizer.ts";
+import { findWeights, readWeightsSource, unsupportedFormatMessage, type WeightsFormat } from "./io/weights.ts";
 
 /** What {@linkcode loadTensorsIntoModel} did with the checkpoint's tensors. */
 export interface LoadReport {
@@ -190,35 +193,46 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
   }
 }
 
-/** Reads `model.safetensors` (or its shards) from `dir`, with a clear error for formats this project cannot read. */
-async function readWeights(dir: string): Promise<{ tensors: Record<string, TensorEntry>; source: string }> {
-  const single = join(dir, "model.safetensors");
-  if (await exists(single)) return { tensors: (await readSafetensors(single)).tensors, source: single };
-  const index = join(dir, "model.safetensors.index.json");
-  if (await exists(index)) {
-    const weightMap = (await readJson(index)).weight_map as Record<string, string> | undefined;
-    if (!weightMap || typeof weightMap !== "object") throw new Error(`${index}: no "weight_map" object`);
-    const tensors: Record<string, TensorEntry> = {};
-    for (const shard of new Set(Object.values(weightMap))) {
-      Object.assign(tensors, (await readSafetensors(join(dir, shard))).tensors);
-    }
-    return { tensors, source: index };
-  }
-  const others = ["pytorch_model.bin", "tf_model.h5", "bert_model.ckpt.index", "flax_model.msgpack"];
-  const present: string[] = [];
-  for (const f of others) if (await exists(join(dir, f))) present.push(f);
-  const convert = `convert it to safetensors first, e.g. in Python: ` +
-    `transformers.AutoModel.from_pretrained("${dir}").save_pretrained("${dir}", safe_serialization=True) ` +
-    `(use BertForPreTraining / BertForSequenceClassification to keep the heads)`;
-  if (present.length) {
+/** Which weights {@linkcode loadCheckpoint} read. */
+export interface WeightsRead {
+  /** The file named: `model.safetensors`, a shard index, `pytorch_model.bin` or the TensorFlow `.index`. */
+  path: string;
+  format: WeightsFormat;
+  /** E.g. `PyTorch pickle (.bin), legacy format`. */
+  description: string;
+  /** Other weights in the folder, not read because a format of higher precedence was present. */
+  notRead: string[];
+  /** TensorFlow variables left out on purpose (optimizer slots, `global_step`). */
+  skipped: string[];
+}
+
+/**
+ * Reads the weights of `dir` by precedence (safetensors, then PyTorch `.bin`, then a TensorFlow checkpoint; see
+ * lib/io/weights.ts), as Hugging Face names and layout.
+ */
+export async function readCheckpointWeights(
+  dir: string,
+): Promise<{ tensors: Record<string, TensorEntry>; weights: WeightsRead }> {
+  const found = await findWeights(dir);
+  if (!found.chosen) {
+    if (found.unreadable.length) throw new Error(unsupportedFormatMessage(join(dir, found.unreadable[0])));
     throw new Error(
-      `${dir} has ${present.join(", ")} but no model.safetensors; this project reads only safetensors ` +
-        `(no pickle): ${convert}`,
+      `${dir}: no weights found: a checkpoint folder needs config.json (or bert_config.json), vocab.txt and ` +
+        `model.safetensors, pytorch_model.bin or a TensorFlow checkpoint (bert_model.ckpt.index + .data-*)`,
     );
   }
-  throw new Error(
-    `${dir}: no model.safetensors found (a Hugging Face checkpoint folder needs config.json, vocab.txt and model.safetensors)`,
-  );
+  const read = await readWeightsSource(found.chosen);
+  const notRead = [...found.present.slice(1).map((s) => s.path), ...found.unreadable.map((f) => join(dir, f))];
+  return {
+    tensors: read.tensors,
+    weights: {
+      path: found.chosen.path,
+      format: found.chosen.format,
+      description: read.description,
+      notRead,
+      skipped: read.skipped,
+    },
+  };
 }
 
 /** Options of {@linkcode loadCheckpoint}. */
@@ -233,6 +247,11 @@ export interface LoadCheckpointOptions {
   quiet?: boolean;
   /** Seed for parameters the checkpoint does not have (default 0). */
   seed?: number;
+  /**
+   * Say which weights were read (one line on stderr) when they are not plain `model.safetensors` or when the folder
+   * holds several formats. Default true, also when `quiet`; false silences it.
+   */
+  announceWeights?: boolean;
 }
 
 /** What {@linkcode loadCheckpoint} returns. */
@@ -247,6 +266,8 @@ export interface LoadedCheckpoint {
   report: LoadReport;
   /** Path of the checkpoint's `vocab.txt`. */
   vocabPath: string;
+  /** Which weights file was read, in which format. */
+  weights: WeightsRead;
 }
 
 /**
@@ -282,7 +303,14 @@ export async function loadCheckpoint(dir: string, options: LoadCheckpointOptions
     );
   }
 
-  const { tensors, source } = await readWeights(dir);
+  const { tensors, weights } = await readCheckpointWeights(dir);
+  const source = weights.path;
+  if (options.announceWeights !== false && (weights.format !== "safetensors" || weights.notRead.length)) {
+    console.warn(
+      `reading weights from ${weights.path} (${weights.description})` +
+        (weights.notRead.length ? `; also present, not read: ${weights.notRead.join(", ")}` : ""),
+    );
+  }
   const model = new BertModel(config, { head: options.head, numLabels, seed: options.seed });
   let report: LoadReport;
   try {
@@ -292,7 +320,7 @@ export async function loadCheckpoint(dir: string, options: LoadCheckpointOptions
     throw err;
   }
   if (!options.quiet) { for (const message of reportMessages(report, dir, options.head)) console.warn(message); }
-  return { model, tokenizer, config, report, vocabPath };
+  return { model, tokenizer, config, report, vocabPath, weights };
 }
 
 /** Options of {@linkcode saveCheckpoint}. */
@@ -345,4 +373,90 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
       await writeFileAtomic(join(tmp, name), data);
     }
   });
+}
+
+/** Options of {@linkcode convertCheckpoint}. */
+export interface ConvertOptions {
+  /** Replace `to` when it exists (default: refuse). */
+  overwrite?: boolean;
+}
+
+/** What {@linkcode convertCheckpoint} did. */
+export interface ConvertResult {
+  /** The weights read. */
+  weights: WeightsRead;
+  /** Tensors written. */
+  tensors: number;
+  /** Where `config.json` came from (`config.json` copied, or made from `bert_config.json`). */
+  configFrom: string;
+  /** The architecture written into a config made from `bert_config.json`. */
+  architecture?: string;
+}
+
+/** The head a set of Hugging Face-named tensors belongs to (for a config made from `bert_config.json`). */
+function headOfTensors(tensors: Record<string, TensorEntry>): { head: HeadKind; numLabels?: number } {
+  if (tensors["classifier.weight"]) return { head: "classification", numLabels: tensors["classifier.weight"].shape[0] };
+  if (tensors["qa_outputs.weight"]) return { head: "question-answering" };
+  if (tensors["cls.seq_relationship.weight"]) return { head: "pretraining" };
+  return { head: "none" };
+}
+
+/**
+ * Converts a checkpoint folder in any readable format (safetensors, PyTorch `.bin`, Google TensorFlow checkpoint)
+ * into a Hugging Face folder at `to`: `config.json` (copied, or made from `bert_config.json` with the
+ * architecture the weights imply), `vocab.txt`, `tokenizer_config.json` (copied, or written with the inferred
+ * casing) and `model.safetensors` holding every tensor read, under Hugging Face names, in its stored dtype.
+ * Written atomically.
+ */
+export async function convertCheckpoint(
+  from: string,
+  to: string,
+  options: ConvertOptions = {},
+): Promise<ConvertResult> {
+  if (!(await exists(from))) throw new Error(`${from}: checkpoint folder not found`);
+  const clean = (p: string) => p.replace(/\/+$/, "");
+  if (clean(from) === clean(to)) throw new Error(`convert: --from and --to are the same folder (${from})`);
+  if (!options.overwrite && (await exists(to))) {
+    throw new Error(`${to} already exists: choose another folder or pass --overwrite`);
+  }
+  const vocab = join(from, "vocab.txt");
+  if (!(await exists(vocab))) throw new Error(`${from}: no vocab.txt (the WordPiece vocabulary)`);
+  const { tensors, weights } = await readCheckpointWeights(from);
+  const hfConfig = join(from, "config.json");
+  const googleConfig = join(from, "bert_config.json");
+  let config: Record<string, unknown>;
+  let configFrom: string;
+  let architecture: string | undefined;
+  let parsed: BertConfig;
+  if (await exists(hfConfig)) {
+    config = await readJson(hfConfig);
+    parsed = configFromJson(config, hfConfig);
+    configFrom = hfConfig;
+  } else if (await exists(googleConfig)) {
+    parsed = configFromJson(await readJson(googleConfig), googleConfig);
+    const { head, numLabels } = headOfTensors(tensors);
+    config = configToJson(parsed, { head, numLabels });
+    architecture = ARCHITECTURES[head];
+    configFrom = googleConfig;
+  } else {
+    throw new Error(`${from}: no config.json (or Google's bert_config.json)`);
+  }
+  const tokenizerConfig = join(from, "tokenizer_config.json");
+  const bytes = serializeSafetensors(tensors, { format: "pt" });
+  await writeDirAtomic(to, async (tmp) => {
+    await writeFileAtomic(join(tmp, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    await Deno.copyFile(vocab, join(tmp, "vocab.txt"));
+    if (await exists(tokenizerConfig)) {
+      await Deno.copyFile(tokenizerConfig, join(tmp, "tokenizer_config.json"));
+    } else {
+      const tc = {
+        do_lower_case: await inferLowerCase(from, parsed),
+        model_max_length: parsed.maxPositionEmbeddings,
+        tokenizer_class: "BertTokenizer",
+      };
+      await writeFileAtomic(join(tmp, "tokenizer_config.json"), JSON.stringify(tc, null, 2) + "\n");
+    }
+    await writeFileAtomic(join(tmp, "model.safetensors"), bytes);
+  });
+  return { weights, tensors: Object.keys(tensors).length, configFrom, architecture };
 }
