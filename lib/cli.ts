@@ -34,6 +34,14 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "fetch a checkpoint from the Hugging Face hub into the cache",
     load: () => import("./cli/download.ts"),
   },
+  inspect: {
+    summary: "list the tensors of a weights file or folder (safetensors, .bin, TensorFlow checkpoint)",
+    load: () => import("./cli/inspect.ts"),
+  },
+  convert: {
+    summary: "rewrite a .bin or TensorFlow checkpoint folder as a Hugging Face safetensors folder",
+    load: () => import("./cli/convert.ts"),
+  },
   "build-vocab": {
     summary: "learn a WordPiece vocabulary from a text corpus",
     load: () => import("./cli/build_vocab.ts"),
