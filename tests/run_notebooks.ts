@@ -16,6 +16,7 @@
  * @module
  */
 
+import { plotlyLoaderBundles } from "../lib/plots.ts";
 import { HAVE_SHARED, SHARED } from "./shared.ts";
 
 const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
@@ -194,13 +195,26 @@ async function installKernel(): Promise<Record<string, string>> {
   };
 }
 
-async function execute(entries: PlanEntry[], env: Record<string, string>, html: boolean): Promise<RunResult[]> {
+async function execute(
+  entries: PlanEntry[],
+  env: Record<string, string>,
+  html: boolean,
+  echo = true,
+): Promise<RunResult[]> {
   await Deno.mkdir(OUT_DIR, { recursive: true });
   const planPath = `${OUT_DIR}/.plan-${Deno.pid}.json`;
   const resultsPath = `${OUT_DIR}/.results-${Deno.pid}.json`;
   await Deno.writeTextFile(
     planPath,
-    JSON.stringify({ kernel_name: "deno", cell_timeout: 600, quiet: 0.3, final_quiet: 1.0, html, notebooks: entries }),
+    JSON.stringify({
+      kernel_name: "deno",
+      cell_timeout: 600,
+      quiet: 0.3,
+      final_quiet: 1.0,
+      html,
+      echo,
+      notebooks: entries,
+    }),
   );
   await Deno.remove(resultsPath).catch(() => {});
   const child = new Deno.Command(PYTHON, {
@@ -305,7 +319,8 @@ async function selftest(env: Record<string, string>): Promise<string[]> {
     out: `${SELFTEST_DIR}/executed/${name}.ipynb`,
     overrides_source: name === "outputs" ? overrideSource({ n: 2 }) : null,
   }));
-  const results = await execute(entries, env, false);
+  // echo off: the throwaway notebooks fail on purpose; only a wrong outcome is printed (below).
+  const results = await execute(entries, env, false, false);
   const byName = new Map(results.map((r) => [r.name, r]));
   const problems: string[] = [];
   const fails = byName.get("selftest/fails")!;
@@ -382,8 +397,161 @@ async function typeCheck(names: string[]): Promise<Map<string, string>> {
   return problems;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Stock nbconvert: the same notebooks through `jupyter nbconvert --to notebook --execute` (nbclient), which stops
+// reading a cell's outputs at its idle status; every cell must show what it showed under the runner above.
+
+/** What one code cell showed, by kind: what the stock-nbconvert check compares with the runner's copy. */
+export interface CellSignature {
+  /** Plotly figures (`application/vnd.plotly.v1+json`). */
+  plots: number;
+  /** Tables from lib/display.ts (`class="bert-table"`). */
+  tables: number;
+  /** Parts of the plotly.js loader (lib/plots.ts `loadPlotly`). */
+  loader: number;
+  /** Other rich outputs (progress bars, HTML snippets, text displays). */
+  displays: number;
+  /** Non-empty lines printed to stdout and stderr. */
+  textLines: number;
+  /** `execute_result` outputs (a cell's last expression). */
+  results: number;
+  errors: number;
+}
+
+function outputHtml(o: StoredOutput): string {
+  const h = o.data?.["text/html"] ?? "";
+  return Array.isArray(h) ? h.join("") : h;
+}
+
+/** Counts a cell's outputs by kind (see {@linkcode CellSignature}). */
+export function cellSignature(outputs: StoredOutput[]): CellSignature {
+  const sig: CellSignature = { plots: 0, tables: 0, loader: 0, displays: 0, textLines: 0, results: 0, errors: 0 };
+  for (const o of outputs) {
+    if (o.output_type === "stream") {
+      sig.textLines += outputText(o).split("\n").filter((line) => line.trim() !== "").length;
+    } else if (o.output_type === "error") sig.errors++;
+    else if (o.output_type === "execute_result") sig.results++;
+    else if (o.data?.["application/vnd.plotly.v1+json"] !== undefined) sig.plots++;
+    else if (outputHtml(o).includes('class="bert-table"')) sig.tables++;
+    else if (outputHtml(o).includes("bert-plotly-loader")) sig.loader++;
+    else sig.displays++;
+  }
+  return sig;
+}
+
+function describe(sig: CellSignature): string {
+  return Object.entries(sig).filter(([, v]) => v > 0).map(([k, v]) => `${v} ${k}`).join(", ") || "no output";
+}
+
+/**
+ * Compares two executions of the same notebook cell by cell; returns one line per code cell whose outputs differ
+ * in kind or number (e.g. `code cell 7 (notebook cell 12): runner 1 plots, 3 textLines; stock 3 textLines`), and
+ * a line if the plotly.js loader is incomplete or comes after the first plot (the plots would not draw).
+ */
+export function compareExecutions(
+  expected: NotebookJson,
+  actual: NotebookJson,
+  options: { loaderParts: number; labels?: [string, string] } = { loaderParts: 0 },
+): string[] {
+  const [a, b] = options.labels ?? ["runner", "stock"];
+  const codeCells = (nb: NotebookJson) =>
+    nb.cells.map((c, index) => ({ c, index })).filter(({ c }) => c.cell_type === "code");
+  const want = codeCells(expected);
+  const got = codeCells(actual);
+  const problems: string[] = [];
+  if (want.length !== got.length) problems.push(`${want.length} code cells in the ${a} copy, ${got.length} in ${b}`);
+  for (let i = 0; i < Math.min(want.length, got.length); i++) {
+    const x = cellSignature((want[i].c.outputs ?? []) as StoredOutput[]);
+    const y = cellSignature((got[i].c.outputs ?? []) as StoredOutput[]);
+    if (JSON.stringify(x) !== JSON.stringify(y)) {
+      problems.push(`code cell ${i} (notebook cell ${want[i].index}): ${a} ${describe(x)}; ${b} ${describe(y)}`);
+    }
+  }
+  // The plots' HTML needs every loader part, in a cell before (or the same cell as) the first plot.
+  const all = got.flatMap(({ c }) => (c.outputs ?? []) as StoredOutput[]).map((o) => cellSignature([o]));
+  const firstPlot = all.findIndex((s) => s.plots > 0);
+  const loaderAt = all.map((s, i) => s.loader > 0 ? i : -1).filter((i) => i >= 0);
+  if (firstPlot >= 0) {
+    if (loaderAt.length !== options.loaderParts) {
+      problems.push(`${b}: ${loaderAt.length} of ${options.loaderParts} plotly.js loader parts (plots cannot draw)`);
+    } else if (loaderAt.length > 0 && loaderAt[loaderAt.length - 1] > firstPlot) {
+      problems.push(`${b}: the plotly.js loader comes after the first plot`);
+    }
+  }
+  return problems;
+}
+
+/** The notebook with the override cell inserted after its first code cell, as tests/run_notebooks.py does. */
+export function withOverrides(nb: NotebookJson, source: string | null): NotebookJson {
+  if (source === null) return nb;
+  const first = nb.cells.findIndex((c) => c.cell_type === "code");
+  const cells = [...nb.cells];
+  cells.splice(first + 1, 0, {
+    cell_type: "code",
+    source,
+    metadata: { tags: ["injected-parameters"] },
+    outputs: [],
+    ...({ id: "injected-parameters", execution_count: null } as Record<string, unknown>),
+  });
+  return { ...nb, cells };
+}
+
+const STOCK_DIR = `${OUT_DIR}/stock`;
+
+/**
+ * Runs each notebook `runs` times with stock `jupyter nbconvert --to notebook --execute` (kernel started in
+ * notebooks/, as for a user) and compares every run with the runner's executed copy. Returns problems by notebook.
+ */
+async function stockRuns(entries: PlanEntry[], env: Record<string, string>, runs: number): Promise<string[]> {
+  await Deno.mkdir(STOCK_DIR, { recursive: true });
+  const loaderParts = (await plotlyLoaderBundles()).length;
+  const problems: string[] = [];
+  for (const e of entries) {
+    const input = withOverrides(JSON.parse(await Deno.readTextFile(e.path)), e.overrides_source);
+    const inputPath = `${STOCK_DIR}/${e.name}.input.ipynb`;
+    await Deno.writeTextFile(inputPath, JSON.stringify(input));
+    const expected = JSON.parse(await Deno.readTextFile(e.out)) as NotebookJson;
+    for (let run = 1; run <= runs; run++) {
+      const out = `${STOCK_DIR}/${e.name}${runs > 1 ? `.run${run}` : ""}.ipynb`;
+      const started = performance.now();
+      // --stdin: the kernel starts in the current folder (notebooks/), as `jupyter nbconvert notebooks/x.ipynb`.
+      const child = new Deno.Command(PYTHON, {
+        args: ["-m", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=600", "--stdin"],
+        cwd: `${ROOT}/notebooks`,
+        env,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(JSON.stringify(input)));
+      await writer.close();
+      const result = await child.output();
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const stderr = new TextDecoder().decode(result.stderr);
+      if (!result.success) {
+        problems.push(`${e.name} (stock run ${run}): nbconvert failed (exit ${result.code}):\n${stderr.slice(-3000)}`);
+        console.log(`FAIL ${e.name} stock nbconvert run ${run} (${seconds} s)`);
+        continue;
+      }
+      await Deno.writeFile(out, result.stdout);
+      const diff = compareExecutions(expected, JSON.parse(new TextDecoder().decode(result.stdout)), { loaderParts });
+      const rel = out.replace(ROOT + "/", "");
+      if (diff.length) problems.push(...diff.map((d) => `${e.name} (stock run ${run}, ${rel}): ${d}`));
+      console.log(`${diff.length ? "FAIL" : "PASS"} ${e.name} stock nbconvert run ${run} (${seconds} s) -> ${rel}`);
+    }
+  }
+  return problems;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const flags = new Set(argv.filter((a) => a.startsWith("--")));
+  const stockArg = argv.find((a) => a.startsWith("--stock-runs="));
+  const stockRunCount = stockArg === undefined ? 1 : Number(stockArg.slice("--stock-runs=".length));
+  if (!Number.isInteger(stockRunCount) || stockRunCount < 0) {
+    console.error(`--stock-runs takes a whole number >= 0 (0 = no stock nbconvert runs), got ${stockArg}`);
+    return 2;
+  }
+  const flags = new Set(argv.filter((a) => a.startsWith("--") && a !== stockArg));
   const known = ["--no-selftest", "--selftest-only", "--no-html", "--no-check", "--full", "--help"];
   for (const f of flags) {
     if (!known.includes(f)) {
@@ -393,7 +561,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (flags.has("--help")) {
     console.log(
-      "deno task test:notebooks [--no-selftest] [--selftest-only] [--no-html] [--no-check] [--full] [notebook names...]",
+      "deno task test:notebooks [--no-selftest] [--selftest-only] [--no-html] [--no-check] [--full] [--stock-runs=N]\n" +
+        "  [notebook names...]\n" +
+        "--stock-runs=N: after the runner, execute each notebook N times (default 1, 0 = none) with stock\n" +
+        "  `jupyter nbconvert --to notebook --execute` and fail if any cell shows other outputs than under the runner.",
     );
     return 0;
   }
@@ -488,9 +659,23 @@ async function main(argv: string[]): Promise<number> {
     if (r.traceback) console.error(`  traceback:\n${r.traceback.replace(/^/gm, "    ")}`);
     if (r.kernel_log) console.error(`  kernel log: ${r.kernel_log.replace(ROOT + "/", "")}`);
   }
+  let stockProblems: string[] = [];
+  if (stockRunCount > 0 && failed.length === 0) {
+    console.log(
+      `\n== stock \`jupyter nbconvert --execute\`, ${stockRunCount} run(s) per notebook, compared cell by cell`,
+    );
+    stockProblems = await stockRuns(entries, env, stockRunCount);
+    for (const p of stockProblems) console.error(`  ${p}`);
+  }
   const skipNote = skipped.length ? `, ${skipped.length} skipped` : "";
-  console.log(`${results.length - failed.length} passed, ${failed.length} failed${skipNote}`);
-  return failed.length ? 1 : 0;
+  const stockNote = stockRunCount > 0 && failed.length === 0
+    ? `; stock nbconvert: ${
+      stockProblems.length ? `${stockProblems.length} difference(s)` : "every cell as under the runner"
+    }`
+    : "";
+  const bad = failed.length + (stockProblems.length ? 1 : 0);
+  console.log(`${results.length - failed.length} passed, ${failed.length} failed${skipNote}${stockNote}`);
+  return bad ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
