@@ -28,6 +28,7 @@ import { tf } from "./backend.ts";
 import { escapeHtml } from "./display.ts";
 import { exists, join } from "./fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "./model.ts";
+import { sparseSoftmaxCrossEntropy } from "./kernels/fused.ts";
 import type { FullTokenizer, Vocab } from "./tokenizer.ts";
 import {
   latestCheckpoint,
@@ -411,6 +412,8 @@ export interface PretrainingVocab {
   /** Ids a "random token" replacement is drawn from: every token except bracketed specials (`[PAD]`, `[UNK]`,
    * `[CLS]`, `[SEP]`, `[MASK]`, `[unused0]`, ...). */
   randomIds: Int32Array;
+  /** 1 for a WordPiece continuation (`##ing`), 0 otherwise: whole-word masking keeps a word's pieces together. */
+  continuation: Uint8Array;
 }
 
 /** The {@linkcode PretrainingVocab} of a vocabulary; throws naming the missing special token. */
@@ -434,6 +437,7 @@ export function pretrainingVocab(vocab: Vocab): PretrainingVocab {
     maskId: need("[MASK]"),
     padId: need("[PAD]"),
     randomIds: Int32Array.from(randomIds),
+    continuation: Uint8Array.from(vocab.tokens, (t) => (t.startsWith("##") ? 1 : 0)),
   };
 }
 
@@ -454,6 +458,17 @@ export interface PretrainingDataOptions {
   dupeFactor?: number;
   /** Seed of every random choice (default 12345). */
   seed?: number;
+  /**
+   * Next-sentence pairs `[CLS] A [SEP] B [SEP]` with a 50% random B (BERT, default true), or one span of
+   * consecutive sentences per instance, `[CLS] span [SEP]`, for masked-LM alone (RoBERTa's objective: every
+   * token of the budget is text of one document, and no capacity goes to the easy NSP task).
+   */
+  nextSentence?: boolean;
+  /**
+   * Whole-word masking (Google's `--do_whole_word_mask`): the pieces of a word (`em ##bed ##ding`) are chosen
+   * together, so the model cannot fill a masked piece from its unmasked neighbours (default false).
+   */
+  wholeWordMask?: boolean;
 }
 
 /** Masking split of the chosen tokens: 80% `[MASK]`, 10% random, 10% unchanged. */
@@ -484,22 +499,34 @@ export function maskTokens(
   ids: readonly number[],
   vocab: PretrainingVocab,
   rng: Rng,
-  options: { maskedLmProb?: number; maxPredictions?: number } = {},
+  options: { maskedLmProb?: number; maxPredictions?: number; wholeWord?: boolean } = {},
 ): MaskedTokens {
   const prob = options.maskedLmProb ?? 0.15;
   const maxPredictions = options.maxPredictions ?? 20;
-  const candidates: number[] = [];
+  // Candidate groups: single positions, or with wholeWord the positions of one word (a piece plus its ## pieces).
+  const groups: number[][] = [];
+  let count = 0;
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
-    if (id !== vocab.clsId && id !== vocab.sepId && id !== vocab.padId) candidates.push(i);
+    if (id === vocab.clsId || id === vocab.sepId || id === vocab.padId) continue;
+    const last = groups[groups.length - 1];
+    if (options.wholeWord && vocab.continuation[id] && last && last[last.length - 1] === i - 1) last.push(i);
+    else groups.push([i]);
+    count++;
   }
-  // Fisher-Yates, then take the first k.
-  for (let i = candidates.length - 1; i > 0; i--) {
+  // Fisher-Yates, then take groups while they fit in k.
+  for (let i = groups.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
-    [candidates[i], candidates[j]] = [candidates[j], candidates[i]];
+    [groups[i], groups[j]] = [groups[j], groups[i]];
   }
-  const k = Math.min(maxPredictions, candidates.length, Math.max(1, Math.round(candidates.length * prob)));
-  const chosen = candidates.slice(0, k).sort((a, b) => a - b);
+  const k = Math.min(maxPredictions, count, Math.max(1, Math.round(count * prob)));
+  const chosen: number[] = [];
+  for (const g of groups) {
+    if (chosen.length >= k) break;
+    if (chosen.length + g.length > k) continue; // Google's script skips a word that would overshoot
+    chosen.push(...g);
+  }
+  chosen.sort((a, b) => a - b);
   const inputIds = ids.slice();
   const kinds: MaskKind[] = [];
   for (const p of chosen) {
@@ -571,6 +598,7 @@ export function createInstancesFromDocument(
   rng: Rng,
   options: PretrainingDataOptions = {},
 ): PretrainingInstance[] {
+  if (options.nextSentence === false) return createSpansFromDocument(docs[docIndex], docIndex, vocab, rng, options);
   const maxSeqLength = options.maxSeqLength ?? 128;
   const shortSeqProb = options.shortSeqProb ?? 0.1;
   const maxNumTokens = maxSeqLength - 3; // [CLS] A [SEP] B [SEP]
@@ -618,6 +646,7 @@ export function createInstancesFromDocument(
       const masked = maskTokens(originalIds, vocab, rng, {
         maskedLmProb: options.maskedLmProb,
         maxPredictions: options.maxPredictionsPerSeq,
+        wholeWord: options.wholeWordMask,
       });
       instances.push({
         inputIds: masked.inputIds,
@@ -633,6 +662,61 @@ export function createInstancesFromDocument(
     chunk = [];
     length = 0;
   }
+  return instances;
+}
+
+/**
+ * Masked-LM instances without next-sentence pairs (RoBERTa's "DOC-SENTENCES"): consecutive sentences of one
+ * document packed into `[CLS] span [SEP]` of about `maxSeqLength - 2` tokens (shorter with probability
+ * `shortSeqProb`); a sentence longer than the budget continues in the next instance. Every instance is masked as in
+ * {@linkcode maskTokens}; `isRandomNext` is false and all segment ids are 0.
+ */
+export function createSpansFromDocument(
+  doc: readonly (readonly number[])[],
+  docIndex: number,
+  vocab: PretrainingVocab,
+  rng: Rng,
+  options: PretrainingDataOptions = {},
+): PretrainingInstance[] {
+  const maxNumTokens = (options.maxSeqLength ?? 128) - 2; // [CLS] span [SEP]
+  if (maxNumTokens < 1) throw new Error(`maxSeqLength must be >= 3 for [CLS] span [SEP], got ${options.maxSeqLength}`);
+  const shortSeqProb = options.shortSeqProb ?? 0.1;
+  const instances: PretrainingInstance[] = [];
+  const draw = () => (rng.next() < shortSeqProb ? randInt(rng, 2, maxNumTokens) : maxNumTokens);
+  const emit = (tokens: readonly number[]) => {
+    const originalIds = [vocab.clsId, ...tokens, vocab.sepId];
+    const masked = maskTokens(originalIds, vocab, rng, {
+      maskedLmProb: options.maskedLmProb,
+      maxPredictions: options.maxPredictionsPerSeq,
+      wholeWord: options.wholeWordMask,
+    });
+    instances.push({
+      inputIds: masked.inputIds,
+      originalIds,
+      segmentIds: new Array(originalIds.length).fill(0),
+      isRandomNext: false,
+      mlmPositions: masked.positions,
+      mlmIds: masked.labels,
+      mlmKinds: masked.kinds,
+      document: docIndex,
+    });
+  };
+  let target = draw();
+  let span: number[] = [];
+  for (const sentence of doc) {
+    if (span.length > 0 && span.length + sentence.length > target) {
+      emit(span);
+      span = [];
+      target = draw();
+    }
+    span.push(...sentence);
+    while (span.length >= target) { // a sentence longer than the budget continues in the next instance
+      emit(span.slice(0, target));
+      span = span.slice(target);
+      target = draw();
+    }
+  }
+  if (span.length > 0) emit(span);
   return instances;
 }
 
@@ -691,6 +775,8 @@ export function resolveDataOptions(options: PretrainingDataOptions = {}): Requir
     shortSeqProb: options.shortSeqProb ?? 0.1,
     dupeFactor: options.dupeFactor ?? 1,
     seed: options.seed ?? 12345,
+    nextSentence: options.nextSentence ?? true,
+    wholeWordMask: options.wholeWordMask ?? false,
   };
   const bad = (what: string) => {
     throw new Error(`pre-training data: ${what}`);
@@ -940,12 +1026,12 @@ export interface PretrainingLoss {
 /**
  * Runs the `pretraining` head on a batch and returns BERT's loss: the masked-LM cross-entropy averaged over all
  * chosen tokens of the batch (Google's `sum(weights * ce) / sum(weights)`), plus the next-sentence
- * cross-entropy averaged over the batch.
+ * cross-entropy averaged over the batch (`nsp: false`: masked-LM alone, `nsp` is then 0).
  */
 export function pretrainingLoss(
   model: BertModel,
   batch: PretrainingBatch,
-  options: { training?: boolean; seed?: number } = {},
+  options: { training?: boolean; seed?: number; nsp?: boolean } = {},
 ): PretrainingLoss {
   if (model.head !== "pretraining") {
     throw new Error(`pre-training needs a model with the "pretraining" head, this one has "${model.head}"`);
@@ -956,8 +1042,12 @@ export function pretrainingLoss(
       seed: options.seed,
       mlmPositions: batch.mlmPositions,
     });
-    const mlm = softmaxCrossEntropy(out.mlmLogits!, batch.mlmIds); // mlmLogits [batch, P, vocab]
-    const nsp = softmaxCrossEntropy(out.nspLogits!, batch.nspLabels); // nspLogits [batch, 2]
+    const v = out.mlmLogits!.shape[2];
+    const mlm = sparseSoftmaxCrossEntropy(
+      tf.reshape(out.mlmLogits!, [-1, v]), // [batch*P, vocab]
+      tf.reshape(batch.mlmIds, [-1]), // [batch*P], -1 in unused slots
+    );
+    const nsp = options.nsp === false ? tf.scalar(0) : softmaxCrossEntropy(out.nspLogits!, batch.nspLabels); // [batch, 2]
     return { loss: tf.add(mlm, nsp) as tf.Scalar, mlm, nsp };
   });
 }
@@ -968,7 +1058,9 @@ export interface PretrainingMetrics {
   mlmLoss: number;
   /** Share of chosen tokens whose original is the top prediction. */
   mlmAccuracy: number;
+  /** NaN when the data has no next-sentence pairs (`nextSentence: false`). */
   nspLoss: number;
+  /** NaN when the data has no next-sentence pairs. */
   nspAccuracy: number;
 }
 
@@ -978,6 +1070,7 @@ export function evaluatePretraining(
   set: PretrainingSet,
   options: { batchSize?: number } = {},
 ): PretrainingMetrics {
+  const withNsp = set.options.nextSentence;
   const batchSize = options.batchSize ?? 64;
   let mlmSum = 0, mlmN = 0, mlmRight = 0, nspSum = 0, nspRight = 0;
   for (let start = 0; start < set.n; start += batchSize) {
@@ -1015,13 +1108,13 @@ export function evaluatePretraining(
       disposePretrainingBatch(batch);
     }
   }
-  const mlmLoss = mlmN ? mlmSum / mlmN : NaN, nspLoss = set.n ? nspSum / set.n : NaN;
+  const mlmLoss = mlmN ? mlmSum / mlmN : NaN, nspLoss = set.n && withNsp ? nspSum / set.n : NaN;
   return {
-    loss: mlmLoss + nspLoss,
+    loss: withNsp ? mlmLoss + nspLoss : mlmLoss,
     mlmLoss,
     mlmAccuracy: mlmN ? mlmRight / mlmN : NaN,
     nspLoss,
-    nspAccuracy: set.n ? nspRight / set.n : NaN,
+    nspAccuracy: set.n && withNsp ? nspRight / set.n : NaN,
   };
 }
 
@@ -1042,9 +1135,9 @@ export interface PretrainingTaskOptions {
 /** The metrics the pre-training evaluation reports (`loss` = MLM + NSP, lower is better). */
 export const PRETRAINING_METRICS = ["loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "perplexity"];
 
-/** The scalar metrics of a {@linkcode PretrainingMetrics}, snake_case (for `eval_history`). */
+/** The scalar metrics of a {@linkcode PretrainingMetrics}, snake_case (for `eval_history`); no `nsp_*` without NSP. */
 export function pretrainingScalars(m: PretrainingMetrics): Record<string, number> {
-  return {
+  const all: Record<string, number> = {
     loss: m.loss,
     mlm_loss: m.mlmLoss,
     mlm_accuracy: m.mlmAccuracy,
@@ -1052,6 +1145,13 @@ export function pretrainingScalars(m: PretrainingMetrics): Record<string, number
     nsp_accuracy: m.nspAccuracy,
     perplexity: Math.exp(m.mlmLoss),
   };
+  return Object.fromEntries(Object.entries(all).filter(([k, v]) => !(k.startsWith("nsp_") && Number.isNaN(v))));
+}
+
+/** One line of held-out pre-training figures: MLM accuracy, and NSP accuracy when the data has pairs. */
+export function pretrainingHeadline(m: PretrainingMetrics): string {
+  const nsp = Number.isNaN(m.nspAccuracy) ? "" : `, NSP accuracy ${(100 * m.nspAccuracy).toFixed(1)}%`;
+  return `MLM accuracy ${(100 * m.mlmAccuracy).toFixed(1)}%${nsp}`;
 }
 
 /**
@@ -1061,13 +1161,17 @@ export function pretrainingScalars(m: PretrainingMetrics): Record<string, number
  */
 export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<PretrainingBatch, PretrainingMetrics> {
   const { train: set, dev } = options;
+  const nsp = set.options.nextSentence;
+  if (dev && dev.options.nextSentence !== nsp) {
+    throw new Error("pre-training: the training and held-out data differ in nextSentence (pairs vs single spans)");
+  }
   return {
     name: "pretraining",
     head: "pretraining",
     n: set.n,
     lowerCase: options.lowerCase ?? true,
     defaultMetric: dev ? "loss" : undefined,
-    metricNames: PRETRAINING_METRICS,
+    metricNames: nsp ? PRETRAINING_METRICS : PRETRAINING_METRICS.filter((m) => !m.startsWith("nsp_")),
     greaterIsBetter: (name) => name.endsWith("accuracy"),
     async check(model, { vocabPath }) {
       const { Vocab } = await import("./tokenizer.ts");
@@ -1113,15 +1217,17 @@ export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<Pret
       short_seq_prob: set.options.shortSeqProb,
       dupe_factor: set.options.dupeFactor,
       data_seed: set.options.seed,
+      next_sentence: nsp,
+      whole_word_mask: set.options.wholeWordMask,
       documents: set.stats.documents,
       vocab_size: set.metadata.vocabSize,
     }),
     batch: (rows) => pretrainingBatch(set, rows),
     loss(model, batch, { training, seed }) {
-      const { loss, mlm, nsp } = pretrainingLoss(model, batch, { training, seed });
-      mlm.dispose();
-      nsp.dispose();
-      return loss;
+      const parts = pretrainingLoss(model, batch, { training, seed, nsp });
+      parts.mlm.dispose();
+      parts.nsp.dispose();
+      return parts.loss;
     },
     disposeBatch: disposePretrainingBatch,
     evaluate: dev
@@ -1132,9 +1238,7 @@ export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<Pret
           headline: {
             name: "mlm_accuracy",
             value: m.mlmAccuracy,
-            text: `MLM accuracy ${(100 * m.mlmAccuracy).toFixed(1)}%, NSP accuracy ${
-              (100 * m.nspAccuracy).toFixed(1)
-            }%`,
+            text: pretrainingHeadline(m),
           },
           details: m,
         };

@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./shared.ts";
 import { tf } from "../lib/backend.ts";
 import { loadBlas } from "../lib/blas.ts";
 import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
-import { adamwUpdate, dropout, gelu, layerNorm } from "../lib/kernels/fused.ts";
+import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../lib/kernels/fused.ts";
 import { simdMath } from "../lib/kernels/simd.ts";
 import { selfAttention } from "../lib/kernels/attention.ts";
 
@@ -365,6 +365,43 @@ Deno.test({ name: "blas: transpose, gather, unsortedSegmentSum match cpu (float3
   }
   assert(/index value 3 is not in \[0, 2\]/.test(threw), `out-of-range gather must throw, got: ${threw}`);
 });
+
+Deno.test(
+  { name: "blas: fused sparse softmax cross-entropy matches tf ops, ignores label -1, survives p ~ 0", ignore },
+  async () => {
+    // 6 rows over 1000 classes (vocabulary-like); rows 2 and 5 ignored; row 3's label is ~80 below its max logit.
+    const logits = f([6, 1000], 900, 5);
+    logits.values[3 * 1000 + 7] = -90;
+    logits.values[3 * 1000 + 8] = 0;
+    const labels: Arg = { shape: [6], values: Int32Array.of(4, 999, -1, 7, 0, -1), dtype: "int32" };
+    const xent = (x: tf.Tensor, y: tf.Tensor) => sparseSoftmaxCrossEntropy(x as tf.Tensor2D, y as tf.Tensor1D);
+    const withGrad = (x: tf.Tensor, y: tf.Tensor) => [xent(x, y), tf.grad((u: tf.Tensor) => xent(u, y))(x)];
+    const cpu = await on("cpu", [logits, labels], withGrad); // the tf-op definition
+    const blas = await on("blas", [logits, labels], withGrad); // the fused kernel
+    close(blas[0].values, cpu[0].values, "loss", 1e-5, 1e-5);
+    close(blas[1].values, cpu[1].values, "dlogits", 1e-4, 1e-7);
+    // Independent reference: float64 log-sum-exp over the 4 valid rows.
+    let want = 0;
+    for (const r of [0, 1, 3, 4]) {
+      const row = Array.from(logits.values.subarray(r * 1000, (r + 1) * 1000));
+      const m = Math.max(...row);
+      want += m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0)) - row[labels.values[r]];
+    }
+    close(blas[0].values, [want / 4], "loss vs float64", 1e-6, 1e-6);
+    assert(blas[0].values[0] > 20, "row 3 (p ~ e^-90) must add its large loss, not Infinity or 0");
+    for (const r of [2, 5]) {
+      assert(
+        blas[1].values.subarray(r * 1000, (r + 1) * 1000).every((v) => v === 0),
+        `row ${r} grad`,
+      );
+    }
+    // No valid row: loss 0, gradient 0.
+    const none: Arg = { shape: [6], values: new Int32Array(6).fill(-1), dtype: "int32" };
+    const empty = await on("blas", [logits, none], withGrad);
+    assertEquals(empty[0].values[0], 0);
+    assert(empty[1].values.every((v) => v === 0));
+  },
+);
 
 Deno.test({ name: "blas: fused gelu, layerNorm, dropout, adamw match their tf-op definitions", ignore }, async () => {
   const x = f([64, 48], 800, 4);

@@ -215,6 +215,7 @@ function syntheticCorpus(docs: number, seed: number) {
     sepId: 3,
     maskId: 4,
     randomIds: Int32Array.from({ length: next - 5 }, (_, i) => i + 5),
+    continuation: new Uint8Array(next),
   };
   return { docs: out, where, vocab };
 }
@@ -254,6 +255,50 @@ Deno.test("maskTokens: never [CLS]/[SEP]/[PAD], 15% of the rest, targets are the
     maskTokens(Array.from({ length: 200 }, (_, i) => 5 + i), vocab, rng, { maxPredictions: 7 }).positions.length,
     7,
   );
+});
+
+Deno.test("maskTokens wholeWord: the pieces of a word are chosen together, never beyond maxPredictions", () => {
+  const { vocab } = syntheticCorpus(1, 1);
+  const ids = Array.from({ length: 60 }, (_, i) => 5 + i);
+  // Words: every third id starts a word and the next two are its ## pieces (ids 5, 8, 11, ... start words).
+  vocab.continuation = Uint8Array.from({ length: vocab.size }, (_, id) => (id >= 5 && (id - 5) % 3 !== 0 ? 1 : 0));
+  const seq = [2, ...ids, 3];
+  const wordOf = (p: number) => Math.floor((seq[p] - 5) / 3);
+  const rng = new Rng(11);
+  let chosenTotal = 0;
+  for (let t = 0; t < 100; t++) {
+    const m = maskTokens(seq, vocab, rng, { maskedLmProb: 0.15, maxPredictions: 8, wholeWord: true });
+    assert(m.positions.length <= 8 && m.positions.length % 3 === 0, `whole words only: ${m.positions}`);
+    const words = new Set(m.positions.map(wordOf));
+    for (const w of words) {
+      const pieces = m.positions.filter((p) => wordOf(p) === w);
+      assertEquals(pieces.length, 3, `word ${w} chosen partly: ${m.positions}`);
+    }
+    chosenTotal += m.positions.length;
+  }
+  assertEquals(chosenTotal, 100 * 6); // k = min(8, round(60 * 0.15) = 9) = 8 -> two whole words of 3
+  // Without wholeWord the same sequence gets single pieces.
+  const single = maskTokens(seq, vocab, new Rng(11), { maskedLmProb: 0.15, maxPredictions: 8 });
+  assertEquals(single.positions.length, 8);
+});
+
+Deno.test("createInstances nextSentence: false: [CLS] span [SEP] of one document, spans cover it in order", () => {
+  const { docs, vocab } = syntheticCorpus(40, 5);
+  const instances = createInstances(docs, vocab, { maxSeqLength: 24, nextSentence: false, seed: 3, shortSeqProb: 0.2 });
+  const byDoc = new Map<number, number[]>();
+  for (const inst of instances) {
+    const o = inst.originalIds;
+    assert(o.length <= 24 && o[0] === vocab.clsId && o[o.length - 1] === vocab.sepId && o.length >= 3, `${o}`);
+    assert(inst.segmentIds.every((x) => x === 0) && !inst.isRandomNext);
+    assert(!o.slice(1, -1).includes(vocab.sepId), "one segment only");
+    byDoc.set(inst.document, [...(byDoc.get(inst.document) ?? []), ...o.slice(1, -1)]);
+  }
+  // Instances of a document, in creation order (shuffled later), are its tokens exactly: nothing lost or repeated.
+  const ordered = createInstances(docs, vocab, { maxSeqLength: 24, nextSentence: false, seed: 3, shortSeqProb: 0.2 })
+    .sort((a, b) => a.originalIds[1] - b.originalIds[1]);
+  const tokens = ordered.flatMap((i) => i.originalIds.slice(1, -1));
+  assertEquals(tokens, docs.flat(2));
+  assertEquals(byDoc.size, docs.length);
 });
 
 Deno.test("truncatePair: trims the longer side, from either end, keeping contiguous spans", () => {
@@ -502,6 +547,33 @@ Deno.test("pretrainingLoss: MLM mean over chosen tokens + NSP mean, against a ha
     const metrics = evaluatePretraining(model, sub, { batchSize: 2 });
     assert(Math.abs(metrics.mlmLoss - expected[1]) < 1e-4 && Math.abs(metrics.nspLoss - expected[2]) < 1e-4);
     assert(metrics.mlmAccuracy >= 0 && metrics.mlmAccuracy <= 1 && metrics.nspAccuracy >= 0);
+  } finally {
+    model.dispose();
+  }
+});
+
+Deno.test("pretrainingLoss nsp: false: masked-LM alone; evaluation reports no NSP figures", async () => {
+  const tokenizer = await smallTokenizer();
+  const set = createPretrainingData(parseCorpusText(TEXT), tokenizer, {
+    maxSeqLength: 24,
+    maxPredictionsPerSeq: 4,
+    seed: 8,
+    nextSentence: false,
+  });
+  const model = tinyModel(tokenizer.vocab.size);
+  try {
+    const batch = pretrainingBatch(set, [0, 1, 2]);
+    const withNsp = pretrainingLoss(model, batch);
+    const without = pretrainingLoss(model, batch, { nsp: false });
+    const [l0, m0, l1, m1, n1] = [withNsp.loss, withNsp.mlm, without.loss, without.mlm, without.nsp].map((t) =>
+      t.dataSync()[0]
+    );
+    tf.dispose([...Object.values(withNsp), ...Object.values(without)]);
+    disposePretrainingBatch(batch);
+    assertEquals([m1, n1, l1], [m0, 0, m0]);
+    assert(l0 > m0, "with NSP the loss adds the next-sentence term");
+    const metrics = evaluatePretraining(model, set);
+    assert(Number.isNaN(metrics.nspAccuracy) && metrics.loss === metrics.mlmLoss);
   } finally {
     model.dispose();
   }

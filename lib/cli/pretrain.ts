@@ -68,6 +68,11 @@ export const spec: CommandSpec = {
     "short-seq-prob": { type: "number", default: 0.1, help: "probability of a shorter instance" },
     "dupe-factor": { type: "number", default: 5, help: "passes over the corpus, each with new pairs and masks" },
     "data-seed": { type: "number", default: 12345, help: "seed of the pairs and masks" },
+    objective: {
+      default: "mlm-nsp",
+      help: "mlm-nsp (BERT: masked-LM + next-sentence pairs) or mlm (RoBERTa: masked-LM on one span per instance)",
+    },
+    "whole-word-mask": { type: "boolean", help: "mask all pieces of a word together (Google's --do_whole_word_mask)" },
     "eval-steps": { type: "number", help: "also evaluate every N updates (default: each epoch and the end)" },
     "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch and the end)" },
     "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
@@ -118,6 +123,10 @@ export async function run(args: ParsedArgs): Promise<void> {
   if (f.model && f.config) throw new UsageError("give --model (continue a checkpoint) or --config (fresh), not both");
   const outputDir = f.output as string;
   const evalFraction = num(args, "eval-fraction")!;
+  const objective = f.objective as string;
+  if (objective !== "mlm-nsp" && objective !== "mlm") {
+    throw new UsageError(`--objective must be mlm-nsp or mlm, got "${objective}"`);
+  }
   if (!(evalFraction >= 0 && evalFraction < 1)) throw new UsageError(`--eval-fraction must be in [0, 1)`);
   using _lock = await acquireRunLock(outputDir); // one writer per run folder; a second one fails at once
   await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
@@ -143,6 +152,8 @@ export async function run(args: ParsedArgs): Promise<void> {
     shortSeqProb: num(args, "short-seq-prob"),
     dupeFactor: num(args, "dupe-factor"),
     seed: num(args, "data-seed"),
+    nextSentence: objective === "mlm-nsp",
+    wholeWordMask: f["whole-word-mask"] === true,
   };
   const trainSet = createPretrainingData(parts.train, tokenizer, dataOptions);
   const devSet = parts.dev ? createPretrainingData(parts.dev, tokenizer, { ...dataOptions, dupeFactor: 1 }) : undefined;
@@ -205,7 +216,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     if (e) {
       console.log(
         `held-out: ${e.headline.text}; ` +
-          PRETRAINING_METRICS.filter((m) => m !== "mlm_accuracy" && m !== "nsp_accuracy")
+          PRETRAINING_METRICS.filter((m) => m !== "mlm_accuracy" && m !== "nsp_accuracy" && m in e.scalars)
             .map((m) => `${m} ${e.scalars[m].toFixed(3)}`).join(", "),
       );
     }

@@ -1,0 +1,66 @@
+/**
+ * Kernel profile of pre-training steps on the `blas` backend, beside a fine-tuning step of the same shape and
+ * batch: real IMDB instances (lib/pretraining.ts), time per kernel over a few steps.
+ *
+ * Usage: deno run -A tests/bench/profile_pretrain.ts [steps] [--vocab FILE] [--batch 32] [--seq 128]
+ */
+import { initBackend, tf } from "../../lib/backend.ts";
+import { BertModel, softmaxCrossEntropy } from "../../lib/model.ts";
+import { AdamW } from "../../lib/optim.ts";
+import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
+import { variableGrads } from "../../lib/autodiff.ts";
+import { createPretrainingData, pretrainingBatch, pretrainingLoss, readImdbCorpus } from "../../lib/pretraining.ts";
+import { FullTokenizer, Vocab } from "../../lib/tokenizer.ts";
+import { standardConfig } from "../../lib/cli/train.ts";
+
+const flag = (name: string, dflt: string) => {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : dflt;
+};
+const steps = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 4);
+const batchSize = Number(flag("batch", "32")), seq = Number(flag("seq", "128"));
+await initBackend({ backend: "blas", quiet: true });
+const vocab = await Vocab.load(flag("vocab", "outputs/probe/vocab.txt"));
+const tokenizer = new FullTokenizer(vocab, { lowerCase: true });
+const set = createPretrainingData(await readImdbCorpus({ limit: 200 }), tokenizer, { maxSeqLength: seq });
+const config = await standardConfig("tiny", vocab.size);
+
+function profile(label: string, step: (i: number) => void) {
+  step(0);
+  step(1);
+  setKernelProfiling(true, {});
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step(i + 2);
+  const ms = (performance.now() - t0) / steps;
+  const prof = [...setKernelProfiling(false)].sort((a, b) => b[1].ms - a[1].ms);
+  const total = prof.reduce((s, [, t]) => s + t.ms, 0);
+  console.log(`\n== ${label}: ${ms.toFixed(0)} ms/step, kernels ${(total / steps).toFixed(0)} ms`);
+  for (const [name, t] of prof.slice(0, 14)) {
+    console.log(`${(t.ms / steps).toFixed(1).padStart(8)} ms  ${String(t.calls / steps).padStart(6)} calls  ${name}`);
+  }
+}
+
+for (const head of ["pretraining", "classification"] as const) {
+  const model = new BertModel(config, { head, seed: 1 });
+  const opt = new AdamW(model.params);
+  const vars = model.variables();
+  const rows = Array.from({ length: batchSize }, (_, i) => i);
+  const batch = pretrainingBatch(set, rows);
+  const labels = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 2), "int32");
+  profile(`${head} ${batchSize}x${batch.inputIds.shape[1]}`, (i) => {
+    const { value, grads } = variableGrads(() => {
+      if (head === "pretraining") {
+        const { loss, mlm, nsp } = pretrainingLoss(model, batch, { training: true, seed: i });
+        mlm.dispose();
+        nsp.dispose();
+        return loss;
+      }
+      return softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, labels);
+    }, vars);
+    const byName = new Map<string, tf.Tensor>();
+    for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
+    opt.applyGradients(byName);
+    value.dispose();
+  });
+  model.dispose();
+}
