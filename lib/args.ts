@@ -16,6 +16,31 @@ export interface FlagSpec {
   help: string;
   /** Required flags make parsing fail with a clear message when absent. */
   required?: boolean;
+  /** `number` flags: the value must be a whole number. */
+  integer?: boolean;
+  /** `number` flags: smallest allowed value (inclusive). */
+  min?: number;
+  /** `number` flags: largest allowed value (inclusive). */
+  max?: number;
+  /** `number` flags: the value must be > 0. */
+  positive?: boolean;
+}
+
+/** The constraint of a number flag in words (`an integer >= 1`), or undefined when it has none. */
+function numberRule(f: FlagSpec): string | undefined {
+  const parts: string[] = [];
+  if (f.positive) parts.push("> 0");
+  if (f.min !== undefined) parts.push(`>= ${f.min}`);
+  if (f.max !== undefined) parts.push(`<= ${f.max}`);
+  if (!f.integer && !parts.length) return undefined;
+  return `${f.integer ? "an integer" : "a number"}${parts.length ? " " + parts.join(" and ") : ""}`;
+}
+
+/** Throws a {@linkcode UsageError} naming `--name` when `value` breaks the flag's number constraints. */
+export function checkNumberFlag(name: string, value: number, f: FlagSpec): void {
+  const ok = (!f.integer || Number.isInteger(value)) && (!f.positive || value > 0) &&
+    (f.min === undefined || value >= f.min) && (f.max === undefined || value <= f.max);
+  if (!ok) throw new UsageError(`--${name} must be ${numberRule(f)}, got ${value}`);
 }
 
 /** A command's declaration: its flags and its help text. */
@@ -120,6 +145,7 @@ export function parseArgs(argv: string[], spec: CommandSpec): ParsedArgs {
       if (value.trim() === "" || !Number.isFinite(n)) {
         throw new UsageError(`--${name} expects a number, got "${value}"`);
       }
+      checkNumberFlag(name, n, f);
       flags[name] = n;
     } else if (type === "list") {
       const prev = (flags[name] as string[] | undefined) ?? [];

@@ -21,6 +21,28 @@ export { tf };
 /** Backends this project knows how to start. */
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "blas" | "wasm" | "cpu" | "webgpu";
 
+/** Every value `--backend` accepts, in the order `auto` tries them (webgpu only when asked for). */
+export const BACKEND_NAMES: readonly (BackendName | "auto")[] = [
+  "auto",
+  "tensorflow-gpu",
+  "tensorflow",
+  "blas",
+  "wasm",
+  "cpu",
+  "webgpu",
+];
+
+/** The `--backend` flag's help line (every command that starts TensorFlow.js uses it). */
+export const BACKEND_HELP = `tfjs backend: ${BACKEND_NAMES.join(", ")} (default: auto, or BERT_BACKEND)`;
+
+/** WebGPU adapters that are CPU emulations (Mesa's llvmpipe/lavapipe, Google's SwiftShader, Windows' WARP). */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|microsoft basic render|\bwarp\b/i;
+
+/** True when a WebGPU adapter's description names a software (CPU-emulated) implementation. */
+export function isSoftwareAdapter(description: string): boolean {
+  return SOFTWARE_ADAPTER.test(description);
+}
+
 /** Options for {@linkcode initBackend}. */
 export interface BackendOptions {
   /** Force a backend; `auto` (the default) tries them in order. Overrides `BERT_BACKEND`. */
@@ -52,12 +74,23 @@ function envBackend(): string | undefined {
   }
 }
 
+/** Why the last backend tried could not start (shown when an explicitly requested one fails). */
+let lastFailure: string | undefined;
+
+function failed(why: unknown): undefined {
+  lastFailure = why instanceof Error ? why.message : String(why);
+  return undefined;
+}
+
 async function tryNode(pkg: string): Promise<boolean> {
   try {
     // A variable specifier keeps `deno check` from requiring the optional package.
     await import(pkg);
-    return await tf.setBackend("tensorflow");
-  } catch {
+    if (await tf.setBackend("tensorflow")) return true;
+    failed('tf.setBackend("tensorflow") returned false');
+    return false;
+  } catch (err) {
+    failed(err);
     return false;
   }
 }
@@ -67,12 +100,12 @@ async function tryWasm(threads?: number): Promise<string | undefined> {
     const dist = new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url);
     setWasmPaths(dist.href);
     if (threads) setThreadsCount(threads);
-    if (!(await tf.setBackend("wasm"))) return undefined;
+    if (!(await tf.setBackend("wasm"))) return failed('tf.setBackend("wasm") returned false');
     const simd = tf.env().getBool("WASM_HAS_SIMD_SUPPORT");
     const mt = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
     return `wasm (${simd ? "SIMD" : "no SIMD"}, ${mt ? `${threads ?? "auto"} threads` : "1 thread"})`;
-  } catch {
-    return undefined;
+  } catch (err) {
+    return failed(err);
   }
 }
 
@@ -139,6 +172,8 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     : [wanted as BackendName];
   for (const name of order) {
     let description: string | undefined;
+    let warning: string | undefined;
+    lastFailure = undefined;
     if (name === "tensorflow-gpu") {
       if (await tryNode("npm:@tensorflow/tfjs-node-gpu")) description = "tensorflow (tfjs-node-gpu, native)";
     } else if (name === "tensorflow") {
@@ -148,8 +183,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
         // Loaded lazily: without --allow-ffi or a BLAS library this returns undefined and auto goes on to wasm.
         const { registerBlasBackend } = await import("./kernels/blas_backend.ts");
         const info = registerBlasBackend({ threads: options.threads });
-        if (info && (await tf.setBackend("blas"))) description = info.description;
-      } catch { /* not available */ }
+        if (!info) failed("no CBLAS library found (Debian: apt-get install libopenblas0-pthread) or no --allow-ffi");
+        else if (await tf.setBackend("blas")) description = info.description;
+        else failed('tf.setBackend("blas") returned false');
+      } catch (err) {
+        failed(err);
+      }
     } else if (name === "wasm") {
       description = await tryWasm(options.threads);
     } else if (name === "cpu") {
@@ -160,24 +199,48 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       }
     } else if (name === "webgpu") {
       try {
-        await import("@tensorflow/tfjs-backend-webgpu");
-        if (await tf.setBackend("webgpu")) description = `webgpu (${await webgpuAdapterName() ?? "unknown adapter"})`;
-        explainSyncReads();
-      } catch { /* not available */ }
+        const adapter = await webgpuAdapterName();
+        if (!adapter) {
+          failed("this Deno has no WebGPU adapter (navigator.gpu.requestAdapter() gave none: no GPU driver?)");
+        } else {
+          await import("@tensorflow/tfjs-backend-webgpu");
+          if (await tf.setBackend("webgpu")) {
+            description = `webgpu (${adapter})`;
+            explainSyncReads();
+            if (isSoftwareAdapter(adapter)) {
+              warning = [
+                "!".repeat(100),
+                `WARNING: the WebGPU adapter "${adapter}" is a SOFTWARE rasteriser: it emulates a GPU on the CPU,`,
+                "so --backend webgpu here is much slower than --backend blas or wasm. Install the GPU's driver",
+                "(Vulkan/Metal/D3D12) for a real adapter, or pick another backend.",
+                "!".repeat(100),
+              ].join("\n");
+            }
+          } else failed('tf.setBackend("webgpu") returned false');
+        }
+      } catch (err) {
+        failed(err);
+      }
     } else {
       throw new Error(
         `unknown backend "${name}" (from ${options.backend ? "the backend option" : "BERT_BACKEND"}); ` +
-          `expected one of auto, tensorflow-gpu, tensorflow, blas, wasm, cpu, webgpu`,
+          `expected one of ${BACKEND_NAMES.join(", ")}`,
       );
     }
     if (description) {
       await tf.ready();
       current = { name, tfjsName: tf.getBackend(), description };
       if (!options.quiet && !announced) console.log(`tfjs backend: ${description}`);
+      if (warning) console.warn(warning); // even when quiet: the user must know
       announced = true;
       return current;
     }
-    if (wanted !== "auto") throw new Error(`backend "${name}" could not be started on this machine`);
+    if (wanted !== "auto") {
+      throw new Error(
+        `backend "${name}" could not be started on this machine: ${lastFailure ?? "unknown reason"}` +
+          ` (--backend auto picks the first that starts)`,
+      );
+    }
   }
   throw new Error("no TensorFlow.js backend could be started");
 }

@@ -96,10 +96,55 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`error: ${err.message}\n\n${helpText(mod.spec)}`);
       return 2;
     }
-    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    if (err instanceof Error && err.name === "TrainingInterrupted") {
+      console.error(err.message); // the checkpoint is saved; the message says how to resume
+      return (err as Error & { exitCode?: number }).exitCode ?? 130;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    const permission = permissionAdvice(message, name, rest);
+    console.error(`error: ${permission ? permission.message : message}`);
+    if (permission) console.error(permission.advice);
     if (Deno.env.get("BERT_DEBUG") && err instanceof Error) console.error(err.stack);
     return 1;
   }
+}
+
+/**
+ * Deno's permission errors end with "run again with the --allow-read flag", which does not work under
+ * `deno task bert` (the task fixes the flags). Say what does: where the data may live, or the `deno run` form.
+ */
+export function permissionAdvice(
+  message: string,
+  command: string,
+  args: string[],
+): { message: string; advice: string } | undefined {
+  const m = /Requires (read|write|net|env|run|ffi|sys) access to "?([^",]*)"?/.exec(message);
+  if (!m) return undefined;
+  const [, kind, target] = m;
+  const cleaned = message.replace(/,? run again with the --allow-[a-z]+ flag/, "");
+  const where = target.startsWith("/") ? target.replace(/\/[^/]*$/, "") || "/" : target;
+  const rerun = (flag: string) =>
+    `  npx deno run ${flag} --allow-env --allow-ffi --allow-sys lib/cli.ts ${command} ${args.join(" ")}`.trimEnd();
+  if (kind === "read") {
+    return {
+      message: cleaned,
+      advice: `\`deno task bert\` may read only this project folder and ../shared. Put the data under data/ ` +
+        `(e.g. cp ${target} data/) and pass that path, or run Deno yourself with read access to ${where}:\n` +
+        rerun(`--allow-read=.,../shared,${where} --allow-write=outputs,.cache`),
+    };
+  }
+  if (kind === "write") {
+    return {
+      message: cleaned,
+      advice: `\`deno task bert\` may write only under outputs/ and .cache/. Choose an output path under outputs/, ` +
+        `or run Deno yourself with write access to ${where}:\n` +
+        rerun(`--allow-read=.,../shared --allow-write=outputs,.cache,${where}`),
+    };
+  }
+  return {
+    message: cleaned,
+    advice: `this command has no ${kind} permission under \`deno task bert\` (see the README's Permissions section)`,
+  };
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -261,7 +261,12 @@ function checkpointLabelNames(dir: string, raw: Record<string, unknown>): string
 async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
   for (const name of ["config.json", "bert_config.json"]) {
     const path = join(dir, name);
-    if (await exists(path)) return JSON.parse(await Deno.readTextFile(path));
+    if (!(await exists(path))) continue;
+    try {
+      return JSON.parse(await Deno.readTextFile(path));
+    } catch (err) {
+      throw new Error(`${path}: not valid JSON (${(err as Error).message}); the checkpoint folder is damaged`);
+    }
   }
   throw new Error(`${dir}: no config.json (is this a checkpoint folder?)`);
 }

@@ -11,7 +11,7 @@
 import type { Dataset } from "./data.ts";
 import { createProgress, formatDuration } from "./display.ts";
 import { convertExamples, type FeatureSet, saveFeatures, summarizeFeatures } from "./features.ts";
-import { exists, join, writeFileAtomic } from "./fsutil.ts";
+import { exists, join, probeWritable, writeDirAtomic, writeFileAtomic } from "./fsutil.ts";
 import { getTask, resolveTaskData } from "./tasks.ts";
 import { FullTokenizer, Vocab } from "./tokenizer.ts";
 
@@ -39,6 +39,12 @@ export interface PrepareOptions {
   limit?: number;
   /** Skip malformed rows (reported) instead of failing. */
   skipBadRows?: boolean;
+  /**
+   * Accept a dev split that is empty (header only) or unlabelled (e.g. a GLUE test file): it is written as it is,
+   * and `train` then runs without validation. Without this, such a dev split is an error (an empty or unlabelled
+   * training split always is).
+   */
+  allowUnlabelledDev?: boolean;
   /** Root of all runs (default `outputs`). */
   outputsDir?: string;
   /** Size of the vocabulary built for `sample` when none exists (default 2000). */
@@ -86,6 +92,8 @@ export interface PrepareResult {
 
 /** Default maximum sequence length. */
 export const DEFAULT_MAX_SEQ_LENGTH = 128;
+/** Positions of the models `train --config` builds (and of Google's BERT checkpoints). */
+export const NEW_CONFIG_MAX_POSITIONS = 512;
 /** Size of the vocabulary built for the embedded sample. */
 export const DEFAULT_SAMPLE_VOCAB_SIZE = 2000;
 
@@ -189,6 +197,14 @@ export async function prepareFeatures(options: PrepareOptions = {}): Promise<Pre
   if (!Number.isInteger(maxSeqLength) || maxSeqLength < minLength) {
     throw new Error(`--max-seq-length must be an integer >= ${minLength}, got ${maxSeqLength}`);
   }
+  if (!options.model && maxSeqLength > NEW_CONFIG_MAX_POSITIONS) {
+    throw new Error(
+      `--max-seq-length ${maxSeqLength} exceeds ${NEW_CONFIG_MAX_POSITIONS}, the max_position_embeddings of the ` +
+        `models \`train\` builds (--config tiny/mini/base) and of Google's BERT checkpoints. Use --max-seq-length ` +
+        `${NEW_CONFIG_MAX_POSITIONS} or less (longer texts are cut), or --model DIR of a checkpoint with more ` +
+        `positions.`,
+    );
+  }
   if (options.limit !== undefined && (!Number.isInteger(options.limit) || options.limit < 1)) {
     throw new Error(`--limit must be a positive integer, got ${options.limit}`);
   }
@@ -217,10 +233,12 @@ export async function prepareFeatures(options: PrepareOptions = {}): Promise<Pre
     () => spec.read(files.train, { ...readOpts, limit: undefined }),
   );
   if (vocab.notice) log(vocab.notice);
+  await probeWritable(runDir, `run ${run}`); // an unwritable or full output folder fails now, not after the work
   if (vocab.maxPositionEmbeddings !== undefined && maxSeqLength > vocab.maxPositionEmbeddings) {
     throw new Error(
       `--max-seq-length ${maxSeqLength} exceeds the checkpoint's max_position_embeddings ` +
-        `${vocab.maxPositionEmbeddings} (${options.model}/config.json)`,
+        `${vocab.maxPositionEmbeddings} (${options.model}/config.json): use --max-seq-length ` +
+        `${vocab.maxPositionEmbeddings} or less (longer texts are cut)`,
     );
   }
   const tokenizer = new FullTokenizer(await Vocab.load(vocab.path), { lowerCase: vocab.lowerCase });
@@ -235,10 +253,29 @@ export async function prepareFeatures(options: PrepareOptions = {}): Promise<Pre
     `task ${taskName}, run ${run}: max_seq_length ${maxSeqLength}, vocab ${vocab.path} (${tokenizer.vocab.size} ` +
       `tokens, lower_case=${vocab.lowerCase})`,
   );
+  // Everything is read and converted first, then both splits are swapped in as one folder: a failing split
+  // (bad row, unknown label, empty file) leaves the features of an earlier run untouched, never a mixed pair.
+  const pending: { split: "train" | "dev"; features: FeatureSet; lines: string[] }[] = [];
   for (const split of ["train", "dev"] as const) {
     const ts = performance.now();
     const dataset = await spec.read(files[split], readOpts);
     const total = dataset.examples.length;
+    const unlabelled = dataset.examples.filter((e) => e.label === undefined).length;
+    const allowed = split === "dev" && options.allowUnlabelledDev === true;
+    if ((total === 0 || unlabelled > 0) && !allowed) {
+      const what = total === 0
+        ? `has no examples${
+          dataset.skipped.length ? ` (all ${dataset.skipped.length} rows were bad)` : " (only a header, or empty)"
+        }`
+        : `has ${unlabelled} unlabelled example(s) of ${total} (a test file?)`;
+      throw new Error(
+        `${dataset.source}: the ${split} split ${what}; no features were written. ` +
+          (split === "train"
+            ? "Training needs labelled examples: check the file (--train FILE)."
+            : "Check the file (--dev FILE), or pass --allow-unlabelled-dev when an empty or unlabelled dev/test " +
+              "split is intended (train then runs without validation)."),
+      );
+    }
     const progress = quiet ? undefined : createProgress({ total, label: split });
     const features = await convertExamples(dataset, tokenizer, {
       maxSeqLength,
@@ -251,15 +288,24 @@ export async function prepareFeatures(options: PrepareOptions = {}): Promise<Pre
     });
     await progress?.done({ done: total });
     const path = join(featuresDir, `${split}.safetensors`);
-    await saveFeatures(path, features);
     splits[split] = { split, path, features, source: dataset.source, skipped: dataset.skipped };
     const secs = (performance.now() - ts) / 1000;
-    say(`${split}: ${path} (${secs.toFixed(1)} s)`, ...summarizeFeatures(features).map((l) => `  ${l}`));
+    const lines = [`${split}: ${path} (${secs.toFixed(1)} s)`, ...summarizeFeatures(features).map((l) => `  ${l}`)];
+    if (total === 0 || unlabelled > 0) {
+      lines.push(`  note: ${total === 0 ? "empty" : "unlabelled"} (--allow-unlabelled-dev): train will not validate`);
+    }
     if (dataset.skipped.length) {
       const first = dataset.skipped.slice(0, 3).map((s) => `line ${s.line}: ${s.problem}`).join("; ");
-      say(`  skipped ${dataset.skipped.length} bad rows (${first}${dataset.skipped.length > 3 ? "; ..." : ""})`);
+      lines.push(
+        `  skipped ${dataset.skipped.length} bad rows (${first}${dataset.skipped.length > 3 ? "; ..." : ""})`,
+      );
     }
+    pending.push({ split, features, lines });
   }
+  await writeDirAtomic(featuresDir, async (tmp) => {
+    for (const p of pending) await saveFeatures(join(tmp, `${p.split}.safetensors`), p.features);
+  });
+  for (const p of pending) say(...p.lines);
   const seconds = (performance.now() - t0) / 1000;
   say(`done in ${seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds)}`);
   return {

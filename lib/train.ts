@@ -37,7 +37,17 @@ import { loadTensorsIntoModel, saveCheckpoint } from "./checkpoint.ts";
 import { createProgress, formatDuration } from "./display.ts";
 import { disposeBatch, evaluateFeatures, type FeatureBatch, featureBatch, metricKindOf } from "./evaluate.ts";
 import { checkFeaturesMatch, type FeatureSet } from "./features.ts";
-import { basename, ensureDir, exists, join, removeStaleTemps, sha256Hex, writeJsonAtomic } from "./fsutil.ts";
+import {
+  basename,
+  ensureDir,
+  exists,
+  join,
+  probeWritable,
+  removeStaleTemps,
+  sha256Hex,
+  withPath,
+  writeJsonAtomic,
+} from "./fsutil.ts";
 import {
   checkMetricName,
   type ClassificationMetrics,
@@ -145,9 +155,24 @@ function hpFromJson(json: Record<string, unknown>, where: string): HyperParamete
   return out;
 }
 
+/** The CLI flag of each hyper-parameter (error messages name both). */
+const HP_FLAGS: Partial<Record<keyof HyperParameters, string>> = {
+  learningRate: "--lr",
+  batchSize: "--batch-size",
+  epochs: "--epochs",
+  warmupRatio: "--warmup",
+  weightDecay: "--weight-decay",
+  maxGradNorm: "--max-grad-norm",
+  gradAccumSteps: "--grad-accum",
+  seed: "--seed",
+  maxSteps: "--max-steps",
+  dropout: "--dropout",
+};
+
 function checkHyperParameters(hp: HyperParameters): void {
   const bad = (name: keyof HyperParameters, what: string) => {
-    throw new Error(`${name} must be ${what}, got ${hp[name]}`);
+    const flag = HP_FLAGS[name];
+    throw new Error(`${flag ? `${flag} (${name})` : name} must be ${what}, got ${hp[name]}`);
   };
   if (!(hp.learningRate > 0)) bad("learningRate", "> 0");
   if (!(Number.isInteger(hp.batchSize) && hp.batchSize >= 1)) bad("batchSize", "an integer >= 1");
@@ -386,6 +411,8 @@ export function classificationTask(options: ClassificationTaskOptions): TrainTas
       if (dev && dev.metadata.vocab_sha256 !== trainSet.metadata.vocab_sha256) {
         throw new Error(`dev and train features were made with different vocabularies (${dev.metadata.source})`);
       }
+      checkTokenIds(trainSet, model.config.vocabSize, `training features made from ${trainSet.metadata.source}`);
+      if (dev) checkTokenIds(dev, model.config.vocabSize, `dev features made from ${dev.metadata.source}`);
       // Refuse features tokenized with another vocabulary than the one the checkpoints will carry.
       const tokenizer = await FullTokenizer.fromVocabFile(vocabPath, { lowerCase: trainSet.metadata.lower_case });
       await checkFeaturesMatch(trainSet, tokenizer, trainSet.metadata.source, {
@@ -514,14 +541,31 @@ export interface TrainOptions<B = unknown, D = ClassificationMetrics> extends Pa
   onProgress?: (event: ProgressEvent) => unknown;
   /** Called after every evaluation (a returned promise is awaited). */
   onEval?: (event: EvalEvent<D>) => unknown;
-  /** No console messages (progress and evaluation callbacks still fire). */
+  /** No console messages (progress and evaluation callbacks still fire; resume notices and warnings still print). */
   quiet?: boolean;
+  /**
+   * Catch SIGINT and SIGTERM while training (the CLI turns this on): the current update finishes, a checkpoint is
+   * written (atomically), then {@linkcode TrainingInterrupted} is thrown saying how to resume. A second signal
+   * exits at once (status 130); the last complete checkpoint stays usable. Default false.
+   */
+  handleSignals?: boolean;
+  /** The command that resumes this run, for the message after an interrupt (default: "the same command with --resume"). */
+  resumeHint?: string;
 }
 
 /** The run-control settings of {@linkcode TrainOptions} that task front-ends (SQuAD, its command) pass through. */
 export type RunControlOptions = Pick<
   TrainOptions,
-  "evalSteps" | "saveSteps" | "saveTotalLimit" | "metricForBest" | "evalBatchSize" | "resume" | "overwrite" | "quiet"
+  | "evalSteps"
+  | "saveSteps"
+  | "saveTotalLimit"
+  | "metricForBest"
+  | "evalBatchSize"
+  | "resume"
+  | "overwrite"
+  | "quiet"
+  | "handleSignals"
+  | "resumeHint"
 >;
 
 /** What {@linkcode train} returns. */
@@ -625,20 +669,132 @@ export async function readTrainerState(checkpointDir: string): Promise<TrainerSt
   return json;
 }
 
-/** The newest checkpoint of `runDir` that is complete (weights, optimiser state and trainer state readable). */
-export async function latestCheckpoint(runDir: string): Promise<string | undefined> {
-  for (const { path } of await listCheckpoints(runDir)) {
-    const complete = await exists(join(path, "model.safetensors")) &&
-      await exists(join(path, "training_state.safetensors")) && await exists(join(path, "trainer_state.json"));
-    if (!complete) continue;
+/** Checks that a safetensors file is whole: its header parses and the file is as long as its tensors need. */
+async function checkSafetensorsFile(path: string): Promise<string | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound ? "missing" : `unreadable (${(err as Error).message})`;
+  }
+  try {
+    const size = (await file.stat()).size;
+    const readExactly = async (n: number): Promise<Uint8Array | undefined> => {
+      const buf = new Uint8Array(n);
+      let got = 0;
+      while (got < n) {
+        const r = await file.read(buf.subarray(got));
+        if (r === null || r === 0) return undefined;
+        got += r;
+      }
+      return buf;
+    };
+    const head = await readExactly(8);
+    if (!head) return `truncated (${size} bytes, shorter than the 8-byte header length)`;
+    const headerLength = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (headerLength > size - 8) return `truncated (header of ${headerLength} bytes, file of ${size} bytes)`;
+    const header = await readExactly(headerLength);
+    let json: Record<string, { data_offsets?: [number, number] }>;
     try {
-      await readTrainerState(path);
-      return path;
+      json = JSON.parse(new TextDecoder().decode(header));
     } catch {
-      continue;
+      return "its header is not valid JSON";
     }
+    let end = 0;
+    for (const [name, t] of Object.entries(json)) {
+      if (name !== "__metadata__" && Array.isArray(t?.data_offsets)) end = Math.max(end, t.data_offsets[1]);
+    }
+    if (8 + headerLength + end > size) {
+      return `truncated (${size} bytes, the tensors need ${8 + headerLength + end})`;
+    }
+    return undefined;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * What is wrong with checkpoint folder `dir` for resuming (undefined when every file is there and whole):
+ * `model.safetensors` and `training_state.safetensors` complete, `trainer_state.json` readable and of this format.
+ */
+export async function checkpointProblem(dir: string): Promise<string | undefined> {
+  for (const name of ["model.safetensors", "training_state.safetensors"]) {
+    const problem = await checkSafetensorsFile(join(dir, name));
+    if (problem) return `${name} is ${problem}`;
+  }
+  if (!(await exists(join(dir, "trainer_state.json")))) return "trainer_state.json is missing";
+  try {
+    const state = await readTrainerState(dir);
+    for (const key of ["global_step", "epoch", "step_in_epoch", "total_steps", "steps_per_epoch"] as const) {
+      if (typeof state[key] !== "number") return `trainer_state.json has no number "${key}"`;
+    }
+    if (typeof state.hyper_parameters !== "object" || state.hyper_parameters === null) {
+      return `trainer_state.json has no hyper_parameters`;
+    }
+  } catch (err) {
+    return (err as Error).message.replace(`${join(dir, "trainer_state.json")}: `, "trainer_state.json: ");
   }
   return undefined;
+}
+
+/** The newest usable checkpoint of `runDir`, and the newer ones skipped because they are damaged (and why). */
+export async function findResumeCheckpoint(
+  runDir: string,
+): Promise<{ path?: string; skipped: { path: string; problem: string }[] }> {
+  const skipped: { path: string; problem: string }[] = [];
+  for (const { path } of await listCheckpoints(runDir)) {
+    const problem = await checkpointProblem(path);
+    if (!problem) return { path, skipped };
+    skipped.push({ path, problem });
+  }
+  return { skipped };
+}
+
+/** The newest checkpoint of `runDir` that is complete (weights, optimiser state and trainer state readable). */
+export async function latestCheckpoint(runDir: string): Promise<string | undefined> {
+  return (await findResumeCheckpoint(runDir)).path;
+}
+
+/** The loud notice for checkpoints `--resume` skipped (empty when none). */
+export function skippedCheckpointsNotice(
+  skipped: { path: string; problem: string }[],
+  used: string | undefined,
+): string {
+  if (!skipped.length) return "";
+  return [
+    "!".repeat(100),
+    ...skipped.map((s) => `WARNING: --resume skips the damaged checkpoint ${s.path}: ${s.problem}.`),
+    used
+      ? `Resuming from ${used} instead; the damaged folder(s) are replaced when training saves those steps again.`
+      : "No usable checkpoint is left to resume from.",
+    "!".repeat(100),
+  ].join("\n");
+}
+
+/** Thrown by {@linkcode train} (with `handleSignals`) after SIGINT/SIGTERM, once the checkpoint is saved. */
+export class TrainingInterrupted extends Error {
+  /** The exit status a CLI should end with (130, as for Ctrl-C). */
+  readonly exitCode = 130;
+  constructor(message: string, readonly checkpoint: string, readonly signal: string) {
+    super(message);
+    this.name = "TrainingInterrupted";
+  }
+}
+
+/** Checks that every token id of `features` is below `vocabSize` (the model's embedding rows); names `file`. */
+export function checkTokenIds(features: FeatureSet, vocabSize: number, file: string): void {
+  const ids = features.inputIds, L = features.maxSeqLength;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (id < 0 || id >= vocabSize) {
+      const row = Math.floor(i / L);
+      throw new Error(
+        `${file}: token id ${id} of example ${features.exampleIds[row] ?? row} (row ${row}, position ${i % L}) is ` +
+          `outside the vocabulary of the model (ids 0..${vocabSize - 1}): the features are damaged or were made ` +
+          `with a larger vocabulary. Re-run \`deno task bert prepare\` with the model's vocabulary (--model DIR).`,
+      );
+    }
+  }
 }
 
 /** Deletes a checkpoint folder: renamed first (atomic), so an interruption leaves a `*.tmp-*` folder, never half a
@@ -665,10 +821,16 @@ function layoutTransform(model: BertModel): (name: string, e: TensorEntry) => Te
   };
 }
 
+/** Hyper-parameters a resumed run may change: how long it runs (the schedule is recomputed for the new end). */
+export const RESUMABLE_CHANGES: readonly (keyof HyperParameters)[] = ["epochs", "maxSteps"];
+
 function describeDiff(saved: HyperParameters, given: Partial<HyperParameters>): string[] {
   const diffs: string[] = [];
   for (const k of Object.keys(HP_JSON) as (keyof HyperParameters)[]) {
-    if (given[k] !== undefined && given[k] !== saved[k]) diffs.push(`${k}: checkpoint ${saved[k]}, now ${given[k]}`);
+    if (RESUMABLE_CHANGES.includes(k)) continue;
+    if (given[k] !== undefined && given[k] !== saved[k]) {
+      diffs.push(`${HP_FLAGS[k] ?? k}: checkpoint ${saved[k]}, now ${given[k]}`);
+    }
   }
   return diffs;
 }
@@ -713,10 +875,15 @@ export async function train<B = unknown, D = ClassificationMetrics>(
   let resumeDir: string | undefined;
   if (options.resume) {
     const target = typeof options.resume === "string" ? options.resume : outputDir;
-    if (await exists(join(target, "trainer_state.json"))) resumeDir = target;
-    else {
+    if (await exists(join(target, "trainer_state.json"))) {
+      const problem = await checkpointProblem(target);
+      if (problem) throw new Error(`cannot resume from ${target}: ${problem}`);
+      resumeDir = target;
+    } else {
       await removeStaleTemps(target);
-      resumeDir = await latestCheckpoint(target);
+      const found = await findResumeCheckpoint(target);
+      resumeDir = found.path;
+      if (found.skipped.length) console.warn(skippedCheckpointsNotice(found.skipped, resumeDir)); // even when quiet
     }
     if (!resumeDir && typeof options.resume === "string") {
       throw new Error(
@@ -736,7 +903,13 @@ export async function train<B = unknown, D = ClassificationMetrics>(
           `${diffs.join("\n  - ")}\nLeave them out (the checkpoint's are used) or start a new --output folder.`,
       );
     }
-    hp = savedHp;
+    hp = { ...savedHp };
+    // How long the run goes may change: a larger --epochs/--max-steps continues it (see the schedule notice).
+    if (given.maxSteps !== undefined) hp.maxSteps = given.maxSteps;
+    if (given.epochs !== undefined && given.epochs !== savedHp.epochs) {
+      hp.epochs = given.epochs;
+      if (given.maxSteps === undefined) hp.maxSteps = 0; // --epochs decides now
+    }
   } else {
     hp = { ...DEFAULT_HYPERPARAMETERS, ...given };
   }
@@ -808,7 +981,10 @@ export async function train<B = unknown, D = ClassificationMetrics>(
     model.config.attentionProbsDropoutProb = hp.dropout;
   }
 
-  await ensureDir(outputDir);
+  await ensureDir(outputDir).catch((err) => {
+    throw withPath(err, `cannot create the run folder ${outputDir}`);
+  });
+  await probeWritable(outputDir, `run ${outputDir}`); // fail now, not at the first checkpoint an epoch later
   const stale = await removeStaleTemps(outputDir);
   if (stale.length) log(`removed ${stale.length} unfinished write(s) left by an interrupted run: ${stale.join(", ")}`);
   if (!resumeDir) {
@@ -856,12 +1032,38 @@ export async function train<B = unknown, D = ClassificationMetrics>(
     }
     if (metricForBest === undefined && saved.metric_for_best) metricForBest = saved.metric_for_best;
     higherBetter = metricForBest ? higherIsBetter(metricForBest) : undefined;
-    if (saved.total_steps !== totalSteps || saved.steps_per_epoch !== stepsPerEpoch) {
-      throw new Error(`${resumeDir}: the saved schedule (${saved.total_steps} steps) does not match (${totalSteps})`);
+    if (saved.steps_per_epoch !== stepsPerEpoch) {
+      throw new Error(
+        `${resumeDir}: the saved run has ${saved.steps_per_epoch} updates per epoch, this one ${stepsPerEpoch} ` +
+          `(same data and batch size needed)`,
+      );
     }
-    log(
+    if (totalSteps < globalStep) {
+      throw new Error(
+        `cannot resume from ${resumeDir}: it is at step ${globalStep}, but --epochs ${hp.epochs}` +
+          `${hp.maxSteps > 0 ? ` / --max-steps ${hp.maxSteps}` : ""} ends the run at step ${totalSteps}. ` +
+          `Give at least ${Math.ceil(globalStep / stepsPerEpoch)} epochs (or --max-steps ${globalStep} or more).`,
+      );
+    }
+    // Printed even with `quiet`: which checkpoint a run continues from must never be hidden.
+    console.log(
       `resuming from ${resumeDir} (step ${globalStep}/${totalSteps}, epoch ${epoch + 1}, update ${stepInEpoch} of it)`,
     );
+    if (saved.total_steps !== totalSteps) {
+      const oldWarmup = warmupStepsFor(saved.total_steps, hp.warmupRatio);
+      const lrThen = scheduleLr(globalStep, {
+        peakLr: hp.learningRate,
+        warmupSteps: oldWarmup,
+        totalSteps: saved.total_steps,
+      });
+      const lrNow = scheduleLr(globalStep, { peakLr: hp.learningRate, warmupSteps, totalSteps });
+      console.log(
+        `resume: the run now ends at step ${totalSteps} instead of ${saved.total_steps}. The learning-rate ` +
+          `schedule is recomputed for the new end (warm-up ${warmupSteps} steps, linear decay to 0 at step ` +
+          `${totalSteps}): at step ${globalStep} the learning rate is ${lrNow.toExponential(3)} (it was ` +
+          `${lrThen.toExponential(3)}). The result differs from a run started with this length.`,
+      );
+    }
   }
 
   const savedSteps = new Set((await listCheckpoints(outputDir)).map((c) => c.step));
@@ -998,16 +1200,24 @@ export async function train<B = unknown, D = ClassificationMetrics>(
     await readableOnCpu(optimizer.stateTensors());
     const state = optimizer.exportState(toHf);
     const trainingState = serializeSafetensors(state.tensors, { step: String(state.step), optimizer: "AdamW" });
-    await saveCheckpoint(dir, {
-      model,
-      vocabPath: options.vocabPath,
-      labels: task.labels,
-      lowerCase: task.lowerCase,
-      extraFiles: {
-        "training_state.safetensors": trainingState,
-        "trainer_state.json": JSON.stringify(trainerState(orderState), null, 2) + "\n",
-      },
-    });
+    try {
+      await saveCheckpoint(dir, {
+        model,
+        vocabPath: options.vocabPath,
+        labels: task.labels,
+        lowerCase: task.lowerCase,
+        extraFiles: {
+          "training_state.safetensors": trainingState,
+          "trainer_state.json": JSON.stringify(trainerState(orderState), null, 2) + "\n",
+        },
+      });
+    } catch (err) {
+      throw withPath(
+        err,
+        `cannot save checkpoint ${dir} (run ${outputDir}, step ${globalStep}; the previous checkpoint ` +
+          `${lastCheckpoint || "(none)"} is intact)`,
+      );
+    }
     savedSteps.add(globalStep);
     lastCheckpoint = dir;
     await rotate();
@@ -1078,6 +1288,38 @@ export async function train<B = unknown, D = ClassificationMetrics>(
     }
   };
 
+  // Ctrl-C / SIGTERM: finish the update, save, say how to resume; a second signal exits at once.
+  let stopSignal: string | undefined;
+  const listeners: [Deno.Signal, () => void][] = [];
+  if (options.handleSignals) {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      const handler = () => {
+        if (stopSignal) {
+          console.error(`\n${sig} again: stopping at once (the last complete checkpoint stays usable for --resume)`);
+          Deno.exit(130);
+        }
+        stopSignal = sig;
+        console.error(
+          `\n${sig}: finishing the current update, then saving a checkpoint (press Ctrl-C again to stop at once)`,
+        );
+      };
+      try {
+        Deno.addSignalListener(sig, handler);
+        listeners.push([sig, handler]);
+      } catch { /* signal not supported on this platform */ }
+    }
+  }
+  const interrupted = async (orderState: number): Promise<never> => {
+    if (!savedSteps.has(globalStep)) await save(orderState);
+    const hint = options.resumeHint ?? "the same command with --resume";
+    throw new TrainingInterrupted(
+      `interrupted by ${stopSignal} at step ${globalStep}/${totalSteps}: saved ${lastCheckpoint}.\n` +
+        `Resume with: ${hint}`,
+      lastCheckpoint,
+      stopSignal!,
+    );
+  };
+
   try {
     while (globalStep < totalSteps) {
       const orderState = epochOrderState(seed, epoch);
@@ -1114,11 +1356,15 @@ export async function train<B = unknown, D = ClassificationMetrics>(
         }
         const due = epochEnd || runEnd || (saveSteps > 0 && globalStep % saveSteps === 0) || evaluated?.isBest;
         if (due) await save(epochEnd ? epochOrderState(seed, epoch) : orderState);
+        if (stopSignal && globalStep < totalSteps) {
+          await interrupted(epochEnd ? epochOrderState(seed, epoch) : orderState);
+        }
         if (epochEnd) break;
       }
     }
     if (!savedSteps.has(globalStep)) await save(epochOrderState(seed, epoch)); // resumed at the very end
   } finally {
+    for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
     optimizer.dispose();
   }
   await progress("done");

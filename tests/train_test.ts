@@ -211,7 +211,7 @@ Deno.test("train: an interrupted run resumed from its checkpoint ends exactly li
   await assertRejects(
     () => train({ ...settings, model: other, outputDir: join(dir, "b"), resume: true, learningRate: 1 }),
     Error,
-    "learningRate: checkpoint 0.005, now 1",
+    "--lr: checkpoint 0.005, now 1",
   );
   for (const m of [full, resumedModel, other]) m.dispose();
   await Deno.remove(dir, { recursive: true });
@@ -223,7 +223,11 @@ Deno.test("train: bad settings fail before training, with clear messages", async
   const base = { model, vocabPath, train: trainSet, dev, outputDir: join(dir, "x"), quiet: true };
   await assertRejects(() => train({ ...base, metricForBest: "acuracy" }), Error, 'unknown metric "acuracy"');
   await assertRejects(() => train({ ...base, dev: undefined, metricForBest: "f1" }), Error, "needs dev features");
-  await assertRejects(() => train({ ...base, batchSize: 0 }), Error, "batchSize must be an integer >= 1");
+  await assertRejects(
+    () => train({ ...base, batchSize: 0 }),
+    Error,
+    "--batch-size (batchSize) must be an integer >= 1",
+  );
   await assertRejects(() => train({ ...base, resume: join(dir, "nothing") }), Error, "no complete checkpoint");
   const otherVocab = await writeTinyVocab(join(dir, "other"));
   await Deno.writeTextFile(otherVocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nextra\n");

@@ -10,13 +10,13 @@
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
 import { evaluateCheckpoint } from "../evaluate.ts";
-import { join } from "../fsutil.ts";
+import { acquireRunLock, exists, join, probeWritable } from "../fsutil.ts";
 import { downloadModel, offlineFromEnv } from "../hub.ts";
 import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../plots.ts";
-import { prepareFeatures } from "../prepare.ts";
-import { consoleProgress, train } from "../train.ts";
+import { checkRunName, prepareFeatures } from "../prepare.ts";
+import { consoleProgress, listCheckpoints, train } from "../train.ts";
 import { printEvaluation } from "./evaluate.ts";
 import { buildModel, randomInitNotice } from "./train.ts";
 
@@ -30,17 +30,31 @@ export const spec: CommandSpec = {
     `BERT-Tiny (${DEFAULT_MODEL_ID} from --model, the hub cache or a download; without it a BERT-Tiny-shaped ` +
     "model from random weights), evaluate on the dev split and write eval_results.json, predictions.tsv and " +
     "plots. Takes a few minutes on two CPU cores.",
-  usage: "[--model DIR] [--offline] [--epochs N] [--batch-size N] [--lr X] [--seed N] [--backend wasm|cpu|...]",
+  usage: "[--model DIR] [--offline] [--epochs N] [--batch-size N] [--lr X] [--seed N] [--run NAME] [--overwrite] " +
+    "[--backend blas|wasm|...]",
   flags: {
     model: { help: `a pre-trained checkpoint folder (default: ${DEFAULT_MODEL_ID} from the hub cache)` },
     offline: { type: "boolean", help: "never try the network (also HF_HUB_OFFLINE=1)" },
-    epochs: { type: "number", help: "epochs (default 3 from random weights, 4 from a pre-trained model)" },
-    "batch-size": { type: "number", default: 16, help: "examples per batch" },
-    lr: { type: "number", help: "peak learning rate (default 1e-3 from random weights, 2e-4 pre-trained)" },
-    seed: { type: "number", default: 42, help: "seed of data order, dropout and new weights" },
+    epochs: {
+      type: "number",
+      integer: true,
+      min: 1,
+      help: "epochs (default 3 from random weights, 4 from a pre-trained model)",
+    },
+    "batch-size": { type: "number", integer: true, min: 1, default: 16, help: "examples per batch" },
+    lr: {
+      type: "number",
+      positive: true,
+      help: "peak learning rate (default 1e-3 from random weights, 2e-4 pre-trained)",
+    },
+    seed: { type: "number", integer: true, default: 42, help: "seed of data order, dropout and new weights" },
     run: { default: "default", help: "run name: everything goes to outputs/<run>/" },
-    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
-    threads: { type: "number", help: "wasm threads" },
+    overwrite: {
+      type: "boolean",
+      help: "replace an earlier run in outputs/<run> (its features, checkpoints and evaluation files)",
+    },
+    backend: { help: BACKEND_HELP },
+    threads: { type: "number", integer: true, min: 1, help: "wasm and BLAS threads" },
   },
 };
 
@@ -78,9 +92,24 @@ export async function run(args: ParsedArgs): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
   const t0 = performance.now();
-  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads as number | undefined });
   const runName = f.run as string;
+  checkRunName(runName);
   const outDir = join("outputs", runName);
+  // One writer per run folder, and a re-run does not silently replace an earlier one.
+  using _lock = await acquireRunLock(outDir);
+  const earlier = [
+    ...(await listCheckpoints(outDir)).map((c) => c.path),
+    ...(await exists(join(outDir, "features")) ? [join(outDir, "features")] : []),
+    ...(await exists(join(outDir, "train_results.json")) ? [join(outDir, "train_results.json")] : []),
+  ];
+  if (earlier.length && f.overwrite !== true) {
+    throw new UsageError(
+      `${outDir} already holds a run (${earlier.join(", ")}): pass --overwrite to replace it (its checkpoints and ` +
+        `the evaluation files inside them are deleted), or --run NAME to keep it and write to outputs/NAME`,
+    );
+  }
+  await probeWritable(outDir, `run ${runName}`);
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads as number | undefined });
 
   // 1. The model (decides the vocabulary the features are made with).
   const pretrained = await findPretrained(f.model as string | undefined, f.offline === true);
@@ -120,7 +149,8 @@ export async function run(args: ParsedArgs): Promise<void> {
       epochs: (f.epochs as number | undefined) ?? (random ? 3 : 4),
       batchSize: f["batch-size"] as number,
       seed,
-      overwrite: true, // outputs/<run> belongs to this job: a re-run replaces its checkpoints
+      overwrite: true, // checked above: a re-run needs --overwrite
+      handleSignals: true, // Ctrl-C: finish the update, save a checkpoint, say how to resume
       onProgress: display.onProgress,
     });
     await display.done();

@@ -16,7 +16,7 @@
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
 import { boxedWarning } from "../evaluate.ts";
-import { basename, dirname, exists, join, writeJsonAtomic } from "../fsutil.ts";
+import { acquireRunLock, basename, dirname, exists, join, writeJsonAtomic } from "../fsutil.ts";
 import type { BertModel } from "../model.ts";
 import { evaluateSquad, type SquadGold } from "../squad_metrics.ts";
 import { filterSquad, readSquad, resolveSquadData, type SquadDataset } from "../squad.ts";
@@ -62,31 +62,94 @@ export const spec: CommandSpec = {
       help: "[prepare] no training file: train on the dev questions of other articles than the evaluated " +
         "--limit questions (a demo; automatic when no train-v1.1.json is found)",
     },
-    "train-limit": { type: "number", help: "[prepare] only the first N training questions" },
+    "train-limit": { type: "number", integer: true, min: 1, help: "[prepare] only the first N training questions" },
     vocab: { help: "[prepare] vocab.txt to tokenize with; [train] with --config: the features' vocabulary" },
     model: { help: "[prepare] checkpoint whose vocab.txt/casing to use; [train] checkpoint to fine-tune" },
     config: { help: "[train] random weights instead of --model: tiny, mini, small, medium, base or a config.json" },
     cased: { type: "boolean", help: "[prepare] keep case and accents (cased vocabularies)" },
-    "max-seq-length": { type: "number", default: 384, help: "[prepare] window length in tokens" },
-    "doc-stride": { type: "number", default: 128, help: "[prepare] sub-tokens between window starts" },
-    "max-query-length": { type: "number", default: 64, help: "[prepare] questions are cut to this many sub-tokens" },
-    limit: { type: "number", help: "[prepare, evaluate] only the first N questions of each file" },
+    "max-seq-length": {
+      type: "number",
+      integer: true,
+      min: 8,
+      max: 512,
+      default: 384,
+      help: "[prepare] window length in tokens",
+    },
+    "doc-stride": {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 128,
+      help: "[prepare] sub-tokens between window starts",
+    },
+    "max-query-length": {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 64,
+      help: "[prepare] questions are cut to this many sub-tokens",
+    },
+    limit: {
+      type: "number",
+      integer: true,
+      min: 1,
+      help: "[prepare, evaluate] only the first N questions of each file",
+    },
     "keep-impossible": { type: "boolean", help: "[prepare] keep SQuAD 2.0 unanswerable questions (flagged)" },
-    lr: { type: "number", help: "[train] peak learning rate (default 5e-5)" },
-    "batch-size": { type: "number", help: "[train, predict] windows per batch (default 32)" },
-    epochs: { type: "number", help: "[train] passes over the training windows (default 3)" },
-    "max-steps": { type: "number", help: "[train] stop after N updates (default: --epochs decides)" },
-    "warmup-ratio": { type: "number", help: "[train] fraction of updates warming the lr up (default 0.1)" },
-    "weight-decay": { type: "number", help: "[train] AdamW weight decay (default 0.01)" },
-    "max-grad-norm": { type: "number", help: "[train] gradient clipping, 0 = none (default 1)" },
-    "grad-accum": { type: "number", help: "[train] batches per update (default 1)" },
-    seed: { type: "number", help: "[train] data order, dropout and new-head initialisation seed (default 42)" },
+    lr: { type: "number", positive: true, help: "[train] peak learning rate (default 5e-5)" },
+    "batch-size": { type: "number", integer: true, min: 1, help: "[train, predict] windows per batch (default 32)" },
+    epochs: { type: "number", integer: true, min: 1, help: "[train] passes over the training windows (default 3)" },
+    "max-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "[train] stop after N updates (default: --epochs decides)",
+    },
+    "warmup-ratio": {
+      type: "number",
+      min: 0,
+      max: 1,
+      help: "[train] fraction of updates warming the lr up (default 0.1)",
+    },
+    "weight-decay": { type: "number", min: 0, help: "[train] AdamW weight decay (default 0.01)" },
+    "max-grad-norm": { type: "number", min: 0, help: "[train] gradient clipping, 0 = none (default 1)" },
+    "grad-accum": { type: "number", integer: true, min: 1, help: "[train] batches per update (default 1)" },
+    seed: {
+      type: "number",
+      integer: true,
+      help: "[train] data order, dropout and new-head initialisation seed (default 42)",
+    },
     seeds: { type: "list", help: "[train] several runs, one per seed, into outputs/<run>/seed-<s>/ (e.g. 1,2,3)" },
-    dropout: { type: "number", help: "[train] hidden and attention dropout (default: the model config's)" },
-    "eval-steps": { type: "number", help: "[train] also evaluate every N updates (default: each epoch only)" },
-    "save-steps": { type: "number", help: "[train] also checkpoint every N updates (default: each epoch only)" },
-    "save-total-limit": { type: "number", help: "[train] checkpoints kept besides the best (default 2; 0 = all)" },
-    "eval-batch-size": { type: "number", help: "[train] windows per batch when evaluating (default 64)" },
+    dropout: {
+      type: "number",
+      min: 0,
+      max: 0.99,
+      help: "[train] hidden and attention dropout (default: the model config's)",
+    },
+    "eval-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "[train] also evaluate every N updates (default: each epoch only)",
+    },
+    "save-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "[train] also checkpoint every N updates (default: each epoch only)",
+    },
+    "save-total-limit": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "[train] checkpoints kept besides the best (default 2; 0 = all)",
+    },
+    "eval-batch-size": {
+      type: "number",
+      integer: true,
+      min: 1,
+      help: "[train] windows per batch when evaluating (default 64)",
+    },
     resume: { type: "boolean", help: "[train] continue from the newest complete checkpoint of the run" },
     overwrite: { type: "boolean", help: "[train] delete the run's checkpoints and start over" },
     checkpoint: {
@@ -97,8 +160,14 @@ export const spec: CommandSpec = {
     "dev-features": { help: "[train] dev feature file to evaluate on (default: outputs/<run>/features/dev...)" },
     predictions: { help: "[evaluate] predictions.json to score (default: predict with the checkpoint first)" },
     output: { help: "[predict, evaluate] folder for predictions.json / eval_results.json (default: the checkpoint)" },
-    "n-best": { type: "number", default: 20, help: "[predict, train] n-best size" },
-    "max-answer-length": { type: "number", default: 30, help: "[predict, train] longest answer in sub-tokens" },
+    "n-best": { type: "number", integer: true, min: 1, default: 20, help: "[predict, train] n-best size" },
+    "max-answer-length": {
+      type: "number",
+      integer: true,
+      min: 1,
+      default: 30,
+      help: "[predict, train] longest answer in sub-tokens",
+    },
     quiet: { type: "boolean", help: "[train] no progress display" },
   },
 };
@@ -308,6 +377,8 @@ export async function runSquadTraining(o: SquadTrainCommandOptions): Promise<voi
     evalBatchSize: o.evalBatchSize,
     overwrite: o.overwrite,
     quiet: o.quiet,
+    handleSignals: o.handleSignals,
+    resumeHint: o.resumeHint,
   };
   if (o.seeds) {
     if (o.hp.seed !== undefined) throw new UsageError("give --seed or --seeds, not both");
@@ -407,6 +478,10 @@ export async function trainCommand(f: Flags): Promise<void> {
     evalBatchSize: num(f, "eval-batch-size"),
     resume: f.resume === true ? true : undefined,
     overwrite: f.overwrite === true,
+    handleSignals: true,
+    resumeHint: `deno task bert squad train ${
+      Deno.args.slice(2).filter((a) => a !== "--overwrite" && a !== "--resume").join(" ")
+    } --resume`.replace(/ +/g, " "),
     nBestSize: num(f, "n-best"),
     maxAnswerLength: num(f, "max-answer-length"),
     quiet: f.quiet === true,
@@ -500,6 +575,8 @@ export async function run(args: ParsedArgs): Promise<void> {
     throw new UsageError(`squad needs a subcommand: ${SUBCOMMANDS.join(", ")}${sub ? ` (got "${sub}")` : ""}`);
   }
   if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  // `prepare` and `train` write the run folder: one writer at a time (a second one fails at once, naming this one).
+  using _lock = sub === "prepare" || sub === "train" ? await acquireRunLock(runDir(args.flags)) : undefined;
   if (sub === "prepare") await prepareCommand(args.flags);
   else if (sub === "train") await trainCommand(args.flags);
   else if (sub === "predict") await predictCommand(args.flags);

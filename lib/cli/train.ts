@@ -6,16 +6,18 @@
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
 import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
 import { boxedWarning } from "../evaluate.ts";
 import { checkFeaturesMatch, type FeatureSet, loadFeatures } from "../features.ts";
-import { basename, dirname, exists, join } from "../fsutil.ts";
+import { acquireRunLock, basename, dirname, exists, join } from "../fsutil.ts";
 import { windowsPath } from "../squad_features.ts";
 import { checkMetricName, METRIC_NAMES } from "../metrics.ts";
 import { type BertConfig, BertModel, configFromJson } from "../model.ts";
+import { TASKS } from "../tasks.ts";
 import { FullTokenizer } from "../tokenizer.ts";
 import {
+  checkTokenIds,
   consoleProgress,
   DEFAULT_HYPERPARAMETERS,
   type HyperParameters,
@@ -38,7 +40,14 @@ export const spec: CommandSpec = {
     "a randomly initialised --config (tiny by default: random weights make accuracy meaningless). --seeds 1,2,3 " +
     "trains once per seed and prints each run's headline metric and their mean ± std. --task squad (or features " +
     "from `prepare --task squad`) fine-tunes the span head for SQuAD instead, validating with exact match / F1 " +
-    "(--model DIR, or --config SIZE --vocab FILE; learning rate default 5e-5).",
+    "(--model DIR, or --config SIZE --vocab FILE; learning rate default 5e-5). " +
+    "On --resume the hyper-parameters come from the checkpoint: --epochs and --max-steps may be raised (the run " +
+    "continues and the learning-rate schedule is recomputed to decay to 0 at the new end; the notice says so); " +
+    "--eval-steps, --save-steps, --save-total-limit, --eval-batch-size, --metric-for-best, --backend and --quiet may " +
+    "change freely; --lr, --batch-size, --warmup, --weight-decay, --max-grad-norm, --grad-accum, --seed and " +
+    "--dropout may not (refused, since the run would no longer repeat), nor may the training data. Ctrl-C (or " +
+    "SIGTERM) finishes the current update, saves a checkpoint and prints the command that resumes; a second " +
+    "Ctrl-C stops at once.",
   usage: "--features outputs/<run>/features [--model DIR | --config tiny|mini|base|FILE] [--output outputs/<run>] " +
     "[--lr 2e-5 --batch-size 32 --epochs 3 ...] [--seeds 1,2,3] [--resume] [--task squad]",
   flags: {
@@ -55,29 +64,69 @@ export const spec: CommandSpec = {
     model: { help: "checkpoint folder to fine-tune (config.json, vocab.txt, model.safetensors)" },
     config: { help: "random initialisation instead: tiny (2x128), mini (4x256), base (12x768) or a config.json" },
     output: { help: "run folder for checkpoints (default: the folder above --features)" },
-    lr: { type: "number", help: `peak learning rate (default ${D.learningRate})` },
-    "batch-size": { type: "number", help: `examples per batch (default ${D.batchSize})` },
-    epochs: { type: "number", help: `passes over the training data (default ${D.epochs})` },
-    "max-steps": { type: "number", help: "stop after this many updates (default: epochs decide)" },
-    warmup: { type: "number", help: `fraction of updates with linear warmup (default ${D.warmupRatio})` },
-    "weight-decay": { type: "number", help: `AdamW weight decay (default ${D.weightDecay})` },
-    "max-grad-norm": { type: "number", help: `gradient clipping, 0 = off (default ${D.maxGradNorm})` },
-    "grad-accum": { type: "number", help: `batches per update (default ${D.gradAccumSteps})` },
-    seed: { type: "number", help: `seed of data order, dropout and new weights (default ${D.seed})` },
+    lr: { type: "number", positive: true, help: `peak learning rate (default ${D.learningRate})` },
+    "batch-size": { type: "number", integer: true, min: 1, help: `examples per batch (default ${D.batchSize})` },
+    epochs: { type: "number", integer: true, min: 1, help: `passes over the training data (default ${D.epochs})` },
+    "max-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "stop after this many updates (default: epochs decide)",
+    },
+    warmup: {
+      type: "number",
+      min: 0,
+      max: 1,
+      help: `fraction of updates with linear warmup (default ${D.warmupRatio})`,
+    },
+    "weight-decay": { type: "number", min: 0, help: `AdamW weight decay (default ${D.weightDecay})` },
+    "max-grad-norm": { type: "number", min: 0, help: `gradient clipping, 0 = off (default ${D.maxGradNorm})` },
+    "grad-accum": { type: "number", integer: true, min: 1, help: `batches per update (default ${D.gradAccumSteps})` },
+    seed: { type: "number", integer: true, help: `seed of data order, dropout and new weights (default ${D.seed})` },
     seeds: { type: "list", help: "several runs, one per seed, into <output>/seed-<s>/ (e.g. 1,2,3)" },
-    dropout: { type: "number", help: "hidden and attention dropout (default: the model config's, BERT 0.1)" },
-    "eval-steps": { type: "number", help: "also validate every N updates (default: each epoch only)" },
-    "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch only)" },
-    "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
+    dropout: {
+      type: "number",
+      min: 0,
+      max: 0.99,
+      help: "hidden and attention dropout (default: the model config's, BERT 0.1)",
+    },
+    "eval-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "also validate every N updates (default: each epoch only)",
+    },
+    "save-steps": {
+      type: "number",
+      integer: true,
+      min: 0,
+      help: "also checkpoint every N updates (default: each epoch only)",
+    },
+    "save-total-limit": {
+      type: "number",
+      integer: true,
+      min: 0,
+      default: 2,
+      help: "checkpoints kept besides the best (0 = all)",
+    },
     "metric-for-best": { help: `metric picking the best checkpoint: ${METRIC_NAMES.join(", ")} (default: the task's)` },
-    "eval-batch-size": { type: "number", default: 64, help: "examples per validation batch" },
-    "n-best": { type: "number", help: "[squad] n-best size when evaluating (default 20)" },
-    "max-answer-length": { type: "number", help: "[squad] longest answer in sub-tokens (default 30)" },
-    resume: { type: "boolean", help: "continue from the newest complete checkpoint in --output" },
+    "eval-batch-size": { type: "number", integer: true, min: 1, default: 64, help: "examples per validation batch" },
+    "n-best": { type: "number", integer: true, min: 1, help: "[squad] n-best size when evaluating (default 20)" },
+    "max-answer-length": {
+      type: "number",
+      integer: true,
+      min: 1,
+      help: "[squad] longest answer in sub-tokens (default 30)",
+    },
+    resume: {
+      type: "boolean",
+      help: "continue from the newest complete checkpoint in --output (a damaged newer one is skipped with a " +
+        "warning); --epochs/--max-steps may be raised, other hyper-parameters come from the checkpoint",
+    },
     "resume-from": { help: "continue from this checkpoint folder" },
     overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
-    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu (default: auto / BERT_BACKEND)" },
-    threads: { type: "number", help: "wasm threads" },
+    backend: { help: BACKEND_HELP },
+    threads: { type: "number", integer: true, min: 1, help: "wasm and BLAS threads" },
     quiet: { type: "boolean", help: "no progress display" },
   },
 };
@@ -100,7 +149,13 @@ export async function standardConfig(name: string, vocabSize: number): Promise<B
         `--config "${name}" is neither a size (${Object.keys(STANDARD_CONFIGS).join(", ")}) nor a file`,
       );
     }
-    const config = configFromJson(JSON.parse(await Deno.readTextFile(name)), name);
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(await Deno.readTextFile(name));
+    } catch (err) {
+      throw new Error(`--config ${name}: not a valid config.json (${(err as Error).message})`);
+    }
+    const config = configFromJson(json, name);
     if (config.vocabSize < vocabSize) {
       throw new Error(`${name}: vocab_size ${config.vocabSize} is smaller than the vocabulary (${vocabSize} tokens)`);
     }
@@ -185,6 +240,12 @@ export async function buildModel(
       model.dispose();
       throw err;
     }
+    try {
+      checkTokenIds(options.features, model.config.vocabSize, options.featuresFile);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
     if (!options.quiet) { for (const m of reportMessages(report, source.dir, "classification")) console.warn(m); }
     return { model, vocabPath, random: false };
   }
@@ -194,8 +255,14 @@ export async function buildModel(
   await checkFeaturesMatch(options.features, tokenizer, options.featuresFile);
   const config = await standardConfig(source.config, tokenizer.vocab.size);
   if (options.features.maxSeqLength > config.maxPositionEmbeddings) {
-    throw new Error(`features of length ${options.features.maxSeqLength} exceed max_position_embeddings`);
+    throw new Error(
+      `${options.featuresFile}: features of length ${options.features.maxSeqLength} exceed the model's ` +
+        `max_position_embeddings ${config.maxPositionEmbeddings} (--config ${source.config}). Re-run ` +
+        `\`deno task bert prepare\` with --max-seq-length ${config.maxPositionEmbeddings} or less, or give a ` +
+        `--config FILE with a larger max_position_embeddings.`,
+    );
   }
+  checkTokenIds(options.features, config.vocabSize, options.featuresFile);
   const model = new BertModel(config, { head: "classification", numLabels: labels.length, seed: options.seed });
   return { model, vocabPath: source.vocabPath, random: true };
 }
@@ -282,18 +349,48 @@ async function isSquadRun(task: string | undefined, trainFile: string): Promise<
   return await exists(windowsPath(trainFile));
 }
 
+/** Quotes `arg` for a POSIX shell when it needs it. */
+function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;
+}
+
+/** The command that resumes this run: the same flags without --overwrite/--resume, plus --resume and --output. */
+function resumeCommand(outputDir: string): string {
+  const argv: string[] = [];
+  const given = Deno.args;
+  for (let i = 0; i < given.length; i++) {
+    const a = given[i];
+    if (a === "--overwrite" || a === "--resume" || a.startsWith("--resume=") || a.startsWith("--overwrite=")) continue;
+    if (a === "--resume-from") {
+      i++;
+      continue;
+    }
+    if (a.startsWith("--resume-from=")) continue;
+    argv.push(a);
+  }
+  if (!argv.some((a) => a === "--output" || a.startsWith("--output="))) argv.push("--output", outputDir);
+  return `deno task bert ${argv.map(shellQuote).join(" ")} --resume`;
+}
+
 /** Runs `train` with parsed flags. */
 export async function run(args: ParsedArgs): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
-  await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
+  const task = f.task as string | undefined;
+  if (task !== undefined && task !== "squad" && !Object.hasOwn(TASKS, task)) {
+    throw new UsageError(`--task "${task}" is not a task: valid tasks are ${Object.keys(TASKS).join(", ")}, squad`);
+  }
   const files = await featureFiles(f.features as string, f.dev as string | undefined);
   const outputDir = (f.output as string | undefined) ??
     ((await Deno.stat(f.features as string)).isDirectory
       ? dirname(f.features as string)
       : dirname(dirname(files.train)));
   const seeds = parseSeeds(f.seeds as string[] | undefined);
-  if (await isSquadRun(f.task as string | undefined, files.train)) {
+  // One writer per run folder: a second `train` into the same --output fails at once, naming this one.
+  using _lock = await acquireRunLock(outputDir);
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
+  const resumeHint = resumeCommand(outputDir);
+  if (await isSquadRun(task, files.train)) {
     const { runSquadTraining } = await import("./squad.ts");
     await runSquadTraining({
       featuresFile: files.train,
@@ -311,6 +408,8 @@ export async function run(args: ParsedArgs): Promise<void> {
       evalBatchSize: num(args, "eval-batch-size"),
       resume: (f["resume-from"] as string | undefined) ?? (f.resume === true ? true : undefined),
       overwrite: f.overwrite === true,
+      handleSignals: true,
+      resumeHint,
       nBestSize: num(args, "n-best"),
       maxAnswerLength: num(args, "max-answer-length"),
       quiet: f.quiet === true,
@@ -322,7 +421,17 @@ export async function run(args: ParsedArgs): Promise<void> {
     if (f[flag] !== undefined) throw new UsageError(`--${flag} is for --task squad`);
   }
   const trainSet = await loadFeatures(files.train);
-  const dev = files.dev ? await loadFeatures(files.dev) : undefined;
+  let dev = files.dev ? await loadFeatures(files.dev) : undefined;
+  if (dev && (dev.n === 0 || dev.labels.some((l) => l < 0))) {
+    console.warn(
+      `notice: ${files.dev} is ${dev.n === 0 ? "empty" : "unlabelled"} (prepared with --allow-unlabelled-dev): ` +
+        `training runs without validation and keeps no best checkpoint`,
+    );
+    dev = undefined;
+  }
+  if (trainSet.n === 0) {
+    throw new Error(`${files.train}: no training examples (re-run \`deno task bert prepare\` on a non-empty file)`);
+  }
   const hp = hyperParametersFromFlags(args);
   const quiet = f.quiet === true;
   const resumeFrom = f["resume-from"] as string | undefined;
@@ -352,6 +461,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     task: f.task as string | undefined,
     overwrite: f.overwrite === true,
     quiet,
+    handleSignals: true,
   };
   if (seeds) {
     if (hp.seed !== undefined) throw new UsageError("give --seed or --seeds, not both");
@@ -379,6 +489,14 @@ export async function run(args: ParsedArgs): Promise<void> {
     seed: hp.seed ?? D.seed,
     quiet,
   });
+  if (dev && files.dev) {
+    try {
+      checkTokenIds(dev, model.config.vocabSize, files.dev);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+  }
   if (random) console.warn(randomInitNotice(`--config ${source.kind === "random" ? source.config : ""}`));
   console.log(
     `model: ${source.kind === "checkpoint" ? source.dir : `random ${source.kind === "random" ? source.config : ""}`} ` +
@@ -393,6 +511,7 @@ export async function run(args: ParsedArgs): Promise<void> {
       vocabPath,
       outputDir,
       resume,
+      resumeHint,
       onProgress: display?.onProgress,
     });
     await display?.done();
