@@ -248,8 +248,8 @@ export interface LoadCheckpointOptions {
   /** Seed for parameters the checkpoint does not have (default 0). */
   seed?: number;
   /**
-   * Say which weights were read (one line on stderr) when they are not plain `model.safetensors` or when the folder
-   * holds several formats. Default true, also when `quiet`; false silences it.
+   * Say which weights were read (one line on stderr, naming any other weights present) when they are not
+   * safetensors. Default true, also when `quiet`; false silences it. `weights` of the result always says.
    */
   announceWeights?: boolean;
 }
@@ -305,7 +305,7 @@ export async function loadCheckpoint(dir: string, options: LoadCheckpointOptions
 
   const { tensors, weights } = await readCheckpointWeights(dir);
   const source = weights.path;
-  if (options.announceWeights !== false && (weights.format !== "safetensors" || weights.notRead.length)) {
+  if (options.announceWeights !== false && weights.format !== "safetensors") {
     console.warn(
       `reading weights from ${weights.path} (${weights.description})` +
         (weights.notRead.length ? `; also present, not read: ${weights.notRead.join(", ")}` : ""),

@@ -278,14 +278,18 @@ Deno.test("key variants: no bert. prefix, legacy gamma/beta, tied decoder and bu
   for (const m of [model, other, third, cls]) m.dispose();
 });
 
-Deno.test("clear errors: pytorch_model.bin only, no config, no vocab, corrupt config", async () => {
+Deno.test("clear errors: a broken pytorch_model.bin, no weights, no config, no vocab, corrupt config", async () => {
   const root = await Deno.makeTempDir({ dir: ROOT });
   await Deno.writeTextFile(`${root}/config.json`, JSON.stringify(TINY_CONFIG));
   await Deno.writeTextFile(`${root}/vocab.txt`, VOCAB.join("\n"));
   await Deno.writeFile(`${root}/pytorch_model.bin`, new Uint8Array(10));
-  await assertRejects(() => loadCheckpoint(root, { head: "none" }), Error, "convert it to safetensors");
+  await assertRejects(
+    () => loadCheckpoint(root, { head: "none" }),
+    Error,
+    `${root}/pytorch_model.bin: not a PyTorch checkpoint`,
+  );
   await Deno.remove(`${root}/pytorch_model.bin`);
-  await assertRejects(() => loadCheckpoint(root, { head: "none" }), Error, "no model.safetensors");
+  await assertRejects(() => loadCheckpoint(root, { head: "none" }), Error, "no weights found");
   await Deno.remove(`${root}/vocab.txt`);
   await assertRejects(() => loadCheckpoint(root, { head: "none" }), Error, "no vocab.txt");
   await Deno.writeTextFile(`${root}/config.json`, "{ nope");

@@ -17,7 +17,7 @@
 import type { DType, TensorData, TensorEntry } from "../safetensors.ts";
 import { RandomAccessFile, withFile } from "./file.ts";
 import { type GlobalHandler, PickleGlobal, PickleTruncatedError, unpickle } from "./pickle.ts";
-import { ZipReader } from "./zip.ts";
+import { writeZip, ZipReader } from "./zip.ts";
 
 /** A storage type of PyTorch, as its pickle names it (`torch.FloatStorage`). */
 interface StorageKind {
@@ -411,4 +411,85 @@ export async function readPytorchBin(path: string): Promise<PytorchBin> {
     });
     return { tensors, format: "legacy" as const };
   });
+}
+
+// ---- writer (tests and benchmarks) ----
+
+const STORAGE_OF: Partial<Record<DType, string>> = {
+  F32: "FloatStorage",
+  F16: "HalfStorage",
+  BF16: "BFloat16Storage",
+  I64: "LongStorage",
+  I32: "IntStorage",
+  U8: "ByteStorage",
+  BOOL: "BoolStorage",
+};
+
+/** Emits the pickle opcodes `torch.save` (protocol 2) writes for a flat state dict of contiguous tensors. */
+function statePickle(names: string[], tensors: Record<string, TensorEntry>): Uint8Array {
+  const out: number[] = [];
+  const encoder = new TextEncoder();
+  const str = (s: string) => {
+    const b = encoder.encode(s);
+    out.push(0x58, b.length & 0xff, (b.length >>> 8) & 0xff, (b.length >>> 16) & 0xff, b.length >>> 24, ...b);
+  };
+  const int = (n: number) => {
+    if (n < 2 ** 31) out.push(0x4a, n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff);
+    else {
+      const bytes: number[] = [];
+      let v = BigInt(n);
+      while (v > 0n || bytes.length === 0 || bytes[bytes.length - 1] & 0x80) {
+        bytes.push(Number(v & 0xffn));
+        v >>= 8n;
+      }
+      out.push(0x8a, bytes.length, ...bytes);
+    }
+  };
+  const global = (module: string, name: string) => out.push(0x63, ...encoder.encode(`${module}\n${name}\n`));
+  const tuple = (items: number[]) => {
+    out.push(0x28);
+    items.forEach(int);
+    out.push(0x74);
+  };
+  out.push(0x80, 2, 0x7d, 0x28); // PROTO 2, EMPTY_DICT, MARK
+  names.forEach((name, key) => {
+    const t = tensors[name];
+    const storage = STORAGE_OF[t.dtype];
+    if (!storage) throw new Error(`writePytorchBin: tensor "${name}" has dtype ${t.dtype}, which it cannot write`);
+    const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    str(name);
+    global("torch._utils", "_rebuild_tensor_v2");
+    out.push(0x28, 0x28); // MARK (args), MARK (persistent id)
+    str("storage");
+    global("torch", storage);
+    str(String(key));
+    str("cpu");
+    int(t.data.length);
+    out.push(0x74, 0x51); // TUPLE, BINPERSID
+    int(0);
+    tuple(t.shape);
+    tuple(stride);
+    out.push(0x89); // requires_grad False
+    global("collections", "OrderedDict");
+    out.push(0x29, 0x52, 0x74, 0x52); // EMPTY_TUPLE REDUCE (hooks), TUPLE, REDUCE
+  });
+  out.push(0x75, 0x2e); // SETITEMS, STOP
+  return new Uint8Array(out);
+}
+
+/**
+ * Writes a flat state dict as PyTorch's zip format (`archive/data.pkl`, `archive/data/<key>` aligned to 64 bytes,
+ * `archive/version`), the way `torch.save` does, streaming the tensor bytes. Used by tests and benchmarks.
+ */
+export async function writePytorchBin(path: string, tensors: Record<string, TensorEntry>): Promise<void> {
+  const names = Object.keys(tensors);
+  const members: { name: string; data: Uint8Array }[] = [
+    { name: "archive/data.pkl", data: statePickle(names, tensors) },
+  ];
+  names.forEach((name, key) => {
+    const d = tensors[name].data;
+    members.push({ name: `archive/data/${key}`, data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+  });
+  members.push({ name: "archive/version", data: new TextEncoder().encode("3\n") });
+  await writeZip(path, members, { align: 64 });
 }
