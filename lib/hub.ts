@@ -1,7 +1,11 @@
 /**
- * Downloads a BERT checkpoint (`config.json`, `vocab.txt`, `model.safetensors`, and `tokenizer_config.json` when
- * the repository has one) from the Hugging Face hub into a local cache, the way `huggingface_hub` does it:
+ * Downloads a BERT checkpoint (`config.json` or `bert_config.json`, `vocab.txt`, the best weights the revision has
+ * — `model.safetensors`, else `pytorch_model.bin`, else a TensorFlow checkpoint, each with its shards — and
+ * `tokenizer_config.json` when the repository has one) from the Hugging Face hub into a local cache, the way
+ * `huggingface_hub` does it:
  *
+ * - The file list from `{endpoint}/api/models/{id}/revision/{revision}` (`siblings`); without an answer, names are
+ *   tried in order of preference and a 404 moves on to the next.
  * - URL `{endpoint}/{id}/resolve/{revision}/{file}`; `endpoint` defaults to `HF_ENDPOINT` or https://huggingface.co.
  * - Cache folder `<cache>/<id with "/" -> "--">/<revision>/`; a file appears under its final name only once
  *   complete (downloaded to `<file>.part`, size checked, then renamed).
@@ -12,9 +16,9 @@
  * @module
  */
 import { ensureDir, exists, join } from "./fsutil.ts";
+import { readTfIndex, tfDataPath } from "./io/tf_checkpoint.ts";
+import { shardFiles } from "./io/weights.ts";
 
-/** Files a checkpoint needs. */
-export const REQUIRED_FILES: readonly string[] = ["config.json", "vocab.txt", "model.safetensors"];
 /** Files fetched when the repository has them (a 404 is fine). */
 export const OPTIONAL_FILES: readonly string[] = ["tokenizer_config.json"];
 /** The public hub. */
@@ -219,9 +223,89 @@ async function downloadFile(job: FileJob): Promise<void> {
   job.onProgress?.({ file: job.file, received, total, resumedFrom, done: true });
 }
 
+/** Weight files by precedence, as the hub names them (TensorFlow checkpoints are found by their `.index`). */
+const WEIGHT_CANDIDATES: readonly string[] = [
+  "model.safetensors",
+  "model.safetensors.index.json",
+  "pytorch_model.bin",
+  "pytorch_model.bin.index.json",
+  "bert_model.ckpt.index",
+  "model.ckpt.index",
+];
+
+/** What the revision has, from the hub's API (`/api/models/{id}/revision/{revision}`); undefined when unavailable. */
+async function listRepoFiles(
+  id: string,
+  revision: string,
+  endpoint: string,
+  cacheDir: string,
+): Promise<string[] | undefined> {
+  const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}`;
+  let res: Response;
+  try {
+    res = await request({ url, file: "", dest: "", endpoint, cacheDir }, 0);
+  } catch (err) {
+    if (err instanceof HubUnreachableError) throw err;
+    return undefined;
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  try {
+    const json = await res.json() as { siblings?: { rfilename?: unknown }[] };
+    if (!Array.isArray(json.siblings)) return undefined;
+    return json.siblings.map((s) => s.rfilename).filter((f): f is string => typeof f === "string");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The files a weights entry point brings along: shards of an `*.index.json`, data files of a TensorFlow `.index`. */
+async function companions(dir: string, file: string): Promise<string[]> {
+  if (file.endsWith(".index.json")) {
+    return (await shardFiles(join(dir, file))).map((p) => p.slice(p.lastIndexOf("/") + 1));
+  }
+  if (file.endsWith(".index")) {
+    const index = await readTfIndex(join(dir, file));
+    const prefix = file.slice(0, -".index".length);
+    return Array.from({ length: index.numShards }, (_, k) => tfDataPath(prefix, k, index.numShards));
+  }
+  return [];
+}
+
+/** The cached weights of `dir` when complete (entry point and every shard present); else undefined. */
+async function cachedWeights(dir: string): Promise<string[] | undefined> {
+  for (const file of WEIGHT_CANDIDATES) {
+    if (!(await exists(join(dir, file)))) continue;
+    try {
+      const more = await companions(dir, file);
+      let complete = true;
+      for (const f of more) complete &&= await exists(join(dir, f));
+      if (complete) return [file, ...more];
+    } catch {
+      // a damaged index: not complete
+    }
+  }
+  return undefined;
+}
+
+/** The config file the cache holds (`config.json`, else Google's `bert_config.json`). */
+async function cachedConfig(dir: string): Promise<string | undefined> {
+  for (const f of ["config.json", "bert_config.json"]) if (await exists(join(dir, f))) return f;
+  return undefined;
+}
+
+const NEEDS = "config.json (or bert_config.json), vocab.txt and weights: model.safetensors, pytorch_model.bin or a " +
+  "TensorFlow checkpoint (bert_model.ckpt.index + .data-*), each possibly sharded";
+
 /**
- * Makes `id` (at `revision`) available in the cache and returns its folder. Files already cached are not fetched
- * again (unless `force`); partial files are resumed.
+ * Makes `id` (at `revision`) available in the cache and returns its folder. Asks the hub which files the revision
+ * has (falling back to trying names in order when its API does not answer) and fetches the config
+ * (`config.json`, else `bert_config.json`), `vocab.txt`, `tokenizer_config.json` when present, and the best
+ * weights: `model.safetensors` (or its index and shards), else `pytorch_model.bin` (or its index and shards), else
+ * a TensorFlow checkpoint (`.index` and its data files). Files already cached are not fetched again (unless
+ * `force`); partial files are resumed; a complete cached checkpoint needs no network.
  *
  * @example
  * ```ts
@@ -236,51 +320,96 @@ export async function downloadModel(id: string, options: DownloadOptions = {}): 
   const offline = options.offline ?? offlineFromEnv();
   const result: DownloadResult = { dir, files: [], downloaded: [], cached: [] };
 
+  const cachedSet = async (): Promise<string[] | undefined> => {
+    if (!(await exists(dir))) return undefined;
+    const config = await cachedConfig(dir);
+    const weights = await cachedWeights(dir);
+    if (!config || !(await exists(join(dir, "vocab.txt"))) || !weights) return undefined;
+    const optional = [];
+    for (const f of OPTIONAL_FILES) if (await exists(join(dir, f))) optional.push(f);
+    return [config, "vocab.txt", ...weights, ...optional];
+  };
+
+  if (offline || !options.force) {
+    const cached = await cachedSet();
+    if (cached) {
+      result.files.push(...cached);
+      result.cached.push(...cached);
+      return result;
+    }
+  }
   if (offline) {
     const missing: string[] = [];
-    for (const f of REQUIRED_FILES) if (!(await exists(join(dir, f)))) missing.push(f);
-    if (missing.length) {
-      throw new Error(
-        `offline mode (HF_HUB_OFFLINE): ${id} (revision ${revision}) is not in the cache: ${dir} lacks ` +
-          `${missing.join(", ")}; download it once with network access (deno task bert download ${id})`,
-      );
+    if (!(await exists(dir)) || !(await cachedConfig(dir))) missing.push("config.json");
+    if (!(await exists(join(dir, "vocab.txt")))) missing.push("vocab.txt");
+    if (!(await exists(dir)) || !(await cachedWeights(dir))) {
+      missing.push("model.safetensors (or pytorch_model.bin or a TensorFlow checkpoint)");
     }
-    for (const f of [...REQUIRED_FILES, ...OPTIONAL_FILES]) {
-      if (await exists(join(dir, f))) {
-        result.files.push(f);
-        result.cached.push(f);
-      }
-    }
-    return result;
+    throw new Error(
+      `offline mode (HF_HUB_OFFLINE): ${id} (revision ${revision}) is not in the cache: ${dir} lacks ` +
+        `${missing.join(", ")}; download it once with network access (deno task bert download ${id})`,
+    );
   }
 
   await ensureDir(dir);
-  let complete = !options.force;
-  for (const f of REQUIRED_FILES) complete &&= await exists(join(dir, f));
-  for (const file of [...REQUIRED_FILES, ...OPTIONAL_FILES]) {
-    if (complete && !(await exists(join(dir, file)))) continue; // cached checkpoint: no network needed
+  const listed = await listRepoFiles(id, revision, endpoint, dir);
+  const has = (f: string) => listed === undefined || listed.includes(f);
+  const fetchOne = async (file: string): Promise<boolean> => {
     const dest = join(dir, file);
     if (!options.force && (await exists(dest))) {
       result.files.push(file);
       result.cached.push(file);
-      continue;
+      return true;
     }
     if (options.force) await Deno.remove(`${dest}.part`).catch(() => {});
     const url = `${endpoint}/${id}/resolve/${encodeURIComponent(revision)}/${file}`;
     try {
       await downloadFile({ url, file, dest, endpoint, cacheDir: dir, onProgress: options.onProgress });
     } catch (err) {
-      if (err instanceof NotFoundError) {
-        if (OPTIONAL_FILES.includes(file)) continue;
-        throw new Error(
-          `${id} has no ${file} at revision "${revision}" (${url} answered 404): check the model id and revision; ` +
-            `this project needs a BERT checkpoint with ${REQUIRED_FILES.join(", ")}`,
-        );
-      }
+      if (err instanceof NotFoundError) return false;
       throw err;
     }
     result.files.push(file);
     result.downloaded.push(file);
+    return true;
+  };
+  const first = async (candidates: readonly string[]): Promise<string | undefined> => {
+    for (const f of candidates) if (has(f) && (await fetchOne(f))) return f;
+    return undefined;
+  };
+  const missing = (what: string, tried: readonly string[]) => {
+    const url = `${endpoint}/${id}/resolve/${encodeURIComponent(revision)}/${tried[0]}`;
+    const present = listed ? ` (it has ${listed.slice(0, 20).join(", ")}${listed.length > 20 ? ", ..." : ""})` : "";
+    return new Error(
+      `${id} has no ${what} at revision "${revision}"${listed ? "" : ` (${url} answered 404)`}${present}: check ` +
+        `the model id and revision; this project needs a BERT checkpoint with ${NEEDS}`,
+    );
+  };
+
+  if (!(await first(["config.json", "bert_config.json"]))) {
+    throw missing("config.json", ["config.json", "bert_config.json"]);
   }
+  if (!(await first(["vocab.txt"]))) throw missing("vocab.txt", ["vocab.txt"]);
+  let candidates = [...WEIGHT_CANDIDATES];
+  if (listed) {
+    // Any other TensorFlow checkpoint of the revision (e.g. model.ckpt-1000.index), after the usual names.
+    candidates.push(...listed.filter((f) => f.endsWith(".index") && !candidates.includes(f)).sort());
+    candidates = candidates.filter((f) => listed.includes(f));
+  }
+  const weights = await first(candidates);
+  if (!weights) {
+    const unreadable = ["tf_model.h5", "flax_model.msgpack"].filter((f) => listed?.includes(f));
+    if (unreadable.length) {
+      throw new Error(
+        `${id} (revision "${revision}") has only ${unreadable.join(" and ")} as weights, which this project ` +
+          `cannot read; readable: model.safetensors, pytorch_model.bin or a TensorFlow checkpoint (.index + .data-*)`,
+      );
+    }
+    throw missing("weights", WEIGHT_CANDIDATES);
+  }
+  for (const f of await companions(dir, weights)) {
+    if (!(await fetchOne(f))) throw missing(f, [f]);
+  }
+  for (const f of OPTIONAL_FILES) if (has(f)) await fetchOne(f);
   return result;
 }

@@ -2,7 +2,13 @@
  * lib/hub.ts against a local HTTP server on 127.0.0.1 that serves a checkpoint in the hub's URL layout
  * (`/{owner}/{name}/resolve/{revision}/{file}`), supports `Range`, and can cut a transfer off after K bytes.
  */
+import { initBackend } from "../lib/backend.ts";
+import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
 import { cacheDirFor, downloadModel, type DownloadProgress, HubUnreachableError } from "../lib/hub.ts";
+import { hfNameToGoogle, transposeEntry, writeTfCheckpoint } from "../lib/io/tf_checkpoint.ts";
+import { writePytorchBin } from "../lib/io/pytorch_bin.ts";
+import { BertModel, configFromJson } from "../lib/model.ts";
+import type { TensorEntry } from "../lib/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, withTemp } from "./shared.ts";
 
 /** A fake checkpoint: small text files and a 300 kB pseudo-random "model.safetensors". */
@@ -36,11 +42,23 @@ interface FakeHub {
   close(): Promise<void>;
 }
 
-function startHub(files: Record<string, Uint8Array>, repo = "acme/tiny-bert", revision = "main"): FakeHub {
+/**
+ * Serves `files` as `repo` at `revision`. With `api`, also the hub's file list (`/api/models/{repo}/revision/{rev}`,
+ * `{"siblings": [{"rfilename"}]}`); without it that address is a 404, as for a mirror that serves only files.
+ */
+function startHub(
+  files: Record<string, Uint8Array>,
+  repo = "acme/tiny-bert",
+  revision = "main",
+  api = false,
+): FakeHub {
   const hub: FakeHub = { url: "", seen: [], close: async () => {} };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
     const path = new URL(req.url).pathname;
     hub.seen.push({ path, range: req.headers.get("range") });
+    if (api && path === `/api/models/${repo}/revision/${revision}`) {
+      return Response.json({ id: repo, siblings: Object.keys(files).map((rfilename) => ({ rfilename })) });
+    }
     const prefix = `/${repo}/resolve/${revision}/`;
     const data = path.startsWith(prefix) ? files[path.slice(prefix.length)] : undefined;
     if (!data) return new Response("Entry not found", { status: 404 });
@@ -83,8 +101,9 @@ function startHub(files: Record<string, Uint8Array>, repo = "acme/tiny-bert", re
 async function withHub(
   files: Record<string, Uint8Array>,
   fn: (hub: FakeHub, cache: string) => Promise<void>,
+  api = false,
 ): Promise<void> {
-  const hub = startHub(files);
+  const hub = startHub(files, "acme/tiny-bert", "main", api);
   try {
     await withTemp((cache) => fn(hub, cache));
   } finally {
@@ -221,3 +240,132 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+// ---- repositories without model.safetensors ----
+
+const TINY_CONFIG = {
+  model_type: "bert",
+  vocab_size: 8,
+  hidden_size: 4,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 6,
+  max_position_embeddings: 8,
+  type_vocab_size: 2,
+};
+
+/** The files of a real (tiny, random) BertModel in one weights format, made with lib/io's writers. */
+async function tinyRepo(format: "bin" | "sharded-bin" | "tf" | "h5"): Promise<{
+  files: Record<string, Uint8Array>;
+  tensors: Record<string, TensorEntry>;
+}> {
+  await initBackend({ backend: "cpu", quiet: true });
+  const model = new BertModel(configFromJson(TINY_CONFIG), { head: "none", seed: 3 });
+  const tensors = modelToTensors(model);
+  model.dispose();
+  const enc = new TextEncoder();
+  const files: Record<string, Uint8Array> = {
+    "vocab.txt": enc.encode("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\n!\n"),
+  };
+  const tmp = await Deno.makeTempDir();
+  try {
+    if (format === "bin") {
+      await writePytorchBin(`${tmp}/w.bin`, tensors);
+      files["pytorch_model.bin"] = await Deno.readFile(`${tmp}/w.bin`);
+    } else if (format === "sharded-bin") {
+      const names = Object.keys(tensors);
+      const weightMap: Record<string, string> = {};
+      for (const [i, part] of [names.slice(0, 5), names.slice(5)].entries()) {
+        const file = `pytorch_model-0000${i + 1}-of-00002.bin`;
+        await writePytorchBin(`${tmp}/${file}`, Object.fromEntries(part.map((n) => [n, tensors[n]])));
+        files[file] = await Deno.readFile(`${tmp}/${file}`);
+        for (const n of part) weightMap[n] = file;
+      }
+      files["pytorch_model.bin.index.json"] = enc.encode(JSON.stringify({ weight_map: weightMap }));
+    } else if (format === "tf") {
+      const google: Record<string, TensorEntry> = {};
+      for (const [name, t] of Object.entries(tensors)) {
+        const g = hfNameToGoogle(`bert.${name}`);
+        google[g.name] = g.transpose ? transposeEntry(t) : t;
+      }
+      await writeTfCheckpoint(`${tmp}/bert_model.ckpt`, google);
+      files["bert_model.ckpt.index"] = await Deno.readFile(`${tmp}/bert_model.ckpt.index`);
+      files["bert_model.ckpt.data-00000-of-00001"] = await Deno.readFile(`${tmp}/bert_model.ckpt.data-00000-of-00001`);
+    } else {
+      files["tf_model.h5"] = new Uint8Array([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+  files[format === "tf" ? "bert_config.json" : "config.json"] = enc.encode(JSON.stringify(TINY_CONFIG));
+  return { files, tensors };
+}
+
+async function assertLoadsAs(dir: string, tensors: Record<string, TensorEntry>): Promise<void> {
+  const { model, weights } = await loadCheckpoint(dir, { head: "none", quiet: true, announceWeights: false });
+  const loaded = modelToTensors(model);
+  model.dispose();
+  assertEquals(Object.keys(loaded).sort(), Object.keys(tensors).sort(), weights.path);
+  for (const name of Object.keys(tensors)) assertEquals(loaded[name].data, tensors[name].data, name);
+}
+
+for (const api of [true, false]) {
+  Deno.test(`download ${api ? "(hub API lists the files)" : "(no API: names tried in order)"}: a .bin-only repo`, async () => {
+    const { files, tensors } = await tinyRepo("bin");
+    await withHub(files, async (hub, cache) => {
+      const result = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
+      assertEquals(result.downloaded, ["config.json", "vocab.txt", "pytorch_model.bin"]);
+      assertEquals(await Deno.readFile(`${result.dir}/pytorch_model.bin`), files["pytorch_model.bin"]);
+      // With the API no file the repository lacks is asked for; without it, model.safetensors and its index 404.
+      const asked = hub.seen.map((s) => s.path.split("/").pop());
+      assertEquals(asked.includes("model.safetensors"), !api);
+      await assertLoadsAs(result.dir, tensors);
+      // Cached: offline and online calls need no request.
+      const before = hub.seen.length;
+      const again = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: true });
+      assertEquals(again.cached, ["config.json", "vocab.txt", "pytorch_model.bin"]);
+      await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
+      assertEquals(hub.seen.length, before);
+    }, api);
+  });
+}
+
+Deno.test("download: sharded .bin (index + shards), a TensorFlow-only repo, an h5-only repo", async () => {
+  for (const api of [true, false]) {
+    const sharded = await tinyRepo("sharded-bin");
+    await withHub(sharded.files, async (hub, cache) => {
+      const result = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
+      assertEquals(result.downloaded, [
+        "config.json",
+        "vocab.txt",
+        "pytorch_model.bin.index.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+      ]);
+      await assertLoadsAs(result.dir, sharded.tensors);
+      // A shard lost from the cache is fetched again (the cache is not complete without it).
+      await Deno.remove(`${result.dir}/pytorch_model-00002-of-00002.bin`);
+      const again = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
+      assertEquals(again.downloaded, ["pytorch_model-00002-of-00002.bin"]);
+    }, api);
+    const tf = await tinyRepo("tf");
+    await withHub(tf.files, async (hub, cache) => {
+      const result = await downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false });
+      assertEquals(result.downloaded, [
+        "bert_config.json",
+        "vocab.txt",
+        "bert_model.ckpt.index",
+        "bert_model.ckpt.data-00000-of-00001",
+      ]);
+      await assertLoadsAs(result.dir, tf.tensors);
+    }, api);
+  }
+  const h5 = await tinyRepo("h5");
+  await withHub(h5.files, async (hub, cache) => {
+    await assertRejects(
+      () => downloadModel("acme/tiny-bert", { endpoint: hub.url, cache, offline: false }),
+      Error,
+      "has only tf_model.h5 as weights, which this project cannot read",
+    );
+  }, true);
+});

@@ -1,5 +1,6 @@
 /**
- * `deno task bert download MODEL_ID`: fetch a checkpoint from the Hugging Face hub into the cache (resumable,
+ * `deno task bert download MODEL_ID`: fetch a checkpoint (safetensors, else `.bin`, else TensorFlow) from the
+ * Hugging Face hub into the cache (resumable,
  * atomic per file; offline mode with `HF_HUB_OFFLINE=1`). Prints the folder to pass as `--model`.
  * @module
  */
@@ -9,9 +10,11 @@ import { downloadModel, type DownloadProgress } from "../hub.ts";
 /** Flags of `download`. */
 export const spec: CommandSpec = {
   name: "download",
-  description: "Downloads config.json, vocab.txt and model.safetensors (plus tokenizer_config.json when present) " +
-    "of a BERT checkpoint from the Hugging Face hub into <cache>/<owner--name>/<revision>/. Interrupted downloads " +
-    "resume; HF_ENDPOINT picks another hub, HF_HUB_OFFLINE=1 only checks the cache, HF_TOKEN authenticates.",
+  description: "Downloads a BERT checkpoint from the Hugging Face hub into <cache>/<owner--name>/<revision>/: " +
+    "config.json (or bert_config.json), vocab.txt, tokenizer_config.json when present, and the best weights the " +
+    "revision has: model.safetensors, else pytorch_model.bin, else a TensorFlow checkpoint (.index + .data-*), " +
+    "with their shards. Interrupted downloads resume; HF_ENDPOINT picks another hub, HF_HUB_OFFLINE=1 only checks " +
+    "the cache, HF_TOKEN authenticates.",
   usage: "MODEL_ID [--revision main] [--cache .cache/hub] [--force]",
   flags: {
     revision: { default: "main", help: "branch, tag or commit" },
