@@ -1187,6 +1187,9 @@ export async function train<B = unknown, D = ClassificationMetrics>(
     const all = await listCheckpoints(outputDir);
     const keep = new Set(all.slice(0, saveTotalLimit).map((c) => c.step));
     if (best) keep.add(best.step);
+    // A run resumed without --model reads its vocabulary from the checkpoint it resumed from: keep that one, or
+    // the next save would copy vocab.txt from a deleted folder.
+    for (const c of all) if (options.vocabPath.startsWith(`${c.path}/`)) keep.add(c.step);
     for (const c of all) {
       if (keep.has(c.step)) continue;
       await removeDir(c.path);

@@ -5,7 +5,7 @@
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
 import { tableText } from "../display.ts";
 import { evaluateCheckpoint, type EvaluationResult } from "../evaluate.ts";
 import { exists, join } from "../fsutil.ts";
@@ -36,12 +36,19 @@ export const spec: CommandSpec = {
         "the gold SQuAD JSON",
     },
     task: { help: `task of --data, or to override the features' task: ${Object.keys(TASKS).join(", ")}, squad` },
-    "max-seq-length": { type: "number", default: 128, help: "tokens per example when tokenizing --data" },
-    "batch-size": { type: "number", default: 64, help: "examples per forward pass" },
+    "max-seq-length": {
+      type: "number",
+      integer: true,
+      min: 2,
+      max: 512,
+      default: 128,
+      help: "tokens per example when tokenizing --data",
+    },
+    "batch-size": { type: "number", integer: true, min: 1, default: 64, help: "examples per forward pass" },
     output: { help: "folder for eval_results.json and predictions.tsv (default: the checkpoint folder)" },
     predictions: { help: "[squad] predictions.json ({question id: answer}) to score" },
-    limit: { type: "number", help: "[squad] score only the first N questions of --data" },
-    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
+    limit: { type: "number", integer: true, min: 1, help: "[squad] score only the first N questions of --data" },
+    backend: { help: BACKEND_HELP },
   },
 };
 

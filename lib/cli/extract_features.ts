@@ -24,8 +24,15 @@ export const spec: CommandSpec = {
     model: { required: true, help: "checkpoint folder (config.json, vocab.txt, model.safetensors)" },
     input: { required: true, help: 'JSONL file: one {"text": ...} or {"text": ..., "text_pair": ...} per line' },
     output: { required: true, help: "safetensors file to write (e.g. outputs/features.safetensors)" },
-    "max-seq-length": { type: "number", default: 128, help: "tokens per text including [CLS]/[SEP]" },
-    "batch-size": { type: "number", default: 8, help: "texts per forward pass" },
+    "max-seq-length": {
+      type: "number",
+      integer: true,
+      min: 2,
+      max: 512,
+      default: 128,
+      help: "tokens per text including [CLS]/[SEP]",
+    },
+    "batch-size": { type: "number", integer: true, min: 1, default: 8, help: "texts per forward pass" },
     layers: {
       type: "list",
       default: ["all"],

@@ -4,10 +4,12 @@
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
 import { tableText } from "../display.ts";
-import { predict, type Prediction } from "../evaluate.ts";
-import { writeFileAtomic } from "../fsutil.ts";
+import { boxedWarning, predict, type Prediction } from "../evaluate.ts";
+import { exists, join, writeFileAtomic } from "../fsutil.ts";
+import { TASKS } from "../tasks.ts";
+import { readTrainerState } from "../train.ts";
 import { resolveCheckpoint } from "./evaluate.ts";
 
 /** Flags of `predict`. */
@@ -16,17 +18,31 @@ export const spec: CommandSpec = {
   description: "Predicts labels for unlabelled texts with a fine-tuned checkpoint: one or more --text values, or " +
     "a TSV/CSV file with a header (--input, --column). Prints a table, or writes a TSV (id, text, label, one " +
     "probability per label) with --output. --checkpoint may be a run folder: its best checkpoint is used.",
-  usage: '--checkpoint DIR (--text "..." [--text "..."] | --input FILE [--column text]) [--output FILE]',
+  usage: '--checkpoint DIR (--text "..." [--text-pair "..."] [--text "..."] | --input FILE [--column text] ' +
+    "[--pair-column COL]) [--output FILE]",
   flags: {
     checkpoint: { required: true, help: "fine-tuned checkpoint folder, or a run folder" },
-    text: { type: "list", help: "a text to label (repeatable; commas split values, so use one --text per text)" },
+    text: {
+      type: "list",
+      help: "a text to label, taken whole (commas included); repeat --text for several texts",
+    },
+    "text-pair": {
+      type: "list",
+      help: "the second text of a sentence-pair model (one per --text, in the same order; commas included)",
+    },
     input: { help: "TSV or CSV file with a header row" },
     column: { help: "column of --input holding the text (default: text, else sentence)" },
     "pair-column": { help: "column with the second text, for sentence-pair models" },
     output: { help: "write predictions as TSV here (under outputs/) instead of printing" },
-    "max-seq-length": { type: "number", default: 128, help: "tokens per text including [CLS]/[SEP]" },
-    "batch-size": { type: "number", default: 64, help: "texts per forward pass" },
-    backend: { help: "tfjs backend: auto, tensorflow, wasm, cpu" },
+    "max-seq-length": {
+      type: "number",
+      integer: true,
+      min: 2,
+      default: 128,
+      help: "tokens per text including [CLS]/[SEP]",
+    },
+    "batch-size": { type: "number", integer: true, min: 1, default: 64, help: "texts per forward pass" },
+    backend: { help: BACKEND_HELP },
   },
 };
 
@@ -54,17 +70,40 @@ export async function run(args: ParsedArgs): Promise<void> {
   const texts = f.text as string[] | undefined;
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}" (use --text "...")`);
   if (!texts === !f.input) throw new UsageError('give --text "..." or --input FILE');
+  if (f["text-pair"] !== undefined && !texts) throw new UsageError("--text-pair goes with --text (use --pair-column)");
+  if (f["pair-column"] !== undefined && !f.input) throw new UsageError("--pair-column goes with --input");
+  const textList = texts ? (rawTexts("--text").length ? rawTexts("--text") : texts) : undefined;
+  const pairList = f["text-pair"] !== undefined
+    ? (rawTexts("--text-pair").length ? rawTexts("--text-pair") : f["text-pair"] as string[])
+    : undefined;
+  if (textList && pairList && pairList.length !== textList.length) {
+    throw new UsageError(`${textList.length} --text but ${pairList.length} --text-pair: give one second text per text`);
+  }
   await initBackend({ backend: f.backend as BackendName | undefined, quiet: !f.output });
   const checkpoint = await resolveCheckpoint(f.checkpoint as string);
+  const pairTask = await pairTaskOf(checkpoint);
+  if (pairTask && !pairList && f["pair-column"] === undefined) {
+    console.warn(boxedWarning([
+      `WARNING: ${checkpoint} was fine-tuned on sentence PAIRS (task ${pairTask}),`,
+      "but each example here has only one text: the predictions are out of distribution.",
+      f.input
+        ? "Give the second text's column with --pair-column COL."
+        : 'Give each second text with --text-pair "...".',
+    ]));
+  }
   const { predictions, labelNames } = await predict({
     checkpoint,
-    texts: texts ? (rawTexts().length ? rawTexts() : texts) : undefined,
+    texts: textList,
+    textPairs: pairList,
     file: f.input as string | undefined,
     column: f.column as string | undefined,
     pairColumn: f["pair-column"] as string | undefined,
     maxSeqLength: f["max-seq-length"] as number,
     batchSize: f["batch-size"] as number,
   });
+  if (predictions.length === 0) {
+    throw new Error(`${f.input}: no texts to predict (the file has only a header row, or is empty)`);
+  }
   if (f.output) {
     await writeFileAtomic(f.output as string, predictionsToTsv(predictions, labelNames));
     console.log(`wrote ${predictions.length} predictions to ${f.output} (checkpoint ${checkpoint})`);
@@ -80,13 +119,25 @@ export async function run(args: ParsedArgs): Promise<void> {
   ));
 }
 
-/** The `--text` values as given (the list flag type would split a text at its commas). */
-function rawTexts(): string[] {
+/** The values of `flag` as given (the list flag type would split a text at its commas). */
+function rawTexts(flag: string): string[] {
   const out: string[] = [];
   const argv = Deno.args;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--text" && i + 1 < argv.length) out.push(argv[++i]);
-    else if (argv[i].startsWith("--text=")) out.push(argv[i].slice("--text=".length));
+    if (argv[i] === flag && i + 1 < argv.length) out.push(argv[++i]);
+    else if (argv[i].startsWith(`${flag}=`)) out.push(argv[i].slice(flag.length + 1));
   }
   return out;
+}
+
+/** The sentence-pair task a checkpoint was fine-tuned on (from its trainer_state.json), if any. */
+async function pairTaskOf(checkpoint: string): Promise<string | undefined> {
+  if (!(await exists(join(checkpoint, "trainer_state.json")))) return undefined;
+  try {
+    const state = await readTrainerState(checkpoint);
+    const task = state.train_features?.task ?? state.task;
+    return task && Object.hasOwn(TASKS, task) && TASKS[task].pair ? task : undefined;
+  } catch {
+    return undefined;
+  }
 }
