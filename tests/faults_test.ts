@@ -174,6 +174,9 @@ Deno.test({
         );
         expectFail(await bert(...trainArgs(`${W}/bad`), "--task", "bogus"), 2, '--task "bogus" is not a task');
         expectFail(await bert("prepare", "--task", "bogus", "--outputs-dir", W), 2, '--task "bogus" is not a task');
+        // An output folder that cannot be written fails before the model is built, naming the folder.
+        await Deno.writeTextFile(join(ROOT, W, "a-file"), "not a folder");
+        expectFail(await bert(...trainArgs(`${W}/a-file/run`)), 1, `${W}/a-file/run`);
         assert(!(await exists(`${W}/bad`)), "nothing created");
       });
 

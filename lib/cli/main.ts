@@ -2,26 +2,25 @@
  * `deno task main`: the project's main job on the embedded default (data/sample), end to end into
  * `outputs/default/`: prepare features -> fine-tune -> evaluate -> plots.
  *
- * The model is a pre-trained BERT-Tiny (google/bert_uncased_L-2_H-128_A-2) when it is available: `--model DIR`, or
- * the hub cache (`deno task bert download google/bert_uncased_L-2_H-128_A-2` puts it there), or a download when
- * network access is allowed. Otherwise a BERT-Tiny-shaped model (2 layers, hidden 128, 2 heads, intermediate 512)
- * starts from random weights with a vocabulary learned from the sample text; a loud notice says that its accuracy
- * shows only that the pipeline works.
+ * The model (lib/pretrained.ts's `chooseStartingModel`): `--model DIR`, else Google's BERT-Tiny
+ * (google/bert_uncased_L-2_H-128_A-2) from the hub cache or a download when network access is allowed, else offline
+ * the BERT-Tiny-shaped model shipped in `data/pretrained/` (pre-trained here on IMDB train reviews; a notice says
+ * so). Only when that folder is missing does it start from random weights, with a vocabulary learned from the
+ * sample text and a loud notice that its accuracy shows only that the pipeline works.
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
 import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
-import { evaluateCheckpoint } from "../evaluate.ts";
+import { boxedWarning, evaluateCheckpoint } from "../evaluate.ts";
 import { acquireRunLock, exists, join, probeWritable } from "../fsutil.ts";
-import { downloadModel, offlineFromEnv } from "../hub.ts";
 import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../plots.ts";
 import { checkRunName, prepareFeatures } from "../prepare.ts";
+import { chooseStartingModel, DEFAULT_MODEL_ID } from "../pretrained.ts";
 import { consoleProgress, listCheckpoints, train } from "../train.ts";
 import { printEvaluation } from "./evaluate.ts";
 import { buildModel, randomInitNotice } from "./train.ts";
 
-/** The pre-trained checkpoint the main job fine-tunes when it can get it. */
-export const DEFAULT_MODEL_ID = "google/bert_uncased_L-2_H-128_A-2";
+export { DEFAULT_MODEL_ID };
 
 /** Flags of `main`. */
 export const spec: CommandSpec = {
@@ -58,35 +57,6 @@ export const spec: CommandSpec = {
   },
 };
 
-async function netAllowed(): Promise<boolean> {
-  try {
-    return (await Deno.permissions.query({ name: "net", host: "huggingface.co" })).state === "granted";
-  } catch {
-    return false;
-  }
-}
-
-/** Finds the pre-trained model: --model, the hub cache, or (network permitting) a quick download. */
-async function findPretrained(model: string | undefined, offline: boolean): Promise<{ dir?: string; why: string }> {
-  if (model) return { dir: model, why: `--model ${model}` };
-  try {
-    const cached = await downloadModel(DEFAULT_MODEL_ID, { offline: true });
-    return { dir: cached.dir, why: `${DEFAULT_MODEL_ID} from the cache (${cached.dir})` };
-  } catch { /* not cached */ }
-  if (offline || offlineFromEnv()) return { why: "offline (--offline or HF_HUB_OFFLINE) and not in the cache" };
-  if (!(await netAllowed())) return { why: "no network permission for this command and not in the cache" };
-  try {
-    console.log(`downloading ${DEFAULT_MODEL_ID} ...`);
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error("no answer from the hub within 60 s")), 60_000)
-    );
-    const { dir } = await Promise.race([downloadModel(DEFAULT_MODEL_ID), timeout]);
-    return { dir, why: `${DEFAULT_MODEL_ID} (downloaded to ${dir})` };
-  } catch (err) {
-    return { why: `download failed: ${(err as Error).message}` };
-  }
-}
-
 /** Runs the main job. */
 export async function run(args: ParsedArgs): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
@@ -112,8 +82,13 @@ export async function run(args: ParsedArgs): Promise<void> {
   await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads as number | undefined });
 
   // 1. The model (decides the vocabulary the features are made with).
-  const pretrained = await findPretrained(f.model as string | undefined, f.offline === true);
-  console.log(`model: ${pretrained.dir ? pretrained.why : `none pre-trained (${pretrained.why})`}`);
+  const pretrained = await chooseStartingModel({
+    model: f.model as string | undefined,
+    offline: f.offline === true,
+    download: true,
+  });
+  console.log(`model: ${pretrained.why}`);
+  if (pretrained.kind === "shipped") console.warn(boxedWarning(pretrained.notice!));
 
   // 2. Prepare: features of data/sample with the model's vocabulary, or a WordPiece vocabulary learned from it.
   console.log("\n== 1/4 prepare ==");
@@ -151,6 +126,8 @@ export async function run(args: ParsedArgs): Promise<void> {
       seed,
       overwrite: true, // checked above: a re-run needs --overwrite
       handleSignals: true, // Ctrl-C: finish the update, save a checkpoint, say how to resume
+      resumeHint: `deno task bert train --features ${prepared.featuresDir} --output ${outDir} --resume (then ` +
+        `\`deno task bert evaluate --checkpoint ${outDir} --features ${devSplit.path}\`)`,
       onProgress: display.onProgress,
     });
     await display.done();
