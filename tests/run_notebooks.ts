@@ -112,6 +112,8 @@ interface RunResult {
 export function overrideSource(overrides: Record<string, unknown>): string {
   const lines = ["// Injected by tests/run_notebooks.ts: small-data parameters for the headless test run."];
   for (const [k, v] of Object.entries(overrides)) lines.push(`${k} = ${JSON.stringify(v)};`);
+  // No value: the Deno kernel sends a cell's execute_result after it reports idle, where nbclient drops it.
+  lines.push("undefined;");
   return lines.join("\n");
 }
 
@@ -516,7 +518,16 @@ async function stockRuns(entries: PlanEntry[], env: Record<string, string>, runs
       const started = performance.now();
       // --stdin: the kernel starts in the current folder (notebooks/), as `jupyter nbconvert notebooks/x.ipynb`.
       const child = new Deno.Command(PYTHON, {
-        args: ["-m", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=600", "--stdin"],
+        args: [
+          "-m",
+          "nbconvert",
+          "--to",
+          "notebook",
+          "--execute",
+          "--ExecutePreprocessor.timeout=600",
+          "--stdin",
+          "--stdout",
+        ],
         cwd: `${ROOT}/notebooks`,
         env,
         stdin: "piped",

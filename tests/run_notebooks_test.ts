@@ -25,7 +25,7 @@ function nb(params: string, extra: Partial<Nb["cells"][number]>[] = [], kernel =
 
 Deno.test("overrideSource: one assignment per parameter, values JSON-quoted", () => {
   const src = overrideSource({ run: 'a"b', limit: 300, full: false });
-  assertEquals(src.split("\n").slice(1), ['run = "a\\"b";', "limit = 300;", "full = false;"]);
+  assertEquals(src.split("\n").slice(1), ['run = "a\\"b";', "limit = 300;", "full = false;", "undefined;"]);
 });
 
 Deno.test("checkNotebook: accepts a well-formed notebook", () => {
