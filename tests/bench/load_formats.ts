@@ -1,0 +1,155 @@
+/**
+ * Loading a BERT-Base-sized checkpoint from each weights format: `model.safetensors`, PyTorch `pytorch_model.bin`
+ * (zip) and a Google TensorFlow checkpoint. The three folders are generated once into
+ * `outputs/bench/load_formats/` from one random BERT-Base (BertForSequenceClassification) with lib/io's writers.
+ * Each measurement runs in a fresh child process so that its peak resident memory (getrusage's high-water mark) is
+ * its own:
+ *
+ * - `read`: the weights as Hugging Face tensors (`readCheckpointWeights`);
+ * - `load`: the whole `loadCheckpoint` (config, vocabulary, weights into the model's variables).
+ *
+ * Usage: deno task bench:load [--runs 3] [--backend blas] [--shape base|tiny]
+ * @module
+ */
+import { initBackend } from "../../lib/backend.ts";
+import { loadCheckpoint, modelToTensors, readCheckpointWeights } from "../../lib/checkpoint.ts";
+import { ensureDir, exists } from "../../lib/fsutil.ts";
+import { writePytorchBin } from "../../lib/io/pytorch_bin.ts";
+import { hfNameToGoogle, transposeEntry, writeTfCheckpoint } from "../../lib/io/tf_checkpoint.ts";
+import { BertModel, configFromJson, configToJson } from "../../lib/model.ts";
+import { writeSafetensors } from "../../lib/safetensors.ts";
+
+const FORMATS = ["safetensors", "pytorch", "tensorflow"] as const;
+const ROOT = "outputs/bench/load_formats";
+
+function flag(name: string, fallback: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : fallback;
+}
+
+let libc: { symbols: { getrusage: (who: number, buf: Uint8Array<ArrayBuffer>) => number } } | undefined;
+
+/** The process's peak resident set (getrusage's ru_maxrss, glibc through FFI), MB. */
+function peakRssMb(): number {
+  libc ??= Deno.dlopen("libc.so.6", { getrusage: { parameters: ["i32", "buffer"], result: "i32" } });
+  const usage = new Uint8Array(144); // struct rusage: two timevals, then ru_maxrss (a long, KiB)
+  if (libc.symbols.getrusage(0, usage) !== 0) throw new Error("getrusage failed");
+  return Number(new DataView(usage.buffer).getBigInt64(32, true)) / 1024;
+}
+
+const SHAPES: Record<string, Record<string, number>> = {
+  base: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072 },
+  tiny: { hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 512 },
+};
+
+/** Writes the three folders from one random model (skipped when they exist). */
+async function generate(shape: string): Promise<void> {
+  const root = `${ROOT}/${shape}`;
+  if (await exists(`${root}/tensorflow/bert_model.ckpt.index`)) return;
+  console.log(`generating a random ${shape} checkpoint in 3 formats under ${root}/ ...`);
+  await initBackend({ backend: "cpu", quiet: true });
+  const config = configFromJson({
+    ...SHAPES[shape],
+    vocab_size: 30522,
+    max_position_embeddings: 512,
+    type_vocab_size: 2,
+    model_type: "bert",
+  });
+  const model = new BertModel(config, { head: "classification", numLabels: 2, seed: 1 });
+  const tensors = modelToTensors(model);
+  model.dispose();
+  const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: 995 }, (_, i) => `w${i}`)];
+  const json = JSON.stringify(configToJson(config, { head: "classification", numLabels: 2 }), null, 2);
+  for (const format of FORMATS) {
+    const dir = `${root}/${format}`;
+    await ensureDir(dir);
+    await Deno.writeTextFile(`${dir}/vocab.txt`, vocab.join("\n") + "\n");
+    if (format === "safetensors") {
+      await Deno.writeTextFile(`${dir}/config.json`, json);
+      await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    } else if (format === "pytorch") {
+      await Deno.writeTextFile(`${dir}/config.json`, json);
+      await writePytorchBin(`${dir}/pytorch_model.bin`, tensors);
+    } else {
+      await Deno.writeTextFile(`${dir}/bert_config.json`, json);
+      const google: Record<string, (typeof tensors)[string]> = {};
+      for (const [name, t] of Object.entries(tensors)) {
+        const g = hfNameToGoogle(name);
+        google[g.name] = g.transpose ? transposeEntry(t) : t;
+      }
+      await writeTfCheckpoint(`${dir}/bert_model.ckpt`, google);
+    }
+  }
+}
+
+async function sizeOf(dir: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (!/\.(txt|json)$/.test(e.name)) total += (await Deno.stat(`${dir}/${e.name}`)).size;
+  }
+  return total;
+}
+
+if (Deno.args[0] === "--child") {
+  // One measurement: --child read|load DIR BACKEND
+  const [, mode, dir, backend] = Deno.args;
+  await initBackend({ backend: backend as "blas", quiet: true });
+  const before = peakRssMb();
+  const t0 = performance.now();
+  if (mode === "read") {
+    const { tensors } = await readCheckpointWeights(dir);
+    if (!Object.keys(tensors).length) throw new Error("no tensors");
+  } else {
+    const { model } = await loadCheckpoint(dir, { head: "classification", quiet: true, announceWeights: false });
+    model.dispose();
+  }
+  const ms = performance.now() - t0;
+  console.log(JSON.stringify({ ms, startRss: before, peakRss: peakRssMb() }));
+  Deno.exit(0);
+}
+
+const runs = Number(flag("runs", "3"));
+const backend = flag("backend", "blas");
+const shape = flag("shape", "base");
+await generate(shape);
+const results: Record<string, { ms: number[]; peak: number[]; start: number }> = {};
+for (let r = 0; r < runs; r++) {
+  for (const mode of ["read", "load"]) {
+    for (const format of FORMATS) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-env",
+          "--allow-ffi",
+          "--allow-sys",
+          import.meta.filename!,
+          "--child",
+          mode,
+          `${ROOT}/${shape}/${format}`,
+          backend,
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      if (!out.success) throw new Error(`child ${mode} ${format} failed`);
+      const m = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+      const key = `${mode} ${format}`;
+      results[key] ??= { ms: [], peak: [], start: m.startRss };
+      results[key].ms.push(m.ms);
+      results[key].peak.push(m.peakRss);
+    }
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(`\n${shape} (${backend} backend), median of ${runs} runs, each in a fresh process:`);
+console.log("| step | format | file MB | time ms | peak RSS MB (process start) |");
+console.log("| --- | --- | ---: | ---: | ---: |");
+for (const [key, r] of Object.entries(results)) {
+  const [mode, format] = key.split(" ");
+  const mb = (await sizeOf(`${ROOT}/${shape}/${format}`)) / 1e6;
+  console.log(
+    `| ${mode} | ${format} | ${mb.toFixed(0)} | ${median(r.ms).toFixed(0)} | ${median(r.peak).toFixed(0)} ` +
+      `(${r.start.toFixed(0)}) |`,
+  );
+}
