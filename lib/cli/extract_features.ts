@@ -21,7 +21,10 @@ export const spec: CommandSpec = {
   usage: "--model DIR --input IN.jsonl --output OUT.safetensors [--max-seq-length 128] [--batch-size 8] " +
     "[--layers all|-1,-2,...]",
   flags: {
-    model: { required: true, help: "checkpoint folder (config.json, vocab.txt, model.safetensors)" },
+    model: {
+      required: true,
+      help: "checkpoint folder (config, vocab.txt, weights: safetensors, .bin or TF checkpoint)",
+    },
     input: { required: true, help: 'JSONL file: one {"text": ...} or {"text": ..., "text_pair": ...} per line' },
     output: { required: true, help: "safetensors file to write (e.g. outputs/features.safetensors)" },
     "max-seq-length": {
