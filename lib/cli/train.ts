@@ -30,6 +30,9 @@ import {
 
 const D = DEFAULT_HYPERPARAMETERS;
 
+/** The default peak learning rate when training starts from random weights (`--config`): one that learns. */
+export const RANDOM_INIT_LEARNING_RATE = 1e-3;
+
 /** Flags of `train`. Hyper-parameter flags have no parsed default so that `--resume` can take the checkpoint's. */
 export const spec: CommandSpec = {
   name: "train",
@@ -64,7 +67,12 @@ export const spec: CommandSpec = {
     model: { help: "checkpoint folder to fine-tune (config.json, vocab.txt, model.safetensors)" },
     config: { help: "random initialisation instead: tiny (2x128), mini (4x256), base (12x768) or a config.json" },
     output: { help: "run folder for checkpoints (default: the folder above --features)" },
-    lr: { type: "number", positive: true, help: `peak learning rate (default ${D.learningRate})` },
+    lr: {
+      type: "number",
+      positive: true,
+      help:
+        `peak learning rate (default ${D.learningRate}; ${RANDOM_INIT_LEARNING_RATE} from random weights, --config)`,
+    },
     "batch-size": { type: "number", integer: true, min: 1, help: `examples per batch (default ${D.batchSize})` },
     epochs: { type: "number", integer: true, min: 1, help: `passes over the training data (default ${D.epochs})` },
     "max-steps": {
@@ -448,6 +456,14 @@ export async function run(args: ParsedArgs): Promise<void> {
       config: f.config as string | undefined,
       features: trainSet,
     });
+  }
+  if (source.kind === "random" && hp.learningRate === undefined && !resume) {
+    // 2e-5 is for pre-trained weights: from random ones it leaves the model at the majority class.
+    hp.learningRate = RANDOM_INIT_LEARNING_RATE;
+    console.log(
+      `learning rate ${RANDOM_INIT_LEARNING_RATE} (random initialisation: BERT's fine-tuning ${D.learningRate} barely ` +
+        "moves random weights; --lr sets another)",
+    );
   }
   const common = {
     ...hp,
