@@ -2,8 +2,7 @@
  * Loading a BERT-Base-sized checkpoint from each weights format: `model.safetensors`, PyTorch `pytorch_model.bin`
  * (zip) and a Google TensorFlow checkpoint. The three folders are generated once into
  * `outputs/bench/load_formats/` from one random BERT-Base (BertForSequenceClassification) with lib/io's writers.
- * Each measurement runs in a fresh child process so that its peak resident memory (getrusage's high-water mark) is
- * its own:
+ * Each measurement runs in a fresh child process so that its peak resident memory (VmHWM) is its own:
  *
  * - `read`: the weights as Hugging Face tensors (`readCheckpointWeights`);
  * - `load`: the whole `loadCheckpoint` (config, vocabulary, weights into the model's variables).
@@ -27,14 +26,13 @@ function flag(name: string, fallback: string): string {
   return i >= 0 ? Deno.args[i + 1] : fallback;
 }
 
-let libc: { symbols: { getrusage: (who: number, buf: Uint8Array<ArrayBuffer>) => number } } | undefined;
-
-/** The process's peak resident set (getrusage's ru_maxrss, glibc through FFI), MB. */
+/**
+ * The process's peak resident set (VmHWM), MB. Not getrusage: its ru_maxrss survives execve, so a child would
+ * report its parent's peak. Deno grants /proc/self only with all permissions, hence `-A` for the children.
+ */
 function peakRssMb(): number {
-  libc ??= Deno.dlopen("libc.so.6", { getrusage: { parameters: ["i32", "buffer"], result: "i32" } });
-  const usage = new Uint8Array(144); // struct rusage: two timevals, then ru_maxrss (a long, KiB)
-  if (libc.symbols.getrusage(0, usage) !== 0) throw new Error("getrusage failed");
-  return Number(new DataView(usage.buffer).getBigInt64(32, true)) / 1024;
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(status.match(/VmHWM:\s+(\d+)/)![1]) / 1024;
 }
 
 const SHAPES: Record<string, Record<string, number>> = {
@@ -119,10 +117,7 @@ for (let r = 0; r < runs; r++) {
       const out = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
-          "--allow-read",
-          "--allow-env",
-          "--allow-ffi",
-          "--allow-sys",
+          "-A",
           import.meta.filename!,
           "--child",
           mode,
