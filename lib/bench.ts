@@ -331,7 +331,7 @@ export interface BenchRow {
   minMs: number;
   /** Examples (or texts) per second at the median. */
   examplesPerS?: number;
-  /** GFLOP/s (matmul only). */
+  /** GFLOP/s: of the product (matmul rows), or of a step's matrix products ({@linkcode matmulFlops}, train/infer rows). */
   gflops?: number;
   /** Peak resident set size of the process (getrusage's high-water mark where available), MB. */
   peakRssMb?: number;
@@ -364,6 +364,125 @@ function readCpuinfo(): string | undefined {
   const n = Number(c.read(fd, buf, BigInt(buf.length)));
   c.close(fd);
   return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+}
+
+/** Vector-extension flags worth showing, in this order (x86 `flags`, Arm `Features`). */
+const VECTOR_FLAGS = [
+  "sse4_2",
+  "avx",
+  "avx2",
+  "fma",
+  "f16c",
+  "avx_vnni",
+  "avx512f",
+  "avx512bw",
+  "avx512cd",
+  "avx512dq",
+  "avx512vl",
+  "avx512ifma",
+  "avx512vbmi",
+  "avx512_vbmi2",
+  "avx512_vnni",
+  "avx512_bf16",
+  "avx512_fp16",
+  "avx512_bitalg",
+  "avx512_vpopcntdq",
+  "amx_tile",
+  "amx_bf16",
+  "amx_int8",
+  "asimd",
+  "asimdhp",
+  "asimddp",
+  "i8mm",
+  "bf16",
+  "sve",
+  "sve2",
+];
+
+/**
+ * The CPU's vector extensions (AVX2, FMA, the AVX-512 subsets, AMX; Arm's ASIMD and SVE) from /proc/cpuinfo's
+ * first `flags`/`Features` line, in a fixed order; empty where /proc/cpuinfo cannot be read (not Linux).
+ */
+export function cpuVectorExtensions(cpuinfo: string | undefined = readCpuinfo()): string[] {
+  const line = cpuinfo && /^(?:flags|Features)\s*:\s*(.*)$/m.exec(cpuinfo)?.[1];
+  if (!line) return [];
+  const have = new Set(line.trim().split(/\s+/));
+  return VECTOR_FLAGS.filter((f) => have.has(f));
+}
+
+/** One {@linkcode measureSgemm} result. */
+export interface SgemmRate {
+  /** The library, e.g. `OpenBLAS`, with its build configuration where it reports one. */
+  library: string;
+  /** The product measured, e.g. `[4096x768] x [768x768]`. */
+  product: string;
+  /** Threads the library used, when it can say. */
+  threads?: number;
+  /** Median GFLOP/s. */
+  gflops: number;
+  /** Fastest call's GFLOP/s. */
+  bestGflops: number;
+}
+
+/**
+ * The machine's `sgemm` rate: CBLAS `sgemm` called directly (lib/blas.ts, outside tfjs) on BERT-Base's dense-layer
+ * product `[m x k] x [k x n]` (default 4096 x 768 x 768, 4.8 GFLOP per call), median of `reps` calls after one
+ * warm-up. The reference for the training rows' GFLOP/s. Undefined where no BLAS library loads.
+ */
+export async function measureSgemm(
+  o: { m?: number; n?: number; k?: number; reps?: number; threads?: number } = {},
+): Promise<SgemmRate | undefined> {
+  const { loadBlas } = await import("./blas.ts");
+  const blas = loadBlas({ threads: o.threads });
+  if (!blas) return undefined;
+  const m = o.m ?? 4096, n = o.n ?? 768, k = o.k ?? 768;
+  const a = new Float32Array(m * k), b = new Float32Array(k * n), c = new Float32Array(m * n);
+  for (let i = 0; i < a.length; i++) a[i] = ((i * 7919) % 1000) / 1000 - 0.5;
+  for (let i = 0; i < b.length; i++) b[i] = ((i * 104729) % 1000) / 1000 - 0.5;
+  const times: number[] = [];
+  for (let r = 0; r < (o.reps ?? 7) + 1; r++) {
+    const t0 = performance.now();
+    blas.sgemm({ m, n, k, a, b, c });
+    if (r > 0) times.push(performance.now() - t0);
+  }
+  const flops = 2 * m * n * k;
+  const config = blas.config?.replace(/\s+/g, " ");
+  return {
+    library: config ? `${blas.vendor} (${config})` : blas.vendor,
+    product: `[${m}x${k}] x [${k}x${n}]`,
+    threads: blas.getThreads(),
+    gflops: flops / median(times) / 1e6,
+    bestGflops: flops / Math.min(...times) / 1e6,
+  };
+}
+
+/**
+ * Multiply-add FLOPs in the matrix products of one step of `shape` (dense layers, attention scores and context,
+ * pooler, classifier; embeddings and elementwise work excluded): the forward pass for `infer`, three times it for
+ * `train` (forward, then the gradients of both operands). BERT-Base at 8x128 trains at ~0.54 TFLOP per step.
+ */
+export function matmulFlops(shape: BenchShape, what: "train" | "infer", numLabels = 2): number {
+  const { layers, hidden: h, intermediate: f, batch, seqLength: s } = shape;
+  const tokens = batch * s;
+  const perLayer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * s * s * h;
+  const forward = layers * perLayer + 2 * batch * (h * h + h * numLabels);
+  return what === "train" ? 3 * forward : forward;
+}
+
+/**
+ * The lines printed beside every bench table so that figures from different machines can be read: the CPU, its
+ * vector extensions, and the measured sgemm rate.
+ */
+export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVectorExtensions()): string[] {
+  const { cpu, cores } = machineInfo();
+  return [
+    `machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
+    `cpu vector extensions: ${ext.length ? ext.join(" ") : "unknown (/proc/cpuinfo not readable)"}`,
+    sgemm
+      ? `sgemm: ${sgemm.gflops.toFixed(1)} GFLOP/s (best ${sgemm.bestGflops.toFixed(1)}), ${sgemm.product}, ` +
+        `${sgemm.threads ?? "?"} threads, ${sgemm.library}`
+      : "sgemm: not measured (no CBLAS library loads: apt-get install libopenblas0-pthread, and --allow-ffi)",
+  ];
 }
 
 function median(xs: number[]): number {
@@ -497,6 +616,7 @@ async function timeSteps(
     msPerStep: ms,
     minMs: Math.min(...times),
     examplesPerS: shape.batch * 1000 / ms,
+    gflops: what === "train" || what === "infer" ? matmulFlops(shape, what) / ms / 1e6 : undefined,
     peakRssMb: mem.rss / 2 ** 20,
     peakTensorMb: mem.tensors / 2 ** 20,
   };

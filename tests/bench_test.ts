@@ -10,9 +10,14 @@ import {
   benchMatMul,
   type BenchShape,
   benchTrain,
+  cpuVectorExtensions,
   disposeBatch,
   formatTable,
+  machineLines,
+  matmulFlops,
+  measureSgemm,
   randomBatch,
+  SHAPES,
   trainStep,
 } from "../lib/bench.ts";
 import { BertModel, configFromJson } from "../lib/model.ts";
@@ -66,6 +71,7 @@ Deno.test("bench: train/infer/matmul rows have sane figures and the table has ev
     assert(r.peakRssMb! > 10, `${r.what} peak RSS ${r.peakRssMb} MB`);
     assertEquals(r.shape, "unit 4x12");
     assertEquals(r.examplesPerS, SMALL.batch * 1000 / r.msPerStep);
+    assertEquals(r.gflops, matmulFlops(SMALL, r.what as "train" | "infer") / r.msPerStep / 1e6);
   }
   assert(mm.gflops! > 0 && Number.isFinite(mm.gflops!), `matmul GFLOP/s ${mm.gflops}`);
   const table = formatTable([train, infer, mm]);
@@ -73,4 +79,48 @@ Deno.test("bench: train/infer/matmul rows have sane figures and the table has ev
     assert(table.includes(col), `column ${col}`);
   }
   assertEquals(table.trim().split("\n").length, 5, "header, rule and three rows");
+});
+
+Deno.test("bench: vector extensions come from the first flags/Features line, in a fixed order", () => {
+  const x86 =
+    "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx512vl avx2 fma avx avx512f avx512_bf16 " +
+    "avx512bw\n\nprocessor\t: 1\nflags\t\t: fpu amx_tile\n";
+  assertEquals(cpuVectorExtensions(x86), [
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_bf16",
+  ]);
+  assertEquals(cpuVectorExtensions("processor\t: 0\nFeatures\t: fp asimd evtstrm sve i8mm\n"), [
+    "asimd",
+    "i8mm",
+    "sve",
+  ]);
+  assertEquals(cpuVectorExtensions("no flags here"), []);
+  const lines = machineLines(undefined, []);
+  assert(lines[1].includes("unknown") && lines[2].includes("not measured"), lines.join("\n"));
+});
+
+Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.54 TFLOP per training step)", () => {
+  // per layer: 2 * 1024 tokens * (4 * 768^2 + 2 * 768 * 3072) + scores and context 2 * 2 * 8 * 128^2 * 768;
+  // 12 layers, plus pooler 2 * 8 * 768^2 and classifier 2 * 8 * 768 * 2; training = 3x the forward pass.
+  const forward = 12 * (2 * 1024 * 7_077_888 + 402_653_184) + 2 * 8 * (589_824 + 1_536);
+  assertEquals(matmulFlops(SHAPES.base, "infer"), forward);
+  assertEquals(matmulFlops(SHAPES.base, "train"), 3 * forward);
+  assert(Math.abs(matmulFlops(SHAPES.base, "train") / 0.54e12 - 1) < 0.01, "~0.54 TFLOP");
+});
+
+Deno.test("bench: measureSgemm reports a positive rate where a BLAS library loads", async () => {
+  const r = await measureSgemm({ m: 64, n: 48, k: 32, reps: 3 });
+  if (!r) {
+    console.warn("measureSgemm: no CBLAS library here (skipped)");
+    return;
+  }
+  assert(r.gflops > 0 && Number.isFinite(r.gflops) && r.bestGflops >= r.gflops, `${r.gflops} / ${r.bestGflops}`);
+  assertEquals(r.product, "[64x32] x [32x48]");
+  assert(machineLines(r)[2].startsWith(`sgemm: ${r.gflops.toFixed(1)} GFLOP/s`), machineLines(r)[2]);
 });

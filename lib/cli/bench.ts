@@ -12,7 +12,9 @@ import {
   benchTokenizer,
   benchTrain,
   formatTable,
-  machineInfo,
+  machineLines,
+  matmulFlops,
+  measureSgemm,
   SHAPES,
 } from "../bench.ts";
 
@@ -58,8 +60,10 @@ export async function run(args: ParsedArgs): Promise<void> {
   const model = args.flags.model as string;
   if (model !== "bert" && model !== "mini") throw new UsageError(`--model must be bert or mini, got "${model}"`);
   const threads = args.flags.threads as number | undefined;
-  const { cpu, cores } = machineInfo();
-  console.log(`machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`);
+  // The CPU's vector extensions and its measured sgemm rate go beside every table, so that figures from different
+  // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
+  const machine = machineLines(await measureSgemm({ threads }));
+  for (const l of machine) console.log(l);
   const rows: BenchRow[] = [];
   const show = (r: BenchRow) => {
     rows.push(r);
@@ -84,7 +88,7 @@ export async function run(args: ParsedArgs): Promise<void> {
   if (args.flags.pytorch) {
     for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
   }
-  console.log(`\n${formatTable(rows)}`);
+  console.log(`\n${machine.join("\n")}\n${formatTable(rows)}`);
   if (rows.filter((r) => r.peakRssMb !== undefined && !r.engine.startsWith("pytorch")).length > 1) {
     console.log(
       "\npeak RSS is this process's high-water mark so far, so later rows include earlier ones: for a row's own " +
@@ -160,6 +164,7 @@ async function runPytorch(
       console.warn(`--pytorch skipped: ${r.error}`);
       continue;
     }
+    const shape = SHAPES[r.shape];
     rows.push({
       what: r.what,
       engine: r.engine,
@@ -168,6 +173,10 @@ async function runPytorch(
       msPerStep: r.ms_per_step,
       minMs: r.min_ms,
       examplesPerS: r.examples_per_s,
+      gflops:
+        shape && shape.batch === r.batch && shape.seqLength === r.seq && (r.what === "train" || r.what === "infer")
+          ? matmulFlops(shape, r.what) / r.ms_per_step / 1e6
+          : undefined,
       peakRssMb: r.peak_rss_mb,
       cpuPct: r.cpu_pct,
     });
