@@ -77,7 +77,11 @@ export const spec: CommandSpec = {
     "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch and the end)" },
     "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
     "eval-batch-size": { type: "number", default: 64, help: "instances per evaluation batch" },
-    resume: { type: "boolean", help: "continue from the newest complete checkpoint in --output" },
+    resume: {
+      type: "boolean",
+      help: "continue from the newest complete checkpoint in --output, with its hyper-parameters; a larger --steps " +
+        "trains longer (warm-up and decay are recomputed for the new total); Ctrl-C saves a checkpoint first",
+    },
     overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
     backend: { help: "tfjs backend: auto, tensorflow, blas, wasm, cpu (default: auto / BERT_BACKEND)" },
     threads: { type: "number", help: "wasm/BLAS threads" },
@@ -208,6 +212,7 @@ export async function run(args: ParsedArgs): Promise<void> {
       resume: f.resume === true ? true : undefined,
       overwrite: f.overwrite === true,
       quiet: f.quiet === true,
+      handleSignals: true, // Ctrl-C: finish the update, save a checkpoint, say how to resume
       onProgress: display?.onProgress,
     });
     await display?.done();
