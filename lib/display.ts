@@ -57,6 +57,23 @@ export function flushOutput(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 1));
 }
 
+type BroadcastOp = (type: string, content: unknown, metadata: unknown, buffers: unknown[]) => Promise<void>;
+
+/**
+ * The Deno kernel's `op_jupyter_broadcast`, whose promise `Deno.jupyter.broadcast` (2.9.5) drops; undefined when
+ * this Deno does not expose it (then displays go through `Deno.jupyter.display` and {@linkcode flushOutput} only).
+ */
+function broadcastOp(): BroadcastOp | undefined {
+  try {
+    const internal = (Deno as unknown as { internal: symbol }).internal;
+    const core = (Deno as unknown as Record<symbol, { core?: { ops?: Record<string, unknown> } }>)[internal]?.core;
+    const op = core?.ops?.op_jupyter_broadcast;
+    return typeof op === "function" ? op as BroadcastOp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options of {@linkcode displayBundle}. */
 export interface DisplayBundleOptions {
   /** Names the output so that later calls with `update: true` replace it in place. */
@@ -72,10 +89,22 @@ export interface DisplayBundleOptions {
  */
 export async function displayBundle(bundle: MimeBundle, options: DisplayBundleOptions = {}): Promise<void> {
   if (isNotebook()) {
-    const jupyterOptions: Deno.jupyter.DisplayOptions = { raw: true };
-    if (options.displayId !== undefined) jupyterOptions.display_id = options.displayId;
-    if (options.update) jupyterOptions.update = true;
-    await Deno.jupyter.display(bundle as Deno.jupyter.MediaBundle, jupyterOptions);
+    const send = broadcastOp();
+    if (send) {
+      // The kernel's own op, awaited: resolves once the message is on the iopub socket.
+      const transient = options.displayId !== undefined ? { display_id: options.displayId } : {};
+      await send(
+        options.update ? "update_display_data" : "display_data",
+        { data: bundle, metadata: {}, transient },
+        {},
+        [],
+      );
+    } else {
+      const jupyterOptions: Deno.jupyter.DisplayOptions = { raw: true };
+      if (options.displayId !== undefined) jupyterOptions.display_id = options.displayId;
+      if (options.update) jupyterOptions.update = true;
+      await Deno.jupyter.display(bundle as Deno.jupyter.MediaBundle, jupyterOptions);
+    }
     await flushOutput();
     return;
   }
