@@ -7,7 +7,8 @@
  * - `read`: the weights as Hugging Face tensors (`readCheckpointWeights`);
  * - `load`: the whole `loadCheckpoint` (config, vocabulary, weights into the model's variables).
  *
- * Usage: deno task bench:load [--runs 3] [--backend blas] [--shape base|tiny]
+ * Usage: deno task bench:load [--runs 3] [--backend blas] [--shape base|tiny] [--modes read,load]
+ * (CPU time is reported beside wall time: on a busy machine it is the steadier figure.)
  * @module
  */
 import { initBackend } from "../../lib/backend.ts";
@@ -33,6 +34,12 @@ function flag(name: string, fallback: string): string {
 function peakRssMb(): number {
   const status = Deno.readTextFileSync("/proc/self/status");
   return Number(status.match(/VmHWM:\s+(\d+)/)![1]) / 1024;
+}
+
+/** User + system CPU time of the process so far (/proc/self/stat, 100 ticks a second), ms. */
+function cpuMs(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const SHAPES: Record<string, Record<string, number>> = {
@@ -93,6 +100,7 @@ if (Deno.args[0] === "--child") {
   const [, mode, dir, backend] = Deno.args;
   await initBackend({ backend: backend as "blas", quiet: true });
   const before = peakRssMb();
+  const c0 = cpuMs();
   const t0 = performance.now();
   if (mode === "read") {
     const { tensors } = await readCheckpointWeights(dir);
@@ -102,17 +110,18 @@ if (Deno.args[0] === "--child") {
     model.dispose();
   }
   const ms = performance.now() - t0;
-  console.log(JSON.stringify({ ms, startRss: before, peakRss: peakRssMb() }));
+  console.log(JSON.stringify({ ms, cpu: cpuMs() - c0, startRss: before, peakRss: peakRssMb() }));
   Deno.exit(0);
 }
 
 const runs = Number(flag("runs", "3"));
 const backend = flag("backend", "blas");
 const shape = flag("shape", "base");
+const modes = flag("modes", "read,load").split(",");
 await generate(shape);
-const results: Record<string, { ms: number[]; peak: number[]; start: number }> = {};
+const results: Record<string, { ms: number[]; cpu: number[]; peak: number[]; start: number }> = {};
 for (let r = 0; r < runs; r++) {
-  for (const mode of ["read", "load"]) {
+  for (const mode of modes) {
     for (const format of FORMATS) {
       const out = await new Deno.Command(Deno.execPath(), {
         args: [
@@ -130,21 +139,23 @@ for (let r = 0; r < runs; r++) {
       if (!out.success) throw new Error(`child ${mode} ${format} failed`);
       const m = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
       const key = `${mode} ${format}`;
-      results[key] ??= { ms: [], peak: [], start: m.startRss };
+      results[key] ??= { ms: [], cpu: [], peak: [], start: m.startRss };
       results[key].ms.push(m.ms);
+      results[key].cpu.push(m.cpu);
       results[key].peak.push(m.peakRss);
     }
   }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\n${shape} (${backend} backend), median of ${runs} runs, each in a fresh process:`);
-console.log("| step | format | file MB | time ms | peak RSS MB (process start) |");
-console.log("| --- | --- | ---: | ---: | ---: |");
+console.log("| step | format | file MB | wall ms | CPU ms | peak RSS MB (before the step) |");
+console.log("| --- | --- | ---: | ---: | ---: | ---: |");
 for (const [key, r] of Object.entries(results)) {
   const [mode, format] = key.split(" ");
   const mb = (await sizeOf(`${ROOT}/${shape}/${format}`)) / 1e6;
   console.log(
-    `| ${mode} | ${format} | ${mb.toFixed(0)} | ${median(r.ms).toFixed(0)} | ${median(r.peak).toFixed(0)} ` +
+    `| ${mode} | ${format} | ${mb.toFixed(0)} | ${median(r.ms).toFixed(0)} | ${median(r.cpu).toFixed(0)} | ` +
+      `${median(r.peak).toFixed(0)} ` +
       `(${r.start.toFixed(0)}) |`,
   );
 }
