@@ -434,9 +434,10 @@ export function transposeEntry(entry: TensorEntry): TensorEntry {
 
 /**
  * Google-named tensors (`[in, out]` kernels) as Hugging Face-named tensors (`[out, in]`). Optimizer slots and
- * `global_step` are left out and listed in `skipped`.
+ * `global_step` are left out and listed in `skipped`. With `consume`, each entry is removed from `tensors` once
+ * mapped, so that a transposed kernel's original can be freed at once (a BERT-Base load then never holds both).
  */
-export function googleToHf(tensors: Record<string, TensorEntry>): {
+export function googleToHf(tensors: Record<string, TensorEntry>, options: { consume?: boolean } = {}): {
   tensors: Record<string, TensorEntry>;
   skipped: string[];
 } {
@@ -449,6 +450,7 @@ export function googleToHf(tensors: Record<string, TensorEntry>): {
     }
     const { name, transpose } = googleNameToHf(key);
     out[name] = transpose && entry.shape.length === 2 ? transposeEntry(entry) : entry;
+    if (options.consume) delete tensors[key];
   }
   return { tensors: out, skipped };
 }

@@ -218,8 +218,8 @@ export async function readWeightsSource(source: WeightsSource): Promise<ReadWeig
   const tensors: Record<string, TensorEntry> = {};
   if (source.format === "tensorflow") {
     const { tensors: raw, index } = await readTfCheckpoint(source.path);
-    const mapped = googleToHf(raw);
     const skipped = index.entries.map((e) => e.name).filter((n) => !(n in raw));
+    const mapped = googleToHf(raw, { consume: true });
     return {
       tensors: mapped.tensors,
       skipped,
