@@ -5,6 +5,7 @@
  * lib/squad_train.ts with the same loop.
  * @module
  */
+import { findWeights } from "../io/weights.ts";
 import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
 import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
 import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
@@ -64,7 +65,10 @@ export const spec: CommandSpec = {
         "otherwise the classification task of the features (for the headline metric)",
     },
     vocab: { help: "[squad with --config] the vocabulary the features were made with" },
-    model: { help: "checkpoint folder to fine-tune (config.json, vocab.txt, model.safetensors)" },
+    model: {
+      help: "checkpoint folder to fine-tune: config.json (or bert_config.json), vocab.txt, and model.safetensors, " +
+        "pytorch_model.bin or a TensorFlow checkpoint (bert_model.ckpt.index + .data-*)",
+    },
     config: { help: "random initialisation instead: tiny (2x128), mini (4x256), base (12x768) or a config.json" },
     output: { help: "run folder for checkpoints (default: the folder above --features)" },
     lr: {
@@ -214,7 +218,8 @@ export async function chooseModelSource(options: {
   const vocabPath = options.features.metadata.vocab_path;
   if (!options.config && vocabPath) {
     const dir = dirname(vocabPath);
-    if (await exists(join(dir, "model.safetensors")) && await exists(join(dir, "config.json"))) {
+    const hasConfig = (await exists(join(dir, "config.json"))) || (await exists(join(dir, "bert_config.json")));
+    if (hasConfig && (await findWeights(dir)).chosen) {
       return { kind: "checkpoint", dir };
     }
   }
