@@ -15,6 +15,7 @@ import { loadCheckpoint, type LoadReport } from "./checkpoint.ts";
 import { type Dataset, type Example, readDelimited } from "./data.ts";
 import { checkFeaturesMatch, convertExample, convertExamples, type FeatureSet, loadFeatures } from "./features.ts";
 import { exists, join, writeFileAtomic, writeJsonAtomic } from "./fsutil.ts";
+import { poolShape } from "./kernels/pool.ts";
 import {
   type ClassificationMetrics,
   computeMetrics,
@@ -71,6 +72,7 @@ export function featureBatch(
       }
     }
   }
+  poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
   const ids = new Int32Array(b * seq), types = new Int32Array(b * seq), mask = new Int32Array(b * seq);
   const labels = new Int32Array(b);
   for (let r = 0; r < b; r++) {

@@ -38,6 +38,10 @@ let maxPooledBytes = (() => {
   return 2 ** 30;
 })();
 let stats = { reused: 0, allocated: 0, released: 0 };
+/** Lengths requested since the input shape last changed, and during the shape before (see poolShape). */
+let requestedNow = new Set<number>();
+let requestedBefore = new Set<number>();
+let shapeKey: string | undefined;
 
 /**
  * A Float32Array of `length` from the pool (or new). With `zero: false` its contents are arbitrary: only
@@ -45,6 +49,7 @@ let stats = { reused: 0, allocated: 0, released: 0 };
  */
 export function allocF32(length: number, zero = true): Float32Array {
   if (length < POOL_MIN_LENGTH) return new Float32Array(length);
+  requestedNow.add(length);
   const list = free.get(length);
   const recycled = list?.pop();
   if (recycled) {
@@ -79,6 +84,27 @@ export function isPrivateArray(values: unknown): values is Float32Array {
   if (!(values instanceof Float32Array)) return false;
   const o = owned.get(values.buffer as ArrayBuffer);
   return !!o && o.written && !o.poisoned && o.array === values;
+}
+
+/**
+ * Tells the pool the shape of the work's inputs (e.g. `"32x57"` for a batch of 32 rows trimmed to 57 tokens).
+ * When it changes, arrays of lengths that were not requested under both of the last two shapes are dropped: they
+ * were sized for activations of an earlier shape and would be reused only if that exact shape came back, while
+ * lengths every shape uses (gradients and optimiser temporaries of the weights) stay. Without this a training run
+ * on padding-trimmed batches, whose sequence length changes from batch to batch, fills the pool with one set of
+ * activation arrays per length seen, up to `BERT_POOL_MB` (1 GiB): that was most of a real `train` run's 1.2-1.7 GB.
+ * Fixed-shape work (the bench, pre-training) never changes shape and keeps its pool.
+ */
+export function poolShape(key: string): void {
+  if (key === shapeKey) return;
+  shapeKey = key;
+  for (const [length, list] of free) {
+    if (requestedNow.has(length) && requestedBefore.has(length)) continue;
+    for (const a of list) pooledBytes -= a.byteLength;
+    free.delete(length);
+  }
+  requestedBefore = requestedNow;
+  requestedNow = new Set();
 }
 
 /** Empties the pool (its arrays are then freed by V8's garbage collector). */
