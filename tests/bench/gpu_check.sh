@@ -106,6 +106,10 @@ bench() { # bench BACKEND SHAPE LIMIT_S: one shape per process, so peak RSS is t
   out=$(timeout "$limit" "${RUN[@]}" lib/cli.ts bench --backend "$backend" --shapes "$shape" --what train,infer \
     --steps "$STEPS" --warmup 2 2>&1)
   rc=$?
+  if [ -z "${SGEMM_SHOWN:-}" ] && grep -q '^sgemm:' <<<"$out"; then
+    log "    $(grep -m1 '^sgemm:' <<<"$out")"
+    SGEMM_SHOWN=1
+  fi
   # the bench's closing table (header, rule, one row per measurement), aligned as printed
   while IFS= read -r l; do log "    $l"; done < <(awk '/^what /{t=""} {t=t $0 "\n"} END{printf "%s", t}' <<<"$out" |
     grep -E '^(what |-+ |train |infer )')
