@@ -49,6 +49,8 @@ export interface ChooseStartingModelOptions {
   downloadTimeoutMs?: number;
   /** The shipped folder (default {@linkcode shippedModelDir}); tests point it elsewhere. */
   shippedDir?: string;
+  /** The hub cache (default `.cache/hub`, as `download` uses). */
+  cache?: string;
 }
 
 /** The lines printed when a run starts from the shipped model. */
@@ -86,7 +88,7 @@ export async function chooseStartingModel(options: ChooseStartingModelOptions = 
     return { dir: options.model, kind: "given", why: options.model };
   }
   try {
-    const cached = await downloadModel(DEFAULT_MODEL_ID, { offline: true });
+    const cached = await downloadModel(DEFAULT_MODEL_ID, { offline: true, cache: options.cache });
     return { dir: cached.dir, kind: "hub-cache", why: `${DEFAULT_MODEL_ID} from the cache (${cached.dir})` };
   } catch { /* not cached */ }
   let hubWhy: string;
@@ -102,7 +104,7 @@ export async function chooseStartingModel(options: ChooseStartingModelOptions = 
         timer = setTimeout(() => reject(new Error(`no answer from the hub within ${ms / 1000} s`)), ms);
       });
       try {
-        const { dir } = await Promise.race([downloadModel(DEFAULT_MODEL_ID), timeout]);
+        const { dir } = await Promise.race([downloadModel(DEFAULT_MODEL_ID, { cache: options.cache }), timeout]);
         return { dir, kind: "hub-download", why: `${DEFAULT_MODEL_ID} (downloaded to ${dir})` };
       } finally {
         clearTimeout(timer);

@@ -10,7 +10,7 @@
  * learning rate. A benchmark that prints figures, not a test.
  *
  * Usage: deno task bench:pretrained [--model data/pretrained] [--tasks sst2,imdb] [--lrs 1e-4,3e-4,1e-3]
- *        [--seeds 1,2,3] [--train-n 4000] [--test-n 2000] [--epochs 3] [--json FILE]
+ *        [--seeds 1,2,3] [--train-n 2000] [--test-n 2000] [--epochs 3] [--json FILE]
  * @module
  */
 import { initBackend } from "../../lib/backend.ts";
@@ -34,11 +34,11 @@ const modelDir = flag("model", "data/pretrained");
 const tasks = list(flag("tasks", "sst2,imdb"));
 const lrs = list(flag("lrs", "1e-4,3e-4,1e-3")).map(Number);
 const seeds = list(flag("seeds", "1,2,3")).map(Number);
-const trainN = Number(flag("train-n", "4000"));
+const trainN = Number(flag("train-n", "2000"));
 const testN = Number(flag("test-n", "2000"));
 const epochs = Number(flag("epochs", "3"));
 const jsonOut = flag("json", "");
-const sharedData = join(defaultImdbArchive(), "..", "..");
+const sharedData = defaultImdbArchive().replace(/\/imdb\/[^/]*$/, ""); // ../shared/data
 
 /** `n` examples of `d` drawn without replacement by a seeded shuffle (all of them when `n` >= their count). */
 function sample(d: Dataset, n: number, seed: number): Dataset {
