@@ -12,6 +12,7 @@ import {
   disposeBatch,
   evaluateCheckpoint,
   featureBatch,
+  lengthOrder,
   predict,
   predictionsTsv,
   runInference,
@@ -63,6 +64,29 @@ Deno.test("featureBatch: trimming trailing padding changes nothing in the logits
   a.flat().forEach((v, i) => assert(Math.abs(v - b.flat()[i]) < 1e-6, `logit ${i}: ${v} vs ${b.flat()[i]}`));
   disposeBatch(trimmed);
   disposeBatch(full);
+  model.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("runInference: length-sorted batches give the unsorted run's results, in the features' order", async () => {
+  const { dir, features } = await fixture();
+  // Unpadded lengths: [CLS] + words + [SEP] = 5, 4, 9, 6, 3 (every word is one vocabulary token).
+  assertEquals([...lengthOrder(features)], [4, 1, 0, 3, 2]);
+  const model = tinyModel({ seed: 5 });
+  const sorted = await runInference(model, features, { batchSize: 2 });
+  const unsorted = await runInference(model, features, { batchSize: 2, sortByLength: false });
+  // Each row alone, untrimmed: an independent reference for both.
+  for (let i = 0; i < features.n; i++) {
+    const one = featureBatch(features, [i], { trimPadding: false });
+    const ref = tf.tidy(() => model.forward(one).logits!.dataSync());
+    disposeBatch(one);
+    for (let j = 0; j < 2; j++) {
+      assert(Math.abs(sorted.logits[2 * i + j] - ref[j]) < 1e-6, `sorted row ${i}: ${sorted.logits[2 * i + j]}`);
+      assert(Math.abs(unsorted.logits[2 * i + j] - ref[j]) < 1e-6, `unsorted row ${i}`);
+    }
+  }
+  assertEquals([...sorted.predictions], [...unsorted.predictions]);
+  assert(Math.abs(sorted.loss - unsorted.loss) < 1e-6, `loss ${sorted.loss} vs ${unsorted.loss}`);
   model.dispose();
   await Deno.remove(dir, { recursive: true });
 });
