@@ -475,12 +475,18 @@ export function matmulFlops(shape: BenchShape, what: "train" | "infer", numLabel
  */
 export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVectorExtensions()): string[] {
   const { cpu, cores } = machineInfo();
+  let coretype: string | undefined;
+  try {
+    coretype = Deno.env.get("OPENBLAS_CORETYPE");
+  } catch { /* no --allow-env */ }
+  // OPENBLAS_CORETYPE overrides OpenBLAS's kernel choice (e.g. Haswell's AVX2 kernels on an AVX-512 CPU): say so.
+  const forced = coretype ? `; OPENBLAS_CORETYPE=${coretype} from the environment overrides OpenBLAS's own choice` : "";
   return [
     `machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
     `cpu vector extensions: ${ext.length ? ext.join(" ") : "unknown (/proc/cpuinfo not readable)"}`,
     sgemm
       ? `sgemm: ${sgemm.gflops.toFixed(1)} GFLOP/s (best ${sgemm.bestGflops.toFixed(1)}), ${sgemm.product}, ` +
-        `${sgemm.threads ?? "?"} threads, ${sgemm.library}`
+        `${sgemm.threads ?? "?"} threads, ${sgemm.library}${forced}`
       : "sgemm: not measured (no CBLAS library loads: apt-get install libopenblas0-pthread, and --allow-ffi)",
   ];
 }
