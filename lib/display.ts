@@ -37,31 +37,63 @@ export function escapeHtml(text: unknown): string {
 }
 
 /**
- * The largest display message (characters of its data) that reaches the front end in order. The Deno kernel
- * (2.9.5) sends larger iopub messages late, after it has reported the cell idle, and stock Jupyter clients
- * (nbclient, `jupyter nbconvert --execute`) then drop them; see {@linkcode flushOutput}.
+ * The largest display message (characters of its data) the library sends: well under the 128 KB high-water mark
+ * of the Deno kernel's iopub socket (2.9.5), over which that socket drops messages; see {@linkcode flushOutput}.
  */
 export const MAX_DISPLAY_CHARS = 100_000;
 
 /**
- * Lets the Deno kernel send everything a cell has queued (displays and `console.log` lines) before the cell ends.
- *
- * Why: in Deno 2.9.5, `Deno.jupyter.display()` does not wait for its message to be sent (`broadcast` drops the
- * op's promise), and `console.log` text goes through a channel that another task empties. Both are sent on a
- * later turn of the event loop; a cell that ends first gets its `execute_reply` and `status: idle` before its last
- * outputs, and nbclient (`jupyter nbconvert --execute`) drops outputs that arrive after idle. One timer turn
- * (this function) lets the queued sends run. {@linkcode displayBundle} calls it after every display; call it at
- * the end of a notebook cell whose last statement is a `console.log`.
+ * The iopub port of the kernel this code runs in (from the connection file named on its command line), or
+ * undefined outside a Linux Deno kernel. Read once.
  */
-export function flushOutput(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 1));
+let iopubPortCache: { port?: number } | undefined;
+function iopubPort(): number | undefined {
+  if (iopubPortCache) return iopubPortCache.port;
+  iopubPortCache = {};
+  try {
+    const args = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
+    const at = args.indexOf("--conn");
+    if (at >= 0) {
+      const port = JSON.parse(Deno.readTextFileSync(args[at + 1])).iopub_port;
+      if (Number.isInteger(port)) iopubPortCache.port = port;
+    }
+  } catch { /* not Linux, or not a kernel: no delivery check */ }
+  return iopubPortCache.port;
+}
+
+/**
+ * Bytes of the iopub stream not yet read by the client: the kernel side's send queue plus the client side's
+ * receive queue of every TCP connection to `port` (`/proc/net/tcp{,6}`, columns `tx_queue:rx_queue`). Undefined
+ * when they cannot be read.
+ */
+export function iopubBytesInFlight(port: number, tables?: string[]): number | undefined {
+  let total = 0;
+  let seen = false;
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const table of tables ?? ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = tables ? table : Deno.readTextFileSync(table);
+    } catch {
+      continue;
+    }
+    seen = true;
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5 || f[3] !== "01") continue; // ESTABLISHED only
+      const [tx, rx] = f[4].split(":").map((h) => parseInt(h, 16));
+      if (f[1].endsWith(`:${hexPort}`)) total += tx; // the kernel's end: sent, not yet taken by the client
+      else if (f[2].endsWith(`:${hexPort}`)) total += rx; // the client's end: arrived, not yet read
+    }
+  }
+  return seen ? total : undefined;
 }
 
 type BroadcastOp = (type: string, content: unknown, metadata: unknown, buffers: unknown[]) => Promise<void>;
 
 /**
  * The Deno kernel's `op_jupyter_broadcast`, whose promise `Deno.jupyter.broadcast` (2.9.5) drops; undefined when
- * this Deno does not expose it (then displays go through `Deno.jupyter.display` and {@linkcode flushOutput} only).
+ * this Deno does not expose it (then displays go through `Deno.jupyter.display`).
  */
 function broadcastOp(): BroadcastOp | undefined {
   try {
@@ -74,6 +106,79 @@ function broadcastOp(): BroadcastOp | undefined {
   }
 }
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A display id no output has: an `update_display_data` for it is ignored by every front end. */
+const NUDGE_ID = "bert-iopub-flush";
+
+/** Sends a tiny message that front ends ignore; each send makes the kernel's iopub socket write what it holds. */
+async function nudge(): Promise<void> {
+  const content = { data: { "text/plain": "" }, metadata: {}, transient: { display_id: NUDGE_ID } };
+  const send = broadcastOp();
+  if (send) await send("update_display_data", content, {}, []);
+  else await Deno.jupyter.broadcast("update_display_data", content);
+}
+
+/**
+ * Bytes in flight on the iopub connection below which the kernel's last write cannot have been refused: far less
+ * than a loopback TCP connection takes (its receive window alone starts at 64 KB).
+ */
+const SOCKET_NOT_FULL = 16 * 1024;
+
+/** Options of {@linkcode flushOutput}. */
+export interface FlushOutputOptions {
+  /** Give up waiting for a slow client after this many milliseconds (default 60,000). */
+  timeoutMs?: number;
+}
+
+/**
+ * Makes sure everything this cell has sent so far (displays and `console.log` lines) has left the kernel, so
+ * that it reaches the Jupyter client before the cell's `idle` and lands in this cell. Outside a notebook it only
+ * waits one timer turn.
+ *
+ * Why (Deno 2.9.5's kernel; its iopub socket is the pure-Rust `zeromq` crate's PUB socket, read in its source):
+ * - `Deno.jupyter.display()` does not wait for its send (`broadcast` drops the op's promise), and `console.log`
+ *   text is sent by another task: both go out on a later turn of the event loop;
+ * - the PUB socket writes with a no-op waker: bytes the OS socket does not take at once stay in the socket's own
+ *   buffer until the *next* message is sent, and while that buffer is over its 128 KB high-water mark new
+ *   messages are silently dropped (ZeroMQ's rule for a slow subscriber). With a client slowed by a busy CPU, a
+ *   cell's last outputs thus left after its `idle` (nbclient, behind `jupyter nbconvert --execute`, drops them)
+ *   or never.
+ *
+ * So, where `/proc/net/tcp` shows the connection (Linux): wait while the client has a socket's worth of bytes
+ * unread, then send a tiny message that every front end ignores (an update of a display id no output has) — each
+ * send makes the socket write what it holds — and check that the bytes in flight right after it are few, i.e.
+ * that the write was not refused; twice. Elsewhere it sends a few such messages over ~50 ms.
+ * {@linkcode displayBundle} calls it after every display; call it at the end of a notebook cell whose last
+ * statement is a `console.log`.
+ */
+export async function flushOutput(options: FlushOutputOptions = {}): Promise<void> {
+  await sleep(1); // console.log text: the kernel's stdout task sends it on a later turn
+  if (!isNotebook()) return;
+  const port = iopubPort();
+  if (port === undefined || iopubBytesInFlight(port) === undefined) {
+    for (const ms of [1, 5, 10, 30]) {
+      await nudge();
+      await sleep(ms);
+    }
+    return;
+  }
+  const deadline = performance.now() + (options.timeoutMs ?? 60_000);
+  let confirmed = 0;
+  let wait = 1;
+  while (confirmed < 2 && performance.now() < deadline) {
+    if (iopubBytesInFlight(port)! >= SOCKET_NOT_FULL) {
+      confirmed = 0;
+      await sleep(wait); // the client is behind: let it read
+      wait = Math.min(50, wait * 2);
+      continue;
+    }
+    wait = 1;
+    await nudge();
+    confirmed = iopubBytesInFlight(port)! < SOCKET_NOT_FULL ? confirmed + 1 : 0;
+  }
+}
+
 /** Options of {@linkcode displayBundle}. */
 export interface DisplayBundleOptions {
   /** Names the output so that later calls with `update: true` replace it in place. */
@@ -83,7 +188,7 @@ export interface DisplayBundleOptions {
 }
 
 /**
- * Sends a MIME bundle to the notebook and waits until the kernel has sent it ({@linkcode flushOutput}); keep
+ * Sends a MIME bundle to the notebook and waits until the client has it ({@linkcode flushOutput}); keep
  * bundles under {@linkcode MAX_DISPLAY_CHARS}. Outside a notebook it prints the bundle's `text/plain` (if any) to
  * stdout instead (updates are printed as new text).
  */
@@ -91,7 +196,7 @@ export async function displayBundle(bundle: MimeBundle, options: DisplayBundleOp
   if (isNotebook()) {
     const send = broadcastOp();
     if (send) {
-      // The kernel's own op, awaited: resolves once the message is on the iopub socket.
+      // The kernel's own op, awaited: resolves once the message is queued on the iopub socket.
       const transient = options.displayId !== undefined ? { display_id: options.displayId } : {};
       await send(
         options.update ? "update_display_data" : "display_data",

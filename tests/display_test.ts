@@ -2,9 +2,11 @@ import { assert, assertEquals, assertThrows } from "./shared.ts";
 import {
   createProgress,
   escapeHtml,
+  flushOutput,
   formatCell,
   formatDuration,
   htmlToText,
+  iopubBytesInFlight,
   isNotebook,
   tableHtml,
   tableText,
@@ -123,4 +125,24 @@ Deno.test("createProgress: extra fields are shown; bad total is an error", async
   await p.done({ step: 2, accuracy: 0.91234, split: "dev" });
   assert(out[0].includes("accuracy 0.9123") && out[0].includes("split dev"), out[0]);
   assertThrows(() => createProgress({ total: NaN }), Error, "total");
+});
+
+Deno.test("iopubBytesInFlight: the kernel's send queue plus the client's receive queue of established connections", () => {
+  // Lines as in /proc/net/tcp: the listening socket (st 0A) and both ends of one loopback connection to :AA01.
+  const table = [
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+    "   0: 0100007F:AA01 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0",
+    "   1: 0100007F:AA01 0100007F:DD1E 01 00016193:00000000 01:00000014 00000000     0        0 2 1 0 20 4 30 10 -1",
+    "   2: 0100007F:DD1E 0100007F:AA01 01 00000000:00015000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1",
+    "   3: 0100007F:1F90 0100007F:DD1F 01 00000400:00000000 00:00000000 00000000     0        0 4 1 0 20 4 30 10 -1",
+  ].join("\n");
+  assertEquals(iopubBytesInFlight(0xAA01, [table]), 0x16193 + 0x15000);
+  assertEquals(iopubBytesInFlight(0x1F90, [table]), 0x400);
+  assertEquals(iopubBytesInFlight(0x1234, [table]), 0);
+});
+
+Deno.test("flushOutput: outside a notebook it only waits a timer turn", async () => {
+  const started = performance.now();
+  await flushOutput();
+  assert(performance.now() - started < 1000);
 });
