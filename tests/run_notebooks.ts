@@ -27,16 +27,13 @@ const PYTHON = Deno.env.get("JUPYTER_PYTHON") ?? "/usr/bin/python3";
 const APT_COMMAND =
   "sudo apt-get update && sudo apt-get install -y --no-install-recommends jupyter-nbconvert jupyter-client";
 
-/** The shared golden BERT-Tiny-shaped checkpoint, as seen from notebooks/ (the kernel runs there). */
-const TINY_MODEL = `${SHARED.startsWith("/") ? "" : "../"}${SHARED}/golden/model/bert-tiny-shape-random-pretraining`;
-
 /**
  * Small-data parameter overrides per notebook (keys are `let` names in the notebook's parameters cell).
  * Every notebook needs an entry, so that a new notebook is never run on full data by accident.
  */
 export const SMALL_DATA: Record<string, Record<string, string | number | boolean>> = {
-  "01_prepare": { task: "sample", limit: 300, run: "nbtest", maxSeqLength: 64, model: HAVE_SHARED ? TINY_MODEL : "" },
-  "02_train": { run: "nbtest", model: HAVE_SHARED ? TINY_MODEL : "", epochs: 2, batchSize: 16, chartEvery: 2 },
+  "01_prepare": { task: "sample", limit: 300, run: "nbtest", maxSeqLength: 64 },
+  "02_train": { run: "nbtest", epochs: 2, batchSize: 16, chartEvery: 2 },
   "03_evaluate": { run: "nbtest" },
   "04_how_bert_learns": {
     run: "nbtest-04",
@@ -53,7 +50,6 @@ export const SMALL_DATA: Record<string, Record<string, string | number | boolean
   },
   "05_squad": {
     run: "nbtest-squad",
-    model: HAVE_SHARED ? TINY_MODEL : "",
     evalQuestions: 40,
     trainQuestions: 96,
     maxSeqLength: 128,
