@@ -6,7 +6,7 @@
  *    allowed (`download: true`);
  * 3. offline, the model shipped in the repository, `data/pretrained/`: a BERT-Tiny-shaped encoder pre-trained on
  *    this project's machines on the IMDB train reviews (its `README.md` is the model card: corpus, recipe, held-out
- *    figures and what it buys over random weights);
+ *    figures and how it fine-tunes against random weights);
  * 4. nothing: random weights, with a loud notice.
  *
  * {@linkcode chooseStartingModel} returns the folder and a sentence saying which was used and what that means.
@@ -56,11 +56,11 @@ export interface ChooseStartingModelOptions {
 /** The lines printed when a run starts from the shipped model. */
 export function shippedModelNotice(dir: string): string[] {
   return [
-    `Starting from ${dir}: a BERT-Tiny-shaped model pre-trained in this project on IMDB train reviews`,
-    "(masked-LM, about an hour of two CPU cores; see its README.md for the figures). It is much better",
-    "than random weights for English reviews and a fair start for other English text, but weaker than",
-    `Google's BERT-Tiny, which was pre-trained on far more text: \`deno task bert download ${DEFAULT_MODEL_ID}\``,
-    "puts that in the cache when the network is reachable, and runs then use it.",
+    `Starting from ${dir}: a BERT-Tiny-shaped model pre-trained by this project on IMDB train reviews`,
+    "(masked-LM, one hour of two CPU cores, ~30M tokens). It fills in masked words far better than chance,",
+    "but it has seen a thousandth of the text of Google's BERT-Tiny, and fine-tuned on a few thousand",
+    "examples it is NOT better than random weights yet (figures in its README.md). For real pre-trained",
+    `weights: \`deno task bert download ${DEFAULT_MODEL_ID}\` (runs then find it in the cache).`,
   ];
 }
 

@@ -10,7 +10,7 @@
  * learning rate. A benchmark that prints figures, not a test.
  *
  * Usage: deno task bench:pretrained [--model data/pretrained] [--tasks sst2,imdb] [--lrs 1e-4,3e-4,1e-3]
- *        [--seeds 1,2,3] [--train-n 2000] [--test-n 2000] [--epochs 3] [--json FILE]
+ *        [--seeds 1,2,3] [--train-n 2000] [--test-n 2000] [--epochs 3] [--inits pretrained,random] [--json FILE]
  * @module
  */
 import { initBackend } from "../../lib/backend.ts";
@@ -38,6 +38,7 @@ const trainN = Number(flag("train-n", "2000"));
 const testN = Number(flag("test-n", "2000"));
 const epochs = Number(flag("epochs", "3"));
 const jsonOut = flag("json", "");
+const inits = list(flag("inits", "pretrained,random"));
 const sharedData = defaultImdbArchive().replace(/\/imdb\/[^/]*$/, ""); // ../shared/data
 
 /** `n` examples of `d` drawn without replacement by a seeded shuffle (all of them when `n` >= their count). */
@@ -127,7 +128,7 @@ try {
   for (const name of tasks) {
     const data = await taskData(name, tokenizer);
     console.log(`\n== ${name}: ${data.train.n} training examples, scored on ${data.testName}`);
-    for (const init of ["pretrained", "random"]) {
+    for (const init of inits) {
       for (const lr of lrs) {
         const accs: number[] = [];
         for (const seed of seeds) {
@@ -172,6 +173,7 @@ try {
       }
       return top;
     };
+    if (inits.length < 2) continue;
     const p = best("pretrained"), r = best("random");
     console.log(
       `${name}: pre-trained ${pct(p.accs)} % (lr ${p.lr}) vs random ${pct(r.accs)} % (lr ${r.lr}): ` +

@@ -156,42 +156,49 @@ for (let s = every; s <= state.global_step; s += every) {
 const evals = state.eval_history as Record<string, number>[];
 let finetune = "Not measured yet: run `deno task bench:pretrained` (see below).";
 if (finetuneJson) {
-  const fj = JSON.parse(await Deno.readTextFile(finetuneJson));
-  const rows: string[] = [];
-  for (const task of [...new Set(fj.results.map((r: { task: string }) => r.task))] as string[]) {
+  // One or more result files of tests/bench/pretrained_vs_random.ts (comma-separated), merged.
+  type Row = { task: string; init: string; lr: number; seed: number; accuracy: number };
+  const files = await Promise.all(finetuneJson.split(",").map(async (f) => JSON.parse(await Deno.readTextFile(f))));
+  const all: Row[] = files.flatMap((f) => f.results);
+  const { trainN, testN, epochs } = files[0];
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
+  const cell = (xs: number[]) => `${(100 * mean(xs)).toFixed(1)} ± ${(100 * sd(xs)).toFixed(1)}`;
+  const rows: string[] = [], grid: string[] = [];
+  for (const task of [...new Set(all.map((r) => r.task))]) {
+    const name = task === "sst2" ? "SST-2 dev (872 sentences)" : `IMDB test sample (${testN} reviews)`;
     const best: Record<string, { lr: number; accs: number[] }> = {};
     for (const init of ["pretrained", "random"]) {
-      for (const lr of [...new Set(fj.results.map((r: { lr: number }) => r.lr))] as number[]) {
-        const accs = fj.results.filter((r: { task: string; init: string; lr: number }) =>
-          r.task === task && r.init === init && r.lr === lr
-        ).map((r: { accuracy: number }) => r.accuracy);
-        const mean = accs.reduce((a: number, b: number) => a + b, 0) / accs.length;
-        if (
-          accs.length && (!best[init] || mean > best[init].accs.reduce((a, b) => a + b, 0) / best[init].accs.length)
-        ) {
-          best[init] = { lr, accs };
-        }
-      }
+      const lrs = [...new Set(all.filter((r) => r.task === task && r.init === init).map((r) => r.lr))].sort();
+      const cells = lrs.map((lr) => {
+        const accs = all.filter((r) => r.task === task && r.init === init && r.lr === lr).map((r) => r.accuracy);
+        if (!best[init] || mean(accs) > mean(best[init].accs)) best[init] = { lr, accs };
+        return `lr ${lr}: ${cell(accs)}`;
+      });
+      grid.push(`| ${name} | ${init === "pretrained" ? "this model" : "random"} | ${cells.join("; ")} |`);
     }
-    const f = (b: { lr: number; accs: number[] }) => {
-      const m = b.accs.reduce((a, x) => a + x, 0) / b.accs.length;
-      const sd = Math.sqrt(b.accs.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(1, b.accs.length - 1));
-      return { text: `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)} (lr ${b.lr})`, m };
-    };
-    const p = f(best.pretrained), r = f(best.random);
-    const name = task === "sst2" ? "SST-2 dev (872 sentences)" : `IMDB test sample (${fj.testN} reviews)`;
-    rows.push(`| ${name} | ${p.text} | ${r.text} | ${(100 * (p.m - r.m)).toFixed(1)} |`);
+    const p = best.pretrained, r = best.random;
+    rows.push(
+      `| ${name} | ${cell(p.accs)} (lr ${p.lr}) | ${cell(r.accs)} (lr ${r.lr}) | ${
+        (100 * (mean(p.accs) - mean(r.accs))).toFixed(1)
+      } |`,
+    );
   }
   finetune = [
-    `Fine-tuned on ${fj.trainN} training examples per task (SST-2: a seeded sample of the GLUE train split; IMDB: ` +
-    `reviews of the train split), AdamW, batch 32, ${fj.epochs} epochs, 10% warm-up, seeds ` +
-    `${[...new Set(fj.results.map((r: { seed: number }) => r.seed))].join(", ")}; each start at its best learning ` +
-    `rate of ${[...new Set(fj.results.map((r: { lr: number }) => r.lr))].join(", ")}. Accuracy in %, mean ± std ` +
-    `over the seeds. Random = the same shape and vocabulary with fresh weights.`,
+    `Fine-tuned on ${trainN} training examples per task (SST-2: a seeded sample of the GLUE train split, 64 tokens; ` +
+    `IMDB: reviews of the train split, first 128 tokens), AdamW, batch 32, ${epochs} epochs, 10% warm-up, seeds ` +
+    `${[...new Set(all.map((r) => r.seed))].join(", ")}; accuracy in %, mean ± std over the seeds, each start at ` +
+    `its best learning rate. Random = the same shape and vocabulary with fresh weights.`,
     "",
     "| evaluation | this model | random initialisation | difference (points) |",
     "|---|---|---|---|",
     ...rows,
+    "",
+    "Every cell of the grid:",
+    "",
+    "| evaluation | start | accuracy by learning rate |",
+    "|---|---|---|",
+    ...grid,
   ].join("\n");
 }
 const { cpu, cores } = machineInfo();
