@@ -576,6 +576,33 @@ export interface PretrainingInstance {
   document: number;
 }
 
+/** Masks `originalIds` ({@linkcode maskTokens} with the data options) into one instance. */
+function maskedInstance(
+  originalIds: number[],
+  segmentIds: number[],
+  isRandomNext: boolean,
+  document: number,
+  vocab: PretrainingVocab,
+  rng: Rng,
+  options: PretrainingDataOptions,
+): PretrainingInstance {
+  const masked = maskTokens(originalIds, vocab, rng, {
+    maskedLmProb: options.maskedLmProb,
+    maxPredictions: options.maxPredictionsPerSeq,
+    wholeWord: options.wholeWordMask,
+  });
+  return {
+    inputIds: masked.inputIds,
+    originalIds,
+    segmentIds,
+    isRandomNext,
+    mlmPositions: masked.positions,
+    mlmIds: masked.labels,
+    mlmKinds: masked.kinds,
+    document,
+  };
+}
+
 function randInt(rng: Rng, lo: number, hi: number): number {
   return lo + rng.int(hi - lo + 1); // inclusive, like Python's randint
 }
@@ -643,21 +670,7 @@ export function createInstancesFromDocument(
     if (a.length >= 1 && b.length >= 1) {
       const originalIds = [vocab.clsId, ...a, vocab.sepId, ...b, vocab.sepId];
       const segmentIds = originalIds.map((_, p) => (p < a.length + 2 ? 0 : 1));
-      const masked = maskTokens(originalIds, vocab, rng, {
-        maskedLmProb: options.maskedLmProb,
-        maxPredictions: options.maxPredictionsPerSeq,
-        wholeWord: options.wholeWordMask,
-      });
-      instances.push({
-        inputIds: masked.inputIds,
-        originalIds,
-        segmentIds,
-        isRandomNext: randomNext,
-        mlmPositions: masked.positions,
-        mlmIds: masked.labels,
-        mlmKinds: masked.kinds,
-        document: docIndex,
-      });
+      instances.push(maskedInstance(originalIds, segmentIds, randomNext, docIndex, vocab, rng, options));
     }
     chunk = [];
     length = 0;
@@ -685,21 +698,8 @@ export function createSpansFromDocument(
   const draw = () => (rng.next() < shortSeqProb ? randInt(rng, 2, maxNumTokens) : maxNumTokens);
   const emit = (tokens: readonly number[]) => {
     const originalIds = [vocab.clsId, ...tokens, vocab.sepId];
-    const masked = maskTokens(originalIds, vocab, rng, {
-      maskedLmProb: options.maskedLmProb,
-      maxPredictions: options.maxPredictionsPerSeq,
-      wholeWord: options.wholeWordMask,
-    });
-    instances.push({
-      inputIds: masked.inputIds,
-      originalIds,
-      segmentIds: new Array(originalIds.length).fill(0),
-      isRandomNext: false,
-      mlmPositions: masked.positions,
-      mlmIds: masked.labels,
-      mlmKinds: masked.kinds,
-      document: docIndex,
-    });
+    const segmentIds = new Array(originalIds.length).fill(0);
+    instances.push(maskedInstance(originalIds, segmentIds, false, docIndex, vocab, rng, options));
   };
   let target = draw();
   let span: number[] = [];
