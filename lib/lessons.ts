@@ -1,7 +1,7 @@
 /**
  * Small helpers that the notebooks' cells call, so that the cells stay short: which starting model a lesson
  * uses (and a notice saying what that means), the learning rate that suits it, `maxSeqLength` from the length
- * distribution, and a checkpoint's load report as table rows.
+ * distribution, a checkpoint's load report as table rows, and a fine-tuning comparison of several starting points.
  *
  * ```ts
  * import { chooseStartingModel } from "./pretrained.ts";
@@ -12,9 +12,12 @@
  * @module
  */
 import type { LoadReport } from "./checkpoint.ts";
-import { displayHtml, escapeHtml } from "./display.ts";
-import { percentile } from "./features.ts";
+import { createProgress, displayHtml, escapeHtml } from "./display.ts";
+import { type FeatureSet, percentile } from "./features.ts";
+import type { BertModel } from "./model.ts";
+import { createLiveLineChart } from "./plots.ts";
 import type { StartingModel, StartingModelKind } from "./pretrained.ts";
+import { train } from "./train.ts";
 
 /** Peak fine-tuning learning rates of the lessons: BERT-Tiny-sized models learn best far above BERT-Base's 2e-5. */
 export const LESSON_LEARNING_RATES: Readonly<Record<"pretrained" | "random", number>> = {
@@ -87,4 +90,98 @@ export function loadReportRows(report: LoadReport): { weights: string; names: st
     { weights: "in the checkpoint, not used", names: list(report.unexpected) },
     { weights: "skipped on purpose (buffers, tied weights)", names: list(report.ignored) },
   ];
+}
+
+/** One starting point of {@linkcode compareFineTuning}: a model factory and the features in its vocabulary. */
+export interface FineTuningStart {
+  /** Shown in the chart legend, the progress label and the table. */
+  name: string;
+  /** Folder name: checkpoints go to `<outputDir>/finetune-<key>/`. */
+  key: string;
+  /** Builds the model with a fresh classification head (called once, disposed after training). */
+  make: () => Promise<BertModel>;
+  /** The vocabulary the features were made with (copied into the checkpoints). */
+  vocabPath: string;
+  train: FeatureSet;
+  dev: FeatureSet;
+}
+
+/** Options of {@linkcode compareFineTuning}: the recipe shared by every start. */
+export interface CompareFineTuningOptions {
+  outputDir: string;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  /** Dropout while fine-tuning (default 0.1, BERT's). */
+  dropout?: number;
+  /** Chart title (default "Fine-tuning: dev accuracy"). */
+  title?: string;
+}
+
+/** One row of {@linkcode compareFineTuning}'s result. */
+export interface FineTuningRow {
+  start: string;
+  "final dev accuracy": number;
+  "best dev accuracy": number;
+  "dev loss": number;
+  seconds: number;
+}
+
+/**
+ * Fine-tunes each start with exactly the same recipe (data order, dropout, updates), evaluating twice per epoch,
+ * with a progress bar per start and one live chart of dev accuracy; returns a row per start.
+ */
+export async function compareFineTuning(
+  starts: FineTuningStart[],
+  options: CompareFineTuningOptions,
+): Promise<FineTuningRow[]> {
+  const chart = createLiveLineChart({
+    title: options.title ?? "Fine-tuning: dev accuracy",
+    xTitle: "update",
+    yTitle: "dev accuracy",
+    series: starts.map((s) => s.name),
+    every: 1,
+  });
+  const rows: FineTuningRow[] = [];
+  for (const start of starts) {
+    const stepsPerEpoch = Math.ceil(start.train.n / options.batchSize);
+    const model = await start.make();
+    const progress = createProgress({ total: options.epochs * stepsPerEpoch, label: start.name });
+    try {
+      const result = await train({
+        model,
+        vocabPath: start.vocabPath,
+        train: start.train,
+        dev: start.dev,
+        outputDir: `${options.outputDir}/finetune-${start.key}`,
+        epochs: options.epochs,
+        batchSize: options.batchSize,
+        learningRate: options.learningRate,
+        dropout: options.dropout ?? 0.1,
+        seed: options.seed,
+        evalSteps: Math.max(1, Math.ceil(stepsPerEpoch / 2)),
+        saveTotalLimit: 1,
+        overwrite: true,
+        quiet: true,
+        onProgress: (e) =>
+          e.phase === "train"
+            ? progress.update({ step: e.step, epoch: e.epoch, loss: e.loss, etaSeconds: e.etaSeconds })
+            : undefined,
+        onEval: (e) => chart.push(start.name, e.step, e.scalars.accuracy),
+      });
+      await progress.done();
+      rows.push({
+        start: start.name,
+        "final dev accuracy": result.finalEval!.scalars.accuracy,
+        "best dev accuracy": result.bestMetric!.value,
+        "dev loss": result.finalEval!.scalars.loss,
+        seconds: Math.round(result.runtimeSeconds),
+      });
+    } finally {
+      model.dispose();
+    }
+  }
+  await chart.done();
+  return rows;
 }
