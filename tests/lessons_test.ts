@@ -17,9 +17,9 @@ Deno.test("chooseMaxSeqLength: the 99th percentile rounded up to a multiple of 8
   assertThrows(() => chooseMaxSeqLength([]), Error, "no lengths");
 });
 
-Deno.test("lessonLearningRate: 3e-4 for any pre-trained start, 1e-3 for random weights", () => {
+Deno.test("lessonLearningRate: 1e-3 for pre-trained and random tiny models alike", () => {
   for (const kind of ["given", "hub-cache", "hub-download", "shipped"] as const) {
-    assertEquals(lessonLearningRate(kind), 3e-4);
+    assertEquals(lessonLearningRate(kind), 1e-3);
   }
   assertEquals(lessonLearningRate("random"), 1e-3);
 });
