@@ -119,18 +119,25 @@ export async function readableOnCpu(tensors: tf.Tensor[]): Promise<void> {
   await Promise.all(tensors.map((t) => t.data()));
 }
 
+let adapterName: Promise<string | undefined> | undefined;
+
 /**
  * The WebGPU adapter's description (e.g. `llvmpipe` for Mesa's software rasteriser; "unknown adapter" when it gives
- * none), or undefined when this runtime has no WebGPU adapter.
+ * none), or undefined when this runtime has no WebGPU adapter. Asked once per process: every adapter requested stays
+ * alive until exit. (One test run that had passed aborted at exit with glibc's "corrupted size vs. prev_size in
+ * fastbins" right after the webgpu test on Mesa's llvmpipe; fewer adapters to tear down is the cautious choice.)
  */
-export async function webgpuAdapterName(): Promise<string | undefined> {
-  try {
-    const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-    const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;
-    return adapter ? adapter.info?.description || adapter.info?.vendor || "unknown adapter" : undefined;
-  } catch {
-    return undefined;
-  }
+export function webgpuAdapterName(): Promise<string | undefined> {
+  adapterName ??= (async () => {
+    try {
+      const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+      const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;
+      return adapter ? adapter.info?.description || adapter.info?.vendor || "unknown adapter" : undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+  return adapterName;
 }
 
 /**
