@@ -17,6 +17,7 @@ import { type FeatureSet, percentile } from "./features.ts";
 import type { BertModel } from "./model.ts";
 import { createLiveLineChart } from "./plots.ts";
 import type { StartingModel, StartingModelKind } from "./pretrained.ts";
+import { type SquadFeatures, windowTokens } from "./squad_features.ts";
 import { train } from "./train.ts";
 
 /** Peak fine-tuning learning rates of the lessons: BERT-Tiny-sized models learn best far above BERT-Base's 2e-5. */
@@ -184,4 +185,33 @@ export async function compareFineTuning(
   }
   await chart.done();
   return rows;
+}
+
+/**
+ * The tokens of SQuAD window `row` as HTML, for reading what the model receives: the question, the context and
+ * the first gold answer's sub-tokens (where they fall inside this window) in three colours, `[CLS]`/`[SEP]` grey,
+ * with a legend and the gold span's window positions (the start/end targets of training).
+ */
+export function windowTokensHtml(features: SquadFeatures, row: number): string {
+  const tokens = windowTokens(features, row);
+  const w = features.windows[row];
+  const [s, e] = [features.answerTokenSpans[2 * w.exampleIndex], features.answerTokenSpans[2 * w.exampleIndex + 1]];
+  // Gold span in window positions, when it lies wholly inside this window's context.
+  const inside = s >= w.docStart && e >= s && e < w.docStart + w.docLength;
+  const [gs, ge] = inside ? [w.contextOffset + s - w.docStart, w.contextOffset + e - w.docStart] : [-1, -1];
+  const style = { special: "color:#888", question: "background:#dbe9ff", context: "", gold: "background:#ffe08a" };
+  const kind = (i: number): keyof typeof style =>
+    i === 0 || i === w.contextOffset - 1 || i === tokens.length - 1
+      ? "special"
+      : i < w.contextOffset
+      ? "question"
+      : i >= gs && i <= ge
+      ? "gold"
+      : "context";
+  const spans = tokens.map((t, i) => `<span style="${style[kind(i)]}" title="${i}">${escapeHtml(t)}</span>`);
+  const legend = `<span style="${style.question}">question</span> · context · ` +
+    `<span style="${style.gold}">gold answer</span>` +
+    (inside ? ` (window positions ${gs}–${ge})` : " (not inside this window: the target is [CLS], position 0)");
+  return `<div style="line-height:1.8;font-family:monospace;font-size:90%">${spans.join(" ")}</div>` +
+    `<div style="font-size:85%;margin-top:4px">${legend}</div>`;
 }

@@ -130,3 +130,32 @@ Deno.test("answerQuestion: the best span over all windows, in the context's own 
   await assertRejects(() => answerQuestion({ ...opts, context: "  ", logits: logitsFor("a", "a") }), Error, "empty");
   await assertRejects(() => answerQuestion({ ...opts, question: " ", logits: logitsFor("a", "a") }), Error, "empty");
 });
+
+Deno.test("windowTokensHtml: question, context and the gold span marked where the window holds it", async () => {
+  const { windowTokensHtml } = await import("../lib/lessons.ts");
+  const ds = parseSquad(
+    {
+      version: "1.1",
+      data: [{
+        title: "T",
+        paragraphs: [{
+          context: CONTEXT,
+          qas: [{ id: "q", question: "who went?", answers: [{ text: "gallon of milk", answer_start: 39 }] }],
+        }],
+      }],
+    },
+    "t.json",
+    quiet,
+  );
+  // Windows of 5 context tokens, stride 3: 0-4, 3-7, 6-10, 9-12 ("gallon of milk" = context tokens 9-11).
+  const f = await convertSquadExamples(ds, tokenizer(), { maxSeqLength: 11, docStride: 3 });
+  const gold = (html: string) => [...html.matchAll(/background:#ffe08a" title="(\d+)">([^<]*)</g)].map((m) => m[2]);
+  const question = (html: string) => [...html.matchAll(/background:#dbe9ff" title="(\d+)">([^<]*)</g)].map((m) => m[2]);
+  const last = windowTokensHtml(f, 3);
+  assertEquals(gold(last), ["gallon", "of", "milk"]);
+  assertEquals(question(last), ["who", "went", "?"]);
+  assert(last.includes("window positions 5–7"), last);
+  const first = windowTokensHtml(f, 0);
+  assertEquals(gold(first), []);
+  assert(first.includes("not inside this window"), first);
+});
