@@ -15,7 +15,13 @@ import { basename, dirname, exists, join, writeDirAtomic, writeFileAtomic } from
 import { ARCHITECTURES, BertConfig, BertModel, configFromJson, configToJson, HeadKind } from "./model.ts";
 import { serializeSafetensors, TensorEntry, toFloat32 } from "./safetensors.ts";
 import { FullTokenizer } from "./tokenizer.ts";
-import { findWeights, readWeightsSource, unsupportedFormatMessage, type WeightsFormat } from "./io/weights.ts";
+import {
+  findWeights,
+  readJson,
+  readWeightsSource,
+  unsupportedFormatMessage,
+  type WeightsFormat,
+} from "./io/weights.ts";
 
 /** What {@linkcode loadTensorsIntoModel} did with the checkpoint's tensors. */
 export interface LoadReport {
@@ -182,15 +188,6 @@ export async function inferLowerCase(dir: string, config?: BertConfig): Promise<
   }
   const names = [basename(dir), String(config?.raw?._name_or_path ?? "")].map((n) => n.toLowerCase());
   return !names.some((n) => /(^|[^n])cased/.test(n) && !n.includes("uncased"));
-}
-
-async function readJson(path: string): Promise<Record<string, unknown>> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new Error(`${path}: file not found`);
-    throw new Error(`${path}: not valid JSON: ${(err as Error).message}`);
-  }
 }
 
 /** Which weights {@linkcode loadCheckpoint} read. */

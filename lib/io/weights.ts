@@ -60,7 +60,8 @@ export function unsupportedFormatMessage(path: string): string {
     `transformers.BertModel.from_pretrained(DIR, from_tf=True).save_pretrained(DIR)`;
 }
 
-async function readJson(path: string): Promise<Record<string, unknown>> {
+/** A JSON object file; errors name the file (not found, or not valid JSON). */
+export async function readJson(path: string): Promise<Record<string, unknown>> {
   try {
     return JSON.parse(await Deno.readTextFile(path));
   } catch (err) {
