@@ -113,7 +113,7 @@ export async function chooseStartingModel(options: ChooseStartingModelOptions = 
       hubWhy = `the download failed: ${(err as Error).message}`;
     }
   }
-  const shipped = relativeToCwd(options.shippedDir ?? shippedModelDir());
+  const shipped = options.shippedDir ?? relativeToCwd(shippedModelDir());
   if (await exists(join(shipped, "config.json"))) {
     return {
       dir: shipped,
