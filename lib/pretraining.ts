@@ -359,6 +359,31 @@ export function reviewSentences(text: string): string[] {
  */
 export async function readImdbCorpus(options: ImdbCorpusOptions = {}): Promise<Corpus> {
   const path = options.path ?? defaultImdbArchive();
+  const split = options.split ?? "train";
+  const found = await imdbReviews(options, (text) => {
+    const sentences = reviewSentences(text);
+    return sentences.length ? sentences : undefined;
+  });
+  const documents: string[][] = [];
+  for (let i = 0; i < Math.max(found.pos.length, found.neg.length); i++) {
+    if (i < found.neg.length) documents.push(found.neg[i]);
+    if (i < found.pos.length) documents.push(found.pos[i]);
+  }
+  if (documents.length < 2) throw new Error(`${path}: no reviews found under aclImdb/${split}/{pos,neg}/`);
+  return { documents, source: `imdb:${path} (${split}, ${documents.length} reviews)` };
+}
+
+/**
+ * The first `ceil(limit / 2)` reviews of `pos/` and `floor(limit / 2)` of `neg/` of a split of the IMDB archive, in
+ * archive order, each converted by `convert` (a review it maps to undefined is skipped and does not count). Streams
+ * the archive and stops reading once both quotas are met. Used for the pre-training corpus
+ * ({@linkcode readImdbCorpus}) and for labelled reviews (the fine-tuning benchmark).
+ */
+export async function imdbReviews<T>(
+  options: ImdbCorpusOptions,
+  convert: (text: string) => T | undefined,
+): Promise<Record<"pos" | "neg", T[]>> {
+  const path = options.path ?? defaultImdbArchive();
   const limit = options.limit ?? 1000;
   const split = options.split ?? "train";
   if (!(Number.isInteger(limit) && limit >= 2)) throw new Error(`IMDB: limit must be an integer >= 2, got ${limit}`);
@@ -369,7 +394,7 @@ export async function readImdbCorpus(options: ImdbCorpusOptions = {}): Promise<C
     );
   }
   const quota = { pos: Math.ceil(limit / 2), neg: Math.floor(limit / 2) };
-  const found: Record<"pos" | "neg", string[][]> = { pos: [], neg: [] };
+  const found: Record<"pos" | "neg", T[]> = { pos: [], neg: [] };
   const member = new RegExp(`^aclImdb/${split}/(pos|neg)/\\d+_\\d+\\.txt$`);
   const want = (name: string) => {
     const m = member.exec(name);
@@ -378,18 +403,12 @@ export async function readImdbCorpus(options: ImdbCorpusOptions = {}): Promise<C
   for await (const e of tarGzEntries(path, { want })) {
     if (e.data) {
       const cls = member.exec(e.name)![1] as "pos" | "neg";
-      const sentences = reviewSentences(utf8.decode(e.data));
-      if (sentences.length) found[cls].push(sentences);
+      const item = convert(utf8.decode(e.data));
+      if (item !== undefined) found[cls].push(item);
       if (found.pos.length >= quota.pos && found.neg.length >= quota.neg) break;
     }
   }
-  const documents: string[][] = [];
-  for (let i = 0; i < Math.max(found.pos.length, found.neg.length); i++) {
-    if (i < found.neg.length) documents.push(found.neg[i]);
-    if (i < found.pos.length) documents.push(found.pos[i]);
-  }
-  if (documents.length < 2) throw new Error(`${path}: no reviews found under aclImdb/${split}/{pos,neg}/`);
-  return { documents, source: `imdb:${path} (${split}, ${documents.length} reviews)` };
+  return found;
 }
 
 /** `imdb` (the shared IMDB reviews) or a text file path. */

@@ -20,7 +20,7 @@ import { evaluateFeatures } from "../../lib/evaluate.ts";
 import { convertExamples, type FeatureSet } from "../../lib/features.ts";
 import { join } from "../../lib/fsutil.ts";
 import { BertModel } from "../../lib/model.ts";
-import { defaultImdbArchive, tarGzEntries } from "../../lib/pretraining.ts";
+import { defaultImdbArchive, imdbReviews } from "../../lib/pretraining.ts";
 import { mixSeed, Rng, shuffledOrder, train } from "../../lib/train.ts";
 import type { FullTokenizer } from "../../lib/tokenizer.ts";
 import { machineInfo } from "../../lib/bench.ts";
@@ -50,23 +50,7 @@ function sample(d: Dataset, n: number, seed: number): Dataset {
 
 /** Labelled IMDB reviews of one split: the first `n / 2` of `neg/` and of `pos/` in archive order. */
 async function readImdbLabelled(split: "train" | "test", n: number): Promise<Dataset> {
-  const member = new RegExp(`^aclImdb/${split}/(pos|neg)/\\d+_\\d+\\.txt$`);
-  const found = { neg: [] as string[], pos: [] as string[] };
-  const quota = n / 2;
-  const utf8 = new TextDecoder();
-  for await (
-    const e of tarGzEntries(defaultImdbArchive(), {
-      want: (name) => {
-        const m = member.exec(name);
-        return m !== null && found[m[1] as "pos" | "neg"].length < quota;
-      },
-    })
-  ) {
-    if (!e.data) continue;
-    const cls = member.exec(e.name)![1] as "pos" | "neg";
-    found[cls].push(utf8.decode(e.data).replace(/<br\s*\/?>/gi, " "));
-    if (found.neg.length >= quota && found.pos.length >= quota) break;
-  }
+  const found = await imdbReviews({ split, limit: n }, (text) => text.replace(/<br\s*\/?>/gi, " "));
   const examples = [...found.neg.map((t, i) => ({ t, label: 0, i })), ...found.pos.map((t, i) => ({ t, label: 1, i }))]
     .map((x, k) => ({ id: `${split}-${x.label ? "pos" : "neg"}-${x.i}`, textA: x.t, label: x.label, line: k + 1 }));
   return { examples, labels: ["negative", "positive"], source: `imdb:${split}`, skipped: [] };
