@@ -4,7 +4,7 @@
  * never pays for starting TensorFlow.js.
  * @module
  */
-import { type CommandSpec, helpText, parseArgs, type ParsedArgs, UsageError } from "./args.ts";
+import { type CommandSpec, helpText, parseArgs, type ParsedArgs, UsageError } from "./cli/args.ts";
 
 /** The interface every `lib/cli/<command>.ts` module implements. */
 export interface CommandModule {

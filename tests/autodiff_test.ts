@@ -1,13 +1,13 @@
 /**
- * lib/autodiff.ts's `variableGrads` against `tf.variableGrads`: the same gradients, bit for bit, for a small BERT
+ * lib/training/autodiff.ts's `variableGrads` against `tf.variableGrads`: the same gradients, bit for bit, for a small BERT
  * with dropout on every backend this process has (cpu, and blas when a CBLAS library opens); a lower peak of live
  * tensor data during the step; no tensors left behind; clear errors.
  */
 import { assert, assertEquals, assertThrows } from "./shared.ts";
-import { initBackend, tf } from "../lib/backend.ts";
-import { variableGrads } from "../lib/autodiff.ts";
-import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
-import { softmaxCrossEntropy } from "../lib/model.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { variableGrads } from "../lib/training/autodiff.ts";
+import { registerBlasBackend } from "../lib/backends/blas/blas_backend.ts";
+import { softmaxCrossEntropy } from "../lib/model/model.ts";
 import { tinyModel } from "./fixtures/tiny_training.ts";
 
 await initBackend({ backend: "cpu", quiet: true });

@@ -6,9 +6,9 @@
  * outputs/bench-squad/features).
  * @module
  */
-import { readSquad } from "../lib/squad.ts";
-import { convertSquadExamples, saveSquadFeatures, summarizeSquadFeatures } from "../lib/squad_features.ts";
-import { FullTokenizer } from "../lib/tokenizer.ts";
+import { readSquad } from "../lib/tasks/squad/squad.ts";
+import { convertSquadExamples, saveSquadFeatures, summarizeSquadFeatures } from "../lib/tasks/squad/features.ts";
+import { FullTokenizer } from "../lib/text/tokenizer.ts";
 import { HAVE_SHARED, SHARED } from "./shared.ts";
 
 if (!HAVE_SHARED) {

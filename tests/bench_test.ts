@@ -1,10 +1,10 @@
 /**
- * lib/bench.ts on a model small enough for a unit test: the training step really trains (the loss falls on a fixed
+ * lib/bench/bench.ts on a model small enough for a unit test: the training step really trains (the loss falls on a fixed
  * batch), rows carry sane figures (a peak RSS from getrusage, positive timings), no tensors are left behind, and
  * the table prints every column.
  */
 import { assert, assertEquals } from "./shared.ts";
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
 import {
   benchInfer,
   benchMatMul,
@@ -19,9 +19,9 @@ import {
   randomBatch,
   SHAPES,
   trainStep,
-} from "../lib/bench.ts";
-import { BertModel, configFromJson } from "../lib/model.ts";
-import { AdamW } from "../lib/optim.ts";
+} from "../lib/bench/bench.ts";
+import { BertModel, configFromJson } from "../lib/model/model.ts";
+import { AdamW } from "../lib/training/optim.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
 

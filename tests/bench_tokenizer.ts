@@ -10,8 +10,8 @@
  * @module
  */
 import Papa from "papaparse";
-import { convertExample } from "../lib/features.ts";
-import { encodeBatch, FullTokenizer, tokenizeParallel } from "../lib/tokenizer.ts";
+import { convertExample } from "../lib/data/features.ts";
+import { encodeBatch, FullTokenizer, tokenizeParallel } from "../lib/text/tokenizer.ts";
 import { HAVE_SHARED, SHARED } from "./shared.ts";
 
 function flag(name: string, fallback: number): number {
@@ -49,13 +49,13 @@ console.log(
     `${fmt(sst.length / sec)} sentences/s, ${fmt(pieces / sec)} tokens/s (${batch.truncated} truncated)`,
 );
 
-// The same through lib/features.ts convertExample (what `prepare` does per example; it also builds token strings,
+// The same through lib/data/features.ts convertExample (what `prepare` does per example; it also builds token strings,
 // token types and the attention mask), with a fresh tokenizer so that its word cache starts empty too.
 const tok2 = new FullTokenizer(tok.vocab, { lowerCase: true });
 const f0 = performance.now();
 for (let i = 0; i < sst.length; i++) convertExample({ id: String(i), textA: sst[i], line: i + 2 }, tok2, L);
 const fsec = (performance.now() - f0) / 1000;
-console.log(`  via lib/features.ts convertExample: ${fsec.toFixed(3)} s (${fmt(sst.length / fsec)} sentences/s)`);
+console.log(`  via lib/data/features.ts convertExample: ${fsec.toFixed(3)} s (${fmt(sst.length / fsec)} sentences/s)`);
 
 // ---- Yelp-sized, workers ----
 const csv = await Deno.readTextFile(`${SHARED}/data/yelp-polarity/head200_train.csv`);

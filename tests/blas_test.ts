@@ -1,15 +1,15 @@
 /**
- * The `blas` backend (lib/kernels/*, lib/blas.ts) against the stock tfjs cpu backend: every kernel it replaces,
+ * The `blas` backend (lib/kernels/*, lib/backends/blas/blas.ts) against the stock tfjs cpu backend: every kernel it replaces,
  * on random inputs with broadcasting, transposes, odd sizes, NaN/Inf, plus gradients, the fused ops and the
  * array pool's safety rules. Skips (with a message) when no CBLAS library can be opened.
  */
 import { assert, assertEquals } from "./shared.ts";
-import { tf } from "../lib/backend.ts";
-import { loadBlas } from "../lib/blas.ts";
-import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
-import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../lib/kernels/fused.ts";
-import { simdMath } from "../lib/kernels/simd.ts";
-import { selfAttention } from "../lib/kernels/attention.ts";
+import { tf } from "../lib/backends/backend.ts";
+import { loadBlas } from "../lib/backends/blas/blas.ts";
+import { registerBlasBackend } from "../lib/backends/blas/blas_backend.ts";
+import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../lib/backends/blas/fused.ts";
+import { simdMath } from "../lib/backends/simd/simd.ts";
+import { selfAttention } from "../lib/backends/blas/attention.ts";
 
 const info = registerBlasBackend();
 // The stock cpu backend (the reference here) prints a "use tfjs-node" banner on first use; not needed in tests.

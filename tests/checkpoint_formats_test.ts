@@ -6,8 +6,8 @@
  * backend, and `convert` must give back the original tensors byte for byte. Small cases (views, strides, float16,
  * bfloat16, malicious globals) are built here byte by byte.
  */
-import { initBackend, tf } from "../lib/backend.ts";
-import { convertCheckpoint, loadCheckpoint } from "../lib/checkpoint.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { convertCheckpoint, loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { crc32c, maskCrc } from "../lib/io/crc.ts";
 import { ForbiddenGlobalError, unpickle } from "../lib/io/pickle.ts";
 import { PYTORCH_GLOBALS, readPytorchBin, writePytorchBin } from "../lib/io/pytorch_bin.ts";
@@ -20,8 +20,8 @@ import {
 } from "../lib/io/tf_checkpoint.ts";
 import { findWeights, listTensors } from "../lib/io/weights.ts";
 import { writeZip } from "../lib/io/zip.ts";
-import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
-import { bf16ToFloat32, f16ToFloat32, readSafetensors, type TensorEntry } from "../lib/safetensors.ts";
+import { registerBlasBackend } from "../lib/backends/blas/blas_backend.ts";
+import { bf16ToFloat32, f16ToFloat32, readSafetensors, type TensorEntry } from "../lib/io/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
 const TINY = `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS`;

@@ -1,8 +1,8 @@
 /**
- * lib/checkpoint.ts: loading Hugging Face folders (key variants, reports, errors) and saving them back so that
+ * lib/model/checkpoint.ts: loading Hugging Face folders (key variants, reports, errors) and saving them back so that
  * the saved `model.safetensors` holds exactly the original tensors under the original names.
  */
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
 import {
   inferLowerCase,
   loadCheckpoint,
@@ -10,9 +10,9 @@ import {
   modelToTensors,
   reportMessages,
   saveCheckpoint,
-} from "../lib/checkpoint.ts";
-import { BertModel, configFromJson, HeadKind } from "../lib/model.ts";
-import { readSafetensors, serializeSafetensors, type TensorEntry } from "../lib/safetensors.ts";
+} from "../lib/model/checkpoint.ts";
+import { BertModel, configFromJson, HeadKind } from "../lib/model/model.ts";
+import { readSafetensors, serializeSafetensors, type TensorEntry } from "../lib/io/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
 const TINY = `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS`;

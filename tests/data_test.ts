@@ -1,5 +1,5 @@
 /**
- * Tests for lib/data.ts and lib/tasks.ts: the real GLUE / Yelp files in ../shared (checked against an independent
+ * Tests for lib/data/datasets.ts and lib/data/tasks.ts: the real GLUE / Yelp files in ../shared (checked against an independent
  * plain line split and the official counts), hand-made fixtures for every kind of bad row, and round trips.
  */
 import {
@@ -17,8 +17,8 @@ import {
   readYelpPolarity,
   writeBertTsv,
   YELP_LABELS,
-} from "../lib/data.ts";
-import { getTask, resolveTaskData, TASKS } from "../lib/tasks.ts";
+} from "../lib/data/datasets.ts";
+import { getTask, resolveTaskData, TASKS } from "../lib/data/tasks.ts";
 import { assert, assertEquals, assertRejects, HAVE_SHARED, SHARED } from "./shared.ts";
 
 function assertStrictEquals(actual: unknown, expected: unknown, message?: string): void {

@@ -10,7 +10,7 @@ import {
   isNotebook,
   tableHtml,
   tableText,
-} from "../lib/display.ts";
+} from "../lib/viz/display.ts";
 
 Deno.test("isNotebook: false outside the Jupyter kernel (where reading Deno.jupyter throws)", () => {
   assertEquals(isNotebook(), false);

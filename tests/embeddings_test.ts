@@ -1,9 +1,9 @@
 /**
- * lib/embeddings.ts on tiny random models: hand-checkable properties (cosine, static vectors = embedding rows,
+ * lib/eval/embeddings.ts on tiny random models: hand-checkable properties (cosine, static vectors = embedding rows,
  * contextual vectors differ by context, layer choices add up, fill-mask probabilities against a full softmax,
  * attention rows sum to 1 over unmasked keys) and no tensor leaks.
  */
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
 import {
   attentionMaps,
   cosine,
@@ -15,10 +15,10 @@ import {
   sentenceFeatures,
   staticVector,
   wordVectors,
-} from "../lib/embeddings.ts";
-import { BertModel, configFromJson } from "../lib/model.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
-import { Rng } from "../lib/train.ts";
+} from "../lib/eval/embeddings.ts";
+import { BertModel, configFromJson } from "../lib/model/model.ts";
+import { FullTokenizer, Vocab } from "../lib/text/tokenizer.ts";
+import { Rng } from "../lib/training/train.ts";
 import { assert, assertEquals, assertThrows } from "./shared.ts";
 
 await initBackend({ backend: "cpu", quiet: true });

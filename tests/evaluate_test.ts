@@ -4,10 +4,10 @@
  * conflicting label names are refused, a missing head is announced loudly, and the CLIs run end to end.
  */
 import { assert, assertEquals, assertRejects } from "./shared.ts";
-import { initBackend, tf } from "../lib/backend.ts";
-import { parseArgs } from "../lib/args.ts";
-import { saveCheckpoint } from "../lib/checkpoint.ts";
-import { readGlueSst2 } from "../lib/data.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { parseArgs } from "../lib/cli/args.ts";
+import { saveCheckpoint } from "../lib/model/checkpoint.ts";
+import { readGlueSst2 } from "../lib/data/datasets.ts";
 import {
   disposeBatch,
   evaluateCheckpoint,
@@ -16,11 +16,11 @@ import {
   predict,
   predictionsTsv,
   runInference,
-} from "../lib/evaluate.ts";
-import { convertExamples, type FeatureSet, saveFeatures } from "../lib/features.ts";
-import { join } from "../lib/fsutil.ts";
-import { BertModel, softmaxCrossEntropy } from "../lib/model.ts";
-import { FullTokenizer } from "../lib/tokenizer.ts";
+} from "../lib/eval/evaluate.ts";
+import { convertExamples, type FeatureSet, saveFeatures } from "../lib/data/features.ts";
+import { join } from "../lib/io/fsutil.ts";
+import { BertModel, softmaxCrossEntropy } from "../lib/model/model.ts";
+import { FullTokenizer } from "../lib/text/tokenizer.ts";
 import * as evaluateCli from "../lib/cli/evaluate.ts";
 import * as predictCli from "../lib/cli/predict.ts";
 import * as trainCli from "../lib/cli/train.ts";

@@ -2,12 +2,12 @@
  * `extract-features`: the written file holds the inputs built by convertExample and hidden states equal to a
  * direct forward pass of the same checkpoint.
  */
-import { parseArgs } from "../lib/args.ts";
-import { initBackend, tf } from "../lib/backend.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
+import { parseArgs } from "../lib/cli/args.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { loadCheckpoint } from "../lib/model/checkpoint.ts";
 import { readTextsJsonl, resolveLayers, run, spec } from "../lib/cli/extract_features.ts";
-import { convertExample } from "../lib/features.ts";
-import { readSafetensors } from "../lib/safetensors.ts";
+import { convertExample } from "../lib/data/features.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
 const TINY = `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS`;

@@ -7,11 +7,11 @@
  * input checks, `main` re-runs, backends.
  */
 import { assert, assertEquals } from "./shared.ts";
-import { acquireRunLock, join, LOCK_FILE, sha256Hex } from "../lib/fsutil.ts";
-import { isSoftwareAdapter, webgpuAdapterName } from "../lib/backend.ts";
-import { loadFeatures, saveFeatures } from "../lib/features.ts";
-import { readSafetensors } from "../lib/safetensors.ts";
-import { listCheckpoints, readTrainerState } from "../lib/train.ts";
+import { acquireRunLock, join, LOCK_FILE, sha256Hex } from "../lib/io/fsutil.ts";
+import { isSoftwareAdapter, webgpuAdapterName } from "../lib/backends/backend.ts";
+import { loadFeatures, saveFeatures } from "../lib/data/features.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { listCheckpoints, readTrainerState } from "../lib/training/train.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Exactly the flags of the `bert` task in deno.json, minus the network. */

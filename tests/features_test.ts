@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED, withTemp } from "./shared.ts";
-import type { Dataset, Example } from "../lib/data.ts";
+import type { Dataset, Example } from "../lib/data/datasets.ts";
 import {
   checkFeaturesMatch,
   convertExample,
@@ -11,9 +11,9 @@ import {
   saveFeatures,
   summarizeFeatures,
   truncateSeqPair,
-} from "../lib/features.ts";
-import { readSafetensors, writeSafetensors } from "../lib/safetensors.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
+} from "../lib/data/features.ts";
+import { readSafetensors, writeSafetensors } from "../lib/io/safetensors.ts";
+import { FullTokenizer, Vocab } from "../lib/text/tokenizer.ts";
 
 // id:            0       1       2       3       4        5      6      7      8     9      10     11     12
 const TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "##s", "run"];

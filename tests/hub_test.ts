@@ -1,14 +1,14 @@
 /**
- * lib/hub.ts against a local HTTP server on 127.0.0.1 that serves a checkpoint in the hub's URL layout
+ * lib/io/hub.ts against a local HTTP server on 127.0.0.1 that serves a checkpoint in the hub's URL layout
  * (`/{owner}/{name}/resolve/{revision}/{file}`), supports `Range`, and can cut a transfer off after K bytes.
  */
-import { initBackend } from "../lib/backend.ts";
-import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
-import { cacheDirFor, downloadModel, type DownloadProgress, HubUnreachableError } from "../lib/hub.ts";
+import { initBackend } from "../lib/backends/backend.ts";
+import { loadCheckpoint, modelToTensors } from "../lib/model/checkpoint.ts";
+import { cacheDirFor, downloadModel, type DownloadProgress, HubUnreachableError } from "../lib/io/hub.ts";
 import { hfNameToGoogle, transposeEntry, writeTfCheckpoint } from "../lib/io/tf_checkpoint.ts";
 import { writePytorchBin } from "../lib/io/pytorch_bin.ts";
-import { BertModel, configFromJson } from "../lib/model.ts";
-import type { TensorEntry } from "../lib/safetensors.ts";
+import { BertModel, configFromJson } from "../lib/model/model.ts";
+import type { TensorEntry } from "../lib/io/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, withTemp } from "./shared.ts";
 
 /** A fake checkpoint: small text files and a 300 kB pseudo-random "model.safetensors". */

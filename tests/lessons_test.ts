@@ -5,7 +5,7 @@ import {
   loadReportRows,
   startingModelHtml,
   startingModelLabel,
-} from "../lib/lessons.ts";
+} from "../lib/lessons/lessons.ts";
 
 Deno.test("chooseMaxSeqLength: the 99th percentile rounded up to a multiple of 8, within [8, 512]", () => {
   const lengths = Array.from({ length: 100 }, (_, i) => i + 1); // p99 = 99

@@ -18,7 +18,7 @@ import {
   rocAuc,
   rocCurve,
   scalarMetrics,
-} from "../lib/metrics.ts";
+} from "../lib/eval/metrics.ts";
 
 function assertAlmostEquals(actual: number, expected: number, tolerance: number): void {
   if (!(Math.abs(actual - expected) <= tolerance)) {

@@ -1,9 +1,9 @@
 /**
- * lib/model.ts: numerical parity with an independent PyTorch BERT (golden files in ../shared/golden/model) on the
+ * lib/model/model.ts: numerical parity with an independent PyTorch BERT (golden files in ../shared/golden/model) on the
  * cpu and wasm backends, the hand-written gradients against tfjs's own and against finite differences, tiny
  * hand-checkable configurations, and tensor leaks.
  */
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
 import {
   batchMatMul,
   BertConfig,
@@ -17,14 +17,14 @@ import {
   linear,
   linearTransposed,
   softmaxCrossEntropy,
-} from "../lib/model.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
-import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
-import { AdamW } from "../lib/optim.ts";
-import { readSafetensors } from "../lib/safetensors.ts";
+} from "../lib/model/model.ts";
+import { loadCheckpoint } from "../lib/model/checkpoint.ts";
+import { registerBlasBackend } from "../lib/backends/blas/blas_backend.ts";
+import { AdamW } from "../lib/training/optim.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
 import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
-/** The blas backend (lib/kernels/blas_backend.ts) joins the comparisons when a CBLAS library can be opened. */
+/** The blas backend (lib/backends/blas/blas_backend.ts) joins the comparisons when a CBLAS library can be opened. */
 const HAVE_BLAS = registerBlasBackend() !== undefined;
 if (!HAVE_BLAS) {
   console.warn("model_test: no CBLAS library could be opened (e.g. libopenblas0-pthread): blas comparisons skipped");
@@ -549,7 +549,7 @@ Deno.test("memory: repeated forward passes, tidy calls and gradient steps do not
 // Backends agree on training
 
 Deno.test("training: the same seed and data give the same losses (within 1e-4) on cpu, wasm and blas", async () => {
-  // Dropout masks come from one seeded generator on every backend (lib/kernels/fused.ts applyDropoutMask), and
+  // Dropout masks come from one seeded generator on every backend (lib/backends/blas/fused.ts applyDropoutMask), and
   // the fused blas kernels (GELU, LayerNorm, dropout, AdamW) compute the same maths as the tf-op versions, so a
   // few AdamW steps with dropout must give the same losses everywhere.
   const config = tinyConfig({

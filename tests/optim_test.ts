@@ -3,12 +3,12 @@
  * torch.optim.AdamW's update, and the golden three-step run of the tiny random checkpoint (../shared).
  */
 import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
-import { type BackendName, initBackend, tf } from "../lib/backend.ts";
-import { AdamW, clipGradsByGlobalNorm, defaultDecay, globalNorm, scheduleLr, warmupStepsFor } from "../lib/optim.ts";
-import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
-import { softmaxCrossEntropy } from "../lib/model.ts";
-import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
-import { registerBlasBackend } from "../lib/kernels/blas_backend.ts";
+import { type BackendName, initBackend, tf } from "../lib/backends/backend.ts";
+import { AdamW, clipGradsByGlobalNorm, defaultDecay, globalNorm, scheduleLr, warmupStepsFor } from "../lib/training/optim.ts";
+import { loadCheckpoint, modelToTensors } from "../lib/model/checkpoint.ts";
+import { softmaxCrossEntropy } from "../lib/model/model.ts";
+import { readSafetensors, toFloat32 } from "../lib/io/safetensors.ts";
+import { registerBlasBackend } from "../lib/backends/blas/blas_backend.ts";
 
 // cpu by default (deterministic, no setup); BERT_TEST_BACKEND=wasm runs the same checks on wasm.
 await initBackend({ backend: (Deno.env.get("BERT_TEST_BACKEND") ?? "cpu") as BackendName, quiet: true });

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertThrows } from "./shared.ts";
-import { MAX_DISPLAY_CHARS } from "../lib/display.ts";
+import { MAX_DISPLAY_CHARS } from "../lib/viz/display.ts";
 import {
   barFigure,
   confusionMatrixFigure,
@@ -18,7 +18,7 @@ import {
   rocFigure,
   savePlotHtml,
   scriptJson,
-} from "../lib/plots.ts";
+} from "../lib/viz/plots.ts";
 
 function assertStringIncludes(actual: string, expected: string): void {
   assert(

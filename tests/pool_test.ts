@@ -1,10 +1,10 @@
 /**
- * lib/kernels/pool.ts: disposed tensors' arrays are reused, and `poolShape` drops arrays sized for earlier input
+ * lib/backends/blas/pool.ts: disposed tensors' arrays are reused, and `poolShape` drops arrays sized for earlier input
  * shapes while keeping lengths that every shape requests (issue 16: a real `train` run on padding-trimmed batches
  * filled the pool to its 1 GiB cap with one set of activations per sequence length).
  */
 import { assert, assertEquals } from "./shared.ts";
-import { allocF32, clearPool, PooledCpuBackend, poolShape, poolStats } from "../lib/kernels/pool.ts";
+import { allocF32, clearPool, PooledCpuBackend, poolShape, poolStats } from "../lib/backends/blas/pool.ts";
 
 const backend = new PooledCpuBackend();
 

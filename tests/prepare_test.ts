@@ -1,11 +1,11 @@
 import { assert, assertEquals, assertRejects, HAVE_SHARED, SHARED, withTemp } from "./shared.ts";
-import { parseArgs } from "../lib/args.ts";
+import { parseArgs } from "../lib/cli/args.ts";
 import { run as runPrepareCli, spec as prepareSpec } from "../lib/cli/prepare.ts";
-import { readGlueSst2 } from "../lib/data.ts";
-import { checkFeaturesMatch, loadFeatures } from "../lib/features.ts";
-import { exists } from "../lib/fsutil.ts";
-import { prepareFeatures } from "../lib/prepare.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
+import { readGlueSst2 } from "../lib/data/datasets.ts";
+import { checkFeaturesMatch, loadFeatures } from "../lib/data/features.ts";
+import { exists } from "../lib/io/fsutil.ts";
+import { prepareFeatures } from "../lib/data/prepare.ts";
+import { FullTokenizer, Vocab } from "../lib/text/tokenizer.ts";
 
 /** Specials plus single letters and their ## continuations: covers every lower-case ASCII word. */
 function letterVocab(): string[] {

@@ -1,9 +1,9 @@
-/** lib/pretrained.ts: which model a run starts from (given folder, hub cache, shipped folder, random). */
-import { chooseStartingModel, DEFAULT_MODEL_ID, shippedModelDir } from "../lib/pretrained.ts";
-import { cacheDirFor } from "../lib/hub.ts";
-import { join } from "../lib/fsutil.ts";
-import { loadCheckpoint } from "../lib/checkpoint.ts";
-import { initBackend } from "../lib/backend.ts";
+/** lib/model/pretrained.ts: which model a run starts from (given folder, hub cache, shipped folder, random). */
+import { chooseStartingModel, DEFAULT_MODEL_ID, shippedModelDir } from "../lib/model/pretrained.ts";
+import { cacheDirFor } from "../lib/io/hub.ts";
+import { join } from "../lib/io/fsutil.ts";
+import { loadCheckpoint } from "../lib/model/checkpoint.ts";
+import { initBackend } from "../lib/backends/backend.ts";
 import { assert, assertEquals, assertRejects, withTemp } from "./shared.ts";
 
 Deno.test("chooseStartingModel: given folder, else hub cache, else the shipped folder, else random", async () => {

@@ -4,8 +4,8 @@
  * synthetic corpus whose token ids name their document and position, proportions checked against binomial
  * tolerances), determinism, and the loss against a hand-written log-softmax.
  */
-import { initBackend, tf } from "../lib/backend.ts";
-import { BertModel, configFromJson } from "../lib/model.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { BertModel, configFromJson } from "../lib/model/model.ts";
 import {
   createInstances,
   createPretrainingData,
@@ -31,9 +31,9 @@ import {
   tarEntries,
   tarGzEntries,
   truncatePair,
-} from "../lib/pretraining.ts";
-import { FullTokenizer, Vocab } from "../lib/tokenizer.ts";
-import { Rng } from "../lib/train.ts";
+} from "../lib/tasks/pretraining/pretraining.ts";
+import { FullTokenizer, Vocab } from "../lib/text/tokenizer.ts";
+import { Rng } from "../lib/training/train.ts";
 import { assert, assertEquals, assertRejects, HAVE_SHARED, requireShared } from "./shared.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
@@ -422,7 +422,7 @@ The river bank was muddy. Fish swam near the bank of the river. The water was co
 Children played by the river all afternoon.`;
 
 async function smallTokenizer(): Promise<FullTokenizer> {
-  const { buildVocab } = await import("../lib/vocab_builder.ts");
+  const { buildVocab } = await import("../lib/text/vocab_builder.ts");
   const docs = parseCorpusText(TEXT).documents.flat();
   return new FullTokenizer(Vocab.fromTokens(buildVocab(docs, { vocabSize: 120, minFrequency: 1 })));
 }
@@ -591,7 +591,7 @@ Deno.test("instancesToSet: refuses instances that do not fit", () => {
   assert(threw);
 });
 
-// ---- training through lib/train.ts ----
+// ---- training through lib/training/train.ts ----
 
 function weightsOf(m: BertModel): Map<string, Float32Array> {
   return new Map([...m.params].map(([k, v]) => [k, v.dataSync() as Float32Array]));
@@ -631,7 +631,7 @@ Deno.test("pretrain: the loss falls, checkpoints load with a classification head
     assertEquals(state.train_features.max_predictions_per_seq, 4);
     assertEquals(state.head, "pretraining");
 
-    const { loadCheckpoint } = await import("../lib/checkpoint.ts");
+    const { loadCheckpoint } = await import("../lib/model/checkpoint.ts");
     const loaded = await loadCheckpoint(result.lastCheckpoint, { head: "classification", numLabels: 2, quiet: true });
     const encoder = "bert.encoder.layer.0.output.dense.weight";
     assertEquals(loaded.model.params.get(encoder)!.dataSync(), full.params.get(encoder)!.dataSync());
@@ -690,7 +690,7 @@ Deno.test("pretrain: the loss falls, checkpoints load with a classification head
 });
 
 Deno.test("deno task bert pretrain: a text corpus, a learned vocabulary, a checkpoint", async () => {
-  const { parseArgs } = await import("../lib/args.ts");
+  const { parseArgs } = await import("../lib/cli/args.ts");
   const cli = await import("../lib/cli/pretrain.ts");
   const dir = await Deno.makeTempDir();
   try {

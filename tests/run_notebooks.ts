@@ -16,7 +16,7 @@
  * @module
  */
 
-import { plotlyLoaderBundles } from "../lib/plots.ts";
+import { plotlyLoaderBundles } from "../lib/viz/plots.ts";
 import { HAVE_SHARED, SHARED } from "./shared.ts";
 
 const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
@@ -403,9 +403,9 @@ async function typeCheck(names: string[]): Promise<Map<string, string>> {
 export interface CellSignature {
   /** Plotly figures (`application/vnd.plotly.v1+json`). */
   plots: number;
-  /** Tables from lib/display.ts (`class="bert-table"`). */
+  /** Tables from lib/viz/display.ts (`class="bert-table"`). */
   tables: number;
-  /** Parts of the plotly.js loader (lib/plots.ts `loadPlotly`). */
+  /** Parts of the plotly.js loader (lib/viz/plots.ts `loadPlotly`). */
   loader: number;
   /** Other rich outputs (progress bars, HTML snippets, text displays). */
   displays: number;

@@ -15,7 +15,7 @@ import {
   type TensorEntry,
   toFloat32,
   writeSafetensors,
-} from "../lib/safetensors.ts";
+} from "../lib/io/safetensors.ts";
 
 const TINY_MODEL =
   `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS/model.safetensors`;

@@ -4,7 +4,7 @@
  * Skips (with a message) when no CBLAS library can be opened.
  */
 import { assert, assertEquals } from "./shared.ts";
-import { loadBlas } from "../lib/blas.ts";
+import { loadBlas } from "../lib/backends/blas/blas.ts";
 
 const ignore = !loadBlas();
 if (ignore) console.warn("simd_fallback_test: skipped — no CBLAS library (install libopenblas0-pthread)");

@@ -1,11 +1,11 @@
 /**
- * The WebAssembly SIMD module (lib/kernels/simd.ts) against plain scalar references written here: the 4-lane
+ * The WebAssembly SIMD module (lib/backends/simd/simd.ts) against plain scalar references written here: the 4-lane
  * dropout generator must give the scalar mulberry32 stream's masks bit for bit, and the row softmax and its
  * gradient must match double-precision results. Skips (with a message) when WebAssembly SIMD is unavailable.
  */
 import { assert, assertEquals } from "./shared.ts";
-import { simdMath } from "../lib/kernels/simd.ts";
-import { applyDropoutMask } from "../lib/kernels/fused.ts";
+import { simdMath } from "../lib/backends/simd/simd.ts";
+import { applyDropoutMask } from "../lib/backends/blas/fused.ts";
 
 const simd = simdMath();
 if (!simd) console.warn("simd_test: skipped — WebAssembly SIMD is unavailable here");

@@ -3,10 +3,10 @@
  * question, a window's tokens, and `answerQuestion` on hand-made logits (the span is found in its own window,
  * only where that window has max context, and mapped back to the original characters).
  */
-import { filterSquad, parseSquad, resolveSquadData } from "../lib/squad.ts";
-import { answerQuestion, convertSquadExamples, windowsPerExample, windowTokens } from "../lib/squad_features.ts";
-import type { SquadFeatures } from "../lib/squad_features.ts";
-import type { WindowLogits } from "../lib/squad.ts";
+import { filterSquad, parseSquad, resolveSquadData } from "../lib/tasks/squad/squad.ts";
+import { answerQuestion, convertSquadExamples, windowsPerExample, windowTokens } from "../lib/tasks/squad/features.ts";
+import type { SquadFeatures } from "../lib/tasks/squad/features.ts";
+import type { WindowLogits } from "../lib/tasks/squad/squad.ts";
 import { quiet, tinySquadTokenizer } from "./fixtures/squad_vocab.ts";
 import { assert, assertEquals, assertRejects, HAVE_SHARED } from "./shared.ts";
 
@@ -132,7 +132,7 @@ Deno.test("answerQuestion: the best span over all windows, in the context's own 
 });
 
 Deno.test("windowTokensHtml: question, context and the gold span marked where the window holds it", async () => {
-  const { windowTokensHtml } = await import("../lib/lessons.ts");
+  const { windowTokensHtml } = await import("../lib/lessons/lessons.ts");
   const ds = parseSquad(
     {
       version: "1.1",

@@ -3,8 +3,8 @@
  * script's steps (lower -> drop string.punctuation -> drop \b(a|an|the)\b -> ' '.join(split())), Counter-based F1,
  * max over gold answers, mean ×100 over all questions.
  */
-import { readSquad } from "../lib/squad.ts";
-import { evaluateSquad, exactMatchScore, f1Score, normalizeAnswer, PUNCTUATION } from "../lib/squad_metrics.ts";
+import { readSquad } from "../lib/tasks/squad/squad.ts";
+import { evaluateSquad, exactMatchScore, f1Score, normalizeAnswer, PUNCTUATION } from "../lib/tasks/squad/metrics.ts";
 import { assert, assertEquals, HAVE_SHARED, SHARED } from "./shared.ts";
 
 const DEV = `${SHARED}/data/squad-v1.1/dev-v1.1.json`;

@@ -4,10 +4,10 @@
  * refinement, get_final_text, write_predictions on hand-made logits, save/load round trip, the span loss, and a
  * tiny random model over 20 real dev questions through predictions.json and the official metric.
  */
-import { initBackend, tf } from "../lib/backend.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
 import { run as runCli } from "../lib/cli/squad.ts";
-import { parseArgs, UsageError } from "../lib/args.ts";
-import { BertModel, configFromJson } from "../lib/model.ts";
+import { parseArgs, UsageError } from "../lib/cli/args.ts";
+import { BertModel, configFromJson } from "../lib/model/model.ts";
 import {
   getFinalText,
   highlightAnswer,
@@ -17,7 +17,7 @@ import {
   splitContext,
   tokenToOrigMap,
   type WindowLogits,
-} from "../lib/squad.ts";
+} from "../lib/tasks/squad/squad.ts";
 import {
   convertSquadExamples,
   describeWindows,
@@ -26,8 +26,8 @@ import {
   loadSquadFeatures,
   saveSquadFeatures,
   type SquadFeatures,
-} from "../lib/squad_features.ts";
-import { evaluateSquad } from "../lib/squad_metrics.ts";
+} from "../lib/tasks/squad/features.ts";
+import { evaluateSquad } from "../lib/tasks/squad/metrics.ts";
 import {
   disposeSquadBatch,
   predictSquad,
@@ -36,9 +36,9 @@ import {
   squadLoss,
   squadTrainStep,
   trainSquad,
-} from "../lib/squad_train.ts";
-import { AdamW, scheduleLr, warmupStepsFor } from "../lib/optim.ts";
-import { loadCheckpoint, modelToTensors } from "../lib/checkpoint.ts";
+} from "../lib/tasks/squad/train.ts";
+import { AdamW, scheduleLr, warmupStepsFor } from "../lib/training/optim.ts";
+import { loadCheckpoint, modelToTensors } from "../lib/model/checkpoint.ts";
 import {
   dropoutSeed,
   epochOrderState,
@@ -47,8 +47,8 @@ import {
   readTrainerState,
   Rng,
   shuffledOrder,
-} from "../lib/train.ts";
-import { FullTokenizer } from "../lib/tokenizer.ts";
+} from "../lib/training/train.ts";
+import { FullTokenizer } from "../lib/text/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 import { quiet, tinySquadTokenizer, TOKENS } from "./fixtures/squad_vocab.ts";
 

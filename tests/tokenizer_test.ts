@@ -3,10 +3,10 @@
  * bert-base vocabularies), hand-worked cases on a tiny vocabulary, the worker-parallel path and the `tokenize`
  * command.
  */
-import { basicTokenize, encodeBatch, FullTokenizer, tokenizeParallel, TokenizerPool, Vocab } from "../lib/tokenizer.ts";
+import { basicTokenize, encodeBatch, FullTokenizer, tokenizeParallel, TokenizerPool, Vocab } from "../lib/text/tokenizer.ts";
 import { parseTextLines, run as runTokenize, spec as tokenizeSpec } from "../lib/cli/tokenize.ts";
-import { parseArgs } from "../lib/args.ts";
-import { sha256Hex } from "../lib/fsutil.ts";
+import { parseArgs } from "../lib/cli/args.ts";
+import { sha256Hex } from "../lib/io/fsutil.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
 // ids:                  0     1     2     3      4    5   6     7      8     9   10     11    12   13 14 15

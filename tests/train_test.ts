@@ -5,15 +5,15 @@
  * exactly like the built-in classification one, and `train --seeds` prints each run and the mean ± std.
  */
 import { assert, assertEquals, assertRejects } from "./shared.ts";
-import { initBackend, tf } from "../lib/backend.ts";
-import { join } from "../lib/fsutil.ts";
-import { parseArgs } from "../lib/args.ts";
-import { disposeBatch, type FeatureBatch, featureBatch } from "../lib/evaluate.ts";
-import { saveFeatures } from "../lib/features.ts";
-import { softmaxCrossEntropy } from "../lib/model.ts";
+import { initBackend, tf } from "../lib/backends/backend.ts";
+import { join } from "../lib/io/fsutil.ts";
+import { parseArgs } from "../lib/cli/args.ts";
+import { disposeBatch, type FeatureBatch, featureBatch } from "../lib/eval/evaluate.ts";
+import { saveFeatures } from "../lib/data/features.ts";
+import { softmaxCrossEntropy } from "../lib/model/model.ts";
 import * as trainCli from "../lib/cli/train.ts";
-import { readSafetensors } from "../lib/safetensors.ts";
-import { modelToTensors } from "../lib/checkpoint.ts";
+import { readSafetensors } from "../lib/io/safetensors.ts";
+import { modelToTensors } from "../lib/model/checkpoint.ts";
 import {
   batchSeed,
   dropoutSeed,
@@ -27,7 +27,7 @@ import {
   train,
   trainSeeds,
   type TrainTask,
-} from "../lib/train.ts";
+} from "../lib/training/train.ts";
 import { KILL_TEST_SETTINGS, tinyFeatures, tinyModel, writeTinyVocab } from "./fixtures/tiny_training.ts";
 
 await initBackend({ backend: "cpu", quiet: true });

@@ -2,10 +2,10 @@
  * WordPiece vocabulary learning: layout, coverage of the training words, determinism, and agreement with a
  * naive from-scratch implementation of the same merge rule; plus the `build-vocab` command.
  */
-import { buildVocab, buildVocabWithStats } from "../lib/vocab_builder.ts";
-import { basicTokenize, FullTokenizer, SPECIAL_TOKENS, Vocab } from "../lib/tokenizer.ts";
+import { buildVocab, buildVocabWithStats } from "../lib/text/vocab_builder.ts";
+import { basicTokenize, FullTokenizer, SPECIAL_TOKENS, Vocab } from "../lib/text/tokenizer.ts";
 import { readCorpus, run as runBuildVocab, spec as buildVocabSpec } from "../lib/cli/build_vocab.ts";
-import { parseArgs, UsageError } from "../lib/args.ts";
+import { parseArgs, UsageError } from "../lib/cli/args.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 
 const CORPUS = [

@@ -4,9 +4,9 @@
  * reproduces the cpu run's losses, metrics and saved weights. Skips with a message when there is no adapter.
  */
 import { assert, assertEquals, withTemp } from "./shared.ts";
-import { initBackend, tf, webgpuAdapterName } from "../lib/backend.ts";
-import { train } from "../lib/train.ts";
-import { readSafetensors, toFloat32 } from "../lib/safetensors.ts";
+import { initBackend, tf, webgpuAdapterName } from "../lib/backends/backend.ts";
+import { train } from "../lib/training/train.ts";
+import { readSafetensors, toFloat32 } from "../lib/io/safetensors.ts";
 import { tinyFeatures, tinyModel, writeTinyVocab } from "./fixtures/tiny_training.ts";
 
 const adapter = (await webgpuAdapterName()) !== undefined;

@@ -3,8 +3,8 @@
  * backends, optionally next to PyTorch (tests/bench/pytorch_bench.py, when /usr/bin/python3 has torch).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { type BackendName, initBackend } from "../backends/backend.ts";
 import {
   benchInfer,
   benchMatMul,
@@ -16,7 +16,7 @@ import {
   matmulFlops,
   measureSgemm,
   SHAPES,
-} from "../bench.ts";
+} from "../bench/bench.ts";
 
 /** Flags of `bench`. */
 export const spec: CommandSpec = {
@@ -32,7 +32,7 @@ export const spec: CommandSpec = {
     warmup: { type: "number", default: 2, help: "unmeasured steps first" },
     what: { type: "list", default: ["train", "infer", "matmul"], help: "train, infer, matmul, tokenizer" },
     threads: { type: "number", help: "threads for the blas backend's BLAS (and wasm when threaded)" },
-    model: { type: "string", default: "bert", help: "bert (lib/model.ts) or mini (bench encoder with fused ops)" },
+    model: { type: "string", default: "bert", help: "bert (lib/model/model.ts) or mini (bench encoder with fused ops)" },
     vocab: {
       type: "string",
       default: "../shared/data/models/bert-base-uncased-vocab/vocab.txt",
@@ -99,7 +99,7 @@ export async function run(args: ParsedArgs): Promise<void> {
 
 async function backendThreads(name: string, threads: number | undefined): Promise<number | undefined> {
   if (name === "blas") {
-    const { registerBlasBackend } = await import("../kernels/blas_backend.ts");
+    const { registerBlasBackend } = await import("../backends/blas/blas_backend.ts");
     return registerBlasBackend()?.threads;
   }
   if (name === "wasm" || name === "cpu") return name === "cpu" ? 1 : threads ?? 1;

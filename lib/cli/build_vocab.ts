@@ -1,13 +1,13 @@
 /**
  * `deno task bert build-vocab --input FILE[,FILE...] [--column NAME] --vocab-size N --output vocab.txt [--cased]`:
- * learns a WordPiece vocabulary (lib/vocab_builder.ts) from text files: plain text (one text per line), or TSV/CSV
+ * learns a WordPiece vocabulary (lib/text/vocab_builder.ts) from text files: plain text (one text per line), or TSV/CSV
  * files with a header, reading the column `--column`.
  * @module
  */
 import Papa from "papaparse";
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { writeCommandOutput } from "../fsutil.ts";
-import { buildVocabWithStats } from "../vocab_builder.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { writeCommandOutput } from "../io/fsutil.ts";
+import { buildVocabWithStats } from "../text/vocab_builder.ts";
 
 /** Flags of `build-vocab`. */
 export const spec: CommandSpec = {

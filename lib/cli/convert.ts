@@ -4,8 +4,8 @@
  * `config.json`, `vocab.txt`, `tokenizer_config.json`, `model.safetensors`.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { convertCheckpoint } from "../checkpoint.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { convertCheckpoint } from "../model/checkpoint.ts";
 
 /** Flags of `convert`. */
 export const spec: CommandSpec = {

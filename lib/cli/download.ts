@@ -4,8 +4,8 @@
  * atomic per file; offline mode with `HF_HUB_OFFLINE=1`). Prints the folder to pass as `--model`.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { downloadModel, type DownloadProgress } from "../hub.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { downloadModel, type DownloadProgress } from "../io/hub.ts";
 
 /** Flags of `download`. */
 export const spec: CommandSpec = {

@@ -4,13 +4,13 @@
  * SQuAD predictions with the official exact match / F1 (predicting first with `--checkpoint`), via lib/cli/squad.ts.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
-import { tableText } from "../display.ts";
-import { evaluateCheckpoint, type EvaluationResult } from "../evaluate.ts";
-import { exists, join } from "../fsutil.ts";
-import { TASKS } from "../tasks.ts";
-import { latestCheckpoint, readTrainerState } from "../train.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
+import { tableText } from "../viz/display.ts";
+import { evaluateCheckpoint, type EvaluationResult } from "../eval/evaluate.ts";
+import { exists, join } from "../io/fsutil.ts";
+import { TASKS } from "../data/tasks.ts";
+import { latestCheckpoint, readTrainerState } from "../training/train.ts";
 
 /** Flags of `evaluate`. */
 export const spec: CommandSpec = {

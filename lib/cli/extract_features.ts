@@ -7,11 +7,11 @@
  * hidden]`, `i` = 0 for the embeddings output up to num_hidden_layers) and `pooled_output` (F32 `[n, hidden]`).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { initBackend, tf } from "../backend.ts";
-import { loadCheckpoint } from "../checkpoint.ts";
-import { convertExample } from "../features.ts";
-import { type TensorEntry, writeSafetensors } from "../safetensors.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { initBackend, tf } from "../backends/backend.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import { convertExample } from "../data/features.ts";
+import { type TensorEntry, writeSafetensors } from "../io/safetensors.ts";
 
 /** Flags of `extract-features`. */
 export const spec: CommandSpec = {

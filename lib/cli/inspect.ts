@@ -4,7 +4,7 @@
  * line per tensor. Reads only headers, pickles or the TensorFlow index: a `.index` whose data file is absent works.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
 import { dtypeBytes, FORMAT_NAMES, listTensors } from "../io/weights.ts";
 
 /** Flags of `inspect`. */

@@ -2,21 +2,21 @@
  * `deno task main`: the project's main job on the embedded default (data/sample), end to end into
  * `outputs/default/`: prepare features -> fine-tune -> evaluate -> plots.
  *
- * The model (lib/pretrained.ts's `chooseStartingModel`): `--model DIR`, else Google's BERT-Tiny
+ * The model (lib/model/pretrained.ts's `chooseStartingModel`): `--model DIR`, else Google's BERT-Tiny
  * (google/bert_uncased_L-2_H-128_A-2) from the hub cache or a download when network access is allowed, else offline
  * the BERT-Tiny-shaped model shipped in `data/pretrained/` (pre-trained here on IMDB train reviews; a notice says
  * so). Only when that folder is missing does it start from random weights, with a vocabulary learned from the
  * sample text and a loud notice that its accuracy shows only that the pipeline works.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
-import { boxedWarning, evaluateCheckpoint } from "../evaluate.ts";
-import { acquireRunLock, exists, join, probeWritable } from "../fsutil.ts";
-import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../plots.ts";
-import { checkRunName, prepareFeatures } from "../prepare.ts";
-import { chooseStartingModel, DEFAULT_MODEL_ID } from "../pretrained.ts";
-import { consoleProgress, listCheckpoints, train } from "../train.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
+import { boxedWarning, evaluateCheckpoint } from "../eval/evaluate.ts";
+import { acquireRunLock, exists, join, probeWritable } from "../io/fsutil.ts";
+import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../viz/plots.ts";
+import { checkRunName, prepareFeatures } from "../data/prepare.ts";
+import { chooseStartingModel, DEFAULT_MODEL_ID } from "../model/pretrained.ts";
+import { consoleProgress, listCheckpoints, train } from "../training/train.ts";
 import { printEvaluation } from "./evaluate.ts";
 import { buildModel, randomInitNotice } from "./train.ts";
 

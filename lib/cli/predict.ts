@@ -3,13 +3,13 @@
  * column, printing a table or writing a TSV.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
-import { tableText } from "../display.ts";
-import { boxedWarning, predict, type Prediction } from "../evaluate.ts";
-import { exists, join, writeFileAtomic } from "../fsutil.ts";
-import { TASKS } from "../tasks.ts";
-import { readTrainerState } from "../train.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
+import { tableText } from "../viz/display.ts";
+import { boxedWarning, predict, type Prediction } from "../eval/evaluate.ts";
+import { exists, join, writeFileAtomic } from "../io/fsutil.ts";
+import { TASKS } from "../data/tasks.ts";
+import { readTrainerState } from "../training/train.ts";
 import { resolveCheckpoint } from "./evaluate.ts";
 
 /** Flags of `predict`. */

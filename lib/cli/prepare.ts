@@ -1,13 +1,13 @@
 /**
  * `deno task bert prepare`: read a dataset, tokenize it and write `outputs/<run>/features/{train,dev}.safetensors`.
- * A thin wrapper over {@linkcode prepareFeatures} in lib/prepare.ts (which the notebooks call too); `--task squad`
+ * A thin wrapper over {@linkcode prepareFeatures} in lib/data/prepare.ts (which the notebooks call too); `--task squad`
  * goes to the SQuAD windows of lib/cli/squad.ts (`squad prepare`).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { acquireRunLock, join } from "../fsutil.ts";
-import { checkRunName, prepareFeatures } from "../prepare.ts";
-import { TASKS } from "../tasks.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { acquireRunLock, join } from "../io/fsutil.ts";
+import { checkRunName, prepareFeatures } from "../data/prepare.ts";
+import { TASKS } from "../data/tasks.ts";
 import { prepareCommand as prepareSquadCommand } from "./squad.ts";
 
 /** Flags of `prepare`. */

@@ -1,14 +1,14 @@
 /**
  * `deno task bert pretrain --corpus FILE|imdb [--vocab FILE] [--config tiny] [--steps N] [--output outputs/<run>]`:
  * pre-trains BERT from scratch (or continues a checkpoint) with the masked-LM and next-sentence objectives
- * (lib/pretraining.ts), using lib/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
+ * (lib/tasks/pretraining/pretraining.ts), using lib/training/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { type BackendName, initBackend } from "../backend.ts";
-import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
-import { acquireRunLock, exists, join, writeFileAtomic } from "../fsutil.ts";
-import { BertModel } from "../model.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { type BackendName, initBackend } from "../backends/backend.ts";
+import { loadCheckpoint, reportMessages } from "../model/checkpoint.ts";
+import { acquireRunLock, exists, join, writeFileAtomic } from "../io/fsutil.ts";
+import { BertModel } from "../model/model.ts";
 import {
   type Corpus,
   createPretrainingData,
@@ -18,10 +18,10 @@ import {
   type PretrainingDataOptions,
   readCorpus,
   splitCorpus,
-} from "../pretraining.ts";
-import { FullTokenizer, Vocab } from "../tokenizer.ts";
-import { consoleProgress, type HyperParameters } from "../train.ts";
-import { buildVocabWithStats } from "../vocab_builder.ts";
+} from "../tasks/pretraining/pretraining.ts";
+import { FullTokenizer, Vocab } from "../text/tokenizer.ts";
+import { consoleProgress, type HyperParameters } from "../training/train.ts";
+import { buildVocabWithStats } from "../text/vocab_builder.ts";
 import { standardConfig } from "./train.ts";
 
 const P = PRETRAINING_DEFAULTS;

@@ -7,19 +7,19 @@
  *   `.windows.json`). Without `--train`/`--dev` the files are looked up in `data/squad-v1.1/`, then
  *   `../shared/data/squad-v1.1/`; when there is no `train-v1.1.json`, a demo split of the dev file is used (the
  *   first `--limit` questions to evaluate on, questions of the other articles to train on), with a loud notice;
- * - `train`: fine-tune a checkpoint with the span head through the shared training loop (lib/train.ts): checkpoints,
+ * - `train`: fine-tune a checkpoint with the span head through the shared training loop (lib/training/train.ts): checkpoints,
  *   exact resume, exact match / F1 on the dev features after each epoch, the best kept, several seeds;
  * - `predict`: start/end logits of every dev window -> `predictions.json` and `nbest_predictions.json`;
  * - `evaluate`: the official SQuAD v1.1 exact match and F1 of a `predictions.json` against the gold file (with
  *   `--checkpoint`, predicts first) -> `eval_results.json`.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { boxedWarning } from "../evaluate.ts";
-import { acquireRunLock, basename, dirname, exists, join, writeJsonAtomic } from "../fsutil.ts";
-import type { BertModel } from "../model.ts";
-import { evaluateSquad, type SquadGold } from "../squad_metrics.ts";
-import { filterSquad, readSquad, resolveSquadData, type SquadDataset } from "../squad.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { boxedWarning } from "../eval/evaluate.ts";
+import { acquireRunLock, basename, dirname, exists, join, writeJsonAtomic } from "../io/fsutil.ts";
+import type { BertModel } from "../model/model.ts";
+import { evaluateSquad, type SquadGold } from "../tasks/squad/metrics.ts";
+import { filterSquad, readSquad, resolveSquadData, type SquadDataset } from "../tasks/squad/squad.ts";
 import {
   convertSquadExamples,
   loadSquadFeatures,
@@ -28,9 +28,9 @@ import {
   type SquadFeatures,
   summarizeSquadFeatures,
   windowsPath,
-} from "../squad_features.ts";
-import { FullTokenizer } from "../tokenizer.ts";
-import type { HyperParameters, RunControlOptions } from "../train.ts";
+} from "../tasks/squad/features.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
+import type { HyperParameters, RunControlOptions } from "../training/train.ts";
 
 const SUBCOMMANDS = ["prepare", "train", "predict", "evaluate"] as const;
 
@@ -182,7 +182,7 @@ function runDir(f: Flags): string {
 
 /** The newest `checkpoint-<step>` folder of the run that has weights. */
 async function newestCheckpoint(dir: string): Promise<string | undefined> {
-  const { listCheckpoints } = await import("../train.ts");
+  const { listCheckpoints } = await import("../training/train.ts");
   for (const c of await listCheckpoints(dir)) if (await exists(join(c.path, "model.safetensors"))) return c.path;
   return undefined;
 }
@@ -245,7 +245,7 @@ export async function prepareCommand(f: Flags): Promise<void> {
   if (model) {
     vocabPath = join(model, "vocab.txt");
     if (f.cased !== true) {
-      const { inferLowerCase } = await import("../checkpoint.ts");
+      const { inferLowerCase } = await import("../model/checkpoint.ts");
       lowerCase = await inferLowerCase(model);
     }
   }
@@ -328,7 +328,7 @@ async function buildSquadModel(
 ): Promise<{ model: BertModel; vocabPath: string; random: boolean }> {
   if (o.model && o.config) throw new UsageError("give --model or --config, not both");
   if (o.model) {
-    const { loadCheckpoint, reportMessages } = await import("../checkpoint.ts");
+    const { loadCheckpoint, reportMessages } = await import("../model/checkpoint.ts");
     const { model, report, vocabPath } = await loadCheckpoint(o.model, {
       head: "question-answering",
       seed,
@@ -339,8 +339,8 @@ async function buildSquadModel(
   }
   if (o.config) {
     if (!o.vocab) throw new UsageError("--config (random weights) needs --vocab FILE: the vocabulary of the features");
-    const { Vocab } = await import("../tokenizer.ts");
-    const { BertModel } = await import("../model.ts");
+    const { Vocab } = await import("../text/tokenizer.ts");
+    const { BertModel } = await import("../model/model.ts");
     const { standardConfig } = await import("./train.ts");
     const config = await standardConfig(o.config, (await Vocab.load(o.vocab)).size);
     return { model: new BertModel(config, { head: "question-answering", seed }), vocabPath: o.vocab, random: true };
@@ -360,10 +360,10 @@ export async function runSquadTraining(o: SquadTrainCommandOptions): Promise<voi
   }
   const features = await loadSquadFeatures(o.featuresFile);
   const dev = o.devFile ? await loadSquadFeatures(o.devFile) : undefined;
-  const { initBackend } = await import("../backend.ts");
+  const { initBackend } = await import("../backends/backend.ts");
   await initBackend();
-  const { latestCheckpoint, trainSeeds, consoleProgress } = await import("../train.ts");
-  const { squadTask, trainSquad, SQUAD_LEARNING_RATE } = await import("../squad_train.ts");
+  const { latestCheckpoint, trainSeeds, consoleProgress } = await import("../training/train.ts");
+  const { squadTask, trainSquad, SQUAD_LEARNING_RATE } = await import("../tasks/squad/train.ts");
   const { randomInitNotice, printResult, printSeeds } = await import("./train.ts");
   const notice = (random: boolean) => {
     if (random) console.warn(randomInitNotice(`--config ${o.config}`));
@@ -500,9 +500,9 @@ export async function predictCommand(f: Flags): Promise<{ predictionsPath: strin
   if (!(await exists(featuresPath))) {
     throw new UsageError(`${featuresPath} not found: run \`squad prepare --dev FILE\` first (or pass --features)`);
   }
-  const { initBackend } = await import("../backend.ts");
+  const { initBackend } = await import("../backends/backend.ts");
   await initBackend();
-  const { predictSquad } = await import("../squad_train.ts");
+  const { predictSquad } = await import("../tasks/squad/train.ts");
   const outputDir = str(f, "output") ?? checkpoint;
   const t0 = performance.now();
   const result = await predictSquad({

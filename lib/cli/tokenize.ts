@@ -4,9 +4,9 @@
  * tokens added).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { writeCommandOutput } from "../fsutil.ts";
-import { FullTokenizer } from "../tokenizer.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { writeCommandOutput } from "../io/fsutil.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
 
 /** Flags of `tokenize`. */
 export const spec: CommandSpec = {

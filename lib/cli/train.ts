@@ -1,22 +1,22 @@
 /**
  * `deno task bert train`: fine-tune a checkpoint (or a randomly initialised BERT of a standard size) on prepared
- * features, with validation, checkpoints, exact resume and several seeds. A thin layer over lib/train.ts;
+ * features, with validation, checkpoints, exact resume and several seeds. A thin layer over lib/training/train.ts;
  * `--task squad` (or SQuAD features, recognised by their `.windows.json`) trains the span head through
- * lib/squad_train.ts with the same loop.
+ * lib/tasks/squad/train.ts with the same loop.
  * @module
  */
 import { findWeights } from "../io/weights.ts";
-import { type CommandSpec, type ParsedArgs, UsageError } from "../args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backend.ts";
-import { loadCheckpoint, reportMessages } from "../checkpoint.ts";
-import { boxedWarning } from "../evaluate.ts";
-import { checkFeaturesMatch, type FeatureSet, loadFeatures } from "../features.ts";
-import { acquireRunLock, basename, dirname, exists, join } from "../fsutil.ts";
-import { windowsPath } from "../squad_features.ts";
-import { checkMetricName, METRIC_NAMES } from "../metrics.ts";
-import { type BertConfig, BertModel, configFromJson } from "../model.ts";
-import { TASKS } from "../tasks.ts";
-import { FullTokenizer } from "../tokenizer.ts";
+import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
+import { loadCheckpoint, reportMessages } from "../model/checkpoint.ts";
+import { boxedWarning } from "../eval/evaluate.ts";
+import { checkFeaturesMatch, type FeatureSet, loadFeatures } from "../data/features.ts";
+import { acquireRunLock, basename, dirname, exists, join } from "../io/fsutil.ts";
+import { windowsPath } from "../tasks/squad/features.ts";
+import { checkMetricName, METRIC_NAMES } from "../eval/metrics.ts";
+import { type BertConfig, BertModel, configFromJson } from "../model/model.ts";
+import { TASKS } from "../data/tasks.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
 import {
   checkTokenIds,
   consoleProgress,
@@ -27,7 +27,7 @@ import {
   train,
   type TrainResult,
   trainSeeds,
-} from "../train.ts";
+} from "../training/train.ts";
 
 const D = DEFAULT_HYPERPARAMETERS;
 

@@ -14,7 +14,7 @@
  * disk, so loading never holds the file and a copy of it.
  * @module
  */
-import type { DType, TensorData, TensorEntry } from "../safetensors.ts";
+import type { DType, TensorData, TensorEntry } from "./safetensors.ts";
 import { RandomAccessFile, withFile } from "./file.ts";
 import { type GlobalHandler, PickleGlobal, PickleTruncatedError, unpickle } from "./pickle.ts";
 import { writeZip, ZipReader } from "./zip.ts";

@@ -13,7 +13,7 @@
  * Hugging Face's and their `[in, out]` kernels to `[out, in]`; optimizer slots and `global_step` are skipped.
  * @module
  */
-import type { DType, TensorData, TensorEntry } from "../safetensors.ts";
+import type { DType, TensorData, TensorEntry } from "./safetensors.ts";
 import { crc32c, maskCrc } from "./crc.ts";
 import { RandomAccessFile } from "./file.ts";
 

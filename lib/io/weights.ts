@@ -11,8 +11,8 @@
  * Hugging Face names and the `[out, in]` layout for every format.
  * @module
  */
-import { exists, join } from "../fsutil.ts";
-import { DTYPE_SIZES, readSafetensors, type TensorEntry } from "../safetensors.ts";
+import { exists, join } from "./fsutil.ts";
+import { DTYPE_SIZES, readSafetensors, type TensorEntry } from "./safetensors.ts";
 import { RandomAccessFile } from "./file.ts";
 import { listPytorchBin, readPytorchBin } from "./pytorch_bin.ts";
 import { googleToHf, readTfCheckpoint, readTfIndex, tfPrefix } from "./tf_checkpoint.ts";

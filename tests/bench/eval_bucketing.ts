@@ -1,15 +1,15 @@
 /**
- * Evaluation throughput with and without length-sorted batches (lib/evaluate.ts runInference `sortByLength`),
+ * Evaluation throughput with and without length-sorted batches (lib/eval/evaluate.ts runInference `sortByLength`),
  * interleaved in one process, and how far the two runs' logits are apart.
  *
  *   deno run -A tests/bench/eval_bucketing.ts --checkpoint DIR --features outputs/<run>/features/dev.safetensors
  *     [--rounds 3] [--batch-size 64]
  * @module
  */
-import { initBackend } from "../../lib/backend.ts";
-import { loadCheckpoint } from "../../lib/checkpoint.ts";
-import { runInference } from "../../lib/evaluate.ts";
-import { loadFeatures } from "../../lib/features.ts";
+import { initBackend } from "../../lib/backends/backend.ts";
+import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
+import { runInference } from "../../lib/eval/evaluate.ts";
+import { loadFeatures } from "../../lib/data/features.ts";
 
 const args: Record<string, string> = { rounds: "3", "batch-size": "64" };
 for (let i = 0; i < Deno.args.length; i += 2) args[Deno.args[i].replace(/^--/, "")] = Deno.args[i + 1];

@@ -10,7 +10,7 @@
 #   3. if that adapter is a hardware GPU: `bench --backend webgpu --shapes tiny,base --what train,infer`, then the
 #      same on `blas` for reference (a software adapter such as llvmpipe is not benched: hours for Base; set
 #      GPU_CHECK_FORCE=1 to bench it anyway);
-#   4. whether @tensorflow/tfjs-node-gpu loads the way lib/backend.ts loads it, and if so its Tiny/Base bench.
+#   4. whether @tensorflow/tfjs-node-gpu loads the way lib/backends/backend.ts loads it, and if so its Tiny/Base bench.
 #   It ends with one RESULT line.
 #
 # Needs: bash, coreutils (timeout). Deno comes from node_modules (npm ci, run here when node_modules/.bin/deno is
@@ -57,8 +57,10 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
   log "nvidia-smi: not found (no NVIDIA driver on this machine or in this container)"
 fi
-ICDS=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')
-log "vulkan ICDs: ${ICDS:-none in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d, /usr/local/share/vulkan/icd.d}"
+ICDS=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json \
+  /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')
+[ -n "${VK_DRIVER_FILES:-}" ] && log "VK_DRIVER_FILES=$VK_DRIVER_FILES (the Vulkan loader reads only these)"
+log "vulkan ICDs: ${ICDS:-none in /usr/share/vulkan/icd.d, /etc/vulkan/icd.d, /usr/local/share/vulkan/icd.d, /usr/local/nvidia/share/vulkan/icd.d}"
 if [ "$HAVE_NVIDIA" = 1 ] && ! echo "$ICDS" | grep -qi nvidia; then
   log "NOTE: an NVIDIA driver but no nvidia_icd.json: wgpu cannot use the GPU through Vulkan. In a container, start it"
   log "      with NVIDIA_DRIVER_CAPABILITIES=all (or include 'graphics'); on a host install the driver's Vulkan part"

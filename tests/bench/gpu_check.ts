@@ -3,13 +3,13 @@
  *
  * - `adapter`: the WebGPU adapter this Deno sees (`DENO_WEBGPU_BACKEND=vulkan` restricts wgpu to Vulkan), whether
  *   it is a software rasteriser, and its buffer limits. Prints `adapter: none` when there is none.
- * - `tensorflow-gpu`: whether `@tensorflow/tfjs-node-gpu` loads as this project loads it (lib/backend.ts), and if it
+ * - `tensorflow-gpu`: whether `@tensorflow/tfjs-node-gpu` loads as this project loads it (lib/backends/backend.ts), and if it
  *   does, the devices TensorFlow lists and a [2048x2048]x[2048x2048] matmul's GFLOP/s.
  *
  * Exit code 0 whatever was found (the finding is the output); 2 on a usage error.
  * @module
  */
-import { initBackend, isSoftwareAdapter, tf } from "../../lib/backend.ts";
+import { initBackend, isSoftwareAdapter, tf } from "../../lib/backends/backend.ts";
 
 interface AdapterLike {
   info?: Record<string, unknown>;

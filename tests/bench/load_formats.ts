@@ -11,13 +11,13 @@
  * (CPU time is reported beside wall time: on a busy machine it is the steadier figure.)
  * @module
  */
-import { initBackend } from "../../lib/backend.ts";
-import { loadCheckpoint, modelToTensors, readCheckpointWeights } from "../../lib/checkpoint.ts";
-import { ensureDir, exists } from "../../lib/fsutil.ts";
+import { initBackend } from "../../lib/backends/backend.ts";
+import { loadCheckpoint, modelToTensors, readCheckpointWeights } from "../../lib/model/checkpoint.ts";
+import { ensureDir, exists } from "../../lib/io/fsutil.ts";
 import { writePytorchBin } from "../../lib/io/pytorch_bin.ts";
 import { hfNameToGoogle, transposeEntry, writeTfCheckpoint } from "../../lib/io/tf_checkpoint.ts";
-import { BertModel, configFromJson, configToJson } from "../../lib/model.ts";
-import { writeSafetensors } from "../../lib/safetensors.ts";
+import { BertModel, configFromJson, configToJson } from "../../lib/model/model.ts";
+import { writeSafetensors } from "../../lib/io/safetensors.ts";
 
 const FORMATS = ["safetensors", "pytorch", "tensorflow"] as const;
 const ROOT = "outputs/bench/load_formats";

@@ -1,7 +1,7 @@
-import { initBackend, tf } from "../../lib/backend.ts";
-import { dropout, gelu, layerNorm } from "../../lib/kernels/fused.ts";
-import { selfAttention } from "../../lib/kernels/attention.ts";
-import { simdMath } from "../../lib/kernels/simd.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { dropout, gelu, layerNorm } from "../../lib/backends/blas/fused.ts";
+import { selfAttention } from "../../lib/backends/blas/attention.ts";
+import { simdMath } from "../../lib/backends/simd/simd.ts";
 await initBackend({ backend: "blas", quiet: true });
 function time(name: string, n: number, f: () => void) {
   f();

@@ -5,7 +5,7 @@
  *
  * Usage: deno run -A tests/bench/micro_kernels.ts [filter] [--reps N]
  */
-import { initBackend, tf } from "../../lib/backend.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
 
 await initBackend({ backend: "blas", quiet: true });
 

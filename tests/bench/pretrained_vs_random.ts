@@ -13,17 +13,17 @@
  *        [--seeds 1,2,3] [--train-n 2000] [--test-n 2000] [--epochs 3] [--inits pretrained,random] [--json FILE]
  * @module
  */
-import { initBackend } from "../../lib/backend.ts";
-import { loadCheckpoint } from "../../lib/checkpoint.ts";
-import { type Dataset, readGlueSst2 } from "../../lib/data.ts";
-import { evaluateFeatures } from "../../lib/evaluate.ts";
-import { convertExamples, type FeatureSet } from "../../lib/features.ts";
-import { join } from "../../lib/fsutil.ts";
-import { BertModel } from "../../lib/model.ts";
-import { defaultImdbArchive, imdbReviews } from "../../lib/pretraining.ts";
-import { mixSeed, Rng, shuffledOrder, train } from "../../lib/train.ts";
-import type { FullTokenizer } from "../../lib/tokenizer.ts";
-import { machineInfo } from "../../lib/bench.ts";
+import { initBackend } from "../../lib/backends/backend.ts";
+import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
+import { type Dataset, readGlueSst2 } from "../../lib/data/datasets.ts";
+import { evaluateFeatures } from "../../lib/eval/evaluate.ts";
+import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
+import { join } from "../../lib/io/fsutil.ts";
+import { BertModel } from "../../lib/model/model.ts";
+import { defaultImdbArchive, imdbReviews } from "../../lib/tasks/pretraining/pretraining.ts";
+import { mixSeed, Rng, shuffledOrder, train } from "../../lib/training/train.ts";
+import type { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { machineInfo } from "../../lib/bench/bench.ts";
 
 const flag = (name: string, dflt: string) => {
   const i = Deno.args.indexOf(`--${name}`);

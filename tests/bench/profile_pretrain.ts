@@ -1,16 +1,16 @@
 /**
  * Kernel profile of pre-training steps on the `blas` backend, beside a fine-tuning step of the same shape and
- * batch: real IMDB instances (lib/pretraining.ts), time per kernel over a few steps.
+ * batch: real IMDB instances (lib/tasks/pretraining/pretraining.ts), time per kernel over a few steps.
  *
  * Usage: deno run -A tests/bench/profile_pretrain.ts [steps] [--vocab FILE] [--batch 32] [--seq 128]
  */
-import { initBackend, tf } from "../../lib/backend.ts";
-import { BertModel, softmaxCrossEntropy } from "../../lib/model.ts";
-import { AdamW } from "../../lib/optim.ts";
-import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
-import { variableGrads } from "../../lib/autodiff.ts";
-import { createPretrainingData, pretrainingBatch, pretrainingLoss, readImdbCorpus } from "../../lib/pretraining.ts";
-import { FullTokenizer, Vocab } from "../../lib/tokenizer.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
+import { AdamW } from "../../lib/training/optim.ts";
+import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
+import { variableGrads } from "../../lib/training/autodiff.ts";
+import { createPretrainingData, pretrainingBatch, pretrainingLoss, readImdbCorpus } from "../../lib/tasks/pretraining/pretraining.ts";
+import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
 import { standardConfig } from "../../lib/cli/train.ts";
 
 const flag = (name: string, dflt: string) => {

@@ -1,16 +1,16 @@
 /**
- * Kernel profile of BertModel training steps on the `blas` backend (lib/kernels/blas_backend.ts's
+ * Kernel profile of BertModel training steps on the `blas` backend (lib/backends/blas/blas_backend.ts's
  * `setKernelProfiling`): time per kernel, optionally per input shape, over a few steps.
  *
  * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N] [--infer]
  * (`--infer`: forward passes without dropout instead of training steps)
  */
-import { initBackend, tf } from "../../lib/backend.ts";
-import { buildModel, randomBatch, SHAPES } from "../../lib/bench.ts";
-import { type BertModel, softmaxCrossEntropy } from "../../lib/model.ts";
-import { AdamW } from "../../lib/optim.ts";
-import { setKernelProfiling } from "../../lib/kernels/blas_backend.ts";
-import { variableGrads } from "../../lib/autodiff.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { buildModel, randomBatch, SHAPES } from "../../lib/bench/bench.ts";
+import { type BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
+import { AdamW } from "../../lib/training/optim.ts";
+import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
+import { variableGrads } from "../../lib/training/autodiff.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const byShape = Deno.args.includes("--by-shape");

@@ -3,7 +3,7 @@
 
 A BertForSequenceClassification-equivalent written in plain torch.nn (post-LayerNorm encoder, erf GELU,
 tanh pooler, dropout 0.1, cross-entropy, AdamW lr 2e-5 / wd 0.01), random ids and the same padding pattern
-as lib/bench.ts's randomBatch. Prints one JSON line per measurement (read by lib/bench.ts) and a table.
+as lib/bench/bench.ts's randomBatch. Prints one JSON line per measurement (read by lib/bench/bench.ts) and a table.
 
 Usage: /usr/bin/python3 tests/bench/pytorch_bench.py [--shapes tiny,base] [--threads 1,2] [--steps 5]
                                                      [--what train,infer] [--json]
@@ -81,7 +81,7 @@ def build(torch, s, num_labels=2):
 
 
 def batch(torch, s, seed=1):
-    """Same padding pattern as lib/bench.ts randomBatch (the values differ: a different generator)."""
+    """Same padding pattern as lib/bench/bench.ts randomBatch (the values differ: a different generator)."""
     g = torch.Generator().manual_seed(seed)
     b, t = s["batch"], s["seq"]
     ids = torch.zeros(b, t, dtype=torch.long)

@@ -4,7 +4,7 @@
 Reads the same prepared features (outputs/<run>/features/{train,dev}.safetensors, int32, parsed here without the
 safetensors package), builds the same BERT-Tiny classifier as tests/bench/pytorch_bench.py (random weights), and
 trains with AdamW (lr 1e-3, wd 0.01, clip 1.0) on shuffled batches, evaluating the whole dev set (no_grad) every
---eval-steps and saving model + optimizer state (torch.save) every --save-steps, as lib/train.ts does. Prints
+--eval-steps and saving model + optimizer state (torch.save) every --save-steps, as lib/training/train.ts does. Prints
 RSS and its high-water mark (VmHWM) at each stage. Reference only; never a dependency.
 
 Usage: /usr/bin/python3 tests/bench/pytorch_train_memory.py --features outputs/<run>/features [--steps 40]

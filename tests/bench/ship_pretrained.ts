@@ -13,9 +13,9 @@
  *        [--finetune outputs/pretrained_vs_random.json] [--minutes M]
  * @module
  */
-import { initBackend, tf } from "../../lib/backend.ts";
-import { loadCheckpoint } from "../../lib/checkpoint.ts";
-import { ensureDir, join, writeFileAtomic } from "../../lib/fsutil.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
+import { ensureDir, join, writeFileAtomic } from "../../lib/io/fsutil.ts";
 import {
   type Corpus,
   createPretrainingData,
@@ -25,10 +25,10 @@ import {
   type PretrainingSet,
   readImdbCorpus,
   splitCorpus,
-} from "../../lib/pretraining.ts";
-import { readSafetensors, serializeSafetensors, type TensorEntry } from "../../lib/safetensors.ts";
-import { latestCheckpoint } from "../../lib/train.ts";
-import { machineInfo } from "../../lib/bench.ts";
+} from "../../lib/tasks/pretraining/pretraining.ts";
+import { readSafetensors, serializeSafetensors, type TensorEntry } from "../../lib/io/safetensors.ts";
+import { latestCheckpoint } from "../../lib/training/train.ts";
+import { machineInfo } from "../../lib/bench/bench.ts";
 
 const flag = (name: string, dflt = "") => {
   const i = Deno.args.indexOf(`--${name}`);

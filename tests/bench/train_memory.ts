@@ -1,5 +1,5 @@
 /**
- * Where a real `train` run's memory goes: runs lib/train.ts's `train()` on prepared features (as
+ * Where a real `train` run's memory goes: runs lib/training/train.ts's `train()` on prepared features (as
  * `deno task bert train --config tiny` does) and prints, at each stage and every few updates, the process RSS and
  * its high-water mark, V8's heap, ArrayBuffer memory outside the heap, the bytes tfjs's tensors hold, and the bytes
  * the blas backend's array pool keeps for reuse.
@@ -10,11 +10,11 @@
  * BERT_POOL_MB (the pool's cap) and BERT_BACKEND apply as usual.
  * @module
  */
-import { initBackend, tf } from "../../lib/backend.ts";
-import { loadFeatures } from "../../lib/features.ts";
-import { poolStats } from "../../lib/kernels/pool.ts";
-import { BertModel, configFromJson } from "../../lib/model.ts";
-import { train } from "../../lib/train.ts";
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { loadFeatures } from "../../lib/data/features.ts";
+import { poolStats } from "../../lib/backends/blas/pool.ts";
+import { BertModel, configFromJson } from "../../lib/model/model.ts";
+import { train } from "../../lib/training/train.ts";
 
 const args: Record<string, string> = {
   steps: "40",

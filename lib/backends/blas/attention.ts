@@ -1,0 +1,355 @@
+/**
+ * Fused multi-head self-attention for the `blas` backend: `softmax(scale * Q K^T + mask)`, dropout on the
+ * probabilities and `P V`, forward and backward, straight from the `[batch * seq, hidden]` outputs of the query,
+ * key and value layers. Each head's block is addressed in place with BLAS leading dimensions (`lda = hidden`), so
+ * the head split and merge transposes disappear, the `1 / sqrt(headSize)` scale rides on `sgemm`'s alpha, and the
+ * mask add, softmax and its gradient are one pass each.
+ *
+ * The dropout mask is {@linkcode applyDropoutMask}'s over the whole `[batch, heads, seq, seq]` probability tensor,
+ * the same mask `dropout(probs, rate, seed)` draws on any backend; the backward pass regenerates it block by block.
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import type { Blas } from "./blas.ts";
+import { f32, type KernelArgs, output } from "./common.ts";
+import { applyDropoutMask, hashSeed } from "./fused.ts";
+import { allocF32 } from "./pool.ts";
+import { simdMath } from "../simd/simd.ts";
+import { softmaxRowsInto } from "./reduce.ts";
+
+/** Inputs of {@linkcode selfAttention}. */
+export interface SelfAttentionInputs {
+  /** Query layer output `[batch * seq, hidden]`. */
+  q: tf.Tensor;
+  /** Key layer output `[batch * seq, hidden]`. */
+  k: tf.Tensor;
+  /** Value layer output `[batch * seq, hidden]`. */
+  v: tf.Tensor;
+  /** Added to every score row of example `b`: 0 for attended tokens, a large negative value for padding `[batch, seq]`. */
+  maskBias: tf.Tensor;
+  /** Examples. */
+  batch: number;
+  /** Tokens per example. */
+  seq: number;
+  /** Attention heads (`hidden / heads` per head). */
+  heads: number;
+  /** Dropout on the probabilities (0: none). */
+  dropoutRate: number;
+  /** Dropout seed (as for {@linkcode dropout} in fused.ts). */
+  seed?: number | string;
+}
+
+/** Whether {@linkcode selfAttention} can run: the `blas` backend with float32 inputs. */
+export function canFuseAttention(...ts: tf.Tensor[]): boolean {
+  return tf.getBackend() === "blas" && ts.every((t) => t.dtype === "float32");
+}
+
+/**
+ * The attention context `[batch * seq, hidden]` (heads merged) with its gradient for q, k and v. `blas` only
+ * (see {@linkcode canFuseAttention}); lib/model/model.ts composes the same maths from tf ops elsewhere.
+ */
+export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
+  const { batch, seq, heads } = o;
+  const hidden = o.q.shape[o.q.rank - 1];
+  if (hidden % heads !== 0) throw new Error(`selfAttention: hidden ${hidden} is not a multiple of heads ${heads}`);
+  for (const [name, t] of [["q", o.q], ["k", o.k], ["v", o.v]] as const) {
+    if (t.size !== batch * seq * hidden) {
+      throw new Error(`selfAttention: ${name} has shape [${t.shape}], expected [${batch * seq}, ${hidden}]`);
+    }
+  }
+  if (o.maskBias.size !== batch * seq) {
+    throw new Error(`selfAttention: maskBias has shape [${o.maskBias.shape}], expected [${batch}, ${seq}]`);
+  }
+  const attrs = {
+    batch,
+    seq,
+    heads,
+    scale: 1 / Math.sqrt(hidden / heads),
+    rate: o.dropoutRate,
+    seed: o.dropoutRate > 0 ? hashSeed(o.seed) : 0,
+  };
+  const mask = o.maskBias;
+  if (!recordingGradients()) {
+    // No gradient will be asked for: skip copying out the probabilities (one [batch, heads, seq, seq] tensor).
+    const [context] = tf.engine().runKernel("BlasAttention", { q: o.q, k: o.k, v: o.v, mask }, {
+      ...attrs,
+      keepProbs: false,
+    } as never) as tf.Tensor[];
+    return context as tf.Tensor2D;
+  }
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [q, k, v] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [context, probs] = tf.engine().runKernel("BlasAttention", { q, k, v, mask }, attrs as never) as tf.Tensor[];
+    save([q, k, v, probs]);
+    return {
+      value: context,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel("BlasAttentionGrad", {
+          dy,
+          q: saved[0],
+          k: saved[1],
+          v: saved[2],
+          probs: saved[3],
+        }, attrs as never) as tf.Tensor[],
+    };
+  });
+  return op(o.q, o.k, o.v) as tf.Tensor2D;
+}
+
+/** Whether tfjs is recording operations for a gradient (inside `tf.grad`, `variableGrads`, ...). */
+function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
+interface Attrs {
+  /** Return the probabilities as a second output (for the backward pass; default true). */
+  keepProbs?: boolean;
+  batch: number;
+  seq: number;
+  heads: number;
+  scale: number;
+  rate: number;
+  seed: number;
+}
+
+let scratch = new Float32Array(0);
+
+/** A reusable work array of at least `n` floats (kernels run one at a time). */
+function work(n: number): Float32Array {
+  if (scratch.length < n) scratch = new Float32Array(n);
+  return scratch;
+}
+
+/** The mulberry32 state before draw `offset` of the stream seeded `seed` (as in fused.ts's applyDropoutMask). */
+function stateAt(seed: number, offset: number): number {
+  return (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
+}
+
+/**
+ * Where the `[seq, seq]` blocks of one kernel call live, and the elementwise steps on them. With WebAssembly SIMD
+ * (and `seq` a multiple of 4) the blocks are in the SIMD module's memory, `sgemm` writes there through FFI, and
+ * each step is one SIMD pass in place; otherwise they are JavaScript arrays and the steps JavaScript loops.
+ */
+interface BlockOps {
+  /** `count` scratch blocks of `seq * seq` floats. */
+  blocks: Float32Array[];
+  /** Scratch for one example's mask row (`seq` floats). */
+  maskRow: Float32Array;
+  /** `s = softmax(s + maskRow)` for each row of `s`, in place. */
+  softmax(s: Float32Array): void;
+  /** `x *= the dropout mask`, `x` being the block whose first element is element `offset` of the whole tensor. */
+  dropout(x: Float32Array, offset: number): void;
+  /** `ds = p * (ds - rowsum(ds * p))`, in place. */
+  softmaxGrad(ds: Float32Array, p: Float32Array): void;
+}
+
+function blockOps(seq: number, count: number, rate: number, seed: number): BlockOps {
+  const block = seq * seq;
+  const simd = seq % 4 === 0 ? simdMath() : undefined;
+  const space = simd ? simd.workspace(count * block + seq) : work(count * block + seq);
+  const blocks = Array.from({ length: count }, (_, i) => space.subarray(i * block, (i + 1) * block));
+  const maskRow = space.subarray(count * block, count * block + seq);
+  if (simd) {
+    const threshold = Math.floor(rate * 4294967296), scale = Math.fround(1 / (1 - rate));
+    return {
+      blocks,
+      maskRow,
+      softmax: (s) => simd.softmaxRowsAt(s.byteOffset, seq, seq, maskRow.byteOffset),
+      dropout: (x, offset) => simd.dropoutAt(x.byteOffset, x.length, stateAt(seed, offset), threshold, scale),
+      softmaxGrad: (ds, p) => simd.softmaxGradRowsAt(ds.byteOffset, p.byteOffset, seq, seq),
+    };
+  }
+  return {
+    blocks,
+    maskRow,
+    softmax: (s) => {
+      for (let r = 0; r < block; r += seq) for (let j = 0; j < seq; j++) s[r + j] += maskRow[j];
+      softmaxRowsInto(s, s, seq);
+    },
+    dropout: (x, offset) => applyDropoutMask(x, x, rate, seed, offset),
+    softmaxGrad: (ds, p) => {
+      for (let r = 0; r < block; r += seq) {
+        let dot = 0;
+        for (let j = 0; j < seq; j++) dot += ds[r + j] * p[r + j];
+        for (let j = 0; j < seq; j++) ds[r + j] = p[r + j] * (ds[r + j] - dot);
+      }
+    },
+  };
+}
+
+/** Arrays and sizes of one attention kernel call. */
+interface Job extends Attrs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  blas: Blas;
+}
+
+/**
+ * The forward pass, block by block: `sgemm` writes each head's scores into a scratch block, the mask + softmax
+ * and the dropout run in place on it, and `sgemm` reads it back for `P V`. Only the undropped probabilities are
+ * copied out (saved for the backward pass, when `probs` is given).
+ */
+function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
+  const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
+  const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+  const ops = blockOps(seq, 1, rate, seed);
+  const [s] = ops.blocks;
+  for (let b = 0; b < batch; b++) {
+    ops.maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
+    for (let h = 0; h < heads; h++) {
+      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
+      blas.sgemm({
+        m: seq,
+        n: seq,
+        k: dh,
+        a: q.subarray(off),
+        lda: hidden,
+        b: k.subarray(off),
+        ldb: hidden,
+        transB: true,
+        c: s,
+        alpha: scale,
+      });
+      ops.softmax(s);
+      probs?.set(s, po);
+      if (rate > 0) ops.dropout(s, po);
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        a: s,
+        b: v.subarray(off),
+        ldb: hidden,
+        c: context.subarray(off),
+        ldc: hidden,
+      });
+    }
+  }
+}
+
+/**
+ * The backward pass, block by block: the dropped probabilities are regenerated from the saved ones, and the
+ * dropout mask and softmax gradient are applied in place to `dC V^T`.
+ */
+function backwardBlocks(
+  o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
+): void {
+  const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
+  const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+  const ops = blockOps(seq, 3, rate, seed);
+  const [p, pd, ds] = ops.blocks;
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
+      p.set(probs.subarray(po, po + block));
+      let dropped = p;
+      if (rate > 0) {
+        pd.set(p);
+        ops.dropout(pd, po);
+        dropped = pd;
+      }
+      // dV = dropped^T @ dC; dP = dC @ V^T (times the dropout mask)
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        transA: true,
+        a: dropped,
+        b: dy.subarray(off),
+        ldb: hidden,
+        c: dv.subarray(off),
+        ldc: hidden,
+      });
+      blas.sgemm({
+        m: seq,
+        n: seq,
+        k: dh,
+        a: dy.subarray(off),
+        lda: hidden,
+        b: v.subarray(off),
+        ldb: hidden,
+        transB: true,
+        c: ds,
+      });
+      if (rate > 0) ops.dropout(ds, po);
+      // dS = P * (dP - rowsum(dP * P)); dQ = scale * dS @ K, dK = scale * dS^T @ Q
+      ops.softmaxGrad(ds, p);
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        a: ds,
+        b: k.subarray(off),
+        ldb: hidden,
+        c: dq.subarray(off),
+        ldc: hidden,
+        alpha: scale,
+      });
+      blas.sgemm({
+        m: seq,
+        n: dh,
+        k: seq,
+        transA: true,
+        a: ds,
+        b: q.subarray(off),
+        ldb: hidden,
+        c: dk.subarray(off),
+        ldc: hidden,
+        alpha: scale,
+      });
+    }
+  }
+}
+
+/** Creates the BlasAttention / BlasAttentionGrad kernel configs for `backendName`, calling `blas`. */
+export function attentionKernels(blas: Blas, backendName: string): KernelConfig[] {
+  const forward = (args: KernelArgs): TensorInfo[] => {
+    const { inputs, backend } = args;
+    const attrs = args.attrs as unknown as Attrs;
+    const { batch, seq, heads } = attrs;
+    const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
+    const context = allocF32(q.length, false); // [batch * seq, hidden], heads merged
+    // [batch, heads, seq, seq], for the backward pass
+    const probs = attrs.keepProbs !== false ? allocF32(batch * heads * seq * seq, false) : undefined;
+    forwardBlocks({ ...attrs, q, k, v, mask: f32(backend, inputs.mask!), probs, context, blas });
+    const out = output(backend, inputs.q!.shape, context);
+    return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
+  };
+
+  const backward = (args: KernelArgs): TensorInfo[] => {
+    const { inputs, backend } = args;
+    const attrs = args.attrs as unknown as Attrs;
+    const q = f32(backend, inputs.q!);
+    const dq = allocF32(q.length, false), dk = allocF32(q.length, false), dv = allocF32(q.length, false);
+    backwardBlocks({
+      ...attrs,
+      dy: f32(backend, inputs.dy!),
+      q,
+      k: f32(backend, inputs.k!),
+      v: f32(backend, inputs.v!),
+      probs: f32(backend, inputs.probs!),
+      dq,
+      dk,
+      dv,
+      blas,
+    });
+    const shape = inputs.q!.shape;
+    return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
+  };
+
+  return [
+    {
+      kernelName: "BlasAttention",
+      backendName,
+      kernelFunc: forward as unknown as KernelFunc,
+    },
+    {
+      kernelName: "BlasAttentionGrad",
+      backendName,
+      kernelFunc: backward as unknown as KernelFunc,
+    },
+  ];
+}

@@ -1,0 +1,189 @@
+/**
+ * BatchMatMul and _FusedMatMul on the cpu backend's storage through CBLAS `sgemm` (lib/backends/blas/blas.ts).
+ *
+ * Batch dims broadcast (numpy rules); when the right operand has no batch (a weight matrix) and the left one
+ * is not transposed, the whole batch is one `sgemm` call with `m = batch * rows`. A fused bias that is one row
+ * (`[n]`, `[1, n]`, a scalar) is copied into every output row first and `sgemm` accumulates onto it (`beta = 1`):
+ * a memcpy-speed fill instead of a broadcasting add that cost more than the product itself.
+ * @module
+ */
+import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
+import type { Blas } from "./blas.ts";
+import { allF32, cpuKernel, f32, type KernelArgs, output, planBroadcast } from "./common.ts";
+import { applyActivation, broadcastBinaryInPlace } from "./elementwise.ts";
+import { allocF32 } from "./pool.ts";
+
+/** Options of {@linkcode matMulF32}. */
+export interface MatMulF32Options {
+  /** The library doing the work. */
+  blas: Blas;
+  /** Left operand values and shape `[...batchA, m, k]` (`[..., k, m]` when transposeA). */
+  a: Float32Array;
+  /** Shape of `a`. */
+  aShape: number[];
+  /** Right operand values. */
+  b: Float32Array;
+  /** Shape of `b`: `[...batchB, k, n]` (`[..., n, k]` when transposeB). */
+  bShape: number[];
+  /** Use `a` transposed in its last two dims. */
+  transposeA?: boolean;
+  /** Use `b` transposed in its last two dims. */
+  transposeB?: boolean;
+  /** `n` values added to every output row (the product accumulates onto them; see {@linkcode rowBias}). */
+  bias?: Float32Array;
+}
+
+/** Fills `c` (a whole number of `row.length`-value rows) with copies of `row`, by doubling memcpys. */
+export function fillRows(c: Float32Array, row: Float32Array): void {
+  const n = row.length, total = c.length;
+  if (total === 0) return;
+  c.set(row);
+  // copyWithin is a memmove in V8: log2(rows) calls instead of one `set` per row.
+  for (let filled = n; filled < total; filled *= 2) c.copyWithin(filled, 0, Math.min(filled, total - filled));
+}
+
+/**
+ * The bias as one row of `n` values when it broadcasts along every output row without changing the output's
+ * shape: rank at most `outRank`, every dim but the last 1, and the last `n` or 1 (a scalar is repeated).
+ * Undefined for any other shape (the caller then adds it with a general broadcast).
+ */
+export function rowBias(values: Float32Array, shape: number[], n: number, outRank: number): Float32Array | undefined {
+  if (shape.length > outRank) return undefined;
+  for (let d = 0; d < shape.length - 1; d++) if (shape[d] !== 1) return undefined;
+  const last = shape.length ? shape[shape.length - 1] : 1;
+  if (last === n && values.length === n) return values;
+  if (last === 1 && values.length === 1) return new Float32Array(n).fill(values[0]);
+  return undefined;
+}
+
+/** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
+export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
+  const { blas, a, b, aShape, bShape } = o;
+  const transA = !!o.transposeA, transB = !!o.transposeB;
+  const ra = aShape.length, rb = bShape.length;
+  if (ra < 2 || rb < 2) throw new Error(`matMul needs rank >= 2 operands, got shapes [${aShape}] and [${bShape}]`);
+  const m = transA ? aShape[ra - 1] : aShape[ra - 2];
+  const ka = transA ? aShape[ra - 2] : aShape[ra - 1];
+  const kb = transB ? bShape[rb - 1] : bShape[rb - 2];
+  const n = transB ? bShape[rb - 2] : bShape[rb - 1];
+  if (ka !== kb) {
+    throw new Error(
+      `Error in matMul: inner shapes (${ka}) and (${kb}) of Tensors with shapes ${aShape} and ${bShape} and ` +
+        `transposeA=${transA} and transposeB=${transB} must match.`,
+    );
+  }
+  const k = ka;
+  const batchA = aShape.slice(0, -2), batchB = bShape.slice(0, -2);
+  const outBatch = backend_util.assertAndGetBroadcastShape(batchA, batchB);
+  const batch = util.sizeFromShape(outBatch);
+  const shape = [...outBatch, m, n];
+  const bias = o.bias;
+  if (bias && bias.length !== n) throw new Error(`matMul: a row bias needs ${n} values, got ${bias.length}`);
+  // sgemm with beta = 0 overwrites c, so a recycled array needs no zeroing (k = 0 is an empty sum: zeros).
+  // With a bias, c starts as the bias rows and sgemm adds the product to them (beta = 1).
+  const c = allocF32(batch * m * n, k === 0 && !bias);
+  if (bias) fillRows(c, bias);
+  const beta = bias ? 1 : 0;
+  if (batch === 0 || m === 0 || n === 0 || k === 0) return { values: c, shape };
+  const sizeA = m * k, sizeB = k * n, sizeC = m * n;
+  const nA = util.sizeFromShape(batchA), nB = util.sizeFromShape(batchB);
+  if (nB === 1 && !transA) {
+    // [batch*m, k] @ [k, n]: one call (the batch rows of a are contiguous).
+    if (nA === batch) {
+      blas.sgemm({ m: batch * m, n, k, a, b, c, transB, beta });
+      return { values: c, shape };
+    }
+  }
+  // Batch dims, broadcast or equal: walk the output batch with per-operand strides (0 = broadcast).
+  const plan = planBroadcast([batchA.length ? batchA : [1], batchB.length ? batchB : [1]]);
+  const dims = plan.dims, [sa, sb] = plan.strides;
+  const idx = new Array(dims.length).fill(0);
+  let ia = 0, ib = 0;
+  for (let i = 0; i < batch; i++) {
+    blas.sgemm({
+      m,
+      n,
+      k,
+      transA,
+      transB,
+      a: a.subarray(ia * sizeA, (ia + 1) * sizeA),
+      b: b.subarray(ib * sizeB, (ib + 1) * sizeB),
+      c: c.subarray(i * sizeC, (i + 1) * sizeC),
+      beta,
+    });
+    for (let d = dims.length - 1; d >= 0; d--) {
+      idx[d]++;
+      ia += sa[d];
+      ib += sb[d];
+      if (idx[d] < dims[d]) break;
+      ia -= sa[d] * dims[d];
+      ib -= sb[d] * dims[d];
+      idx[d] = 0;
+    }
+  }
+  return { values: c, shape };
+}
+
+/** Creates the BatchMatMul and _FusedMatMul kernel configs for `backendName`, calling `blas`. */
+export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
+  const cpuBatchMatMul = cpuKernel("BatchMatMul");
+  const cpuFused = cpuKernel("_FusedMatMul");
+
+  const batchMatMul = (args: KernelArgs): TensorInfo => {
+    const { inputs, backend, attrs } = args;
+    const a = inputs.a!, b = inputs.b!;
+    if (!allF32(backend, a, b)) return cpuBatchMatMul(args as never) as TensorInfo;
+    const { values, shape } = matMulF32({
+      blas,
+      a: f32(backend, a),
+      aShape: a.shape,
+      b: f32(backend, b),
+      bShape: b.shape,
+      transposeA: !!attrs?.transposeA,
+      transposeB: !!attrs?.transposeB,
+    });
+    return output(backend, shape, values);
+  };
+
+  const fusedMatMul = (args: KernelArgs): TensorInfo => {
+    const { inputs, backend, attrs } = args;
+    const { a, b, bias, preluActivationWeights } = inputs;
+    if (!allF32(backend, a, b, bias, preluActivationWeights)) return cpuFused(args as never) as TensorInfo;
+    const transposeB = !!attrs?.transposeB;
+    const rb = b!.shape.length;
+    const n = b!.shape[transposeB ? rb - 2 : rb - 1];
+    const outRank = Math.max(a!.shape.length, rb);
+    const row = bias ? rowBias(f32(backend, bias), bias.shape, n, outRank) : undefined;
+    const { values, shape } = matMulF32({
+      blas,
+      a: f32(backend, a!),
+      aShape: a!.shape,
+      b: f32(backend, b!),
+      bShape: b!.shape,
+      transposeA: !!attrs?.transposeA,
+      transposeB,
+      bias: row,
+    });
+    let out = values, outShape = shape;
+    if (bias && !row) {
+      const r = broadcastBinaryInPlace("add", out, outShape, f32(backend, bias), bias.shape);
+      out = r.values;
+      outShape = r.shape;
+    }
+    const activation = (attrs?.activation as string | undefined) ?? "linear";
+    if (activation === "prelu") {
+      const w = preluActivationWeights!;
+      const r = broadcastBinaryInPlace("prelu", out, outShape, f32(backend, w), w.shape);
+      out = r.values;
+      outShape = r.shape;
+    } else {
+      applyActivation(activation, out, (attrs?.leakyreluAlpha as number | undefined) ?? 0.2);
+    }
+    return output(backend, outShape, out);
+  };
+
+  return [
+    { kernelName: "BatchMatMul", backendName, kernelFunc: batchMatMul as unknown as KernelFunc },
+    { kernelName: "_FusedMatMul", backendName, kernelFunc: fusedMatMul as unknown as KernelFunc },
+  ];
+}

@@ -1,0 +1,786 @@
+/**
+ * Benchmarks: BERT training steps (forward + backward + AdamW update), inference throughput, matmul GFLOP/s,
+ * and tokenizer + feature conversion throughput, with peak memory, printed as tables.
+ *
+ * The training and inference benchmarks run lib/model/model.ts's `BertModel` (a classification head). A small
+ * self-contained encoder ({@linkcode MiniEncoder}, the same BERT layer maths written in a few lines) is also
+ * here so that kernels can be measured and profiled without the full model.
+ * @module
+ */
+import { tf } from "../backends/backend.ts";
+import * as fused from "../backends/blas/fused.ts";
+import { AdamW } from "../training/optim.ts";
+import { softmaxCrossEntropy } from "../model/model.ts";
+import { variableGrads } from "../training/autodiff.ts";
+import { clearPool } from "../backends/blas/pool.ts";
+
+/** A benchmark shape: model size and batch. */
+export interface BenchShape {
+  /** `tiny`, `mini`, `small`, `base`. */
+  name: string;
+  /** Encoder layers. */
+  layers: number;
+  /** Hidden size. */
+  hidden: number;
+  /** Attention heads. */
+  heads: number;
+  /** Feed-forward size. */
+  intermediate: number;
+  /** Examples per step. */
+  batch: number;
+  /** Tokens per example. */
+  seqLength: number;
+  /** Vocabulary size. */
+  vocabSize: number;
+}
+
+/** The shapes of the benchmark table (BERT-Tiny/Mini/Small/Base as published by Google, vocab 30522). */
+export const SHAPES: Record<string, BenchShape> = {
+  tiny: {
+    name: "tiny",
+    layers: 2,
+    hidden: 128,
+    heads: 2,
+    intermediate: 512,
+    batch: 32,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  mini: {
+    name: "mini",
+    layers: 4,
+    hidden: 256,
+    heads: 4,
+    intermediate: 1024,
+    batch: 32,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  small: {
+    name: "small",
+    layers: 4,
+    hidden: 512,
+    heads: 8,
+    intermediate: 2048,
+    batch: 16,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+  base: {
+    name: "base",
+    layers: 12,
+    hidden: 768,
+    heads: 12,
+    intermediate: 3072,
+    batch: 8,
+    seqLength: 128,
+    vocabSize: 30522,
+  },
+};
+
+/** Inputs of one batch. */
+export interface BatchInputs {
+  /** `[batch, seq]` int32 token ids. */
+  inputIds: tf.Tensor2D;
+  /** `[batch, seq]` int32 segment ids. */
+  tokenTypeIds: tf.Tensor2D;
+  /** `[batch, seq]` int32, 1 = real token. */
+  attentionMask: tf.Tensor2D;
+  /** `[batch]` int32 class labels. */
+  labels: tf.Tensor1D;
+}
+
+/** What the benchmarks need from a model (lib/model/model.ts's BertModel satisfies it). */
+export interface TrainableModel {
+  /** Trainable variables by name. */
+  params: Map<string, tf.Variable>;
+  /** Classification forward pass. */
+  forward(
+    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
+    options?: { training?: boolean },
+  ): { logits?: tf.Tensor2D };
+  /** Frees the variables. */
+  dispose(): void;
+}
+
+/** Deterministic random batch: ids in [1000, vocab), masks with a padded tail on every other example. */
+export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchInputs {
+  let s = seed >>> 0 || 1;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  const { batch, seqLength } = shape;
+  const ids = new Int32Array(batch * seqLength);
+  const types = new Int32Array(batch * seqLength);
+  const mask = new Int32Array(batch * seqLength);
+  const labels = new Int32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const len = b % 2 === 0 ? seqLength : Math.max(2, Math.floor(seqLength * (0.5 + 0.5 * next())));
+    for (let t = 0; t < seqLength; t++) {
+      const i = b * seqLength + t;
+      if (t < len) {
+        ids[i] = t === 0 ? 101 : t === len - 1 ? 102 : 1000 + Math.floor(next() * (shape.vocabSize - 1000));
+        types[i] = t >= len / 2 ? 1 : 0;
+        mask[i] = 1;
+      }
+    }
+    labels[b] = Math.floor(next() * numLabels);
+  }
+  return {
+    inputIds: tf.tensor2d(ids, [batch, seqLength], "int32"),
+    tokenTypeIds: tf.tensor2d(types, [batch, seqLength], "int32"),
+    attentionMask: tf.tensor2d(mask, [batch, seqLength], "int32"),
+    labels: tf.tensor1d(labels, "int32"),
+  };
+}
+
+/** Frees a batch. */
+export function disposeBatch(b: BatchInputs): void {
+  tf.dispose([b.inputIds, b.tokenTypeIds, b.attentionMask, b.labels]);
+}
+
+/** Options of {@linkcode MiniEncoder}. */
+export interface MiniEncoderOptions {
+  /** Dropout probability in training (default 0.1). */
+  dropout?: number;
+  /** Use `tf.fused.matMul` with the bias (default false: `matMul` then `add`). */
+  fused?: boolean;
+  /** Labels of the classifier (default 2). */
+  numLabels?: number;
+  /** Use lib/backends/blas/fused.ts's GELU, LayerNorm and dropout (default true). */
+  fusedOps?: boolean;
+}
+
+/**
+ * A compact BERT encoder + pooler + classifier (post-LayerNorm, erf GELU, [in, out] kernels) for kernel
+ * benchmarks and profiling when lib/model/model.ts is not wanted.
+ */
+export class MiniEncoder implements TrainableModel {
+  /** Trainable variables by (HF-like) name. */
+  readonly params: Map<string, tf.Variable> = new Map();
+  /** The shape it was built for. */
+  readonly shape: BenchShape;
+  private readonly dropout: number;
+  private readonly fused: boolean;
+  private readonly fusedOps: boolean;
+  private dropoutCalls = 0;
+
+  /** Creates the variables (truncated-normal-ish init, std 0.02). */
+  constructor(shape: BenchShape, options: MiniEncoderOptions = {}) {
+    this.shape = shape;
+    this.dropout = options.dropout ?? 0.1;
+    this.fused = options.fused ?? false;
+    this.fusedOps = options.fusedOps ?? true;
+    const { hidden: h, intermediate: f, vocabSize } = shape;
+    const w = (name: string, dims: number[]) =>
+      this.params.set(name, tf.variable(tf.randomNormal(dims, 0, 0.02, "float32", this.params.size + 1), true, name));
+    const zeros = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.zeros(dims), true, name));
+    const ones = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.ones(dims), true, name));
+    w("embeddings.word", [vocabSize, h]);
+    w("embeddings.position", [512, h]);
+    w("embeddings.type", [2, h]);
+    ones("embeddings.ln.gamma", [h]);
+    zeros("embeddings.ln.beta", [h]);
+    for (let l = 0; l < shape.layers; l++) {
+      for (const p of ["q", "k", "v", "o"]) {
+        w(`layer${l}.${p}.kernel`, [h, h]);
+        zeros(`layer${l}.${p}.bias`, [h]);
+      }
+      ones(`layer${l}.ln1.gamma`, [h]);
+      zeros(`layer${l}.ln1.beta`, [h]);
+      w(`layer${l}.ffn1.kernel`, [h, f]);
+      zeros(`layer${l}.ffn1.bias`, [f]);
+      w(`layer${l}.ffn2.kernel`, [f, h]);
+      zeros(`layer${l}.ffn2.bias`, [h]);
+      ones(`layer${l}.ln2.gamma`, [h]);
+      zeros(`layer${l}.ln2.beta`, [h]);
+    }
+    w("pooler.kernel", [h, h]);
+    zeros("pooler.bias", [h]);
+    w("classifier.kernel", [h, options.numLabels ?? 2]);
+    zeros("classifier.bias", [options.numLabels ?? 2]);
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`MiniEncoder: no parameter ${name}`);
+    return v;
+  }
+
+  private dense(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    if (this.fused) {
+      const b = this.p(`${name}.kernel`) as tf.Tensor2D;
+      return tf.fused.matMul({ a: x, b, bias: this.p(`${name}.bias`) }) as tf.Tensor2D;
+    }
+    return tf.add(tf.matMul(x, this.p(`${name}.kernel`) as tf.Tensor2D), this.p(`${name}.bias`));
+  }
+
+  private layerNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    if (this.fusedOps) return fused.layerNorm(x, this.p(`${name}.gamma`), this.p(`${name}.beta`), 1e-12);
+    const { mean, variance } = tf.moments(x, -1, true);
+    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-12)));
+    return tf.add(tf.mul(normed, this.p(`${name}.gamma`)), this.p(`${name}.beta`));
+  }
+
+  private drop<T extends tf.Tensor>(x: T, training: boolean): T {
+    if (!training || this.dropout <= 0) return x;
+    const seed = this.dropoutCalls++;
+    return this.fusedOps ? fused.dropout(x, this.dropout, seed) : tf.dropout(x, this.dropout, undefined, seed) as T;
+  }
+
+  /** Forward pass; `logits` is `[batch, numLabels]`. */
+  forward(
+    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
+    options: { training?: boolean } = {},
+  ): { logits: tf.Tensor2D } {
+    const training = !!options.training;
+    const { hidden: h, heads } = this.shape;
+    const [batch, seq] = inputs.inputIds.shape;
+    const dh = h / heads;
+    return tf.tidy(() => {
+      const ids = tf.reshape(inputs.inputIds, [-1]);
+      const types = tf.reshape(inputs.tokenTypeIds, [-1]);
+      const pos = tf.slice(this.p("embeddings.position"), [0, 0], [seq, h]); // [seq, h]
+      let x = tf.add(tf.gather(this.p("embeddings.word"), ids), tf.gather(this.p("embeddings.type"), types)); // [b*s, h]
+      x = tf.reshape(tf.add(tf.reshape(x, [batch, seq, h]), pos), [batch * seq, h]);
+      x = this.drop(this.layerNorm(x as tf.Tensor2D, "embeddings.ln"), training);
+      // [batch, 1, 1, seq]: 0 for real tokens, -10000 for padding
+      const maskBias = tf.mul(
+        tf.sub(1, tf.cast(tf.reshape(inputs.attentionMask, [batch, 1, 1, seq]), "float32")),
+        -10000,
+      );
+      const heads4 = (t: tf.Tensor2D) => tf.transpose(tf.reshape(t, [batch, seq, heads, dh]), [0, 2, 1, 3]); // [b, nh, s, dh]
+      for (let l = 0; l < this.shape.layers; l++) {
+        const q = heads4(this.dense(x as tf.Tensor2D, `layer${l}.q`));
+        const k = heads4(this.dense(x as tf.Tensor2D, `layer${l}.k`));
+        const v = heads4(this.dense(x as tf.Tensor2D, `layer${l}.v`));
+        const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), maskBias); // [b, nh, s, s]
+        const probs = this.drop(tf.softmax(scores), training);
+        const ctx = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
+        const attn = this.drop(this.dense(ctx, `layer${l}.o`), training);
+        x = this.layerNorm(tf.add(attn, x) as tf.Tensor2D, `layer${l}.ln1`);
+        const inter = this.dense(x as tf.Tensor2D, `layer${l}.ffn1`);
+        const gelu = this.fusedOps
+          ? fused.gelu(inter)
+          : tf.mul(tf.mul(inter, 0.5), tf.add(1, tf.erf(tf.mul(inter, Math.SQRT1_2))));
+        const out = this.drop(this.dense(gelu as tf.Tensor2D, `layer${l}.ffn2`), training);
+        x = this.layerNorm(tf.add(out, x) as tf.Tensor2D, `layer${l}.ln2`);
+      }
+      const cls = tf.reshape(tf.slice(tf.reshape(x, [batch, seq, h]), [0, 0, 0], [batch, 1, h]), [
+        batch,
+        h,
+      ]) as tf.Tensor2D;
+      const pooled = tf.tanh(this.dense(cls, "pooler"));
+      const logits = this.dense(this.drop(pooled, training), "classifier");
+      return { logits };
+    });
+  }
+
+  /** Frees the variables. */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}
+
+/**
+ * One training step: cross-entropy loss, gradients of every param, AdamW update. Resolves to the loss, read
+ * asynchronously (GPU backends such as webgpu under Deno have no synchronous read).
+ */
+export async function trainStep(
+  model: TrainableModel,
+  optimizer: AdamW,
+  batch: BatchInputs,
+  numLabels = 2,
+): Promise<number> {
+  // Same loss and the same optimiser (lib/training/optim.ts) as `deno task bert train`.
+  const vars = [...model.params.values()];
+  const names = [...model.params.keys()];
+  const { value, grads } = variableGrads(() =>
+    tf.tidy(() => {
+      const { logits } = model.forward(batch, { training: true });
+      if (!logits) throw new Error("the model returned no logits (expected a classification head)");
+      if (logits.shape[1] !== numLabels) throw new Error(`expected ${numLabels} logits, got ${logits.shape[1]}`);
+      return softmaxCrossEntropy(logits, batch.labels);
+    }), vars);
+  // variableGrads keys grads by variable name; map them back to the params' names.
+  const byName = new Map<string, tf.Tensor>();
+  for (let i = 0; i < vars.length; i++) {
+    const g = grads[vars[i].name];
+    if (g) byName.set(names[i], g);
+  }
+  optimizer.applyGradients(byName);
+  const loss = (await value.data())[0];
+  value.dispose();
+  return loss;
+}
+
+// ---- measurement ---------------------------------------------------------------------------------
+
+/** One row of a benchmark table. */
+export interface BenchRow {
+  /** `train`, `infer`, `matmul`, `tokenizer`. */
+  what: string;
+  /** Engine and backend, e.g. `tfjs blas` or `pytorch 1.13`. */
+  engine: string;
+  /** Shape name or matmul description. */
+  shape: string;
+  /** Threads used by the compute library, when known. */
+  threads?: number;
+  /** Median milliseconds per step (or per call). */
+  msPerStep: number;
+  /** Fastest step. */
+  minMs: number;
+  /** Examples (or texts) per second at the median. */
+  examplesPerS?: number;
+  /** GFLOP/s: of the product (matmul rows), or of a step's matrix products ({@linkcode matmulFlops}, train/infer rows). */
+  gflops?: number;
+  /** Peak resident set size of the process (getrusage's high-water mark where available), MB. */
+  peakRssMb?: number;
+  /** CPU time over wall time during the measured steps (200 = two cores busy), where getrusage is available. */
+  cpuPct?: number;
+  /** Peak bytes held by live tensors (tf.memory().numBytes), MB. */
+  peakTensorMb?: number;
+}
+
+/** The CPU model and core count (from /proc/cpuinfo where readable). */
+export function machineInfo(): { cpu: string; cores: number } {
+  const text = readCpuinfo();
+  const cpu = (text && /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim()) || `${Deno.build.arch} CPU (model unknown)`;
+  return { cpu, cores: navigator.hardwareConcurrency ?? 1 };
+}
+
+/**
+ * /proc/cpuinfo's text, or undefined. Deno 2.9 opens /proc files only under --allow-all, so where plain reading is
+ * refused this reads it through libc with the FFI permission the bench already has (Linux only).
+ */
+function readCpuinfo(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/proc/cpuinfo");
+  } catch { /* not Linux, or not permitted: try libc */ }
+  const c = libc();
+  if (!c) return undefined;
+  const fd = c.open(new TextEncoder().encode("/proc/cpuinfo\0"), 0);
+  if (fd < 0) return undefined;
+  const buf = new Uint8Array(65536);
+  const n = Number(c.read(fd, buf, BigInt(buf.length)));
+  c.close(fd);
+  return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+}
+
+/** Vector-extension flags worth showing, in this order (x86 `flags`, Arm `Features`). */
+const VECTOR_FLAGS = [
+  "sse4_2",
+  "avx",
+  "avx2",
+  "fma",
+  "f16c",
+  "avx_vnni",
+  "avx512f",
+  "avx512bw",
+  "avx512cd",
+  "avx512dq",
+  "avx512vl",
+  "avx512ifma",
+  "avx512vbmi",
+  "avx512_vbmi2",
+  "avx512_vnni",
+  "avx512_bf16",
+  "avx512_fp16",
+  "avx512_bitalg",
+  "avx512_vpopcntdq",
+  "amx_tile",
+  "amx_bf16",
+  "amx_int8",
+  "asimd",
+  "asimdhp",
+  "asimddp",
+  "i8mm",
+  "bf16",
+  "sve",
+  "sve2",
+];
+
+/**
+ * The CPU's vector extensions (AVX2, FMA, the AVX-512 subsets, AMX; Arm's ASIMD and SVE) from /proc/cpuinfo's
+ * first `flags`/`Features` line, in a fixed order; empty where /proc/cpuinfo cannot be read (not Linux).
+ */
+export function cpuVectorExtensions(cpuinfo: string | undefined = readCpuinfo()): string[] {
+  const line = cpuinfo && /^(?:flags|Features)\s*:\s*(.*)$/m.exec(cpuinfo)?.[1];
+  if (!line) return [];
+  const have = new Set(line.trim().split(/\s+/));
+  return VECTOR_FLAGS.filter((f) => have.has(f));
+}
+
+/** One {@linkcode measureSgemm} result. */
+export interface SgemmRate {
+  /** The library, e.g. `OpenBLAS`, with its build configuration where it reports one. */
+  library: string;
+  /** The product measured, e.g. `[4096x768] x [768x768]`. */
+  product: string;
+  /** Threads the library used, when it can say. */
+  threads?: number;
+  /** Median GFLOP/s. */
+  gflops: number;
+  /** Fastest call's GFLOP/s. */
+  bestGflops: number;
+}
+
+/**
+ * The machine's `sgemm` rate: CBLAS `sgemm` called directly (lib/backends/blas/blas.ts, outside tfjs) on BERT-Base's dense-layer
+ * product `[m x k] x [k x n]` (default 4096 x 768 x 768, 4.8 GFLOP per call), median of `reps` calls after one
+ * warm-up. The reference for the training rows' GFLOP/s. Undefined where no BLAS library loads.
+ */
+export async function measureSgemm(
+  o: { m?: number; n?: number; k?: number; reps?: number; threads?: number } = {},
+): Promise<SgemmRate | undefined> {
+  const { loadBlas } = await import("../backends/blas/blas.ts");
+  const blas = loadBlas({ threads: o.threads });
+  if (!blas) return undefined;
+  const m = o.m ?? 4096, n = o.n ?? 768, k = o.k ?? 768;
+  const a = new Float32Array(m * k), b = new Float32Array(k * n), c = new Float32Array(m * n);
+  for (let i = 0; i < a.length; i++) a[i] = ((i * 7919) % 1000) / 1000 - 0.5;
+  for (let i = 0; i < b.length; i++) b[i] = ((i * 104729) % 1000) / 1000 - 0.5;
+  const times: number[] = [];
+  for (let r = 0; r < (o.reps ?? 7) + 1; r++) {
+    const t0 = performance.now();
+    blas.sgemm({ m, n, k, a, b, c });
+    if (r > 0) times.push(performance.now() - t0);
+  }
+  const flops = 2 * m * n * k;
+  const config = blas.config?.replace(/\s+/g, " ");
+  return {
+    library: config ? `${blas.vendor} (${config})` : blas.vendor,
+    product: `[${m}x${k}] x [${k}x${n}]`,
+    threads: blas.getThreads(),
+    gflops: flops / median(times) / 1e6,
+    bestGflops: flops / Math.min(...times) / 1e6,
+  };
+}
+
+/**
+ * Multiply-add FLOPs in the matrix products of one step of `shape` (dense layers, attention scores and context,
+ * pooler, classifier; embeddings and elementwise work excluded): the forward pass for `infer`, three times it for
+ * `train` (forward, then the gradients of both operands). BERT-Base at 8x128 trains at ~0.54 TFLOP per step.
+ */
+export function matmulFlops(shape: BenchShape, what: "train" | "infer", numLabels = 2): number {
+  const { layers, hidden: h, intermediate: f, batch, seqLength: s } = shape;
+  const tokens = batch * s;
+  const perLayer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * s * s * h;
+  const forward = layers * perLayer + 2 * batch * (h * h + h * numLabels);
+  return what === "train" ? 3 * forward : forward;
+}
+
+/**
+ * The lines printed beside every bench table so that figures from different machines can be read: the CPU, its
+ * vector extensions, and the measured sgemm rate.
+ */
+export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVectorExtensions()): string[] {
+  const { cpu, cores } = machineInfo();
+  let coretype: string | undefined;
+  try {
+    coretype = Deno.env.get("OPENBLAS_CORETYPE");
+  } catch { /* no --allow-env */ }
+  // OPENBLAS_CORETYPE overrides OpenBLAS's kernel choice (e.g. Haswell's AVX2 kernels on an AVX-512 CPU): say so.
+  const forced = coretype ? `; OPENBLAS_CORETYPE=${coretype} from the environment overrides OpenBLAS's own choice` : "";
+  return [
+    `machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
+    `cpu vector extensions: ${ext.length ? ext.join(" ") : "unknown (/proc/cpuinfo not readable)"}`,
+    sgemm
+      ? `sgemm: ${sgemm.gflops.toFixed(1)} GFLOP/s (best ${sgemm.bestGflops.toFixed(1)}), ${sgemm.product}, ` +
+        `${sgemm.threads ?? "?"} threads, ${sgemm.library}${forced}`
+      : "sgemm: not measured (no CBLAS library loads: apt-get install libopenblas0-pthread, and --allow-ffi)",
+  ];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/**
+ * Tracks peak RSS and tensor bytes. The RSS is the process's high-water mark from `getrusage` (through FFI on
+ * Linux: the true peak, the figure PyTorch's script reads); where that cannot be called, the RSS at the points it
+ * is sampled (between steps), which can miss a peak inside a step.
+ */
+class PeakMemory {
+  rss = 0;
+  tensors = 0;
+  sample(): void {
+    this.rss = Math.max(this.rss, maxRss() ?? 0);
+    try {
+      this.rss = Math.max(this.rss, Deno.memoryUsage().rss);
+    } catch { /* no permission */ }
+    this.tensors = Math.max(this.tensors, tf.memory().numBytes);
+  }
+}
+
+const LIBC_SYMBOLS = {
+  getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+let libcLib: Deno.DynamicLibrary<typeof LIBC_SYMBOLS> | null | undefined;
+
+/** glibc through FFI (opened once, Linux only), or undefined without --allow-ffi or glibc. */
+function libc(): Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined {
+  if (libcLib === undefined) {
+    libcLib = null;
+    try {
+      if (Deno.build.os === "linux") libcLib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
+    } catch { /* no --allow-ffi or no glibc */ }
+  }
+  return libcLib?.symbols;
+}
+
+/** `getrusage(RUSAGE_SELF)` as a DataView (Linux glibc), or undefined where it cannot be called. */
+function rusage(): DataView | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const usage = new Uint8Array(144); // struct rusage: ru_utime, ru_stime (timevals), then ru_maxrss (a long, in KiB)
+  return c.getrusage(0, usage) === 0 ? new DataView(usage.buffer) : undefined;
+}
+
+/** The process's peak resident set in bytes, or undefined where getrusage cannot be called. */
+function maxRss(): number | undefined {
+  const u = rusage();
+  return u ? Number(u.getBigInt64(32, true)) * 1024 : undefined;
+}
+
+/** User + system CPU seconds of the process so far, or undefined where getrusage cannot be called. */
+function cpuSeconds(): number | undefined {
+  const u = rusage();
+  if (!u) return undefined;
+  const tv = (o: number) => Number(u.getBigInt64(o, true)) + Number(u.getBigInt64(o + 8, true)) / 1e6;
+  return tv(0) + tv(16);
+}
+
+/** Options of {@linkcode benchTrain} and {@linkcode benchInfer}. */
+export interface ModelBenchOptions {
+  /** The shape to build. */
+  shape: BenchShape;
+  /** Measured steps (default 5). */
+  steps?: number;
+  /** Unmeasured steps first (default 2). */
+  warmup?: number;
+  /** `bert` (lib/model/model.ts's BertModel, default) or `mini` ({@linkcode MiniEncoder} with the fused ops). */
+  model?: "bert" | "mini";
+  /** Label for the engine column (default `tfjs <backend>`). */
+  engine?: string;
+  /** Threads, for the table. */
+  threads?: number;
+}
+
+/** The benchmark's model for `shape`: a classification `BertModel` (as `deno task bert train` builds), or the mini encoder. */
+export async function buildModel(shape: BenchShape, kind: "bert" | "mini" = "bert"): Promise<TrainableModel> {
+  if (kind === "mini") return new MiniEncoder(shape);
+  const { BertModel, configFromJson } = await import("../model/model.ts");
+  const config = configFromJson({
+    vocab_size: shape.vocabSize,
+    hidden_size: shape.hidden,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    intermediate_size: shape.intermediate,
+    max_position_embeddings: 512,
+    type_vocab_size: 2,
+  }, "bench");
+  return new BertModel(config, { head: "classification", numLabels: 2 }) as unknown as TrainableModel;
+}
+
+async function timeSteps(
+  o: ModelBenchOptions,
+  what: string,
+  step: () => void | Promise<void>,
+  mem: PeakMemory,
+): Promise<BenchRow> {
+  const { shape } = o;
+  const times: number[] = [];
+  let cpu0: number | undefined, wall0 = 0;
+  for (let i = 0; i < (o.warmup ?? 2) + (o.steps ?? 5); i++) {
+    if (i === (o.warmup ?? 2)) {
+      cpu0 = cpuSeconds();
+      wall0 = performance.now();
+    }
+    const t0 = performance.now();
+    await step();
+    const ms = performance.now() - t0;
+    mem.sample();
+    if (i >= (o.warmup ?? 2)) times.push(ms);
+    await new Promise((r) => setTimeout(r, 0)); // let timers and GC finalisers run between steps
+  }
+  const cpu1 = cpuSeconds();
+  const cpuPct = cpu0 === undefined || cpu1 === undefined
+    ? undefined
+    : (cpu1 - cpu0) * 1e5 / (performance.now() - wall0);
+  const ms = median(times);
+  return {
+    what,
+    cpuPct,
+    engine: o.engine ?? `tfjs ${tf.getBackend()}`,
+    shape: `${shape.name} ${shape.batch}x${shape.seqLength}`,
+    threads: o.threads,
+    msPerStep: ms,
+    minMs: Math.min(...times),
+    examplesPerS: shape.batch * 1000 / ms,
+    gflops: what === "train" || what === "infer" ? matmulFlops(shape, what) / ms / 1e6 : undefined,
+    peakRssMb: mem.rss / 2 ** 20,
+    peakTensorMb: mem.tensors / 2 ** 20,
+  };
+}
+
+/** Training steps (forward, backward, AdamW) of a classification model on a random batch. */
+export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
+  const mem = new PeakMemory();
+  mem.sample();
+  const model = await buildModel(o.shape, o.model ?? "bert");
+  const batch = randomBatch(o.shape);
+  const opt = new AdamW(model.params);
+  const optimizer = { step: async () => void await trainStep(model, opt, batch), dispose: () => opt.dispose() };
+  try {
+    return await timeSteps(o, "train", optimizer.step, mem);
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+    disposeBatch(batch);
+    clearPool(); // arrays kept for this shape's sizes would only crowd the next benchmark
+  }
+}
+
+/** Inference (forward only, no dropout) throughput. */
+export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
+  const mem = new PeakMemory();
+  mem.sample();
+  const model = await buildModel(o.shape, o.model ?? "bert");
+  const batch = randomBatch(o.shape);
+  try {
+    return await timeSteps(o, "infer", async () => {
+      const logits = tf.tidy(() => model.forward(batch, { training: false }).logits!); // frees the other outputs
+      await logits.data();
+      logits.dispose();
+    }, mem);
+  } finally {
+    model.dispose();
+    disposeBatch(batch);
+    clearPool();
+  }
+}
+
+/** A matmul benchmark case. */
+export interface MatMulCase {
+  /** Label. */
+  name: string;
+  /** Shape of a (as stored). */
+  a: number[];
+  /** Shape of b (as stored). */
+  b: number[];
+  /** Transpose flags. */
+  transposeA?: boolean;
+  /** Transpose flags. */
+  transposeB?: boolean;
+}
+
+/** The matmul shapes of the table: BERT-Base dense layers (plain and transposed, as in backprop) and attention. */
+export const MATMUL_CASES: MatMulCase[] = [
+  { name: "[4096x768] x [768x768]", a: [4096, 768], b: [768, 768] },
+  { name: "[4096x768] x [768x768]^T", a: [4096, 768], b: [768, 768], transposeB: true },
+  { name: "[4096x768]^T x [4096x768]", a: [4096, 768], b: [4096, 768], transposeA: true },
+  { name: "[4096x768] x [768x3072]", a: [4096, 768], b: [768, 3072] },
+  { name: "batched [384x128x64] x [384x64x128]", a: [384, 128, 64], b: [384, 64, 128] },
+  { name: "batched [384x128x64] x [384x128x64]^T", a: [384, 128, 64], b: [384, 128, 64], transposeB: true },
+];
+
+/** GFLOP/s of `tf.matMul` on the current backend for each case (output read back asynchronously). */
+export async function benchMatMul(cases: MatMulCase[] = MATMUL_CASES, reps = 5, threads?: number): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const c of cases) {
+    const a = tf.randomNormal(c.a), b = tf.randomNormal(c.b);
+    const ta = !!c.transposeA, tb = !!c.transposeB;
+    const ra = c.a.length;
+    const m = ta ? c.a[ra - 1] : c.a[ra - 2], k = ta ? c.a[ra - 2] : c.a[ra - 1];
+    const n = tb ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
+    const batch = c.a.slice(0, -2).reduce((x, y) => x * y, 1);
+    const flops = 2 * batch * m * n * k;
+    const times: number[] = [];
+    for (let i = 0; i < reps + 1; i++) {
+      const t0 = performance.now();
+      const r = tf.matMul(a, b, ta, tb);
+      await r.data();
+      const ms = performance.now() - t0;
+      r.dispose();
+      if (i > 0) times.push(ms);
+    }
+    tf.dispose([a, b]);
+    const ms = median(times);
+    rows.push({
+      what: "matmul",
+      engine: `tfjs ${tf.getBackend()}`,
+      shape: c.name,
+      threads,
+      msPerStep: ms,
+      minMs: Math.min(...times),
+      gflops: flops / ms / 1e6,
+    });
+  }
+  return rows;
+}
+
+/** Tokenizer + feature conversion throughput over `texts` (WordPiece, then ids/mask/type ids at `maxSeqLength`). */
+export async function benchTokenizer(
+  o: { vocabPath: string; texts: string[]; maxSeqLength?: number; reps?: number },
+): Promise<BenchRow> {
+  const { FullTokenizer } = await import("../text/tokenizer.ts");
+  const { convertExample } = await import("../data/features.ts");
+  const tok = await FullTokenizer.fromVocabFile(o.vocabPath);
+  const times: number[] = [];
+  for (let r = 0; r < (o.reps ?? 3) + 1; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < o.texts.length; i++) {
+      convertExample({ id: String(i), textA: o.texts[i], line: i + 1 }, tok, o.maxSeqLength ?? 128);
+    }
+    if (r > 0) times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  return {
+    what: "tokenizer",
+    engine: "lib/text/tokenizer.ts (JS)",
+    shape: `${o.texts.length} texts, L=${o.maxSeqLength ?? 128}`,
+    msPerStep: ms,
+    minMs: Math.min(...times),
+    examplesPerS: o.texts.length * 1000 / ms,
+  };
+}
+
+/** Renders rows as an aligned text table. */
+export function formatTable(rows: BenchRow[]): string {
+  const head = [
+    "what",
+    "engine",
+    "shape",
+    "threads",
+    "ms/step",
+    "min ms",
+    "ex/s",
+    "GFLOP/s",
+    "CPU %",
+    "peak RSS MB",
+    "tensor MB",
+  ];
+  const fmt = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? "" : x.toFixed(d));
+  const body = rows.map((r) => [
+    r.what,
+    r.engine,
+    r.shape,
+    r.threads === undefined ? "" : String(r.threads),
+    fmt(r.msPerStep),
+    fmt(r.minMs),
+    fmt(r.examplesPerS),
+    fmt(r.gflops),
+    fmt(r.cpuPct, 0),
+    fmt(r.peakRssMb, 0),
+    fmt(r.peakTensorMb, 0),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
+}

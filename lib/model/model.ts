@@ -1,0 +1,727 @@
+/**
+ * BERT (Devlin et al., 2018) in TensorFlow.js, readable top to bottom:
+ *
+ * 1. {@linkcode BertConfig}: the hyper-parameters, read from a Hugging Face `config.json` or Google's
+ *    `bert_config.json`.
+ * 2. Building blocks: a dense layer, batched matmul and embedding lookup with hand-written gradients (fast on
+ *    the wasm backend), LayerNorm, GELU, dropout, and the loss {@linkcode softmaxCrossEntropy}.
+ * 3. {@linkcode BertModel}: embeddings -> N encoder layers (self-attention + feed-forward) -> pooler -> a head
+ *    (sequence classification, question answering, or the pre-training MLM + NSP heads).
+ *
+ * Parameters live in `model.params`, keyed by their Hugging Face names (`bert.encoder.layer.0.attention.self.query.weight`,
+ * ...). Dense kernels are stored as `[in, out]` (TensorFlow's layout: `x @ W` runs on the fast path of every
+ * backend); Hugging Face stores them as `[out, in]`, and `lib/model/checkpoint.ts` transposes on load and save.
+ * @module
+ */
+import { tf } from "../backends/backend.ts";
+import * as fused from "../backends/blas/fused.ts";
+import { canFuseAttention, selfAttention } from "../backends/blas/attention.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Configuration
+// ---------------------------------------------------------------------------------------------------------------
+
+/** BERT's hyper-parameters (camelCase versions of the `config.json` keys). */
+export interface BertConfig {
+  /** Rows of the word-embedding table (30,522 for the uncased English vocabulary). */
+  vocabSize: number;
+  /** Width of every hidden state (`H`: 128 for BERT-Tiny, 768 for BERT-Base). */
+  hiddenSize: number;
+  /** Number of encoder layers (`L`). */
+  numHiddenLayers: number;
+  /** Attention heads per layer (`A`); `hiddenSize` must be divisible by it. */
+  numAttentionHeads: number;
+  /** Width of the feed-forward layer inside each encoder layer (usually 4H). */
+  intermediateSize: number;
+  /** `gelu` (exact, erf), `gelu_new` / `gelu_pytorch_tanh` / `gelu_fast` (tanh approximation) or `relu`. */
+  hiddenAct: string;
+  /** Dropout after embeddings, attention output and feed-forward output (training only). */
+  hiddenDropoutProb: number;
+  /** Dropout on the attention probabilities (training only). */
+  attentionProbsDropoutProb: number;
+  /** Dropout before the classifier; `undefined` means `hiddenDropoutProb` (HF's `classifier_dropout: null`). */
+  classifierDropout?: number;
+  /** Longest sequence the position embeddings cover (512). */
+  maxPositionEmbeddings: number;
+  /** Rows of the token-type (segment) embedding table (2). */
+  typeVocabSize: number;
+  /** Standard deviation of the normal initialiser (0.02). */
+  initializerRange: number;
+  /** Epsilon inside every LayerNorm (1e-12). */
+  layerNormEps: number;
+  /** Id of `[PAD]`; its word-embedding row is initialised to zero. */
+  padTokenId: number;
+  /** Label names by index, as strings (`{"0": "negative", "1": "positive"}`). */
+  id2label?: Record<string, string>;
+  /** Hugging Face class names, e.g. `["BertForSequenceClassification"]`. */
+  architectures?: string[];
+  /** The JSON this config was read from (unknown keys are kept on save). */
+  raw?: Record<string, unknown>;
+}
+
+/** The activations {@linkcode configFromJson} accepts for `hidden_act`. */
+export const SUPPORTED_ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu"];
+
+/**
+ * Reads a Hugging Face `config.json` or a Google `bert_config.json` (same snake_case keys; Google's has no
+ * `model_type`, `layer_norm_eps` or `pad_token_id`, which default to HF's values). Throws naming `source` and the
+ * key when a value is missing or unusable.
+ *
+ * @example
+ * ```ts
+ * const config = configFromJson(JSON.parse(await Deno.readTextFile("model/config.json")), "model/config.json");
+ * ```
+ */
+export function configFromJson(json: Record<string, unknown>, source = "config"): BertConfig {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new Error(`${source}: expected a JSON object`);
+  }
+  const modelType = json.model_type;
+  if (modelType !== undefined && modelType !== "bert") {
+    throw new Error(`${source}: model_type is "${modelType}", but only "bert" models are supported`);
+  }
+  const int = (key: string, fallback?: number): number => {
+    const v = json[key] ?? fallback;
+    if (v === undefined) throw new Error(`${source}: "${key}" is missing`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new Error(`${source}: "${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const num = (key: string, fallback: number): number => {
+    const v = json[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new Error(`${source}: "${key}" must be a number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const hiddenAct = json.hidden_act ?? "gelu";
+  if (typeof hiddenAct !== "string" || !SUPPORTED_ACTIVATIONS.includes(hiddenAct)) {
+    throw new Error(
+      `${source}: hidden_act ${JSON.stringify(hiddenAct)} is not supported (expected one of ` +
+        `${SUPPORTED_ACTIVATIONS.join(", ")})`,
+    );
+  }
+  const positionType = json.position_embedding_type ?? "absolute";
+  if (positionType !== "absolute") {
+    throw new Error(`${source}: position_embedding_type "${positionType}" is not supported (only "absolute")`);
+  }
+  const config: BertConfig = {
+    vocabSize: int("vocab_size"),
+    hiddenSize: int("hidden_size"),
+    numHiddenLayers: int("num_hidden_layers"),
+    numAttentionHeads: int("num_attention_heads"),
+    intermediateSize: int("intermediate_size"),
+    hiddenAct,
+    hiddenDropoutProb: num("hidden_dropout_prob", 0.1),
+    attentionProbsDropoutProb: num("attention_probs_dropout_prob", 0.1),
+    maxPositionEmbeddings: int("max_position_embeddings", 512),
+    typeVocabSize: int("type_vocab_size", 2),
+    initializerRange: num("initializer_range", 0.02),
+    layerNormEps: num("layer_norm_eps", 1e-12),
+    padTokenId: int("pad_token_id", 0),
+    raw: { ...json },
+  };
+  if (json.classifier_dropout !== undefined && json.classifier_dropout !== null) {
+    config.classifierDropout = num("classifier_dropout", 0.1);
+  }
+  for (const key of ["hidden_size", "num_attention_heads", "vocab_size", "num_hidden_layers"] as const) {
+    if (json[key] === 0) throw new Error(`${source}: "${key}" must be positive`);
+  }
+  if (config.hiddenSize % config.numAttentionHeads !== 0) {
+    throw new Error(
+      `${source}: hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`,
+    );
+  }
+  if (json.id2label !== undefined) {
+    if (typeof json.id2label !== "object" || json.id2label === null) {
+      throw new Error(`${source}: "id2label" must be an object`);
+    }
+    config.id2label = Object.fromEntries(
+      Object.entries(json.id2label as Record<string, unknown>).map(([k, v]) => [k, String(v)]),
+    );
+  }
+  if (Array.isArray(json.architectures)) config.architectures = json.architectures.map(String);
+  return config;
+}
+
+/** What a {@linkcode BertModel} computes on top of the encoder. */
+export type HeadKind = "classification" | "question-answering" | "pretraining" | "none";
+
+/** Hugging Face class name of each head (written to `architectures` in `config.json`). */
+export const ARCHITECTURES: Record<HeadKind, string> = {
+  classification: "BertForSequenceClassification",
+  "question-answering": "BertForQuestionAnswering",
+  pretraining: "BertForPreTraining",
+  none: "BertModel",
+};
+
+/** Options for {@linkcode configToJson}. */
+export interface ConfigToJsonOptions {
+  /** Sets `architectures` (e.g. `BertForSequenceClassification`). */
+  head?: HeadKind;
+  /** Label names; sets `id2label` / `label2id`. */
+  labels?: string[];
+  /** Number of labels when no names are given (`LABEL_0`, `LABEL_1`, ... as HF does). */
+  numLabels?: number;
+}
+
+/**
+ * Writes `config` as a Hugging Face `config.json` object (`model_type: "bert"`), keeping unknown keys of the
+ * original file. With `labels`, `id2label` and `label2id` are set so that HF pipelines print label names.
+ */
+export function configToJson(config: BertConfig, extra: ConfigToJsonOptions = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...(config.raw ?? {}) };
+  delete out.transformers_version;
+  delete out.num_labels; // HF derives it from id2label; a stale value would contradict new labels
+  const architectures = extra.head ? [ARCHITECTURES[extra.head]] : config.architectures;
+  if (architectures) out.architectures = architectures;
+  else delete out.architectures;
+  Object.assign(out, {
+    attention_probs_dropout_prob: config.attentionProbsDropoutProb,
+    classifier_dropout: config.classifierDropout ?? null,
+    hidden_act: config.hiddenAct,
+    hidden_dropout_prob: config.hiddenDropoutProb,
+    hidden_size: config.hiddenSize,
+    initializer_range: config.initializerRange,
+    intermediate_size: config.intermediateSize,
+    layer_norm_eps: config.layerNormEps,
+    max_position_embeddings: config.maxPositionEmbeddings,
+    model_type: "bert",
+    num_attention_heads: config.numAttentionHeads,
+    num_hidden_layers: config.numHiddenLayers,
+    pad_token_id: config.padTokenId,
+    position_embedding_type: "absolute",
+    torch_dtype: "float32",
+    type_vocab_size: config.typeVocabSize,
+    vocab_size: config.vocabSize,
+  });
+  let id2label = config.id2label;
+  if (extra.labels) {
+    id2label = Object.fromEntries(extra.labels.map((name, i) => [String(i), name]));
+  } else if (extra.numLabels !== undefined && (!id2label || Object.keys(id2label).length !== extra.numLabels)) {
+    id2label = Object.fromEntries(Array.from({ length: extra.numLabels }, (_, i) => [String(i), `LABEL_${i}`]));
+  }
+  if (id2label) {
+    out.id2label = id2label;
+    out.label2id = Object.fromEntries(Object.entries(id2label).map(([i, name]) => [name, Number(i)]));
+  }
+  return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Building blocks
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * `a @ b` with optional transposes. On wasm a transposed operand falls off XNNPACK's fast path (~10x slower),
+ * so the transpose is done explicitly there; other backends take the flags directly.
+ */
+function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  if (tf.getBackend() === "wasm" && (transposeA || transposeB)) {
+    const swapLast = (t: tf.Tensor) => {
+      const perm = t.shape.map((_, i) => i);
+      [perm[t.rank - 2], perm[t.rank - 1]] = [perm[t.rank - 1], perm[t.rank - 2]];
+      return tf.transpose(t, perm);
+    };
+    return tf.matMul(transposeA ? swapLast(a) : a, transposeB ? swapLast(b) : b);
+  }
+  return tf.matMul(a, b, transposeA, transposeB);
+}
+
+/**
+ * A dense layer `x @ kernel + bias` with a hand-written gradient whose matmuls stay on the fast path.
+ * @param x `[n, in]`
+ * @param kernel `[in, out]`
+ * @param bias `[out]`
+ * @returns `[n, out]`
+ */
+export function linear(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [a, w, b] = args as tf.Tensor2D[];
+    const save = args[3] as tf.GradSaveFunc;
+    save([a, w]);
+    return {
+      // On blas the bias is added inside the matmul kernel (no second pass over the output).
+      value: tf.getBackend() === "blas" ? tf.fused.matMul({ a, b: w, bias: b }) : tf.add(tf.matMul(a, w), b), // [n, out]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sa, sw] = saved;
+        return [
+          matMul(dy, sw, false, true), // dx = dy @ W^T      [n, in]
+          matMul(sa, dy, true, false), // dW = x^T @ dy      [in, out]
+          fused.sumRows(dy), // db = sum over rows                 [out]
+        ];
+      },
+    };
+  });
+  return op(x, kernel, bias) as tf.Tensor2D;
+}
+
+/**
+ * `x @ weight^T + bias` for a weight stored `[out, in]`: the MLM decoder, whose weight is the word-embedding table
+ * (tied). The gradient for `x` is then a plain `dy @ weight`; no copy of the transposed table is kept.
+ * @param x `[n, in]`
+ * @param weight `[out, in]`
+ * @param bias `[out]`
+ * @returns `[n, out]`
+ */
+export function linearTransposed(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [a, w, b] = args as tf.Tensor2D[];
+    (args[3] as tf.GradSaveFunc)([a, w]);
+    return {
+      value: tf.add(matMul(a, w, false, true), b), // [n, out]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sa, sw] = saved;
+        return [
+          tf.matMul(dy, sw), // dx = dy @ W            [n, in]
+          matMul(dy, sa, true, false), // dW = dy^T @ x   [out, in]
+          fused.sumRows(dy), // db                           [out]
+        ];
+      },
+    };
+  });
+  return op(x, weight, bias) as tf.Tensor2D;
+}
+
+/**
+ * Batched matrix product `a @ b` over leading batch dimensions, with a gradient that transposes explicitly.
+ * @param a `[..., m, k]`
+ * @param b `[..., k, n]`
+ * @returns `[..., m, n]`
+ */
+export function batchMatMul<T extends tf.Tensor>(a: T, b: T): T {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, y] = args as tf.Tensor[];
+    (args[2] as tf.GradSaveFunc)([x, y]);
+    return {
+      value: tf.matMul(x, y),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        matMul(dy, saved[1], false, true), // da = dy @ b^T
+        matMul(saved[0], dy, true, false), // db = a^T @ dy
+      ],
+    };
+  });
+  return op(a, b) as T;
+}
+
+/**
+ * Row lookup `table[ids]`. Its gradient is a dense `[rows, width]` tensor built with `scatterND` (which sums
+ * the rows of repeated ids): tfjs's own gradient of `gather` needs `UnsortedSegmentSum`, which the wasm backend
+ * lacks and the cpu backend runs very slowly for a 30,522-row vocabulary.
+ * @param table `[rows, width]`
+ * @param ids int32, any shape `[...]`
+ * @returns `[..., width]`
+ */
+export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  if (table.rank !== 2) throw new Error(`embeddingLookup: table must be [rows, width], got [${table.shape}]`);
+  const [rows, width] = table.shape;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const t = args[0] as tf.Tensor2D;
+    const flatIds = tf.reshape(ids, [-1]); // [n]
+    (args[1] as tf.GradSaveFunc)([flatIds]);
+    return {
+      value: tf.reshape(tf.gather(t, flatIds), [...ids.shape, width]), // [..., width]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.scatterND(tf.reshape(saved[0], [-1, 1]), tf.reshape(dy, [-1, width]), [rows, width]),
+    };
+  });
+  return op(table);
+}
+
+/**
+ * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance, as in HF), with a
+ * hand-written gradient: one pass each way on the `blas` backend, a few tf ops elsewhere (lib/backends/blas/fused.ts).
+ * @param x `[..., width]`
+ * @param gamma `[width]`
+ * @param beta `[width]`
+ */
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  return fused.layerNorm(x, gamma, beta, eps);
+}
+
+/**
+ * GELU, exact: `0.5 x (1 + erf(x / sqrt 2))` (HF's `gelu`, Google BERT's); one pass each way on `blas`.
+ */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return fused.gelu(x);
+}
+
+/** GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (HF's `gelu_new`). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+/** The activation function named by `hidden_act`. */
+export function activation(name: string): (x: tf.Tensor) => tf.Tensor {
+  switch (name) {
+    case "gelu":
+      return gelu;
+    case "gelu_new":
+    case "gelu_pytorch_tanh":
+    case "gelu_fast":
+      return geluTanh;
+    case "relu":
+      return tf.relu;
+    default:
+      throw new Error(`unknown activation "${name}" (expected one of ${SUPPORTED_ACTIVATIONS.join(", ")})`);
+  }
+}
+
+/**
+ * Mean cross-entropy of integer `labels` under `softmax(logits)`. Labels below 0 (e.g. HF's -100) are ignored;
+ * the mean is over the remaining ones (0 when there are none).
+ * @param logits `[..., classes]`
+ * @param labels int32 `[...]`
+ * @returns a scalar
+ */
+export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
+  const classes = logits.shape[logits.rank - 1];
+  if (logits.rank !== labels.rank + 1 || labels.shape.some((d, i) => d !== logits.shape[i])) {
+    throw new Error(
+      `softmaxCrossEntropy: labels of shape [${labels.shape}] do not match logits of shape [${logits.shape}]`,
+    );
+  }
+  return tf.tidy(() => {
+    const flatLabels = tf.cast(tf.reshape(labels, [-1]), "int32"); // [n]
+    const logProbs = tf.logSoftmax(tf.reshape(logits, [-1, classes])); // [n, classes]
+    const picked = tf.sum(tf.mul(tf.oneHot(flatLabels, classes), logProbs), -1); // [n]; 0 where label < 0
+    const valid = tf.sum(tf.cast(tf.greaterEqual(flatLabels, 0), "float32"));
+    return tf.div(tf.sub(0, tf.sum(picked)), tf.maximum(valid, 1)) as tf.Scalar; // 0 - x: +0, not -0, when empty
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. The model
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Added to the attention scores of padding tokens: float32's lowest value, like HF's `torch.finfo.min`. */
+const MASKED_SCORE = -3.4028234663852886e38;
+
+/** Inputs of {@linkcode BertModel.forward}: int32 `[batch, seq]` each. */
+export interface BertInputs {
+  /** Token ids `[batch, seq]` (int32). */
+  inputIds: tf.Tensor2D;
+  /** Segment ids, 0 for sentence A and 1 for sentence B `[batch, seq]` (int32). */
+  tokenTypeIds: tf.Tensor2D;
+  /** 1 for real tokens, 0 for padding `[batch, seq]` (int32 or float32). */
+  attentionMask: tf.Tensor2D;
+}
+
+/** Options of {@linkcode BertModel.forward}. */
+export interface ForwardOptions {
+  /** Apply dropout (default false). */
+  training?: boolean;
+  /** Return the embeddings output and every layer's output in `hiddenStates`. */
+  outputHiddenStates?: boolean;
+  /** Return every layer's attention probabilities `[batch, heads, seq, seq]`. */
+  outputAttentions?: boolean;
+  /** Seed of the dropout masks (default: a counter per model, so repeated calls differ but runs repeat). */
+  seed?: number;
+  /** Pre-training head only: compute MLM logits at these positions `[batch, k]` instead of at every token. */
+  mlmPositions?: tf.Tensor2D;
+}
+
+/** What {@linkcode BertModel.forward} returns (dispose it, or call it inside `tf.tidy`). */
+export type BertOutput = {
+  /** Output of the last encoder layer `[batch, seq, hidden]`. */
+  lastHiddenState: tf.Tensor3D;
+  /** `tanh(dense([CLS]))` `[batch, hidden]`; absent for the question-answering head (HF's QA model has no pooler). */
+  pooledOutput?: tf.Tensor2D;
+  /** Embeddings output then each layer's output: numHiddenLayers + 1 tensors `[batch, seq, hidden]`. */
+  hiddenStates?: tf.Tensor3D[];
+  /** Attention probabilities per layer `[batch, heads, seq, seq]`. */
+  attentions?: tf.Tensor4D[];
+  /** Classification head: `[batch, numLabels]`. */
+  logits?: tf.Tensor2D;
+  /** Question-answering head: answer-start scores `[batch, seq]`. */
+  startLogits?: tf.Tensor2D;
+  /** Question-answering head: answer-end scores `[batch, seq]`. */
+  endLogits?: tf.Tensor2D;
+  /** Pre-training head: `[batch, seq, vocab]`, or `[batch, k, vocab]` with `mlmPositions`. */
+  mlmLogits?: tf.Tensor3D;
+  /** Pre-training head: is-next-sentence scores `[batch, 2]`. */
+  nspLogits?: tf.Tensor2D;
+};
+
+/** Options of the {@linkcode BertModel} constructor. */
+export interface BertModelOptions {
+  /** Which head to build. */
+  head: HeadKind;
+  /** Classification head: number of labels (default: size of `config.id2label`, else 2). */
+  numLabels?: number;
+  /** Seed of the random initialisation (default 0). */
+  seed?: number;
+}
+
+/**
+ * BERT with one head. Parameters are created (and initialised as Hugging Face does: normal(0, 0.02) weights,
+ * zero biases, LayerNorm 1/0, zero `[PAD]` embedding row) in the constructor; `lib/model/checkpoint.ts` overwrites them
+ * from a checkpoint.
+ *
+ * @example
+ * ```ts
+ * const model = new BertModel(config, { head: "classification", numLabels: 2 });
+ * const logits = tf.tidy(() => model.forward({ inputIds, tokenTypeIds, attentionMask }).logits!);
+ * ```
+ */
+export class BertModel {
+  /** The hyper-parameters. */
+  readonly config: BertConfig;
+  /** The head on top of the encoder. */
+  readonly head: HeadKind;
+  /** Labels of the classification head (2 for question answering: start/end; 0 otherwise). */
+  readonly numLabels: number;
+  /** All parameters by Hugging Face name, in HF `state_dict` order. */
+  readonly params: Map<string, tf.Variable> = new Map();
+  /** Names of dense kernels, stored `[in, out]` here and `[out, in]` in HF checkpoints. */
+  readonly transposed: Set<string> = new Set();
+  private readonly act: (x: tf.Tensor) => tf.Tensor;
+  private dropoutCalls = 0;
+
+  /** Builds the parameters for `config` with the given head. */
+  constructor(config: BertConfig, options: BertModelOptions) {
+    const { head } = options;
+    if (!(head in ARCHITECTURES)) {
+      throw new Error(`unknown head "${head}" (expected ${Object.keys(ARCHITECTURES).join(", ")})`);
+    }
+    this.config = config;
+    this.head = head;
+    this.act = activation(config.hiddenAct);
+    this.numLabels = head === "classification"
+      ? options.numLabels ?? (config.id2label ? Object.keys(config.id2label).length : 2)
+      : head === "question-answering"
+      ? 2
+      : 0;
+    if (head === "classification" && !(Number.isInteger(this.numLabels) && this.numLabels >= 1)) {
+      throw new Error(`numLabels must be a positive integer, got ${this.numLabels}`);
+    }
+
+    const { hiddenSize: h, intermediateSize: inter, vocabSize, initializerRange: std } = config;
+    let seed = options.seed ?? 0;
+    const normal = (shape: number[]) => tf.randomNormal(shape, 0, std, "float32", seed++);
+    const add = (name: string, value: tf.Tensor) => {
+      this.params.set(name, tf.variable(value, true));
+      value.dispose();
+    };
+    const dense = (prefix: string, inSize: number, outSize: number) => {
+      add(`${prefix}.weight`, normal([inSize, outSize])); // [in, out]
+      this.transposed.add(`${prefix}.weight`);
+      add(`${prefix}.bias`, tf.zeros([outSize]));
+    };
+    const norm = (prefix: string) => {
+      add(`${prefix}.weight`, tf.ones([h]));
+      add(`${prefix}.bias`, tf.zeros([h]));
+    };
+
+    const words = normal([vocabSize, h]);
+    const padRow = config.padTokenId < vocabSize ? config.padTokenId : -1;
+    add(
+      "bert.embeddings.word_embeddings.weight",
+      padRow < 0 ? words : tf.tidy(() => {
+        const isPad = tf.reshape(tf.cast(tf.oneHot([padRow], vocabSize), "bool"), [-1, 1]); // [vocab, 1]
+        return tf.where(isPad, tf.zerosLike(words), words); // +0 in the [PAD] row, as HF's zero_()
+      }),
+    );
+    if (padRow >= 0) words.dispose();
+    add("bert.embeddings.position_embeddings.weight", normal([config.maxPositionEmbeddings, h]));
+    add("bert.embeddings.token_type_embeddings.weight", normal([config.typeVocabSize, h]));
+    norm("bert.embeddings.LayerNorm");
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      const p = `bert.encoder.layer.${i}`;
+      dense(`${p}.attention.self.query`, h, h);
+      dense(`${p}.attention.self.key`, h, h);
+      dense(`${p}.attention.self.value`, h, h);
+      dense(`${p}.attention.output.dense`, h, h);
+      norm(`${p}.attention.output.LayerNorm`);
+      dense(`${p}.intermediate.dense`, h, inter);
+      dense(`${p}.output.dense`, inter, h);
+      norm(`${p}.output.LayerNorm`);
+    }
+    if (this.hasPooler) dense("bert.pooler.dense", h, h);
+    if (head === "classification") dense("classifier", h, this.numLabels);
+    if (head === "question-answering") dense("qa_outputs", h, 2);
+    if (head === "pretraining") {
+      add("cls.predictions.bias", tf.zeros([vocabSize]));
+      dense("cls.predictions.transform.dense", h, h);
+      norm("cls.predictions.transform.LayerNorm");
+      dense("cls.seq_relationship", h, 2);
+    }
+  }
+
+  /** Whether this head uses the pooler (HF's question-answering model is built without one). */
+  get hasPooler(): boolean {
+    return this.head !== "question-answering";
+  }
+
+  /** Total number of parameters (scalars). */
+  countParameters(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
+  }
+
+  /** The trainable variables, in `params` order. */
+  variables(): tf.Variable[] {
+    return [...this.params.values()];
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`parameter ${name} does not exist in this ${ARCHITECTURES[this.head]}`);
+    return v;
+  }
+
+  private dense(prefix: string, x: tf.Tensor2D): tf.Tensor2D {
+    return linear(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`));
+  }
+
+  private norm(prefix: string, x: tf.Tensor): tf.Tensor {
+    return layerNorm(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), this.config.layerNormEps);
+  }
+
+  /**
+   * Runs the model. Everything intermediate is disposed; the returned tensors belong to the caller. Safe inside
+   * `tf.tidy` and `tf.variableGrads` (no data is read back from the backend).
+   */
+  forward(inputs: BertInputs, options: ForwardOptions = {}): BertOutput {
+    const { inputIds, tokenTypeIds, attentionMask } = inputs;
+    const { config } = this;
+    if (inputIds.rank !== 2) throw new Error(`inputIds must be [batch, seq], got shape [${inputIds.shape}]`);
+    const [batch, seq] = inputIds.shape;
+    for (const [name, t] of [["tokenTypeIds", tokenTypeIds], ["attentionMask", attentionMask]] as const) {
+      if (t.rank !== 2 || t.shape[0] !== batch || t.shape[1] !== seq) {
+        throw new Error(`${name} has shape [${t.shape}], expected [${batch}, ${seq}] like inputIds`);
+      }
+    }
+    if (inputIds.dtype !== "int32" || tokenTypeIds.dtype !== "int32") {
+      throw new Error(`inputIds and tokenTypeIds must be int32, got ${inputIds.dtype} and ${tokenTypeIds.dtype}`);
+    }
+    if (seq > config.maxPositionEmbeddings) {
+      throw new Error(`sequence length ${seq} exceeds max_position_embeddings ${config.maxPositionEmbeddings}`);
+    }
+    if (options.mlmPositions && this.head !== "pretraining") {
+      throw new Error(`mlmPositions needs the pretraining head (this model's head is "${this.head}")`);
+    }
+    const training = options.training ?? false;
+    const seedBase = options.seed ?? this.dropoutCalls++;
+    let dropoutIndex = 0;
+    const dropout = <T extends tf.Tensor>(x: T, rate: number): T =>
+      training && rate > 0 ? fused.dropout(x, rate, `${seedBase}:${dropoutIndex++}`) : x;
+
+    return tf.tidy(() => {
+      const h = config.hiddenSize;
+      const heads = config.numAttentionHeads;
+      const headSize = h / heads;
+      const hiddenStates: tf.Tensor3D[] = [];
+      const attentions: tf.Tensor4D[] = [];
+
+      // Embeddings: word + position + token type, then LayerNorm and dropout.
+      const words = embeddingLookup(this.p("bert.embeddings.word_embeddings.weight"), inputIds); // [batch, seq, hidden]
+      const positions = tf.slice(this.p("bert.embeddings.position_embeddings.weight"), [0, 0], [seq, h]); // [seq, hidden]
+      const types = embeddingLookup(this.p("bert.embeddings.token_type_embeddings.weight"), tokenTypeIds); // [batch, seq, hidden]
+      const embedded = this.norm("bert.embeddings.LayerNorm", tf.add(tf.add(words, positions), types));
+      let x = tf.reshape(dropout(embedded, config.hiddenDropoutProb), [batch * seq, h]) as tf.Tensor2D; // [batch*seq, hidden]
+      if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, h]));
+
+      // Padding mask, added to the attention scores: 0 where attended, float32's lowest value where masked (as HF).
+      const keep = tf.cast(tf.reshape(attentionMask, [batch, 1, 1, seq]), "float32"); // [batch, 1, 1, seq]
+      const mask = tf.mul(tf.sub(1, keep), MASKED_SCORE); // [batch, 1, 1, seq]
+      // The fused attention kernel (blas) takes the mask as [batch, seq]; it cannot return the probabilities.
+      const fusedAttention = !options.outputAttentions && canFuseAttention(x);
+      const maskRows = fusedAttention ? tf.reshape(mask, [batch, seq]) : undefined; // [batch, seq]
+
+      for (let i = 0; i < config.numHiddenLayers; i++) {
+        const p = `bert.encoder.layer.${i}`;
+        // Self-attention: every token mixes the values of all (unmasked) tokens, per head.
+        const q2d = this.dense(`${p}.attention.self.query`, x); // [batch*seq, hidden]
+        const k2d = this.dense(`${p}.attention.self.key`, x);
+        const v2d = this.dense(`${p}.attention.self.value`, x);
+        let merged: tf.Tensor2D; // [batch*seq, hidden]
+        if (fusedAttention) {
+          // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
+          const rate = training ? config.attentionProbsDropoutProb : 0;
+          merged = selfAttention({
+            q: q2d,
+            k: k2d,
+            v: v2d,
+            maskBias: maskRows!,
+            batch,
+            seq,
+            heads,
+            dropoutRate: rate,
+            seed: rate > 0 ? `${seedBase}:${dropoutIndex++}` : undefined,
+          });
+        } else {
+          const toHeads = (t: tf.Tensor2D, perm: number[]) =>
+            tf.transpose(tf.reshape(t, [batch, seq, heads, headSize]), perm);
+          const q = toHeads(q2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
+          const kT = toHeads(k2d, [0, 2, 3, 1]); // [batch, heads, headSize, seq]
+          const v = toHeads(v2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
+          const scores = tf.add(tf.div(batchMatMul(q, kT), Math.sqrt(headSize)), mask); // [batch, heads, seq, seq]
+          const probs = tf.softmax(scores) as tf.Tensor4D; // [batch, heads, seq, seq]
+          if (options.outputAttentions) attentions.push(probs);
+          const context = batchMatMul(dropout(probs, config.attentionProbsDropoutProb), v); // [batch, heads, seq, headSize]
+          merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
+        }
+        const attended = dropout(this.dense(`${p}.attention.output.dense`, merged), config.hiddenDropoutProb);
+        const a = this.norm(`${p}.attention.output.LayerNorm`, tf.add(attended, x)) as tf.Tensor2D; // [batch*seq, hidden]
+
+        // Feed-forward: expand to intermediateSize, activation, project back; residual + LayerNorm.
+        const inner = this.act(this.dense(`${p}.intermediate.dense`, a)) as tf.Tensor2D; // [batch*seq, intermediate]
+        const out = dropout(this.dense(`${p}.output.dense`, inner), config.hiddenDropoutProb); // [batch*seq, hidden]
+        x = this.norm(`${p}.output.LayerNorm`, tf.add(out, a)) as tf.Tensor2D;
+        if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, h]));
+      }
+      const lastHiddenState = tf.reshape(x, [batch, seq, h]) as tf.Tensor3D; // [batch, seq, hidden]
+      const result: BertOutput = { lastHiddenState };
+
+      // Pooler: tanh(dense) of the [CLS] token's final state.
+      if (this.hasPooler) {
+        const cls = tf.reshape(tf.slice(lastHiddenState, [0, 0, 0], [batch, 1, h]), [batch, h]) as tf.Tensor2D; // [batch, hidden]
+        result.pooledOutput = tf.tanh(this.dense("bert.pooler.dense", cls));
+      }
+      if (options.outputHiddenStates) result.hiddenStates = hiddenStates;
+      if (options.outputAttentions) result.attentions = attentions;
+
+      if (this.head === "classification") {
+        const dropped = dropout(result.pooledOutput!, config.classifierDropout ?? config.hiddenDropoutProb);
+        result.logits = this.dense("classifier", dropped); // [batch, numLabels]
+      } else if (this.head === "question-answering") {
+        const both = tf.reshape(this.dense("qa_outputs", x), [batch, seq, 2]); // [batch, seq, 2]
+        result.startLogits = tf.reshape(tf.slice(both, [0, 0, 0], [batch, seq, 1]), [batch, seq]);
+        result.endLogits = tf.reshape(tf.slice(both, [0, 0, 1], [batch, seq, 1]), [batch, seq]);
+      } else if (this.head === "pretraining") {
+        // MLM: transform (dense + activation + LayerNorm), then the decoder tied to the word embeddings.
+        let tokens = x; // [batch*seq, hidden]
+        let k = seq;
+        if (options.mlmPositions) {
+          const pos = options.mlmPositions; // [batch, k]
+          if (pos.rank !== 2 || pos.shape[0] !== batch) {
+            throw new Error(`mlmPositions has shape [${pos.shape}], expected [${batch}, k]`);
+          }
+          k = pos.shape[1];
+          const rowStart = tf.mul(tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]), tf.scalar(seq, "int32")); // [batch, 1]
+          tokens = embeddingLookup(x, tf.add(tf.cast(pos, "int32"), rowStart)) as tf.Tensor2D; // [batch*k, hidden]
+          tokens = tf.reshape(tokens, [batch * k, h]);
+        }
+        const transformed = this.norm(
+          "cls.predictions.transform.LayerNorm",
+          this.act(this.dense("cls.predictions.transform.dense", tokens)),
+        ) as tf.Tensor2D; // [batch*k, hidden]
+        const words = this.p("bert.embeddings.word_embeddings.weight"); // [vocab, hidden], used as [out, in]
+        const mlm = linearTransposed(transformed, words, this.p("cls.predictions.bias")); // [batch*k, vocab]
+        result.mlmLogits = tf.reshape(mlm, [batch, k, config.vocabSize]);
+        result.nspLogits = this.dense("cls.seq_relationship", result.pooledOutput!); // [batch, 2]
+      }
+      return result;
+    });
+  }
+
+  /** Frees every parameter. The model cannot be used afterwards. */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}
