@@ -4,7 +4,14 @@
  */
 import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "./shared.ts";
 import { type BackendName, initBackend, tf } from "../lib/backends/backend.ts";
-import { AdamW, clipGradsByGlobalNorm, defaultDecay, globalNorm, scheduleLr, warmupStepsFor } from "../lib/training/optim.ts";
+import {
+  AdamW,
+  clipGradsByGlobalNorm,
+  defaultDecay,
+  globalNorm,
+  scheduleLr,
+  warmupStepsFor,
+} from "../lib/training/optim.ts";
 import { loadCheckpoint, modelToTensors } from "../lib/model/checkpoint.ts";
 import { softmaxCrossEntropy } from "../lib/model/model.ts";
 import { readSafetensors, toFloat32 } from "../lib/io/safetensors.ts";

@@ -3,7 +3,14 @@
  * bert-base vocabularies), hand-worked cases on a tiny vocabulary, the worker-parallel path and the `tokenize`
  * command.
  */
-import { basicTokenize, encodeBatch, FullTokenizer, tokenizeParallel, TokenizerPool, Vocab } from "../lib/text/tokenizer.ts";
+import {
+  basicTokenize,
+  encodeBatch,
+  FullTokenizer,
+  tokenizeParallel,
+  TokenizerPool,
+  Vocab,
+} from "../lib/text/tokenizer.ts";
 import { parseTextLines, run as runTokenize, spec as tokenizeSpec } from "../lib/cli/tokenize.ts";
 import { parseArgs } from "../lib/cli/args.ts";
 import { sha256Hex } from "../lib/io/fsutil.ts";

@@ -32,7 +32,11 @@ export const spec: CommandSpec = {
     warmup: { type: "number", default: 2, help: "unmeasured steps first" },
     what: { type: "list", default: ["train", "infer", "matmul"], help: "train, infer, matmul, tokenizer" },
     threads: { type: "number", help: "threads for the blas backend's BLAS (and wasm when threaded)" },
-    model: { type: "string", default: "bert", help: "bert (lib/model/model.ts) or mini (bench encoder with fused ops)" },
+    model: {
+      type: "string",
+      default: "bert",
+      help: "bert (lib/model/model.ts) or mini (bench encoder with fused ops)",
+    },
     vocab: {
       type: "string",
       default: "../shared/data/models/bert-base-uncased-vocab/vocab.txt",

@@ -13,7 +13,13 @@
 import { tf } from "../backends/backend.ts";
 import { loadCheckpoint, type LoadReport } from "../model/checkpoint.ts";
 import { type Dataset, type Example, readDelimited } from "../data/datasets.ts";
-import { checkFeaturesMatch, convertExample, convertExamples, type FeatureSet, loadFeatures } from "../data/features.ts";
+import {
+  checkFeaturesMatch,
+  convertExample,
+  convertExamples,
+  type FeatureSet,
+  loadFeatures,
+} from "../data/features.ts";
 import { exists, join, writeFileAtomic, writeJsonAtomic } from "../io/fsutil.ts";
 import { poolShape } from "../backends/blas/pool.ts";
 import {

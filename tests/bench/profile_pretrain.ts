@@ -9,7 +9,12 @@ import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
 import { variableGrads } from "../../lib/training/autodiff.ts";
-import { createPretrainingData, pretrainingBatch, pretrainingLoss, readImdbCorpus } from "../../lib/tasks/pretraining/pretraining.ts";
+import {
+  createPretrainingData,
+  pretrainingBatch,
+  pretrainingLoss,
+  readImdbCorpus,
+} from "../../lib/tasks/pretraining/pretraining.ts";
 import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
 import { standardConfig } from "../../lib/cli/train.ts";
 
