@@ -1,0 +1,90 @@
+/**
+ * The WebAssembly SIMD module (lib/backends/simd/simd.ts) against plain scalar references written here: the 4-lane
+ * dropout generator must give the scalar mulberry32 stream's masks bit for bit, and the row softmax and its
+ * gradient must match double-precision results. Skips (with a message) when WebAssembly SIMD is unavailable.
+ */
+import { assert, assertEquals } from "../shared.ts";
+import { simdMath } from "../../lib/backends/simd/simd.ts";
+import { applyDropoutMask } from "../../lib/backends/blas/fused.ts";
+
+const simd = simdMath();
+if (!simd) console.warn("simd_test: skipped — WebAssembly SIMD is unavailable here");
+const ignore = !simd;
+
+/** The published mulberry32 generator, one draw at a time (the reference stream). */
+function mulberry32(seed: number): () => number {
+  let a = seed | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+function rand(n: number, seed: number): Float32Array {
+  const next = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => next() / 2 ** 31 - 1);
+}
+
+Deno.test({ name: "simd: 4-lane dropout is the scalar mulberry32 mask, bit for bit, at any offset", ignore }, () => {
+  for (const rate of [0, 0.1, 0.5, 0.999]) {
+    for (const [n, offset] of [[64, 0], [16387, 0], [40001, 12345], [70, 2 ** 31 + 5]]) {
+      const x = rand(n, n + offset);
+      const threshold = Math.floor(rate * 2 ** 32), scale = Math.fround(1 / (1 - rate));
+      // Reference: the stream's state after `offset` draws, then one draw per element.
+      const seed = 987654321;
+      const draw = mulberry32((seed + Math.imul(offset, 0x6d2b79f5)) | 0);
+      const keep = Array.from({ length: n }, () => draw() >= threshold);
+      const out = new Float32Array(n), mask = new Float32Array(n);
+      applyDropoutMask(out, x, rate, seed, offset);
+      applyDropoutMask(mask, undefined, rate, seed, offset);
+      assertEquals(out, x.map((v, i) => v * (keep[i] ? scale : 0)), `rate ${rate}, n ${n}, offset ${offset}`);
+      assertEquals(mask, Float32Array.from(keep, (k) => (k ? scale : 0)), `mask: rate ${rate}, n ${n}`);
+      if (n > 10000) {
+        const kept = keep.filter((k) => k).length / n;
+        assert(Math.abs(kept - (1 - rate)) < 0.01, `kept fraction ${kept} at rate ${rate}`);
+      }
+    }
+  }
+});
+
+Deno.test({ name: "simd: masked row softmax and its gradient match double-precision references", ignore }, () => {
+  const s = simd!;
+  const rows = 6, cols = 12;
+  const x = rand(rows * cols, 7), mask = rand(cols, 8).map((v, j) => (j === 5 ? -1e4 : j === 9 ? -3.4e38 : v));
+  const ws = s.workspace(2 * rows * cols + cols);
+  const a = ws.subarray(0, rows * cols), m = ws.subarray(rows * cols, rows * cols + cols);
+  a.set(x.map((v) => v * 30)); // large logits: the max subtraction matters
+  m.set(mask);
+  s.softmaxRowsAt(a.byteOffset, rows, cols, m.byteOffset);
+  const p = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const z = Array.from({ length: cols }, (_, j) => Math.fround(x[r * cols + j] * 30) + mask[j]);
+    const mx = Math.max(...z), e = z.map((v) => Math.exp(v - mx)), sum = e.reduce((u, v) => u + v, 0);
+    for (let j = 0; j < cols; j++) p[r * cols + j] = e[j] / sum;
+  }
+  for (let i = 0; i < p.length; i++) assert(Math.abs(a[i] - p[i]) < 1e-6, `softmax[${i}] ${a[i]} vs ${p[i]}`);
+  assertEquals(a[9], 0);
+  // Gradient: ds = p * (g - sum(g * p)) with the SIMD probabilities as p.
+  const ds = ws.subarray(rows * cols + cols, 2 * rows * cols + cols);
+  const g = rand(rows * cols, 9);
+  ds.set(g);
+  const pf = Float64Array.from(a);
+  s.softmaxGradRowsAt(ds.byteOffset, a.byteOffset, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    let dot = 0;
+    for (let j = 0; j < cols; j++) dot += g[r * cols + j] * pf[r * cols + j];
+    for (let j = 0; j < cols; j++) {
+      const i = r * cols + j, ref = pf[i] * (g[i] - dot);
+      assert(Math.abs(ds[i] - ref) < 1e-6, `grad[${i}] ${ds[i]} vs ${ref}`);
+    }
+  }
+  let threw = false;
+  try {
+    s.softmaxRowsAt(a.byteOffset, 1, 6, m.byteOffset);
+  } catch {
+    threw = true;
+  }
+  assert(threw, "a row length that is not a multiple of 4 is refused");
+});
