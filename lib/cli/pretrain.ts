@@ -19,7 +19,8 @@ import {
   readCorpus,
   splitCorpus,
 } from "../tasks/pretraining/pretraining.ts";
-import { FullTokenizer, Vocab } from "../text/tokenizer.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
+import { Vocab } from "../text/vocab.ts";
 import { consoleProgress, type HyperParameters } from "../training/train.ts";
 import { buildVocabWithStats } from "../text/vocab_builder.ts";
 import { standardConfig } from "./train.ts";

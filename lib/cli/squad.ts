@@ -339,7 +339,7 @@ async function buildSquadModel(
   }
   if (o.config) {
     if (!o.vocab) throw new UsageError("--config (random weights) needs --vocab FILE: the vocabulary of the features");
-    const { Vocab } = await import("../text/tokenizer.ts");
+    const { Vocab } = await import("../text/vocab.ts");
     const { BertModel } = await import("../model/model.ts");
     const { standardConfig } = await import("./train.ts");
     const config = await standardConfig(o.config, (await Vocab.load(o.vocab)).size);

@@ -13,7 +13,8 @@ import { createProgress, formatDuration } from "../viz/display.ts";
 import { convertExamples, type FeatureSet, saveFeatures, summarizeFeatures } from "./features.ts";
 import { exists, join, probeWritable, writeDirAtomic, writeFileAtomic } from "../io/fsutil.ts";
 import { getTask, resolveTaskData } from "./tasks.ts";
-import { FullTokenizer, Vocab } from "../text/tokenizer.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
+import { Vocab } from "../text/vocab.ts";
 
 /** Options of {@linkcode prepareFeatures}; every field has a default. */
 export interface PrepareOptions {

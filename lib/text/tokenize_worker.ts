@@ -1,5 +1,5 @@
 /**
- * Worker side of {@linkcode tokenizeParallel} (lib/text/tokenizer.ts): started with
+ * Worker side of lib/text/parallel.ts's `TokenizerPool` and `tokenizeParallel`: started with
  * `new Worker(new URL("./tokenize_worker.ts", import.meta.url), { type: "module" })`.
  *
  * Protocol: the first message is `init` (vocabulary path, casing, never-split tokens); the worker loads the
@@ -8,7 +8,8 @@
  * answered with `error`.
  * @module
  */
-import { encodeBatch, FullTokenizer, type TokenizedBatch, type WorkerReply, type WorkerRequest } from "./tokenizer.ts";
+import type { WorkerReply, WorkerRequest } from "./parallel.ts";
+import { encodeBatch, FullTokenizer, type TokenizedBatch } from "./tokenizer.ts";
 
 interface WorkerScope {
   onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;

@@ -19,7 +19,7 @@
  * the (deterministic) ids of the two tokens; the same corpus, in any order, gives the same vocabulary.
  * @module
  */
-import { basicTokenize, SPECIAL_TOKENS } from "./tokenizer.ts";
+import { basicTokenize, SPECIAL_TOKENS } from "./basic_tokenizer.ts";
 
 /** Options for {@linkcode buildVocab}. */
 export interface BuildVocabOptions {

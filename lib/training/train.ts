@@ -67,7 +67,8 @@ import {
   warmupStepsFor,
 } from "./optim.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "../io/safetensors.ts";
-import { FullTokenizer, Vocab } from "../text/tokenizer.ts";
+import { FullTokenizer } from "../text/tokenizer.ts";
+import { Vocab } from "../text/vocab.ts";
 import { variableGrads } from "./autodiff.ts";
 
 // ---------------------------------------------------------------------------------------------------------------

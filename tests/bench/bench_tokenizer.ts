@@ -11,7 +11,8 @@
  */
 import Papa from "papaparse";
 import { convertExample } from "../../lib/data/features.ts";
-import { encodeBatch, FullTokenizer, tokenizeParallel } from "../../lib/text/tokenizer.ts";
+import { tokenizeParallel } from "../../lib/text/parallel.ts";
+import { encodeBatch, FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { HAVE_SHARED, SHARED } from "../shared.ts";
 
 function flag(name: string, fallback: number): number {

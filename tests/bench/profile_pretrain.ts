@@ -15,7 +15,8 @@ import {
   pretrainingLoss,
   readImdbCorpus,
 } from "../../lib/tasks/pretraining/pretraining.ts";
-import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
+import { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 import { standardConfig } from "../../lib/cli/train.ts";
 
 const flag = (name: string, dflt: string) => {

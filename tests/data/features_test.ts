@@ -13,7 +13,8 @@ import {
   truncateSeqPair,
 } from "../../lib/data/features.ts";
 import { readSafetensors, writeSafetensors } from "../../lib/io/safetensors.ts";
-import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
+import { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 
 // id:            0       1       2       3       4        5      6      7      8     9      10     11     12
 const TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "##s", "run"];

@@ -5,7 +5,8 @@ import { readGlueSst2 } from "../../lib/data/datasets.ts";
 import { checkFeaturesMatch, loadFeatures } from "../../lib/data/features.ts";
 import { exists } from "../../lib/io/fsutil.ts";
 import { prepareFeatures } from "../../lib/data/prepare.ts";
-import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
+import { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 
 /** Specials plus single letters and their ## continuations: covers every lower-case ASCII word. */
 function letterVocab(): string[] {

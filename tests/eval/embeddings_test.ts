@@ -17,7 +17,8 @@ import {
   wordVectors,
 } from "../../lib/eval/embeddings.ts";
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
-import { FullTokenizer, Vocab } from "../../lib/text/tokenizer.ts";
+import { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 import { Rng } from "../../lib/training/train.ts";
 import { assert, assertEquals, assertThrows } from "../shared.ts";
 

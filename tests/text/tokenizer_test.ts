@@ -3,14 +3,10 @@
  * bert-base vocabularies), hand-worked cases on a tiny vocabulary, the worker-parallel path and the `tokenize`
  * command.
  */
-import {
-  basicTokenize,
-  encodeBatch,
-  FullTokenizer,
-  tokenizeParallel,
-  TokenizerPool,
-  Vocab,
-} from "../../lib/text/tokenizer.ts";
+import { basicTokenize } from "../../lib/text/basic_tokenizer.ts";
+import { tokenizeParallel, TokenizerPool } from "../../lib/text/parallel.ts";
+import { encodeBatch, FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 import { parseTextLines, run as runTokenize, spec as tokenizeSpec } from "../../lib/cli/tokenize.ts";
 import { parseArgs } from "../../lib/cli/args.ts";
 import { sha256Hex } from "../../lib/io/fsutil.ts";

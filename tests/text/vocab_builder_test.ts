@@ -3,7 +3,9 @@
  * naive from-scratch implementation of the same merge rule; plus the `build-vocab` command.
  */
 import { buildVocab, buildVocabWithStats } from "../../lib/text/vocab_builder.ts";
-import { basicTokenize, FullTokenizer, SPECIAL_TOKENS, Vocab } from "../../lib/text/tokenizer.ts";
+import { basicTokenize, SPECIAL_TOKENS } from "../../lib/text/basic_tokenizer.ts";
+import { FullTokenizer } from "../../lib/text/tokenizer.ts";
+import { Vocab } from "../../lib/text/vocab.ts";
 import { readCorpus, run as runBuildVocab, spec as buildVocabSpec } from "../../lib/cli/build_vocab.ts";
 import { parseArgs, UsageError } from "../../lib/cli/args.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";

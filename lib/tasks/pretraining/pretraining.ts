@@ -29,7 +29,8 @@ import { escapeHtml } from "../../viz/display.ts";
 import { exists, join, projectRoot } from "../../io/fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "../../model/model.ts";
 import { sparseSoftmaxCrossEntropy } from "../../backends/blas/fused.ts";
-import type { FullTokenizer, Vocab } from "../../text/tokenizer.ts";
+import type { FullTokenizer } from "../../text/tokenizer.ts";
+import type { Vocab } from "../../text/vocab.ts";
 import {
   latestCheckpoint,
   mixSeed,
@@ -1188,7 +1189,7 @@ export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<Pret
     metricNames: nsp ? PRETRAINING_METRICS : PRETRAINING_METRICS.filter((m) => !m.startsWith("nsp_")),
     greaterIsBetter: (name) => name.endsWith("accuracy"),
     async check(model, { vocabPath }) {
-      const { Vocab } = await import("../../text/tokenizer.ts");
+      const { Vocab } = await import("../../text/vocab.ts");
       const vocab = await Vocab.load(vocabPath);
       for (const [what, s] of [["training", set], ["held-out", dev]] as const) {
         if (!s) continue;

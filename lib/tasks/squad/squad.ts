@@ -13,7 +13,7 @@
  */
 import { exists, join, projectRoot, relativeToCwd, writeFileAtomic } from "../../io/fsutil.ts";
 import { pySplit } from "./metrics.ts";
-import { basicTokenize } from "../../text/tokenizer.ts";
+import { basicTokenize } from "../../text/basic_tokenizer.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading

@@ -32,7 +32,8 @@ import {
   tarGzEntries,
   truncatePair,
 } from "../../../lib/tasks/pretraining/pretraining.ts";
-import { FullTokenizer, Vocab } from "../../../lib/text/tokenizer.ts";
+import { FullTokenizer } from "../../../lib/text/tokenizer.ts";
+import { Vocab } from "../../../lib/text/vocab.ts";
 import { Rng } from "../../../lib/training/train.ts";
 import { assert, assertEquals, assertRejects, HAVE_SHARED, requireShared } from "../../shared.ts";
 
