@@ -11,11 +11,16 @@
  * Parameters live in `model.params`, keyed by their Hugging Face names (`bert.encoder.layer.0.attention.self.query.weight`,
  * ...). Dense kernels are stored as `[in, out]` (TensorFlow's layout: `x @ W` runs on the fast path of every
  * backend); Hugging Face stores them as `[out, in]`, and `lib/model/checkpoint.ts` transposes on load and save.
+ *
+ * Shape notes (`// [B, F, N*H]`) use the letters of google-research/bert's modeling.py:
+ * B = batch size, F = "from" sequence length, T = "to" sequence length (= F: this is self-attention),
+ * N = attention heads, H = size per head, D = hidden size (N*H), I = intermediate (feed-forward) size,
+ * V = vocabulary size, L = labels, K = masked-LM positions per example.
  * @module
  */
 import { tf } from "../backends/backend.ts";
 import * as fused from "../backends/blas/fused.ts";
-import { canFuseAttention, selfAttention } from "../backends/blas/attention.ts";
+import * as attention from "../backends/blas/attention.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Configuration
@@ -25,13 +30,13 @@ import { canFuseAttention, selfAttention } from "../backends/blas/attention.ts";
 export interface BertConfig {
   /** Rows of the word-embedding table (30,522 for the uncased English vocabulary). */
   vocabSize: number;
-  /** Width of every hidden state (`H`: 128 for BERT-Tiny, 768 for BERT-Base). */
+  /** Width of every hidden state (D; the paper's H: 128 for BERT-Tiny, 768 for BERT-Base). */
   hiddenSize: number;
-  /** Number of encoder layers (`L`). */
+  /** Number of encoder layers (the paper's L). */
   numHiddenLayers: number;
-  /** Attention heads per layer (`A`); `hiddenSize` must be divisible by it. */
+  /** Attention heads per layer (N; the paper's A); `hiddenSize` must be divisible by it. */
   numAttentionHeads: number;
-  /** Width of the feed-forward layer inside each encoder layer (usually 4H). */
+  /** Width of the feed-forward layer inside each encoder layer (I; usually 4D). */
   intermediateSize: number;
   /** `gelu` (exact, erf), `gelu_new` / `gelu_pytorch_tanh` / `gelu_fast` (tanh approximation) or `relu`. */
   hiddenAct: string;
@@ -399,6 +404,26 @@ export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Sc
 /** Added to the attention scores of padding tokens: float32's lowest value, like HF's `torch.finfo.min`. */
 const MASKED_SCORE = -3.4028234663852886e38;
 
+/** What the blocks of one {@linkcode BertModel.forward} call share. */
+interface Pass {
+  /** B: examples. */
+  batch: number;
+  /** F (= T): tokens per example. */
+  seq: number;
+  /** Each layer's attention probabilities `[B, N, F, T]`, collected when the caller asked for them. */
+  attentions?: tf.Tensor4D[];
+  /** The seed of the next dropout mask at `rate`; undefined (and no seed used up) when not training or `rate` is 0. */
+  dropoutSeed(rate: number): string | undefined;
+}
+
+/** The padding mask, added to the attention scores. */
+interface AttentionMask {
+  /** 0 where attended, {@linkcode MASKED_SCORE} at padding `[B, 1, 1, T]`. */
+  bias: tf.Tensor4D;
+  /** The same as `[B, T]` for the fused blas kernel; undefined when the tf-ops path runs. */
+  rows?: tf.Tensor2D;
+}
+
 /** Inputs of {@linkcode BertModel.forward}: int32 `[batch, seq]` each. */
 export interface BertInputs {
   /** Token ids `[batch, seq]` (int32). */
@@ -577,8 +602,14 @@ export class BertModel {
     return linear(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`));
   }
 
-  private norm(prefix: string, x: tf.Tensor): tf.Tensor {
-    return layerNorm(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), this.config.layerNormEps);
+  private norm<T extends tf.Tensor>(prefix: string, x: T): T {
+    return layerNorm(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), this.config.layerNormEps) as T;
+  }
+
+  /** Dropout with the pass's next seed; `x` itself when not training or `rate` is 0. */
+  private dropout<T extends tf.Tensor>(x: T, rate: number, pass: Pass): T {
+    const seed = pass.dropoutSeed(rate);
+    return seed === undefined ? x : fused.dropout(x, rate, seed);
   }
 
   /**
@@ -586,8 +617,52 @@ export class BertModel {
    * `tf.tidy` and `tf.variableGrads` (no data is read back from the backend).
    */
   forward(inputs: BertInputs, options: ForwardOptions = {}): BertOutput {
+    const [batch, seq] = this.checkInputs(inputs, options);
+    const training = options.training ?? false;
+    const seedBase = options.seed ?? this.dropoutCalls++;
+    let dropoutIndex = 0;
+    const pass: Pass = {
+      batch,
+      seq,
+      attentions: options.outputAttentions ? [] : undefined,
+      dropoutSeed: (rate: number) => training && rate > 0 ? `${seedBase}:${dropoutIndex++}` : undefined,
+    };
+    const d = this.config.hiddenSize;
+
+    return tf.tidy(() => {
+      const hiddenStates: tf.Tensor3D[] = [];
+      const record = (x: tf.Tensor2D) => {
+        if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, d]));
+      };
+      let x = this.embed(inputs, pass); // [B*F, D]
+      record(x);
+      // The fused attention kernel (blas) cannot return the probabilities.
+      const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && attention.canFuseAttention(x));
+      for (let i = 0; i < this.config.numHiddenLayers; i++) {
+        x = this.encoderLayer(`bert.encoder.layer.${i}`, x, mask, pass); // [B*F, D]
+        record(x);
+      }
+      const lastHiddenState = tf.reshape(x, [batch, seq, d]) as tf.Tensor3D; // [B, F, D]
+      const result: BertOutput = { lastHiddenState };
+      if (this.hasPooler) result.pooledOutput = this.pool(lastHiddenState); // [B, D]
+      if (options.outputHiddenStates) result.hiddenStates = hiddenStates;
+      if (pass.attentions) result.attentions = pass.attentions;
+
+      if (this.head === "classification") {
+        result.logits = this.classify(result.pooledOutput!, pass); // [B, L]
+      } else if (this.head === "question-answering") {
+        Object.assign(result, this.answerSpan(x, pass)); // startLogits, endLogits: [B, F]
+      } else if (this.head === "pretraining") {
+        result.mlmLogits = this.maskedLm(x, pass, options.mlmPositions); // [B, K, V]
+        result.nspLogits = this.nextSentence(result.pooledOutput!); // [B, 2]
+      }
+      return result;
+    });
+  }
+
+  /** Throws naming the input whose shape or dtype is wrong; returns `[B, F]`. */
+  private checkInputs(inputs: BertInputs, options: ForwardOptions): [number, number] {
     const { inputIds, tokenTypeIds, attentionMask } = inputs;
-    const { config } = this;
     if (inputIds.rank !== 2) throw new Error(`inputIds must be [batch, seq], got shape [${inputIds.shape}]`);
     const [batch, seq] = inputIds.shape;
     for (const [name, t] of [["tokenTypeIds", tokenTypeIds], ["attentionMask", attentionMask]] as const) {
@@ -598,125 +673,137 @@ export class BertModel {
     if (inputIds.dtype !== "int32" || tokenTypeIds.dtype !== "int32") {
       throw new Error(`inputIds and tokenTypeIds must be int32, got ${inputIds.dtype} and ${tokenTypeIds.dtype}`);
     }
-    if (seq > config.maxPositionEmbeddings) {
-      throw new Error(`sequence length ${seq} exceeds max_position_embeddings ${config.maxPositionEmbeddings}`);
+    if (seq > this.config.maxPositionEmbeddings) {
+      throw new Error(`sequence length ${seq} exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`);
     }
     if (options.mlmPositions && this.head !== "pretraining") {
       throw new Error(`mlmPositions needs the pretraining head (this model's head is "${this.head}")`);
     }
-    const training = options.training ?? false;
-    const seedBase = options.seed ?? this.dropoutCalls++;
-    let dropoutIndex = 0;
-    const dropout = <T extends tf.Tensor>(x: T, rate: number): T =>
-      training && rate > 0 ? fused.dropout(x, rate, `${seedBase}:${dropoutIndex++}`) : x;
+    return [batch, seq];
+  }
 
-    return tf.tidy(() => {
-      const h = config.hiddenSize;
-      const heads = config.numAttentionHeads;
-      const headSize = h / heads;
-      const hiddenStates: tf.Tensor3D[] = [];
-      const attentions: tf.Tensor4D[] = [];
+  /** Embeddings: word + position + token type, then LayerNorm and dropout. */
+  private embed(inputs: BertInputs, pass: Pass): tf.Tensor2D {
+    const { batch, seq } = pass;
+    const d = this.config.hiddenSize;
+    const e = "bert.embeddings";
+    const words = embeddingLookup(this.p(`${e}.word_embeddings.weight`), inputs.inputIds); // [B, F, D]
+    const positions = tf.slice(this.p(`${e}.position_embeddings.weight`), [0, 0], [seq, d]); // [F, D]
+    const types = embeddingLookup(this.p(`${e}.token_type_embeddings.weight`), inputs.tokenTypeIds); // [B, F, D]
+    const embedded = this.norm(`${e}.LayerNorm`, tf.add(tf.add(words, positions), types)); // [B, F, D]
+    return tf.reshape(this.dropout(embedded, this.config.hiddenDropoutProb, pass), [batch * seq, d]) as tf.Tensor2D;
+  }
 
-      // Embeddings: word + position + token type, then LayerNorm and dropout.
-      const words = embeddingLookup(this.p("bert.embeddings.word_embeddings.weight"), inputIds); // [batch, seq, hidden]
-      const positions = tf.slice(this.p("bert.embeddings.position_embeddings.weight"), [0, 0], [seq, h]); // [seq, hidden]
-      const types = embeddingLookup(this.p("bert.embeddings.token_type_embeddings.weight"), tokenTypeIds); // [batch, seq, hidden]
-      const embedded = this.norm("bert.embeddings.LayerNorm", tf.add(tf.add(words, positions), types));
-      let x = tf.reshape(dropout(embedded, config.hiddenDropoutProb), [batch * seq, h]) as tf.Tensor2D; // [batch*seq, hidden]
-      if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, h]));
+  /** The padding mask as a bias on the attention scores: 0 where attended, float32's lowest value where masked (HF). */
+  private attentionMask(attentionMask: tf.Tensor2D, pass: Pass, fusedAttention: boolean): AttentionMask {
+    const { batch, seq } = pass;
+    const keep = tf.cast(tf.reshape(attentionMask, [batch, 1, 1, seq]), "float32"); // [B, 1, 1, T]
+    const bias = tf.mul(tf.sub(1, keep), MASKED_SCORE) as tf.Tensor4D; // [B, 1, 1, T]
+    return { bias, rows: fusedAttention ? tf.reshape(bias, [batch, seq]) : undefined }; // rows: [B, T]
+  }
 
-      // Padding mask, added to the attention scores: 0 where attended, float32's lowest value where masked (as HF).
-      const keep = tf.cast(tf.reshape(attentionMask, [batch, 1, 1, seq]), "float32"); // [batch, 1, 1, seq]
-      const mask = tf.mul(tf.sub(1, keep), MASKED_SCORE); // [batch, 1, 1, seq]
-      // The fused attention kernel (blas) takes the mask as [batch, seq]; it cannot return the probabilities.
-      const fusedAttention = !options.outputAttentions && canFuseAttention(x);
-      const maskRows = fusedAttention ? tf.reshape(mask, [batch, seq]) : undefined; // [batch, seq]
+  /** One encoder layer, post-LN: two residual sub-blocks, each followed by its LayerNorm. */
+  private encoderLayer(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass): tf.Tensor2D {
+    x = this.addNorm(`${p}.attention.output.LayerNorm`, this.selfAttention(p, x, mask, pass), x); // [B*F, D]
+    return this.addNorm(`${p}.output.LayerNorm`, this.feedForward(p, x, pass), x); // [B*F, D]
+  }
 
-      for (let i = 0; i < config.numHiddenLayers; i++) {
-        const p = `bert.encoder.layer.${i}`;
-        // Self-attention: every token mixes the values of all (unmasked) tokens, per head.
-        const q2d = this.dense(`${p}.attention.self.query`, x); // [batch*seq, hidden]
-        const k2d = this.dense(`${p}.attention.self.key`, x);
-        const v2d = this.dense(`${p}.attention.self.value`, x);
-        let merged: tf.Tensor2D; // [batch*seq, hidden]
-        if (fusedAttention) {
-          // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
-          const rate = training ? config.attentionProbsDropoutProb : 0;
-          merged = selfAttention({
-            q: q2d,
-            k: k2d,
-            v: v2d,
-            maskBias: maskRows!,
-            batch,
-            seq,
-            heads,
-            dropoutRate: rate,
-            seed: rate > 0 ? `${seedBase}:${dropoutIndex++}` : undefined,
-          });
-        } else {
-          const toHeads = (t: tf.Tensor2D, perm: number[]) =>
-            tf.transpose(tf.reshape(t, [batch, seq, heads, headSize]), perm);
-          const q = toHeads(q2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
-          const kT = toHeads(k2d, [0, 2, 3, 1]); // [batch, heads, headSize, seq]
-          const v = toHeads(v2d, [0, 2, 1, 3]); // [batch, heads, seq, headSize]
-          const scores = tf.add(tf.div(batchMatMul(q, kT), Math.sqrt(headSize)), mask); // [batch, heads, seq, seq]
-          const probs = tf.softmax(scores) as tf.Tensor4D; // [batch, heads, seq, seq]
-          if (options.outputAttentions) attentions.push(probs);
-          const context = batchMatMul(dropout(probs, config.attentionProbsDropoutProb), v); // [batch, heads, seq, headSize]
-          merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
-        }
-        const attended = dropout(this.dense(`${p}.attention.output.dense`, merged), config.hiddenDropoutProb);
-        const a = this.norm(`${p}.attention.output.LayerNorm`, tf.add(attended, x)) as tf.Tensor2D; // [batch*seq, hidden]
+  /** The residual connection of a sub-block, then LayerNorm: `LayerNorm(out + input)`. */
+  private addNorm(prefix: string, out: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor2D {
+    return this.norm(prefix, tf.add(out, input) as tf.Tensor2D);
+  }
 
-        // Feed-forward: expand to intermediateSize, activation, project back; residual + LayerNorm.
-        const inner = this.act(this.dense(`${p}.intermediate.dense`, a)) as tf.Tensor2D; // [batch*seq, intermediate]
-        const out = dropout(this.dense(`${p}.output.dense`, inner), config.hiddenDropoutProb); // [batch*seq, hidden]
-        x = this.norm(`${p}.output.LayerNorm`, tf.add(out, a)) as tf.Tensor2D;
-        if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, h]));
+  /**
+   * Multi-head self-attention (every token mixes the values of all unmasked tokens, per head), then its output
+   * projection and dropout.
+   */
+  private selfAttention(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass): tf.Tensor2D {
+    const { batch, seq } = pass;
+    const { hiddenSize: d, numAttentionHeads: n, attentionProbsDropoutProb: rate } = this.config;
+    const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
+    const k = this.dense(`${p}.attention.self.key`, x); // [B*T, N*H]
+    const v = this.dense(`${p}.attention.self.value`, x); // [B*T, N*H]
+    let context: tf.Tensor2D; // [B*F, N*H]
+    if (mask.rows) {
+      // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
+      const seed = pass.dropoutSeed(rate);
+      const dropoutRate = seed === undefined ? 0 : rate;
+      context = attention.selfAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n, dropoutRate, seed });
+    } else {
+      const h = d / n;
+      const split = (t: tf.Tensor2D, perm: number[]) => tf.transpose(tf.reshape(t, [batch, seq, n, h]), perm);
+      const qh = split(q, [0, 2, 1, 3]); // [B, N, F, H]
+      const kT = split(k, [0, 2, 3, 1]); // [B, N, H, T]
+      const vh = split(v, [0, 2, 1, 3]); // [B, N, T, H]
+      const scores = tf.add(tf.div(batchMatMul(qh, kT), Math.sqrt(h)), mask.bias); // [B, N, F, T]
+      const probs = tf.softmax(scores) as tf.Tensor4D; // [B, N, F, T]
+      pass.attentions?.push(probs);
+      const heads = batchMatMul(this.dropout(probs, rate, pass), vh); // [B, N, F, H]
+      context = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
+    }
+    const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D]
+    return this.dropout(out, this.config.hiddenDropoutProb, pass);
+  }
+
+  /** Feed-forward: expand to the intermediate size, activation, project back, dropout. */
+  private feedForward(p: string, x: tf.Tensor2D, pass: Pass): tf.Tensor2D {
+    const inner = this.act(this.dense(`${p}.intermediate.dense`, x)) as tf.Tensor2D; // [B*F, I]
+    return this.dropout(this.dense(`${p}.output.dense`, inner), this.config.hiddenDropoutProb, pass); // [B*F, D]
+  }
+
+  /** Pooler: tanh(dense) of the [CLS] token's final state. */
+  private pool(lastHiddenState: tf.Tensor3D): tf.Tensor2D {
+    const [batch, , d] = lastHiddenState.shape;
+    const cls = tf.reshape(tf.slice(lastHiddenState, [0, 0, 0], [batch, 1, d]), [batch, d]) as tf.Tensor2D; // [B, D]
+    return tf.tanh(this.dense("bert.pooler.dense", cls)); // [B, D]
+  }
+
+  /** Sequence classification: dropout, then dense on the pooled output. */
+  private classify(pooled: tf.Tensor2D, pass: Pass): tf.Tensor2D {
+    const rate = this.config.classifierDropout ?? this.config.hiddenDropoutProb;
+    return this.dense("classifier", this.dropout(pooled, rate, pass)); // [B, L]
+  }
+
+  /** Question answering: each token's score as the answer's start and as its end. */
+  private answerSpan(x: tf.Tensor2D, pass: Pass): { startLogits: tf.Tensor2D; endLogits: tf.Tensor2D } {
+    const { batch, seq } = pass;
+    const both = tf.reshape(this.dense("qa_outputs", x), [batch, seq, 2]); // [B, F, 2]
+    return {
+      startLogits: tf.reshape(tf.slice(both, [0, 0, 0], [batch, seq, 1]), [batch, seq]), // [B, F]
+      endLogits: tf.reshape(tf.slice(both, [0, 0, 1], [batch, seq, 1]), [batch, seq]), // [B, F]
+    };
+  }
+
+  /**
+   * Masked LM: transform (dense + activation + LayerNorm), then the decoder tied to the word embeddings; at every
+   * token (K = F), or at `positions` `[B, K]` only.
+   */
+  private maskedLm(x: tf.Tensor2D, pass: Pass, positions?: tf.Tensor2D): tf.Tensor3D {
+    const { batch, seq } = pass;
+    let tokens = x; // [B*F, D], or [B*K, D] at `positions`
+    let k = seq;
+    if (positions) {
+      if (positions.rank !== 2 || positions.shape[0] !== batch) {
+        throw new Error(`mlmPositions has shape [${positions.shape}], expected [${batch}, k]`);
       }
-      const lastHiddenState = tf.reshape(x, [batch, seq, h]) as tf.Tensor3D; // [batch, seq, hidden]
-      const result: BertOutput = { lastHiddenState };
+      k = positions.shape[1];
+      const rows = tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]); // [B, 1]
+      const rowStart = tf.mul(rows, tf.scalar(seq, "int32")); // [B, 1]
+      tokens = embeddingLookup(x, tf.add(tf.cast(positions, "int32"), rowStart)) as tf.Tensor2D; // [B, K, D]
+      tokens = tf.reshape(tokens, [batch * k, this.config.hiddenSize]); // [B*K, D]
+    }
+    const transformed = this.norm(
+      "cls.predictions.transform.LayerNorm",
+      this.act(this.dense("cls.predictions.transform.dense", tokens)),
+    ) as tf.Tensor2D; // [B*K, D]
+    const words = this.p("bert.embeddings.word_embeddings.weight"); // [V, D], used as [out, in]
+    const logits = linearTransposed(transformed, words, this.p("cls.predictions.bias")); // [B*K, V]
+    return tf.reshape(logits, [batch, k, this.config.vocabSize]); // [B, K, V]
+  }
 
-      // Pooler: tanh(dense) of the [CLS] token's final state.
-      if (this.hasPooler) {
-        const cls = tf.reshape(tf.slice(lastHiddenState, [0, 0, 0], [batch, 1, h]), [batch, h]) as tf.Tensor2D; // [batch, hidden]
-        result.pooledOutput = tf.tanh(this.dense("bert.pooler.dense", cls));
-      }
-      if (options.outputHiddenStates) result.hiddenStates = hiddenStates;
-      if (options.outputAttentions) result.attentions = attentions;
-
-      if (this.head === "classification") {
-        const dropped = dropout(result.pooledOutput!, config.classifierDropout ?? config.hiddenDropoutProb);
-        result.logits = this.dense("classifier", dropped); // [batch, numLabels]
-      } else if (this.head === "question-answering") {
-        const both = tf.reshape(this.dense("qa_outputs", x), [batch, seq, 2]); // [batch, seq, 2]
-        result.startLogits = tf.reshape(tf.slice(both, [0, 0, 0], [batch, seq, 1]), [batch, seq]);
-        result.endLogits = tf.reshape(tf.slice(both, [0, 0, 1], [batch, seq, 1]), [batch, seq]);
-      } else if (this.head === "pretraining") {
-        // MLM: transform (dense + activation + LayerNorm), then the decoder tied to the word embeddings.
-        let tokens = x; // [batch*seq, hidden]
-        let k = seq;
-        if (options.mlmPositions) {
-          const pos = options.mlmPositions; // [batch, k]
-          if (pos.rank !== 2 || pos.shape[0] !== batch) {
-            throw new Error(`mlmPositions has shape [${pos.shape}], expected [${batch}, k]`);
-          }
-          k = pos.shape[1];
-          const rowStart = tf.mul(tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]), tf.scalar(seq, "int32")); // [batch, 1]
-          tokens = embeddingLookup(x, tf.add(tf.cast(pos, "int32"), rowStart)) as tf.Tensor2D; // [batch*k, hidden]
-          tokens = tf.reshape(tokens, [batch * k, h]);
-        }
-        const transformed = this.norm(
-          "cls.predictions.transform.LayerNorm",
-          this.act(this.dense("cls.predictions.transform.dense", tokens)),
-        ) as tf.Tensor2D; // [batch*k, hidden]
-        const words = this.p("bert.embeddings.word_embeddings.weight"); // [vocab, hidden], used as [out, in]
-        const mlm = linearTransposed(transformed, words, this.p("cls.predictions.bias")); // [batch*k, vocab]
-        result.mlmLogits = tf.reshape(mlm, [batch, k, config.vocabSize]);
-        result.nspLogits = this.dense("cls.seq_relationship", result.pooledOutput!); // [batch, 2]
-      }
-      return result;
-    });
+  /** Next-sentence prediction: is sentence B the one that followed sentence A? */
+  private nextSentence(pooled: tf.Tensor2D): tf.Tensor2D {
+    return this.dense("cls.seq_relationship", pooled); // [B, 2]
   }
 
   /** Frees every parameter. The model cannot be used afterwards. */
