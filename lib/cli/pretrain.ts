@@ -1,7 +1,7 @@
 /**
  * `deno task bert pretrain --corpus FILE|imdb [--vocab FILE] [--config tiny] [--steps N] [--output outputs/<run>]`:
  * pre-trains BERT from scratch (or continues a checkpoint) with the masked-LM and next-sentence objectives
- * (lib/tasks/pretraining/pretraining.ts), using lib/training/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
+ * (lib/tasks/pretraining/), using lib/training/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
  * @module
  */
 import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
@@ -9,16 +9,9 @@ import { type BackendName, initBackend } from "../backends/backend.ts";
 import { loadCheckpoint, reportMessages } from "../model/checkpoint.ts";
 import { acquireRunLock, exists, join, writeFileAtomic } from "../io/fsutil.ts";
 import { BertModel } from "../model/model.ts";
-import {
-  type Corpus,
-  createPretrainingData,
-  pretrain,
-  PRETRAINING_DEFAULTS,
-  PRETRAINING_METRICS,
-  type PretrainingDataOptions,
-  readCorpus,
-  splitCorpus,
-} from "../tasks/pretraining/pretraining.ts";
+import { type Corpus, readCorpus, splitCorpus } from "../tasks/pretraining/corpus.ts";
+import { createPretrainingData, type PretrainingDataOptions } from "../tasks/pretraining/instances.ts";
+import { pretrain, PRETRAINING_DEFAULTS, PRETRAINING_METRICS } from "../tasks/pretraining/task.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
 import { Vocab } from "../text/vocab.ts";
 import { consoleProgress, type HyperParameters } from "../training/train.ts";

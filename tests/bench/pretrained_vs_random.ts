@@ -20,7 +20,7 @@ import { evaluateFeatures } from "../../lib/eval/evaluate.ts";
 import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
 import { join } from "../../lib/io/fsutil.ts";
 import { BertModel } from "../../lib/model/model.ts";
-import { defaultImdbArchive, imdbReviews } from "../../lib/tasks/pretraining/pretraining.ts";
+import { defaultImdbArchive, imdbReviews } from "../../lib/tasks/pretraining/corpus.ts";
 import { mixSeed, Rng, shuffledOrder, train } from "../../lib/training/train.ts";
 import type { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { machineInfo } from "../../lib/bench/bench.ts";

@@ -1,6 +1,6 @@
 /**
  * Kernel profile of pre-training steps on the `blas` backend, beside a fine-tuning step of the same shape and
- * batch: real IMDB instances (lib/tasks/pretraining/pretraining.ts), time per kernel over a few steps.
+ * batch: real IMDB instances (lib/tasks/pretraining/instances.ts), time per kernel over a few steps.
  *
  * Usage: deno run -A tests/bench/profile_pretrain.ts [steps] [--vocab FILE] [--batch 32] [--seq 128]
  */
@@ -9,12 +9,9 @@ import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
 import { variableGrads } from "../../lib/training/autodiff.ts";
-import {
-  createPretrainingData,
-  pretrainingBatch,
-  pretrainingLoss,
-  readImdbCorpus,
-} from "../../lib/tasks/pretraining/pretraining.ts";
+import { readImdbCorpus } from "../../lib/tasks/pretraining/corpus.ts";
+import { createPretrainingData } from "../../lib/tasks/pretraining/instances.ts";
+import { pretrainingBatch, pretrainingLoss } from "../../lib/tasks/pretraining/task.ts";
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { Vocab } from "../../lib/text/vocab.ts";
 import { standardConfig } from "../../lib/cli/train.ts";

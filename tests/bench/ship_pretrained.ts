@@ -16,16 +16,9 @@
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
 import { ensureDir, join, writeFileAtomic } from "../../lib/io/fsutil.ts";
-import {
-  type Corpus,
-  createPretrainingData,
-  disposePretrainingBatch,
-  evaluatePretraining,
-  pretrainingBatch,
-  type PretrainingSet,
-  readImdbCorpus,
-  splitCorpus,
-} from "../../lib/tasks/pretraining/pretraining.ts";
+import { type Corpus, readImdbCorpus, splitCorpus } from "../../lib/tasks/pretraining/corpus.ts";
+import { createPretrainingData, type PretrainingSet } from "../../lib/tasks/pretraining/instances.ts";
+import { disposePretrainingBatch, evaluatePretraining, pretrainingBatch } from "../../lib/tasks/pretraining/task.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "../../lib/io/safetensors.ts";
 import { latestCheckpoint } from "../../lib/training/train.ts";
 import { machineInfo } from "../../lib/bench/bench.ts";

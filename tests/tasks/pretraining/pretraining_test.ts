@@ -7,31 +7,30 @@
 import { initBackend, tf } from "../../../lib/backends/backend.ts";
 import { BertModel, configFromJson } from "../../../lib/model/model.ts";
 import {
-  createInstances,
-  createPretrainingData,
-  describeInstance,
-  disposePretrainingBatch,
-  evaluatePretraining,
-  instanceHtml,
-  instancesToSet,
-  instanceText,
-  maskTokens,
   parseCorpusText,
-  pretrain,
-  pretrainingBatch,
-  type PretrainingInstance,
-  pretrainingLoss,
-  type PretrainingVocab,
-  pretrainingVocab,
   readImdbCorpus,
   readTextCorpus,
   reviewSentences,
   splitSentences,
+} from "../../../lib/tasks/pretraining/corpus.ts";
+import { maskTokens, type PretrainingVocab, pretrainingVocab } from "../../../lib/tasks/pretraining/masking.ts";
+import {
+  createInstances,
+  createPretrainingData,
+  instancesToSet,
+  type PretrainingInstance,
   summarizePretrainingData,
-  tarEntries,
-  tarGzEntries,
   truncatePair,
-} from "../../../lib/tasks/pretraining/pretraining.ts";
+} from "../../../lib/tasks/pretraining/instances.ts";
+import {
+  disposePretrainingBatch,
+  evaluatePretraining,
+  pretrain,
+  pretrainingBatch,
+  pretrainingLoss,
+} from "../../../lib/tasks/pretraining/task.ts";
+import { describeInstance, instanceHtml, instanceText } from "../../../lib/tasks/pretraining/show.ts";
+import { tarEntries, tarGzEntries } from "../../../lib/io/tar.ts";
 import { FullTokenizer } from "../../../lib/text/tokenizer.ts";
 import { Vocab } from "../../../lib/text/vocab.ts";
 import { Rng } from "../../../lib/training/train.ts";
