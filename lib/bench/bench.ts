@@ -13,6 +13,7 @@ import { AdamW } from "../training/optim.ts";
 import { softmaxCrossEntropy } from "../model/model.ts";
 import { variableGrads } from "../training/autodiff.ts";
 import { clearPool } from "../backends/blas/pool.ts";
+import { envVar } from "../io/env.ts";
 
 /** A benchmark shape: model size and batch. */
 export interface BenchShape {
@@ -475,10 +476,7 @@ export function matmulFlops(shape: BenchShape, what: "train" | "infer", numLabel
  */
 export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVectorExtensions()): string[] {
   const { cpu, cores } = machineInfo();
-  let coretype: string | undefined;
-  try {
-    coretype = Deno.env.get("OPENBLAS_CORETYPE");
-  } catch { /* no --allow-env */ }
+  const coretype = envVar("OPENBLAS_CORETYPE");
   // OPENBLAS_CORETYPE overrides OpenBLAS's kernel choice (e.g. Haswell's AVX2 kernels on an AVX-512 CPU): say so.
   const forced = coretype ? `; OPENBLAS_CORETYPE=${coretype} from the environment overrides OpenBLAS's own choice` : "";
   return [

@@ -15,6 +15,7 @@
  * - `HF_TOKEN`, when set, is sent as a bearer token (for gated or private repositories).
  * @module
  */
+import { envVar } from "./env.ts";
 import { ensureDir, exists, join } from "./fsutil.ts";
 import { readTfIndex, tfDataPath } from "./tf_checkpoint.ts";
 import { shardFiles } from "./weights.ts";
@@ -66,17 +67,9 @@ export interface DownloadResult {
   cached: string[];
 }
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Whether `HF_HUB_OFFLINE` asks for offline mode. */
 export function offlineFromEnv(): boolean {
-  return ["1", "true", "yes", "on"].includes((env("HF_HUB_OFFLINE") ?? "").toLowerCase());
+  return ["1", "true", "yes", "on"].includes((envVar("HF_HUB_OFFLINE") ?? "").toLowerCase());
 }
 
 function checkId(id: string): void {
@@ -133,7 +126,7 @@ async function fileSize(path: string): Promise<number> {
 async function request(job: FileJob, offset: number): Promise<Response> {
   const headers: Record<string, string> = { "Accept-Encoding": "identity", "User-Agent": "bert-ts" };
   if (offset > 0) headers.Range = `bytes=${offset}-`;
-  const token = env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
+  const token = envVar("HF_TOKEN") ?? envVar("HUGGING_FACE_HUB_TOKEN");
   if (token) headers.Authorization = `Bearer ${token}`;
   try {
     return await fetch(job.url, { headers });
@@ -316,7 +309,7 @@ const NEEDS = "config.json (or bert_config.json), vocab.txt and weights: model.s
 export async function downloadModel(id: string, options: DownloadOptions = {}): Promise<DownloadResult> {
   const revision = options.revision ?? "main";
   const dir = cacheDirFor(id, { revision, cache: options.cache });
-  const endpoint = (options.endpoint ?? env("HF_ENDPOINT") ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+  const endpoint = (options.endpoint ?? envVar("HF_ENDPOINT") ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
   const offline = options.offline ?? offlineFromEnv();
   const result: DownloadResult = { dir, files: [], downloaded: [], cached: [] };
 
