@@ -21,6 +21,7 @@
 import { tf } from "../backends/backend.ts";
 import * as fused from "../backends/blas/fused.ts";
 import * as attention from "../backends/blas/attention.ts";
+import { onBlasF32 } from "../backends/blas/common.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Configuration
@@ -248,7 +249,7 @@ export function linear(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Ten
     save([a, w]);
     return {
       // On blas the bias is added inside the matmul kernel (no second pass over the output).
-      value: tf.getBackend() === "blas" ? tf.fused.matMul({ a, b: w, bias: b }) : tf.add(tf.matMul(a, w), b), // [n, out]
+      value: onBlasF32(a, w, b) ? tf.fused.matMul({ a, b: w, bias: b }) : tf.add(tf.matMul(a, w), b), // [n, out]
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sa, sw] = saved;
         return [
@@ -637,7 +638,7 @@ export class BertModel {
       let x = this.embed(inputs, pass); // [B*F, D]
       record(x);
       // The fused attention kernel (blas) cannot return the probabilities.
-      const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && attention.canFuseAttention(x));
+      const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && onBlasF32(x));
       for (let i = 0; i < this.config.numHiddenLayers; i++) {
         x = this.encoderLayer(`bert.encoder.layer.${i}`, x, mask, pass); // [B*F, D]
         record(x);

@@ -11,11 +11,7 @@
 import { tf } from "../backends/backend.ts";
 import type { TensorEntry } from "../io/safetensors.ts";
 import { adamwUpdate, adamwUpdateInPlace } from "../backends/blas/fused.ts";
-
-/** Whether the one-pass AdamW kernel applies (the `blas` backend, float32 tensors). */
-function fusedAdamW(...ts: tf.Tensor[]): boolean {
-  return tf.getBackend() === "blas" && ts.every((t) => t.dtype === "float32");
-}
+import { onBlasF32 } from "../backends/blas/common.ts";
 
 /** Settings of {@linkcode AdamW}. */
 export interface AdamWOptions {
@@ -118,7 +114,7 @@ export class AdamW {
       }
       const [m, v] = this.moments(name, p);
       const wd = weightDecay !== 0 && this.options.decay(name) ? weightDecay : 0;
-      if (fusedAdamW(p, g, m, v)) {
+      if (onBlasF32(p, g, m, v)) {
         // One pass over p, g, m, v on the blas backend (lib/backends/blas/fused.ts); same arithmetic as below.
         const update = { param: p, grad: g, m, v, lr, beta1, beta2, eps, weightDecay: wd, step: this.step };
         if (!adamwUpdateInPlace(update)) {

@@ -40,14 +40,9 @@ export interface SelfAttentionInputs {
   seed?: number | string;
 }
 
-/** Whether {@linkcode selfAttention} can run: the `blas` backend with float32 inputs. */
-export function canFuseAttention(...ts: tf.Tensor[]): boolean {
-  return tf.getBackend() === "blas" && ts.every((t) => t.dtype === "float32");
-}
-
 /**
- * The attention context `[batch * seq, hidden]` (heads merged) with its gradient for q, k and v. `blas` only
- * (see {@linkcode canFuseAttention}); lib/model/model.ts composes the same maths from tf ops elsewhere.
+ * The attention context `[batch * seq, hidden]` (heads merged) with its gradient for q, k and v. `blas` with float32
+ * inputs only (`onBlasF32` in common.ts); lib/model/model.ts composes the same maths from tf ops elsewhere.
  */
 export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
   const { batch, seq, heads } = o;

@@ -28,9 +28,7 @@ import { reduceKernels } from "./reduce.ts";
 import { PooledCpuBackend } from "./pool.ts";
 import { fusedKernels } from "./fused.ts";
 import { attentionKernels } from "./attention.ts";
-
-/** The tfjs name of the backend. */
-export const BLAS_BACKEND_NAME = "blas";
+import { BLAS_BACKEND_NAME } from "./common.ts";
 
 /** Options for {@linkcode registerBlasBackend}. */
 export interface BlasBackendOptions {

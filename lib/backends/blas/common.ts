@@ -1,10 +1,31 @@
 /**
- * Helpers shared by the `blas` backend's kernels: reading and writing the cpu backend's Float32Array storage,
- * collapsing broadcast shapes, and handing a call back to the stock cpu kernel when a fast path does not apply.
+ * Helpers shared by the `blas` backend's kernels: whether a fast path applies, reading and writing the cpu
+ * backend's Float32Array storage, collapsing broadcast shapes, and handing a call back to the stock cpu kernel when
+ * a fast path does not apply.
  * @module
  */
-import { backend_util, getKernel, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
+import {
+  backend_util,
+  getBackend,
+  getKernel,
+  type KernelFunc,
+  type Tensor,
+  type TensorInfo,
+  util,
+} from "@tensorflow/tfjs-core";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+
+/** The tfjs name of the backend. */
+export const BLAS_BACKEND_NAME = "blas";
+
+/**
+ * Whether the `blas` backend is the active one and every tensor is float32: the condition of every fused fast path
+ * (fused.ts, attention.ts, the dense layer in lib/model/model.ts, AdamW in lib/training/optim.ts). Elsewhere the
+ * callers compute the same maths with ordinary tf ops.
+ */
+export function onBlasF32(...ts: Tensor[]): boolean {
+  return getBackend() === BLAS_BACKEND_NAME && ts.every((t) => t.dtype === "float32");
+}
 
 /** The arguments every kernel function receives (typed loosely, as tfjs does). */
 export interface KernelArgs {

@@ -14,16 +14,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { f32, type KernelArgs, output } from "./common.ts";
+import { f32, type KernelArgs, onBlasF32, output } from "./common.ts";
 import { allocF32, isPrivateArray } from "./pool.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 import { simdMath } from "../simd/simd.ts";
-
-const BACKEND = "blas";
-
-function onBlas(...ts: tf.Tensor[]): boolean {
-  return tf.getBackend() === BACKEND && ts.every((t) => t.dtype === "float32");
-}
 
 function run(kernel: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}): tf.Tensor[] {
   const out = tf.engine().runKernel(kernel, inputs as never, attrs as never) as tf.Tensor | tf.Tensor[];
@@ -36,7 +30,7 @@ const SQRT_2_OVER_PI_HALF = 0.3989422804014327; // 1 / sqrt(2 pi)
 
 /** GELU, exact: `0.5 x (1 + erf(x / sqrt 2))`, with gradient `dy (Phi(x) + x phi(x))`. */
 export function gelu<T extends tf.Tensor>(x: T): T {
-  if (!onBlas(x)) return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
+  if (!onBlasF32(x)) return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const input = args[0] as tf.Tensor, save = args[1] as tf.GradSaveFunc;
     save([input]);
@@ -110,7 +104,7 @@ export function sumRows(t: tf.Tensor): tf.Tensor {
  * @param beta `[width]`
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): T {
-  if (!onBlas(x, gamma, beta)) {
+  if (!onBlasF32(x, gamma, beta)) {
     const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
       const [input, g, b] = args as tf.Tensor[];
       const { mean, variance } = tf.moments(input, -1, true); // [..., 1]
@@ -275,7 +269,7 @@ export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number |
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
   if (rate === 0) return x;
   const s = hashSeed(seed);
-  if (!onBlas(x)) {
+  if (!onBlasF32(x)) {
     return tf.tidy(() => {
       const mask = new Float32Array(x.size);
       applyDropoutMask(mask, undefined, rate, s);
@@ -333,7 +327,7 @@ export interface AdamWUpdate {
  */
 export function adamwUpdate(u: AdamWUpdate): [tf.Tensor, tf.Tensor, tf.Tensor] {
   const c = adamwConstants(u), { decay, stepSize, bc2Sqrt } = c;
-  if (onBlas(u.param, u.grad, u.m, u.v)) {
+  if (onBlasF32(u.param, u.grad, u.m, u.v)) {
     const [p, m, v] = run("BlasAdamW", { param: u.param, grad: u.grad, m: u.m, v: u.v }, { ...c });
     return [p, m, v];
   }
@@ -354,7 +348,7 @@ export function adamwUpdate(u: AdamWUpdate): [tf.Tensor, tf.Tensor, tf.Tensor] {
  * BERT-Base this avoids 1.3 GB of new arrays per step (parameters and both moments).
  */
 export function adamwUpdateInPlace(u: AdamWUpdate): boolean {
-  if (!onBlas(u.param, u.grad, u.m, u.v)) return false;
+  if (!onBlasF32(u.param, u.grad, u.m, u.v)) return false;
   const backend = tf.backend() as unknown as {
     data: { get(id: object): { values: unknown; refCount: number } | undefined };
   };
@@ -453,7 +447,7 @@ export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor
       `sparseSoftmaxCrossEntropy: labels of shape [${labels.shape}], expected [${n}] for logits [${n}, ${classes}]`,
     );
   }
-  if (!onBlas(logits)) {
+  if (!onBlasF32(logits)) {
     return tf.tidy(() => {
       const flat = tf.cast(labels, "int32"); // [n]
       const picked = tf.sum(tf.mul(tf.oneHot(flat, classes), tf.logSoftmax(logits)), -1); // [n]; 0 where label < 0
