@@ -4,7 +4,7 @@
  * gradient must match double-precision results. Skips (with a message) when WebAssembly SIMD is unavailable.
  */
 import { assert, assertEquals } from "../shared.ts";
-import { simdMath } from "../../lib/backends/simd/simd.ts";
+import { simdMath, simdStatus } from "../../lib/backends/simd/simd.ts";
 import { applyDropoutMask } from "../../lib/backends/blas/fused.ts";
 
 const simd = simdMath();
@@ -87,4 +87,32 @@ Deno.test({ name: "simd: masked row softmax and its gradient match double-precis
     threw = true;
   }
   assert(threw, "a row length that is not a multiple of 4 is refused");
+});
+
+Deno.test("simd: simdStatus says whether the kernels are in use, and why not (BERT_NO_SIMD in a child process)", async () => {
+  const status = simdStatus();
+  assertEquals(status.available, simd !== undefined);
+  if (!status.available) assert(status.reason.length > 0, "a reason");
+  const module = new URL("../../lib/backends/simd/simd.ts", import.meta.url).href;
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(
+    script,
+    `import { simdMath, simdStatus } from ${JSON.stringify(module)};\n` +
+      `console.log(JSON.stringify({ math: simdMath() === undefined ? null : "loaded", status: simdStatus() }));\n`,
+  );
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-env=BERT_NO_SIMD", script],
+      env: { BERT_NO_SIMD: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    assertEquals(JSON.parse(new TextDecoder().decode(out.stdout)), {
+      math: null,
+      status: { available: false, reason: "disabled by BERT_NO_SIMD" },
+    });
+  } finally {
+    await Deno.remove(script);
+  }
 });

@@ -1,0 +1,553 @@
+/**
+ * The SIMD module's functions (listed in lib/backends/simd/simd.ts) and its memory layout. Every function has the
+ * type (i32, i32, i32, i32, f32) -> () and works in place on 4-float vectors in the module's memory: four regions
+ * of {@linkcode CHUNK} floats, 64 bytes of parameters, then the workspace ({@linkcode WORKSPACE_BYTES} on), which
+ * grows on demand. {@linkcode simdModuleBytes} assembles the module.
+ * @module
+ */
+import {
+  A,
+  Assembler,
+  at,
+  B,
+  C,
+  E,
+  forBytes,
+  forCount,
+  FX,
+  horizontal,
+  I,
+  I0,
+  I1,
+  I2,
+  I3,
+  moduleBytes,
+  N,
+  P0,
+  P1,
+  P2,
+  P3,
+  P4,
+  R,
+  T,
+  V,
+  X,
+  Y,
+  Z,
+} from "./assembler.ts";
+import { erfBody, erfRationalBody, expBody, expNegBody } from "./math.ts";
+
+/** Float32 elements per chunk copied into the module's memory. */
+export const CHUNK = 16384;
+
+/** GELU of local X: `0.5 x (1 + erf(x / sqrt 2))`, on the stack. */
+function geluBody(a: Assembler): number[] {
+  return [
+    ...I.get(X),
+    ...a.splat(Math.SQRT1_2),
+    ...I.fmul,
+    ...I.set(Z),
+    ...erfRationalBody(a, Z),
+    ...a.splat(1),
+    ...I.fadd,
+    ...I.get(X),
+    ...I.fmul,
+    ...a.splat(0.5),
+    ...I.fmul,
+  ];
+}
+
+/**
+ * GELU's gradient `dy (Phi(x) + x phi(x))` with `Phi(x) = 0.5 (1 + erf(x / sqrt 2))` and `phi(x) = exp(-x^2 / 2) /
+ * sqrt(2 pi)` (erf's own `exp(-(x / sqrt 2)^2)`, reused), `dy` read one chunk region after `x`.
+ */
+function geluGradBody(a: Assembler): number[] {
+  return [
+    ...I.get(X),
+    ...a.splat(Math.SQRT1_2),
+    ...I.fmul,
+    ...I.set(Z),
+    ...erfBody(a, Z, true),
+    ...a.splat(1),
+    ...I.fadd,
+    ...a.splat(0.5),
+    ...I.fmul,
+    ...I.get(X),
+    ...a.splat(0.3989422804014327),
+    ...I.fmul,
+    ...I.get(E),
+    ...I.fmul,
+    ...I.fadd,
+    // dy at ptr + i + CHUNK * 4
+    ...at(P0, I0),
+    ...I.loadAt(CHUNK * 4),
+    ...I.fmul,
+  ];
+}
+
+/** A map function (P0 ptr, P1 nBytes): `body` turns local X (the vector at ptr + i) into the vector stored back. */
+function mapFunction(a: Assembler, body: () => number[]): number[] {
+  return a.func(() =>
+    forBytes(I0, P1, [
+      ...at(P0, I0),
+      ...at(P0, I0),
+      ...I.load,
+      ...I.set(X),
+      ...body(),
+      ...I.store,
+    ])
+  );
+}
+
+/** mulberry32's increment: its state after `i` draws is `seed + i * GOLDEN`. */
+export const GOLDEN = 0x6d2b79f5;
+
+/**
+ * dropout(P0 ptr, P1 nBytes, P2 state, P3 threshold, P4 scale): in place, `x[i] *= keep ? scale : 0` where draw `i`
+ * of the mulberry32 stream whose state is P2 before the first draw is kept when `>= threshold` (unsigned): the
+ * scalar generator of fused.ts's `applyDropoutMask`, four draws at a time.
+ */
+function dropoutFunction(a: Assembler): number[] {
+  return a.func(() => [
+    // A = state + (1, 2, 3, 4) * GOLDEN: the four lanes' states for their first draws
+    ...I.get(P2),
+    ...I.splatI,
+    ...I.constI(GOLDEN, Math.imul(GOLDEN, 2), Math.imul(GOLDEN, 3), Math.imul(GOLDEN, 4)),
+    ...I.iadd,
+    ...I.set(A),
+    ...I.get(P3),
+    ...I.splatI,
+    ...I.set(B),
+    ...I.get(P4),
+    ...I.splatF,
+    ...I.set(C),
+    ...forBytes(I0, P1, [
+      ...at(P0, I0),
+      // t = imul(s ^ (s >>> 15), s | 1)
+      ...I.get(A),
+      ...I.get(A),
+      ...I.i32(15),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(A),
+      ...I.constI(1),
+      ...I.or,
+      ...I.imul,
+      ...I.tee(T),
+      // t = (t + imul(t ^ (t >>> 7), t | 61)) ^ t
+      ...I.get(T),
+      ...I.get(T),
+      ...I.i32(7),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(T),
+      ...I.constI(61),
+      ...I.or,
+      ...I.imul,
+      ...I.iadd,
+      ...I.get(T),
+      ...I.xor,
+      ...I.tee(T),
+      // keep = (t ^ (t >>> 14)) >=u threshold; m = keep ? scale : 0
+      ...I.get(T),
+      ...I.i32(14),
+      ...I.shrU,
+      ...I.xor,
+      ...I.get(B),
+      ...I.geUI,
+      ...I.get(C),
+      ...I.and,
+      ...at(P0, I0),
+      ...I.load,
+      ...I.fmul,
+      ...I.store,
+      ...I.get(A),
+      ...I.constI(Math.imul(GOLDEN, 4)),
+      ...I.iadd,
+      ...I.set(A),
+    ]),
+  ]);
+}
+
+/**
+ * softmax_rows(P0 ptr, P1 rows, P2 rowBytes, P3 maskPtr): each row of `rowBytes / 4` floats (a multiple of 4)
+ * becomes `softmax(row + mask)` in place.
+ */
+function softmaxRowsFunction(a: Assembler): number[] {
+  return a.func(() =>
+    forCount(I1, P1, [
+      // I2 = row start
+      ...I.get(P0),
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.add,
+      ...I.set(I2),
+      // z = x + mask (stored), running max in A
+      ...a.splat(-3.4e38),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...at(P3, I0),
+        ...I.load,
+        ...I.fadd,
+        ...I.tee(X),
+        ...I.store,
+        ...I.get(A),
+        ...I.get(X),
+        ...I.max,
+        ...I.set(A),
+      ]),
+      ...horizontal(A, I.fmaxS),
+      ...I.splatF,
+      ...I.set(Z),
+      // e = exp(z - max) (stored), running sum in A
+      ...a.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.set(B),
+        ...expNegBody(a, B),
+        ...I.tee(C),
+        ...I.store,
+        ...I.get(A),
+        ...I.get(C),
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      // e / sum
+      ...I.f32(1),
+      ...horizontal(A, I.faddS),
+      ...I.fdivS,
+      ...I.splatF,
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(A),
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ])
+  );
+}
+
+/**
+ * softmax_grad_rows(P0 dsPtr, P1 pPtr, P2 rows, P3 rowBytes): the softmax gradient in place of `ds` (the gradient
+ * of the probabilities `p` on the way in): `ds = p * (ds - rowsum(ds * p))`, rows of `rowBytes / 4` floats.
+ */
+function softmaxGradRowsFunction(a: Assembler): number[] {
+  return a.func(() =>
+    forCount(I1, P2, [
+      ...I.get(I1),
+      ...I.get(P3),
+      ...I.mul,
+      ...I.tee(I3),
+      ...I.get(P0),
+      ...I.add,
+      ...I.set(I2), // ds row
+      ...I.get(I3),
+      ...I.get(P1),
+      ...I.add,
+      ...I.set(I3), // p row
+      ...a.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P3, [
+        ...I.get(A),
+        ...at(I2, I0),
+        ...I.load,
+        ...at(I3, I0),
+        ...I.load,
+        ...I.fmul,
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      ...horizontal(A, I.faddS),
+      ...I.splatF,
+      ...I.set(B),
+      ...forBytes(I0, P3, [
+        ...at(I2, I0),
+        ...at(I3, I0),
+        ...I.load,
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(B),
+        ...I.fsub,
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ])
+  );
+}
+
+/** `E = splat(1 / (P2 / 4))`: one over the row width in floats (P2 is the row length in bytes). */
+const invWidth = () => [...I.f32(4), ...I.get(P2), ...I.fromU32, ...I.fdivS, ...I.splatF, ...I.set(E)];
+
+/** `dst = splat(horizontal sum of local v) * E` (a row mean). */
+const rowMean = (
+  v: number,
+  dst: number,
+) => [...horizontal(v, I.faddS), ...I.splatF, ...I.get(E), ...I.fmul, ...I.set(dst)];
+
+/**
+ * layernorm(P0 0, P1 rows, P2 rowBytes, P3 unused, P4 eps) over the chunk regions: rows of x in region 0 become
+ * `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta` goes to region 1, `1 / sqrt(var + eps)`
+ * of each row to region 3; gamma and beta are at the start of region 2, beta `rowBytes` after gamma.
+ */
+function layerNormFunction(a: Assembler): number[] {
+  const Y1 = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
+  return a.func(() => [
+    ...invWidth(),
+    ...I.get(P4),
+    ...I.splatF,
+    ...I.set(C),
+    ...forCount(I1, P1, [
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.set(I2),
+      // mean
+      ...a.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [...I.get(A), ...at(I2, I0), ...I.load, ...I.fadd, ...I.set(A)]),
+      ...rowMean(A, Z),
+      // variance (two-pass), then B = 1 / sqrt(var + eps)
+      ...a.splat(0),
+      ...I.set(A),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.tee(X),
+        ...I.get(X),
+        ...I.fmul,
+        ...I.get(A),
+        ...I.fadd,
+        ...I.set(A),
+      ]),
+      ...rowMean(A, B),
+      ...a.splat(1),
+      ...I.get(B),
+      ...I.get(C),
+      ...I.fadd,
+      ...I.sqrt,
+      ...I.fdiv,
+      ...I.set(B),
+      ...I.get(I1),
+      ...I.i32(4),
+      ...I.mul,
+      ...I.get(B),
+      ...I.lane(0),
+      ...I.storeF(RS),
+      // xhat in place, y = xhat gamma + beta
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(Z),
+        ...I.fsub,
+        ...I.get(B),
+        ...I.fmul,
+        ...I.tee(X),
+        ...I.store,
+        ...at(I2, I0),
+        ...I.get(X),
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...at(P2, I0),
+        ...I.loadAt(G),
+        ...I.fadd,
+        ...I.storeAt(Y1),
+      ]),
+    ]),
+  ]);
+}
+
+/**
+ * layernorm_grad(P0 0, P1 rows, P2 rowBytes): rows of dy in region 0 become dx in place, with xhat in region 1,
+ * `1 / sqrt(var + eps)` per row in region 3, and in region 2 gamma, then the gamma and beta gradients (added to,
+ * `rowBytes` and `2 rowBytes` after gamma).
+ */
+function layerNormGradFunction(a: Assembler): number[] {
+  const H = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
+  return a.func(() => [
+    ...invWidth(),
+    ...I.get(P2),
+    ...I.get(P2),
+    ...I.add,
+    ...I.set(I3), // 2 rowBytes
+    ...forCount(I1, P1, [
+      ...I.get(I1),
+      ...I.get(P2),
+      ...I.mul,
+      ...I.set(I2),
+      // A = sum(dy g), B = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
+      ...a.splat(0),
+      ...I.set(A),
+      ...a.splat(0),
+      ...I.set(B),
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...I.load,
+        ...I.set(X),
+        ...at(I2, I0),
+        ...I.loadAt(H),
+        ...I.set(Y),
+        ...I.get(X),
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...I.tee(V),
+        ...I.get(A),
+        ...I.fadd,
+        ...I.set(A),
+        ...I.get(V),
+        ...I.get(Y),
+        ...I.fmul,
+        ...I.get(B),
+        ...I.fadd,
+        ...I.set(B),
+        ...at(P2, I0),
+        ...at(P2, I0),
+        ...I.loadAt(G),
+        ...I.get(X),
+        ...I.get(Y),
+        ...I.fmul,
+        ...I.fadd,
+        ...I.storeAt(G),
+        ...at(I3, I0),
+        ...at(I3, I0),
+        ...I.loadAt(G),
+        ...I.get(X),
+        ...I.fadd,
+        ...I.storeAt(G),
+      ]),
+      ...rowMean(A, A),
+      ...rowMean(B, B),
+      ...I.get(I1),
+      ...I.i32(4),
+      ...I.mul,
+      ...I.loadF(RS),
+      ...I.splatF,
+      ...I.set(N),
+      // dx = (dy g - mean(dy g) - xhat mean(dy g xhat)) rstd
+      ...forBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.load,
+        ...I.get(I0),
+        ...I.loadAt(G),
+        ...I.fmul,
+        ...I.get(A),
+        ...I.fsub,
+        ...at(I2, I0),
+        ...I.loadAt(H),
+        ...I.get(B),
+        ...I.fmul,
+        ...I.fsub,
+        ...I.get(N),
+        ...I.fmul,
+        ...I.store,
+      ]),
+    ]),
+  ]);
+}
+
+/** Four chunk regions (`map` uses the first two, `adamw` all four), then 64 bytes of parameters. */
+export const PARAMS_BYTES = 4 * CHUNK * 4;
+/** Bytes below this offset are the chunk regions and parameters; the workspace starts here. */
+export const WORKSPACE_BYTES = PARAMS_BYTES + 64;
+
+/**
+ * adamw(P0 0, P1 nBytes, P2 paramsPtr): one AdamW step over the four chunk regions (parameter, gradient, first and
+ * second moment), in place of the parameter and moments. The eight float parameters at P2: beta1, 1 - beta1,
+ * beta2, 1 - beta2, 1 / sqrt(1 - beta2^t), eps, decay (1 - lr wd), step size (lr / (1 - beta1^t)).
+ */
+function adamwFunction(a: Assembler): number[] {
+  const G = CHUNK * 4, M = 2 * CHUNK * 4, VV = 3 * CHUNK * 4;
+  const [b1, c1, b2, c2, invBc2, eps, decay, stepSize] = [FX, R, Y, T, V, N, Z, E];
+  /** `moment = moment * beta + term * c` at region offset `region`, also kept in local `dst`. */
+  const updateMoment = (region: number, beta: number, term: number[], c: number, dst: number) => [
+    ...at(P0, I0),
+    ...I.loadAt(region),
+    ...I.get(beta),
+    ...I.fmul,
+    ...term,
+    ...I.get(c),
+    ...I.fmul,
+    ...I.fadd,
+    ...I.set(dst),
+    ...at(P0, I0),
+    ...I.get(dst),
+    ...I.storeAt(region),
+  ];
+  return a.func(() => [
+    ...[b1, c1, b2, c2, invBc2, eps, decay, stepSize].flatMap((local, i) => [
+      ...I.get(P2),
+      ...I.loadF(i * 4),
+      ...I.splatF,
+      ...I.set(local),
+    ]),
+    ...forBytes(I0, P1, [
+      ...at(P0, I0),
+      ...I.loadAt(G),
+      ...I.set(X),
+      // m' = m b1 + g c1; v' = v b2 + g g c2
+      ...updateMoment(M, b1, [...I.get(X)], c1, A),
+      ...updateMoment(VV, b2, [...I.get(X), ...I.get(X), ...I.fmul], c2, B),
+      // p' = p decay - m' / (sqrt(v') invBc2 + eps) stepSize
+      ...at(P0, I0),
+      ...at(P0, I0),
+      ...I.load,
+      ...I.get(decay),
+      ...I.fmul,
+      ...I.get(A),
+      ...I.get(B),
+      ...I.sqrt,
+      ...I.get(invBc2),
+      ...I.fmul,
+      ...I.get(eps),
+      ...I.fadd,
+      ...I.fdiv,
+      ...I.get(stepSize),
+      ...I.fmul,
+      ...I.fsub,
+      ...I.store,
+    ]),
+  ]);
+}
+
+/** The module's functions, in export order, each assembled with the module's {@linkcode Assembler}. */
+export const FUNCTIONS: [string, (a: Assembler) => number[]][] = [
+  ["exp", (a) => mapFunction(a, () => expBody(a, X))],
+  ["erf", (a) => mapFunction(a, () => erfBody(a))],
+  ["gelu", (a) => mapFunction(a, () => geluBody(a))],
+  ["gelu_grad", (a) => mapFunction(a, () => geluGradBody(a))],
+  ["dropout", dropoutFunction],
+  ["softmax_rows", softmaxRowsFunction],
+  ["softmax_grad_rows", softmaxGradRowsFunction],
+  ["adamw", adamwFunction],
+  ["layernorm", layerNormFunction],
+  ["layernorm_grad", layerNormGradFunction],
+];
+
+/**
+ * The module's bytes: its memory and {@linkcode FUNCTIONS}, all of type (i32, i32, i32, i32, f32) -> (). With
+ * `withFma`, polynomials use relaxed SIMD's multiply-add (the module then validates only where the engine has it).
+ */
+export function simdModuleBytes(withFma = false): Uint8Array<ArrayBuffer> {
+  const a = new Assembler({ fma: withFma });
+  return moduleBytes({
+    pages: Math.ceil(WORKSPACE_BYTES / 65536) + 1,
+    functions: FUNCTIONS.map(([name, build]) => [name, build(a)]),
+  });
+}
