@@ -1,7 +1,9 @@
 /**
  * Small helpers that the notebooks' cells call, so that the cells stay short: which starting model a lesson
  * uses (and a notice saying what that means), the learning rate that suits it, `maxSeqLength` from the length
- * distribution, a checkpoint's load report as table rows, and a fine-tuning comparison of several starting points.
+ * distribution, a checkpoint's load report as table rows, a fine-tuning comparison of several starting points, a
+ * progress bar with a live loss chart for one training run, a task's data with the sample as fallback, and how
+ * far a word's contextual vectors separate its senses.
  *
  * ```ts
  * import { chooseStartingModel } from "../model/pretrained.ts";
@@ -14,11 +16,15 @@
 import type { LoadReport } from "../model/checkpoint.ts";
 import { createProgress, displayHtml, escapeHtml } from "../viz/display.ts";
 import { type FeatureSet, percentile } from "../data/features.ts";
+import type { Dataset } from "../data/datasets.ts";
+import { getTask, resolveTaskData, type TaskData, type TaskSpec } from "../data/tasks.ts";
+import { cosine, wordVectors } from "../eval/embeddings.ts";
 import type { BertModel } from "../model/model.ts";
-import { createLiveLineChart } from "../viz/plots.ts";
+import type { FullTokenizer } from "../text/tokenizer.ts";
+import { createLiveLineChart, type LiveLineChart } from "../viz/plots.ts";
 import type { StartingModel, StartingModelKind } from "../model/pretrained.ts";
 import { type SquadFeatures, windowTokens } from "../tasks/squad/features.ts";
-import { train } from "../training/train.ts";
+import { type EvalEvent, type ProgressEvent, train } from "../training/train.ts";
 
 /** Peak fine-tuning learning rates of the lessons: BERT-Tiny-sized models learn best far above BERT-Base's 2e-5. */
 export const LESSON_LEARNING_RATES: Readonly<Record<"pretrained" | "random", number>> = {
@@ -214,4 +220,131 @@ export function windowTokensHtml(features: SquadFeatures, row: number): string {
     (inside ? ` (window positions ${gs}–${ge})` : " (not inside this window: the target is [CLS], position 0)");
   return `<div style="line-height:1.8;font-family:monospace;font-size:90%">${spans.join(" ")}</div>` +
     `<div style="font-size:85%;margin-top:4px">${legend}</div>`;
+}
+
+/** Options of {@linkcode liveTraining}. */
+export interface LiveTrainingOptions {
+  /** Updates in the run: the progress bar's 100%. */
+  total: number;
+  /** Text in front of the progress bar. */
+  label: string;
+  /** The chart's title. */
+  title: string;
+  /** The chart's y-axis title (default "loss"). */
+  yTitle?: string;
+  /** Series of the training loss, a point per update (default "train loss"). */
+  trainSeries?: string;
+  /** Series of the evaluation loss (`scalars.loss`), a point per evaluation (default "dev loss"). */
+  evalSeries?: string;
+  /** Redraw the chart every this many points (default 10). */
+  every?: number;
+}
+
+/** What {@linkcode liveTraining} returns: `train()` callbacks, the chart (to add points of your own) and `done`. */
+export interface LiveTraining {
+  chart: LiveLineChart;
+  /** For `train()`'s `onProgress`: after each update, the progress bar and a training-loss point. */
+  onProgress: (e: ProgressEvent) => Promise<void>;
+  /** For `train()`'s `onEval`: an evaluation-loss point. */
+  onEval: (e: EvalEvent<unknown>) => Promise<void>;
+  /** Final redraw of both; call after training. */
+  done: () => Promise<void>;
+}
+
+/**
+ * A progress bar and a live loss chart (training loss per update, evaluation loss per evaluation) for one
+ * training run, both redrawn in place in a notebook.
+ *
+ * @example
+ * ```ts
+ * const live = liveTraining({ total: totalSteps, label: "train", title: "Loss while training" });
+ * await train({ ...options, onProgress: live.onProgress, onEval: live.onEval });
+ * await live.done();
+ * ```
+ */
+export function liveTraining(options: LiveTrainingOptions): LiveTraining {
+  const trainSeries = options.trainSeries ?? "train loss", evalSeries = options.evalSeries ?? "dev loss";
+  const progress = createProgress({ total: options.total, label: options.label });
+  const chart = createLiveLineChart({
+    title: options.title,
+    xTitle: "update",
+    yTitle: options.yTitle ?? "loss",
+    series: [trainSeries, evalSeries],
+    every: options.every,
+  });
+  return {
+    chart,
+    async onProgress(e) {
+      if (e.phase !== "train") return;
+      const { step, epoch, loss, lr, examplesPerSec, etaSeconds } = e;
+      await progress.update({ step, epoch, loss, lr, examplesPerSec, etaSeconds });
+      await chart.push(trainSeries, e.step, e.loss);
+    },
+    onEval: (e) => chart.push(evalSeries, e.step, e.scalars.loss),
+    async done() {
+      await progress.done();
+      await chart.done();
+    },
+  };
+}
+
+/** Options of {@linkcode readTaskOrSample}. */
+export interface ReadTaskOrSampleOptions {
+  /** Read at most this many training examples (default: all). */
+  trainLimit?: number;
+  /** Read at most this many dev examples (default: all). */
+  devLimit?: number;
+}
+
+/** The data of a task as {@linkcode readTaskOrSample} read it. */
+export interface TaskDataRead {
+  /** The task that was read: the one asked for, or `sample` when its files are absent. */
+  spec: TaskSpec;
+  files: TaskData;
+  train: Dataset;
+  dev: Dataset;
+}
+
+/**
+ * Reads the train and dev sets of task `name`; when its files are absent (e.g. no `../shared` on this machine) it
+ * warns with the reason and reads the embedded sample (`data/sample`) instead, so that a lesson still runs.
+ */
+export async function readTaskOrSample(name: string, options: ReadTaskOrSampleOptions = {}): Promise<TaskDataRead> {
+  let spec = getTask(name);
+  let files: TaskData;
+  try {
+    files = await resolveTaskData(spec);
+  } catch (err) {
+    console.warn(`${(err as Error).message}\nfalling back to the embedded sample (data/sample)`);
+    spec = getTask("sample");
+    files = await resolveTaskData(spec);
+  }
+  const train = await spec.read(files.train, { limit: options.trainLimit });
+  const dev = await spec.read(files.dev, { limit: options.devLimit });
+  return { spec, files, train, dev };
+}
+
+/**
+ * How well the contextual vectors of `word` ({@linkcode wordVectors}, last layer) separate its senses: the mean
+ * cosine over pairs of sentences with the same sense, and over pairs with different senses. A model that tells
+ * the senses apart has `same` clearly above `cross`.
+ *
+ * @example senseSimilarity(model, tokenizer, "bank", [{ sense: "river", text: "the river bank" }, ...])
+ */
+export function senseSimilarity(
+  model: BertModel,
+  tokenizer: FullTokenizer,
+  word: string,
+  sentences: readonly { sense: string; text: string }[],
+): { same: number; cross: number } {
+  const v = sentences.map((s) => wordVectors(model, tokenizer, s.text, word));
+  let same = 0, sameN = 0, cross = 0, crossN = 0;
+  for (let i = 0; i < v.length; i++) {
+    for (let j = i + 1; j < v.length; j++) {
+      const c = cosine(v[i], v[j]);
+      if (sentences[i].sense === sentences[j].sense) [same, sameN] = [same + c, sameN + 1];
+      else [cross, crossN] = [cross + c, crossN + 1];
+    }
+  }
+  return { same: same / sameN, cross: cross / crossN };
 }

@@ -373,6 +373,21 @@ export function createPretrainingData(
   });
 }
 
+/**
+ * The masked-LM yardstick of always guessing one token: the most frequent target of `set` (the first one met on a
+ * tie), with its count and its share of all targets, i.e. the accuracy that guess would get.
+ */
+export function mostFrequentTarget(set: PretrainingSet): { id: number; count: number; share: number } {
+  const counts = new Map<number, number>();
+  for (const id of set.mlmIds) if (id >= 0) counts.set(id, (counts.get(id) ?? 0) + 1);
+  let id = -1, count = 0, total = 0;
+  for (const [t, c] of counts) {
+    total += c;
+    if (c > count) [id, count] = [t, c];
+  }
+  return { id, count, share: total ? count / total : NaN };
+}
+
 /** What a {@linkcode PretrainingSet} holds, measured from its matrices (for reports and the notebook). */
 export interface PretrainingSummary {
   instances: number;

@@ -8,6 +8,7 @@ import {
   createInstances,
   createPretrainingData,
   instancesToSet,
+  mostFrequentTarget,
   summarizePretrainingData,
   truncatePair,
 } from "../../../lib/tasks/pretraining/instances.ts";
@@ -217,4 +218,17 @@ Deno.test("summarizePretrainingData: counts agree with the instances' own bookke
       .filter(Boolean).length;
   assertEquals(s.keptShare, (count("keep") + lucky) / kinds.length);
   assertEquals(s.notNextShare, instances.filter((i) => i.isRandomNext).length / instances.length);
+});
+
+Deno.test("mostFrequentTarget: the commonest masked-LM target, its count and share (first met on a tie)", () => {
+  const { docs, vocab } = syntheticCorpus(30, 9);
+  const set = instancesToSet(createInstances(docs, vocab, { maxSeqLength: 40, seed: 4 }), vocab, { maxSeqLength: 40 });
+  const targets = Array.from(set.mlmIds).filter((id) => id >= 0);
+  const top = mostFrequentTarget(set);
+  assertEquals(top.count, targets.filter((id) => id === top.id).length);
+  assert(targets.every((id) => targets.filter((x) => x === id).length <= top.count));
+  assertEquals(top.share, top.count / targets.length);
+  set.mlmIds.set([7, 8, 8, 7, -1]);
+  set.mlmIds.fill(-1, 5);
+  assertEquals(mostFrequentTarget(set), { id: 7, count: 2, share: 0.5 });
 });
