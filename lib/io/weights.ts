@@ -258,3 +258,16 @@ export function dtypeBytes(dtype: string): number | undefined {
   };
   return names[dtype] ?? (DTYPE_SIZES as Record<string, number>)[dtype];
 }
+
+/**
+ * Transposes a row-major `[rows, cols]` matrix: Hugging Face's `[out, in]` dense weights to and from the model's
+ * `[in, out]` kernels (checkpoints, optimizer moments).
+ */
+export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < rows; i++) {
+    const row = i * cols;
+    for (let j = 0; j < cols; j++) out[j * rows + i] = src[row + j];
+  }
+  return out;
+}

@@ -19,6 +19,7 @@ import {
   findWeights,
   readJson,
   readWeightsSource,
+  transpose2d,
   unsupportedFormatMessage,
   type WeightsFormat,
 } from "../io/weights.ts";
@@ -54,16 +55,6 @@ function canonicalName(key: string): string {
 
 function shapeText(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
-}
-
-/** Transposes a row-major `[rows, cols]` matrix. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < rows; i++) {
-    const row = i * cols;
-    for (let j = 0; j < cols; j++) out[j * rows + i] = src[row + j];
-  }
-  return out;
 }
 
 /**

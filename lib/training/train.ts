@@ -67,6 +67,7 @@ import {
   warmupStepsFor,
 } from "./optim.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "../io/safetensors.ts";
+import { transpose2d } from "../io/weights.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
 import { Vocab } from "../text/vocab.ts";
 import { variableGrads } from "./autodiff.ts";
@@ -804,13 +805,6 @@ async function removeDir(path: string): Promise<void> {
   const doomed = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   await Deno.rename(path, doomed);
   await Deno.remove(doomed, { recursive: true });
-}
-
-/** Transposes a row-major `[rows, cols]` matrix. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = src[i * cols + j];
-  return out;
 }
 
 /** Maps optimizer moments between the model's `[in, out]` kernels and Hugging Face's `[out, in]`. */

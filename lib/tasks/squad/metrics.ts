@@ -9,6 +9,7 @@
  * characters), so "the" inside "éthe" is not an article.
  * @module
  */
+import { isRecord } from "../../io/json.ts";
 
 /** Python's `string.punctuation` (the 32 ASCII punctuation characters). */
 export const PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
@@ -99,10 +100,6 @@ export interface SquadScores {
   total: number;
   /** Questions with no prediction (scored 0). */
   missing: number;
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 /** Flattens any accepted dataset shape into questions with their gold answer texts. */

@@ -12,6 +12,8 @@
  * @module
  */
 import { exists, join, projectRoot, relativeToCwd, writeFileAtomic } from "../../io/fsutil.ts";
+import { isRecord } from "../../io/json.ts";
+import { escapeHtml } from "../../viz/display.ts";
 import { pySplit } from "./metrics.ts";
 import { basicTokenize } from "../../text/basic_tokenizer.ts";
 
@@ -128,10 +130,6 @@ function cpLength(s: string): number {
     if (c >= 0xd800 && c <= 0xdbff) n--;
   }
   return n;
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 /**
@@ -606,11 +604,6 @@ export async function writeSquadPredictions(
 
 // ---------------------------------------------------------------------------------------------------------------
 // Notebook helpers
-
-/** Escapes `& < > " '` for HTML text and attributes. */
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
-}
 
 /**
  * The context as HTML with the predicted answer highlighted (`<mark>`, its score in the tooltip and after it).
