@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-layers"; // registers the gradients of all ops
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { envVar } from "../io/env.ts";
 
 export { tf };
 
@@ -66,14 +67,6 @@ export interface BackendInfo {
 let current: BackendInfo | undefined;
 let announced = false;
 
-function envBackend(): string | undefined {
-  try {
-    return Deno.env.get("BERT_BACKEND") || undefined;
-  } catch {
-    return undefined; // no --allow-env: fall back to auto
-  }
-}
-
 /** Why the last backend tried could not start (shown when an explicitly requested one fails). */
 let lastFailure: string | undefined;
 
@@ -120,6 +113,8 @@ export async function readableOnCpu(tensors: tf.Tensor[]): Promise<void> {
 }
 
 let adapterName: Promise<string | undefined> | undefined;
+/** Why `requestAdapter()` failed, when it threw rather than answering null. */
+let adapterError: string | undefined;
 
 /**
  * The WebGPU adapter's description (e.g. `llvmpipe` for Mesa's software rasteriser; "unknown adapter" when it gives
@@ -133,7 +128,8 @@ export function webgpuAdapterName(): Promise<string | undefined> {
       const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
       const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;
       return adapter ? adapter.info?.description || adapter.info?.vendor || "unknown adapter" : undefined;
-    } catch {
+    } catch (err) {
+      adapterError = err instanceof Error ? err.message : String(err); // a driver's failure: said when webgpu is asked for
       return undefined;
     }
   })();
@@ -152,6 +148,7 @@ function explainSyncReads(): void {
     try {
       return readSync(dataId);
     } catch (e) {
+      if (!(e instanceof TypeError && e.message.includes("clearRect"))) throw e;
       throw new Error(
         "webgpu: this code reads a GPU tensor synchronously (dataSync()/arraySync()), which tfjs's webgpu backend " +
           "cannot do under Deno (it needs a 2d OffscreenCanvas). Classification training, evaluation, predict and " +
@@ -172,7 +169,7 @@ function explainSyncReads(): void {
  * ```
  */
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
-  const wanted = (options.backend && options.backend !== "auto" ? options.backend : envBackend()) ?? "auto";
+  const wanted = (options.backend && options.backend !== "auto" ? options.backend : envVar("BERT_BACKEND")) ?? "auto";
   if (current && (wanted === "auto" || wanted === current.name)) return current;
   const order: BackendName[] = wanted === "auto"
     ? ["tensorflow-gpu", "tensorflow", "blas", "wasm", "cpu"]
@@ -186,16 +183,14 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     } else if (name === "tensorflow") {
       if (await tryNode("npm:@tensorflow/tfjs-node")) description = "tensorflow (tfjs-node, native)";
     } else if (name === "blas") {
-      try {
-        // Loaded lazily: without --allow-ffi or a BLAS library this returns undefined and auto goes on to wasm.
-        const { registerBlasBackend } = await import("./blas/blas_backend.ts");
-        const info = registerBlasBackend({ threads: options.threads });
-        if (!info) failed("no CBLAS library found (Debian: apt-get install libopenblas0-pthread) or no --allow-ffi");
-        else if (await tf.setBackend("blas")) description = info.description;
-        else failed('tf.setBackend("blas") returned false');
-      } catch (err) {
-        failed(err);
-      }
+      // Loaded lazily: without --allow-ffi or a BLAS library this returns undefined and auto goes on to wasm. It
+      // throws only for a bug, which must not hide behind the slower wasm backend.
+      const { registerBlasBackend } = await import("./blas/blas_backend.ts");
+      const { blasUnavailableReason } = await import("./blas/blas.ts");
+      const info = registerBlasBackend({ threads: options.threads });
+      if (!info) failed(blasUnavailableReason());
+      else if (await tf.setBackend("blas")) description = info.description;
+      else failed('tf.setBackend("blas") returned false');
     } else if (name === "wasm") {
       description = await tryWasm(options.threads);
     } else if (name === "cpu") {
@@ -208,7 +203,11 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
       try {
         const adapter = await webgpuAdapterName();
         if (!adapter) {
-          failed("this Deno has no WebGPU adapter (navigator.gpu.requestAdapter() gave none: no GPU driver?)");
+          failed(
+            adapterError
+              ? `navigator.gpu.requestAdapter() failed: ${adapterError}`
+              : "this Deno has no WebGPU adapter (navigator.gpu.requestAdapter() gave none: no GPU driver?)",
+          );
         } else {
           await import("@tensorflow/tfjs-backend-webgpu");
           if (await tf.setBackend("webgpu")) {

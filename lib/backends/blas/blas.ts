@@ -4,13 +4,15 @@
  * The library is found by, in order: the `BERT_BLAS_LIB` environment variable (a path or a library name), then
  * OpenBLAS (`libopenblas.so.0`, Debian's `libopenblas0-pthread`/`-openmp`/`-serial` packages), BLIS
  * (`libblis.so.4`), a generic CBLAS (`libcblas.so.3`, `libblas.so.3`) and macOS's Accelerate framework.
- * {@linkcode loadBlas} returns `undefined` (never throws) when there is no library or no `--allow-ffi`.
+ * {@linkcode loadBlas} returns `undefined` when there is no library or no `--allow-ffi`, and
+ * {@linkcode blasUnavailableReason} then says which.
  *
  * All matrices are row-major Float32Arrays; views (`subarray`) are passed at their byte offset. Besides `sgemm`,
  * the level-1/2 routines `saxpy` and `sgemv` are bound when the library has them (every CBLAS does); kernels
  * use them for memory-bound sums, where the library's vector code beats a JavaScript loop 3-8x.
  * @module
  */
+import { envVar } from "../../io/env.ts";
 
 /** What one {@linkcode Blas.sgemm} call computes: `c = alpha * op(a) @ op(b) + beta * c` (row-major). */
 export interface SgemmArgs {
@@ -153,14 +155,9 @@ export const BLAS_CANDIDATES: readonly string[] = [
 ];
 
 let cached: Blas | undefined | null = null;
-
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
+/** Why the last {@linkcode loadBlas} found no library. */
+let unavailable: string | undefined;
+const NO_FFI = "no --allow-ffi (the blas backend calls a CBLAS library through FFI)";
 
 function check(cond: boolean, what: string): void {
   checkFor("sgemm", cond, what);
@@ -178,33 +175,39 @@ function vendorOf(path: string, symbols: Record<string, unknown>): string {
 }
 
 function ffiGranted(): boolean {
-  try {
-    // Asking first avoids Deno's interactive permission prompt when --allow-ffi was not given.
-    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-  } catch {
-    return false;
-  }
+  // Asking first avoids Deno's interactive permission prompt when --allow-ffi was not given.
+  return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+}
+
+/**
+ * Whether `err` is `Deno.dlopen`'s answer for a library that cannot be used: absent ("Could not open library"), not a
+ * CBLAS ("Failed to register symbol cblas_sgemm"), or outside an `--allow-ffi=PATHS` list. Anything else (a
+ * TypeError for a malformed symbol table, say) is a bug and is thrown.
+ */
+function isUnloadable(err: unknown): err is Error {
+  if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) return true;
+  return err instanceof Error && err.constructor === Error &&
+    /^(Could not open library|Failed to register symbol)/.test(err.message);
 }
 
 function open(path: string): Blas | undefined {
-  if (!ffiGranted()) return undefined;
+  if (!ffiGranted()) {
+    unavailable = NO_FFI;
+    return undefined;
+  }
   let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
   try {
     lib = Deno.dlopen(path, SYMBOLS);
-  } catch {
-    return undefined; // not there, not a CBLAS, or no --allow-ffi
-  }
-  const s = lib.symbols;
-  if (!s.cblas_sgemm) {
-    lib.close();
+  } catch (err) {
+    if (!isUnloadable(err)) throw err;
+    unavailable = err.message;
     return undefined;
   }
+  const s = lib.symbols;
   let config: string | undefined;
   if (s.openblas_get_config) {
-    try {
-      const p = s.openblas_get_config();
-      if (p) config = new Deno.UnsafePointerView(p).getCString().trim();
-    } catch { /* informational only */ }
+    const p = s.openblas_get_config();
+    if (p) config = new Deno.UnsafePointerView(p).getCString().trim();
   }
   const sgemm = s.cblas_sgemm, sgemv = s.cblas_sgemv, saxpy = s.cblas_saxpy;
   return {
@@ -327,12 +330,27 @@ export function loadBlas(options: LoadBlasOptions = {}): Blas | undefined {
   }
   if (cached === null) {
     cached = undefined;
-    const override = env("BERT_BLAS_LIB");
-    for (const path of override ? [override] : BLAS_CANDIDATES) {
+    const override = envVar("BERT_BLAS_LIB");
+    const paths = override ? [override] : BLAS_CANDIDATES;
+    for (const path of paths) {
       cached = open(path);
       if (cached) break;
+    }
+    if (!cached && unavailable !== NO_FFI) {
+      unavailable = override
+        ? `BERT_BLAS_LIB=${override}: ${unavailable}`
+        : `none of the ${paths.length} CBLAS libraries it looks for opened (the last: ${unavailable}); Debian: ` +
+          "apt-get install libopenblas0-pthread, or set BERT_BLAS_LIB to a CBLAS library";
     }
   }
   if (cached && options.threads) cached.setThreads(options.threads);
   return cached;
+}
+
+/**
+ * Why {@linkcode loadBlas} returned undefined (no `--allow-ffi`, or each library's `Deno.dlopen` error); undefined
+ * while no load has failed.
+ */
+export function blasUnavailableReason(): string | undefined {
+  return unavailable;
 }

@@ -2,12 +2,12 @@
  * The `blas` TensorFlow.js backend: the stock cpu backend (MathBackendCPU, tensors in JavaScript
  * Float32Arrays, so no wasm 4 GB heap cap) with its slow kernels replaced: matrix products go to a CBLAS
  * library through FFI (lib/backends/blas/blas.ts) and the hot elementwise, reduction, layout, softmax and embedding
- * kernels of BERT training are strided TypedArray loops (lib/kernels/*), with large same-shape adds and sums
+ * kernels of BERT training are strided TypedArray loops (lib/backends/blas/*.ts), with large same-shape adds and sums
  * handed to the library's `saxpy` and `sgemv`. Every other kernel is the cpu one.
  *
  * @example
  * ```ts
- * import { registerBlasBackend } from "../../kernels/kernels/blas_backend.ts";
+ * import { registerBlasBackend } from "./lib/backends/blas/blas_backend.ts";
  * const info = registerBlasBackend({ threads: 2 });
  * if (info) await tf.setBackend("blas");
  * ```
@@ -93,7 +93,8 @@ function timed(kernelName: string, fn: KernelFunc): KernelFunc {
 
 /**
  * Registers the `blas` backend (once). Returns undefined, registering nothing, when no CBLAS library can be
- * opened (none installed, or no `--allow-ffi`). Calling again only updates the thread count.
+ * opened (none installed, or no `--allow-ffi`; `blasUnavailableReason()` in blas.ts says which). Calling again only
+ * updates the thread count.
  */
 export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBackendInfo | undefined {
   if (registered) {

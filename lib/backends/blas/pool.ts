@@ -14,6 +14,7 @@
  */
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import type { backend_util, DataType } from "@tensorflow/tfjs-core";
+import { envVar } from "../../io/env.ts";
 
 /** Arrays shorter than this are left to V8 (small allocations are cheap). */
 export const POOL_MIN_LENGTH = 4096;
@@ -31,11 +32,11 @@ const owned = new WeakMap<ArrayBuffer, Owned>();
 const free = new Map<number, Float32Array[]>();
 let pooledBytes = 0;
 let maxPooledBytes = (() => {
-  try {
-    const mb = Deno.env.get("BERT_POOL_MB");
-    if (mb !== undefined && mb !== "") return Number(mb) * 2 ** 20;
-  } catch { /* no --allow-env */ }
-  return 2 ** 30;
+  const mb = envVar("BERT_POOL_MB");
+  if (mb === undefined) return 2 ** 30;
+  // A typo must not pass as NaN, which no size exceeds: the pool would then grow without limit.
+  if (!(Number(mb) >= 0)) throw new Error(`BERT_POOL_MB must be megabytes >= 0 (0: no pool), got "${mb}"`);
+  return Number(mb) * 2 ** 20;
 })();
 let stats = { reused: 0, allocated: 0, released: 0 };
 /** Lengths requested since the input shape last changed, and during the shape before (see poolShape). */
