@@ -1,11 +1,11 @@
 /**
- * The `blas` backend (lib/kernels/*, lib/backends/blas/blas.ts) against the stock tfjs cpu backend: every kernel it replaces,
+ * The `blas` backend (lib/backends/blas/*.ts) against the stock tfjs cpu backend: every kernel it replaces,
  * on random inputs with broadcasting, transposes, odd sizes, NaN/Inf, plus gradients, the fused ops and the
  * array pool's safety rules. Skips (with a message) when no CBLAS library can be opened.
  */
 import { assert, assertEquals } from "../shared.ts";
 import { tf } from "../../lib/backends/backend.ts";
-import { loadBlas } from "../../lib/backends/blas/blas.ts";
+import { blasUnavailableReason, loadBlas } from "../../lib/backends/blas/blas.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../../lib/backends/blas/fused.ts";
 import { simdMath } from "../../lib/backends/simd/simd.ts";
@@ -94,6 +94,16 @@ async function same(
     close(blas[i].values, cpu[i].values, `${what} out${i}`, rtol);
   }
 }
+
+Deno.test({ name: "blas: a library that cannot be used gives undefined and says why", ignore }, () => {
+  assertEquals(loadBlas({ path: "libno-such-blas.so.9" }), undefined);
+  assert(/Could not open library.*libno-such-blas/.test(blasUnavailableReason() ?? ""), blasUnavailableReason());
+  if (Deno.build.os === "linux") {
+    assertEquals(loadBlas({ path: "libm.so.6" }), undefined); // a real library, but not a CBLAS
+    assert(/cblas_sgemm/.test(blasUnavailableReason() ?? ""), blasUnavailableReason());
+  }
+  assert(loadBlas() !== undefined, "the library found before is still returned");
+});
 
 Deno.test({ name: "blas: sgemm through FFI matches a hand-worked product, with views and strides", ignore }, () => {
   const blas = loadBlas()!;

@@ -45,3 +45,19 @@ Deno.test("pool: poolShape keeps lengths requested under both of the last two sh
   useAndDispose(C);
   assertEquals(poolStats().pooledBytes, C * 4);
 });
+
+Deno.test("pool: BERT_POOL_MB that is not a number of megabytes is an error, not an unbounded pool", async () => {
+  const pool = new URL("../../lib/backends/blas/pool.ts", import.meta.url).href;
+  const run = async (mb: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", `await import(${JSON.stringify(pool)})`],
+      env: { BERT_POOL_MB: mb },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { ok: out.success, stderr: new TextDecoder().decode(out.stderr) };
+  };
+  const bad = await run("1GB");
+  assert(!bad.ok && bad.stderr.includes('BERT_POOL_MB must be megabytes >= 0 (0: no pool), got "1GB"'), bad.stderr);
+  assert((await run("0")).ok);
+});
