@@ -23,7 +23,7 @@ export { tf };
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "blas" | "wasm" | "cpu" | "webgpu";
 
 /** Every value `--backend` accepts, in the order `auto` tries them (webgpu only when asked for). */
-export const BACKEND_NAMES: readonly (BackendName | "auto")[] = [
+const BACKEND_NAMES: readonly (BackendName | "auto")[] = [
   "auto",
   "tensorflow-gpu",
   "tensorflow",
@@ -249,9 +249,4 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     }
   }
   throw new Error("no TensorFlow.js backend could be started");
-}
-
-/** The backend started by {@linkcode initBackend}, if any. */
-export function currentBackend(): BackendInfo | undefined {
-  return current;
 }

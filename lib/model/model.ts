@@ -66,7 +66,7 @@ export interface BertConfig {
 }
 
 /** The activations {@linkcode configFromJson} accepts for `hidden_act`. */
-export const SUPPORTED_ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu"];
+const SUPPORTED_ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu"];
 
 /**
  * Reads a Hugging Face `config.json` or a Google `bert_config.json` (same snake_case keys; Google's has no

@@ -54,7 +54,7 @@ export interface ChooseStartingModelOptions {
 }
 
 /** The lines printed when a run starts from the shipped model. */
-export function shippedModelNotice(dir: string): string[] {
+function shippedModelNotice(dir: string): string[] {
   return [
     `Starting from ${dir}: a BERT-Tiny-shaped model pre-trained by this project on IMDB train reviews`,
     "(masked-LM, one hour of two CPU cores, ~30M tokens). It fills in masked words far better than chance,",

@@ -135,7 +135,7 @@ const SYMBOLS = {
 } as const;
 
 /** Library names tried in order after `BERT_BLAS_LIB`. */
-export const BLAS_CANDIDATES: readonly string[] = [
+const BLAS_CANDIDATES: readonly string[] = [
   "libopenblas.so.0",
   "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
   "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",

@@ -130,7 +130,7 @@ function broadcastInto(
 }
 
 /** `op(a, b)` with numpy broadcasting into a new array. */
-export function binaryF32(
+function binaryF32(
   op: BinaryOp,
   a: Float32Array,
   aShape: number[],
@@ -163,7 +163,7 @@ export function broadcastBinaryInPlace(
  * `out = max(x, 0)`, NaN kept, in place when `out` is `x`. Branch-free on the float bits: with random signs a
  * compare-and-branch mispredicts half the time (about 6 ns per element here, against under 2 ns this way).
  */
-export function reluF32(x: Float32Array, out: Float32Array): void {
+function reluF32(x: Float32Array, out: Float32Array): void {
   const n = Math.min(x.length, out.length);
   const xi = new Int32Array(x.buffer, x.byteOffset, n), oi = new Int32Array(out.buffer, out.byteOffset, n);
   for (let i = 0; i < n; i++) {

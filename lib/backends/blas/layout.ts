@@ -95,7 +95,7 @@ function stridesOf(shape: number[]): number[] {
  * array of the same type. Always a copy, also for a slice that is one contiguous run: a `subarray` view would
  * share (and so keep out of the pool) the whole parent array.
  */
-export function sliceValues<T extends Numeric>(x: T, shape: number[], begin: number[], size: number[]): T {
+function sliceValues<T extends Numeric>(x: T, shape: number[], begin: number[], size: number[]): T {
   const rank = shape.length;
   const length = util.sizeFromShape(size);
   const out = like(x, length, false) as T;
@@ -134,7 +134,7 @@ export function sliceValues<T extends Numeric>(x: T, shape: number[], begin: num
  * `x` (shape `shape`) padded with `paddings[d] = [before, after]` values of `constantValue` per dim; returns
  * the new array (same type) and its shape.
  */
-export function padValues<T extends Numeric>(
+function padValues<T extends Numeric>(
   x: T,
   shape: number[],
   paddings: number[][],

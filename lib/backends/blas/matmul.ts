@@ -14,7 +14,7 @@ import { applyActivation, broadcastBinaryInPlace } from "./elementwise.ts";
 import { allocF32 } from "./pool.ts";
 
 /** Options of {@linkcode matMulF32}. */
-export interface MatMulF32Options {
+interface MatMulF32Options {
   /** The library doing the work. */
   blas: Blas;
   /** Left operand values and shape `[...batchA, m, k]` (`[..., k, m]` when transposeA). */
@@ -34,7 +34,7 @@ export interface MatMulF32Options {
 }
 
 /** Fills `c` (a whole number of `row.length`-value rows) with copies of `row`, by doubling memcpys. */
-export function fillRows(c: Float32Array, row: Float32Array): void {
+function fillRows(c: Float32Array, row: Float32Array): void {
   const n = row.length, total = c.length;
   if (total === 0) return;
   c.set(row);
@@ -47,7 +47,7 @@ export function fillRows(c: Float32Array, row: Float32Array): void {
  * shape: rank at most `outRank`, every dim but the last 1, and the last `n` or 1 (a scalar is repeated).
  * Undefined for any other shape (the caller then adds it with a general broadcast).
  */
-export function rowBias(values: Float32Array, shape: number[], n: number, outRank: number): Float32Array | undefined {
+function rowBias(values: Float32Array, shape: number[], n: number, outRank: number): Float32Array | undefined {
   if (shape.length > outRank) return undefined;
   for (let d = 0; d < shape.length - 1; d++) if (shape[d] !== 1) return undefined;
   const last = shape.length ? shape[shape.length - 1] : 1;
@@ -57,7 +57,7 @@ export function rowBias(values: Float32Array, shape: number[], n: number, outRan
 }
 
 /** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
-export function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
+function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
   const { blas, a, b, aShape, bShape } = o;
   const transA = !!o.transposeA, transB = !!o.transposeB;
   const ra = aShape.length, rb = bShape.length;

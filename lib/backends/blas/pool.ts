@@ -17,7 +17,7 @@ import type { backend_util, DataType } from "@tensorflow/tfjs-core";
 import { envVar } from "../../io/env.ts";
 
 /** Arrays shorter than this are left to V8 (small allocations are cheap). */
-export const POOL_MIN_LENGTH = 4096;
+const POOL_MIN_LENGTH = 4096;
 
 interface Owned {
   /** The array object handed out by allocF32. */
@@ -31,7 +31,8 @@ interface Owned {
 const owned = new WeakMap<ArrayBuffer, Owned>();
 const free = new Map<number, Float32Array[]>();
 let pooledBytes = 0;
-let maxPooledBytes = (() => {
+/** The most bytes kept for reuse: `BERT_POOL_MB` (default 1 GiB); 0 disables recycling. */
+const maxPooledBytes = (() => {
   const mb = envVar("BERT_POOL_MB");
   if (mb === undefined) return 2 ** 30;
   // A typo must not pass as NaN, which no size exceeds: the pool would then grow without limit.
@@ -112,12 +113,6 @@ export function poolShape(key: string): void {
 export function clearPool(): void {
   free.clear();
   pooledBytes = 0;
-}
-
-/** Sets the most bytes kept for reuse (default 1 GiB); 0 disables recycling. */
-export function setPoolLimit(bytes: number): void {
-  maxPooledBytes = bytes;
-  if (pooledBytes > bytes) clearPool();
 }
 
 /** Counters since the last call: arrays reused from the pool, newly allocated, and given back. */

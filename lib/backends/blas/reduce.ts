@@ -33,7 +33,7 @@ function ones(n: number): Float32Array {
  * JavaScript sums accumulate in float64; with `blas` (and its `sgemv`), large sums and means are float32
  * matrix-vector products instead (float32 summation error, as any float32 BLAS reduction).
  */
-export function reduceF32(op: ReduceOp, x: Float32Array, shape: number[], axes: number[], blas?: Blas): Float32Array {
+function reduceF32(op: ReduceOp, x: Float32Array, shape: number[], axes: number[], blas?: Blas): Float32Array {
   const reduced = new Set(axes);
   // Merge runs of kept / reduced dims (size-1 dims are dropped).
   const dims: number[] = [], red: boolean[] = [];
@@ -164,7 +164,7 @@ function sizeKept(shape: number[], reduced: Set<number>): number {
 }
 
 /** Softmax over the last axis of `x` (`rows * cols` values), in a new array. */
-export function softmaxF32(x: Float32Array, cols: number): Float32Array {
+function softmaxF32(x: Float32Array, cols: number): Float32Array {
   const out = allocF32(x.length, false);
   softmaxRowsInto(x, out, cols);
   return out;
