@@ -4,26 +4,27 @@
  *
  * Usage: deno run -A tests/bench/profile_webgpu.ts [--backend webgpu] [--shape tiny|mini|base] [--steps 5]
  *
- * Phases: infer (forward without dropout), forward (with dropout) + loss, forward + loss + gradients (lib/training/
- * autodiff.ts's lean backward, and stock tf.variableGrads), the AdamW update, and the whole step.
+ * Phases: infer (forward without dropout), forward (with dropout) + loss, forward + loss + gradients (the training
+ * step's lossAndGrads, lib/training/step.ts, with autodiff.ts's lean backward; and stock tf.variableGrads), the AdamW
+ * update, and the whole step.
  * @module
  */
-import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { type BackendName, initBackend, tf } from "../../lib/backends/backend.ts";
 import { buildModel, randomBatch, SHAPES } from "../../lib/bench/bench.ts";
-import { type BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
+import { softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/training/optim.ts";
-import { variableGrads } from "../../lib/training/autodiff.ts";
+import { lossAndGrads } from "../../lib/training/step.ts";
 
 function flag(name: string, fallback: string): string {
   const i = Deno.args.indexOf(`--${name}`);
   return i >= 0 ? Deno.args[i + 1] : fallback;
 }
-const backend = flag("backend", "webgpu");
+const backend = flag("backend", "webgpu") as BackendName;
 const shapeName = flag("shape", "tiny");
 const steps = Number(flag("steps", "5"));
 await initBackend({ backend, quiet: true });
 const shape = SHAPES[shapeName];
-const model = await buildModel(shape) as unknown as BertModel;
+const model = await buildModel(shape);
 const batch = randomBatch(shape);
 const vars = model.variables();
 const names = [...model.params.keys()];
@@ -39,7 +40,11 @@ function lossOf(i: number): tf.Scalar {
   return softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, batch.labels);
 }
 function grads(lean: boolean, i: number): { value: tf.Scalar; byName: Map<string, tf.Tensor> } {
-  const r = lean ? variableGrads(() => lossOf(i), vars) : tf.variableGrads(() => lossOf(i), vars);
+  if (lean) {
+    const { loss, grads } = lossAndGrads(model, () => lossOf(i));
+    return { value: loss, byName: grads };
+  }
+  const r = tf.variableGrads(() => lossOf(i), vars);
   const byName = new Map<string, tf.Tensor>();
   vars.forEach((v, k) => r.grads[v.name] && byName.set(names[k], r.grads[v.name]));
   return { value: r.value, byName };
