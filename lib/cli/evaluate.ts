@@ -10,7 +10,7 @@ import { tableText } from "../viz/display.ts";
 import { evaluateCheckpoint, type EvaluationResult } from "../eval/evaluate.ts";
 import { exists, join } from "../io/fsutil.ts";
 import { TASKS } from "../data/tasks.ts";
-import { latestCheckpoint, readTrainerState } from "../training/train.ts";
+import { latestCheckpoint, readTrainerState } from "../training/checkpoints.ts";
 
 /** Flags of `evaluate`. */
 export const spec: CommandSpec = {

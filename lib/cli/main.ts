@@ -16,7 +16,9 @@ import { acquireRunLock, exists, join, probeWritable } from "../io/fsutil.ts";
 import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../viz/plots.ts";
 import { checkRunName, prepareFeatures } from "../data/prepare.ts";
 import { chooseStartingModel, DEFAULT_MODEL_ID } from "../model/pretrained.ts";
-import { consoleProgress, listCheckpoints, train } from "../training/train.ts";
+import { consoleProgress, train } from "../training/train.ts";
+import { listCheckpoints } from "../training/checkpoints.ts";
+import { classificationTask } from "../tasks/classification/task.ts";
 import { printEvaluation } from "./evaluate.ts";
 import { buildModel, randomInitNotice } from "./train.ts";
 
@@ -117,8 +119,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     result = await train({
       model,
       vocabPath,
-      train: trainSplit.features,
-      dev: devSplit.features,
+      task: classificationTask({ train: trainSplit.features, dev: devSplit.features }),
       outputDir: outDir,
       // Google's BERT-Tiny fine-tunes at 2e-4; random weights and the shipped model (best of the grid of
       // data/pretrained/README.md) at 1e-3.

@@ -9,7 +9,7 @@ import { tableText } from "../viz/display.ts";
 import { boxedWarning, predict, type Prediction } from "../eval/evaluate.ts";
 import { exists, join, writeFileAtomic } from "../io/fsutil.ts";
 import { TASKS } from "../data/tasks.ts";
-import { readTrainerState } from "../training/train.ts";
+import { readTrainerState } from "../training/checkpoints.ts";
 import { resolveCheckpoint } from "./evaluate.ts";
 
 /** Flags of `predict`. */

@@ -14,7 +14,8 @@ import { createPretrainingData, type PretrainingDataOptions } from "../tasks/pre
 import { pretrain, PRETRAINING_DEFAULTS, PRETRAINING_METRICS } from "../tasks/pretraining/task.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
 import { Vocab } from "../text/vocab.ts";
-import { consoleProgress, type HyperParameters } from "../training/train.ts";
+import { consoleProgress } from "../training/train.ts";
+import type { HyperParameters } from "../training/hyperparameters.ts";
 import { buildVocabWithStats } from "../text/vocab_builder.ts";
 import { standardConfig } from "./train.ts";
 

@@ -30,7 +30,8 @@ import {
   windowsPath,
 } from "../tasks/squad/features.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
-import type { HyperParameters, RunControlOptions } from "../training/train.ts";
+import type { HyperParameters } from "../training/hyperparameters.ts";
+import type { RunControlOptions } from "../training/train.ts";
 
 const SUBCOMMANDS = ["prepare", "train", "predict", "evaluate"] as const;
 
@@ -182,7 +183,7 @@ function runDir(f: Flags): string {
 
 /** The newest `checkpoint-<step>` folder of the run that has weights. */
 async function newestCheckpoint(dir: string): Promise<string | undefined> {
-  const { listCheckpoints } = await import("../training/train.ts");
+  const { listCheckpoints } = await import("../training/checkpoints.ts");
   for (const c of await listCheckpoints(dir)) if (await exists(join(c.path, "model.safetensors"))) return c.path;
   return undefined;
 }
@@ -362,7 +363,8 @@ export async function runSquadTraining(o: SquadTrainCommandOptions): Promise<voi
   const dev = o.devFile ? await loadSquadFeatures(o.devFile) : undefined;
   const { initBackend } = await import("../backends/backend.ts");
   await initBackend();
-  const { latestCheckpoint, trainSeeds, consoleProgress } = await import("../training/train.ts");
+  const { trainSeeds, consoleProgress } = await import("../training/train.ts");
+  const { latestCheckpoint } = await import("../training/checkpoints.ts");
   const { squadTask, trainSquad, SQUAD_LEARNING_RATE } = await import("../tasks/squad/train.ts");
   const { randomInitNotice, printResult, printSeeds } = await import("./train.ts");
   const notice = (random: boolean) => {
@@ -388,7 +390,7 @@ export async function runSquadTraining(o: SquadTrainCommandOptions): Promise<voi
     const result = await trainSeeds({
       ...common,
       learningRate: o.hp.learningRate ?? SQUAD_LEARNING_RATE,
-      adapter: squadTask({ train: features, dev, nBestSize: o.nBestSize, maxAnswerLength: o.maxAnswerLength }),
+      task: squadTask({ train: features, dev, nBestSize: o.nBestSize, maxAnswerLength: o.maxAnswerLength }),
       seeds: o.seeds,
       outputDir: o.outputDir,
       makeModel: async (seed) => {

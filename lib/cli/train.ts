@@ -17,17 +17,10 @@ import { checkMetricName, METRIC_NAMES } from "../eval/metrics.ts";
 import { type BertConfig, BertModel, configFromJson } from "../model/model.ts";
 import { TASKS } from "../data/tasks.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
-import {
-  checkTokenIds,
-  consoleProgress,
-  DEFAULT_HYPERPARAMETERS,
-  type HyperParameters,
-  latestCheckpoint,
-  type SeedsResult,
-  train,
-  type TrainResult,
-  trainSeeds,
-} from "../training/train.ts";
+import { checkTokenIds, classificationTask } from "../tasks/classification/task.ts";
+import { consoleProgress, type SeedsResult, train, type TrainResult, trainSeeds } from "../training/train.ts";
+import { DEFAULT_HYPERPARAMETERS, type HyperParameters } from "../training/hyperparameters.ts";
+import { latestCheckpoint } from "../training/checkpoints.ts";
 
 const D = DEFAULT_HYPERPARAMETERS;
 
@@ -472,14 +465,12 @@ export async function run(args: ParsedArgs): Promise<void> {
   }
   const common = {
     ...hp,
-    train: trainSet,
-    dev,
+    task: classificationTask({ train: trainSet, dev, task: f.task as string | undefined }),
     evalSteps: num(args, "eval-steps"),
     saveSteps: num(args, "save-steps"),
     saveTotalLimit: num(args, "save-total-limit"),
     metricForBest: f["metric-for-best"] as string | undefined,
     evalBatchSize: num(args, "eval-batch-size"),
-    task: f.task as string | undefined,
     overwrite: f.overwrite === true,
     quiet,
     handleSignals: true,

@@ -25,6 +25,7 @@ import { createLiveLineChart, type LiveLineChart } from "../viz/plots.ts";
 import type { StartingModel, StartingModelKind } from "../model/pretrained.ts";
 import { type SquadFeatures, windowTokens } from "../tasks/squad/features.ts";
 import { type EvalEvent, type ProgressEvent, train } from "../training/train.ts";
+import { classificationTask } from "../tasks/classification/task.ts";
 
 /** Peak fine-tuning learning rates of the lessons: BERT-Tiny-sized models learn best far above BERT-Base's 2e-5. */
 export const LESSON_LEARNING_RATES: Readonly<Record<"pretrained" | "random", number>> = {
@@ -159,8 +160,7 @@ export async function compareFineTuning(
       const result = await train({
         model,
         vocabPath: start.vocabPath,
-        train: start.train,
-        dev: start.dev,
+        task: classificationTask({ train: start.train, dev: start.dev }),
         outputDir: `${options.outputDir}/finetune-${start.key}`,
         epochs: options.epochs,
         batchSize: options.batchSize,

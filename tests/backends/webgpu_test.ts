@@ -8,6 +8,7 @@ import { initBackend, tf, webgpuAdapterName } from "../../lib/backends/backend.t
 import { train } from "../../lib/training/train.ts";
 import { readSafetensors, toFloat32 } from "../../lib/io/safetensors.ts";
 import { tinyFeatures, tinyModel, writeTinyVocab } from "../fixtures/tiny_training.ts";
+import { classificationTask } from "../../lib/tasks/classification/task.ts";
 
 const adapter = (await webgpuAdapterName()) !== undefined;
 if (!adapter) console.warn("webgpu_test: skipped — no WebGPU adapter on this machine");
@@ -29,8 +30,7 @@ Deno.test({
         return await train({
           model,
           vocabPath,
-          train: trainSet,
-          dev,
+          task: classificationTask({ train: trainSet, dev }),
           outputDir: `${dir}/${backend}`,
           learningRate: 5e-3,
           batchSize: 4,

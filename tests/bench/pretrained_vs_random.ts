@@ -21,9 +21,11 @@ import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
 import { join } from "../../lib/io/fsutil.ts";
 import { BertModel } from "../../lib/model/model.ts";
 import { defaultImdbArchive, imdbReviews } from "../../lib/tasks/pretraining/corpus.ts";
-import { mixSeed, Rng, shuffledOrder, train } from "../../lib/training/train.ts";
+import { mixSeed, Rng, shuffledOrder } from "../../lib/training/rng.ts";
+import { train } from "../../lib/training/train.ts";
 import type { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { machineInfo } from "../../lib/bench/bench.ts";
+import { classificationTask } from "../../lib/tasks/classification/task.ts";
 
 const flag = (name: string, dflt: string) => {
   const i = Deno.args.indexOf(`--${name}`);
@@ -124,7 +126,7 @@ try {
             await train({
               model,
               vocabPath,
-              train: data.train,
+              task: classificationTask({ train: data.train }),
               outputDir: join(tmp, `${name}-${init}-${lr}-${seed}`),
               learningRate: lr,
               epochs,

@@ -20,7 +20,7 @@ import { type Corpus, readImdbCorpus, splitCorpus } from "../../lib/tasks/pretra
 import { createPretrainingData, type PretrainingSet } from "../../lib/tasks/pretraining/instances.ts";
 import { disposePretrainingBatch, evaluatePretraining, pretrainingBatch } from "../../lib/tasks/pretraining/task.ts";
 import { readSafetensors, serializeSafetensors, type TensorEntry } from "../../lib/io/safetensors.ts";
-import { latestCheckpoint } from "../../lib/training/train.ts";
+import { latestCheckpoint } from "../../lib/training/checkpoints.ts";
 import { machineInfo } from "../../lib/bench/bench.ts";
 
 const flag = (name: string, dflt = "") => {

@@ -15,6 +15,7 @@ import { loadFeatures } from "../../lib/data/features.ts";
 import { poolStats } from "../../lib/backends/blas/pool.ts";
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
 import { train } from "../../lib/training/train.ts";
+import { classificationTask } from "../../lib/tasks/classification/task.ts";
 
 const args: Record<string, string> = {
   steps: "40",
@@ -93,8 +94,7 @@ const every = Number(args.every);
 await train({
   model,
   vocabPath,
-  train: trainSet,
-  dev,
+  task: classificationTask({ train: trainSet, dev }),
   outputDir: args.output,
   overwrite: true,
   quiet: true,

@@ -11,7 +11,7 @@ import { acquireRunLock, join, LOCK_FILE, sha256Hex } from "../../lib/io/fsutil.
 import { isSoftwareAdapter, webgpuAdapterName } from "../../lib/backends/backend.ts";
 import { loadFeatures, saveFeatures } from "../../lib/data/features.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
-import { listCheckpoints, readTrainerState } from "../../lib/training/train.ts";
+import { listCheckpoints, readTrainerState } from "../../lib/training/checkpoints.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 /** Exactly the flags of the `bert` task in deno.json, minus the network. */

@@ -19,7 +19,7 @@ import {
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { Vocab } from "../../lib/text/vocab.ts";
-import { Rng } from "../../lib/training/train.ts";
+import { Rng } from "../../lib/training/rng.ts";
 import { assert, assertEquals, assertThrows } from "../shared.ts";
 
 await initBackend({ backend: "cpu", quiet: true });

@@ -14,20 +14,11 @@ import { softmaxCrossEntropy } from "../../lib/model/model.ts";
 import * as trainCli from "../../lib/cli/train.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
 import { modelToTensors } from "../../lib/model/checkpoint.ts";
-import {
-  batchSeed,
-  dropoutSeed,
-  epochOrderState,
-  latestCheckpoint,
-  listCheckpoints,
-  mixSeed,
-  readTrainerState,
-  Rng,
-  shuffledOrder,
-  train,
-  trainSeeds,
-  type TrainTask,
-} from "../../lib/training/train.ts";
+import { batchSeed, dropoutSeed, epochOrderState, mixSeed, Rng, shuffledOrder } from "../../lib/training/rng.ts";
+import { latestCheckpoint, listCheckpoints, readTrainerState } from "../../lib/training/checkpoints.ts";
+import { train, trainSeeds } from "../../lib/training/train.ts";
+import type { TrainTask } from "../../lib/training/task.ts";
+import { classificationTask } from "../../lib/tasks/classification/task.ts";
 import { KILL_TEST_SETTINGS, tinyFeatures, tinyModel, writeTinyVocab } from "../fixtures/tiny_training.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
@@ -78,8 +69,7 @@ Deno.test("train: learns the synthetic task, logs, rotates checkpoints, keeps th
   const result = await train({
     model,
     vocabPath,
-    train: trainSet,
-    dev,
+    task: classificationTask({ train: trainSet, dev }),
     outputDir: out,
     learningRate: 3e-2,
     batchSize: 8,
@@ -143,7 +133,7 @@ Deno.test("train: gradient accumulation (4 x 2) equals batch 8 without dropout",
     const r = await train({
       model,
       vocabPath,
-      train: trainSet,
+      task: classificationTask({ train: trainSet }),
       outputDir: join(dir, `b${batchSize}x${gradAccumSteps}`),
       batchSize,
       gradAccumSteps,
@@ -171,7 +161,12 @@ Deno.test("train: gradient accumulation (4 x 2) equals batch 8 without dropout",
 
 Deno.test("train: an interrupted run resumed from its checkpoint ends exactly like an uninterrupted one", async () => {
   const { dir, vocabPath, trainSet, dev } = await setup();
-  const settings = { ...KILL_TEST_SETTINGS, vocabPath, train: trainSet, dev, quiet: true };
+  const settings = {
+    ...KILL_TEST_SETTINGS,
+    vocabPath,
+    task: classificationTask({ train: trainSet, dev }),
+    quiet: true,
+  };
   const full = tinyModel({ seed: 3 });
   const a = await train({ ...settings, model: full, outputDir: join(dir, "a") });
   // Crash (an exception from the progress callback) at step 8: the newest checkpoint is checkpoint-6.
@@ -220,9 +215,10 @@ Deno.test("train: an interrupted run resumed from its checkpoint ends exactly li
 Deno.test("train: bad settings fail before training, with clear messages", async () => {
   const { dir, vocabPath, trainSet, dev } = await setup();
   const model = tinyModel();
-  const base = { model, vocabPath, train: trainSet, dev, outputDir: join(dir, "x"), quiet: true };
+  const task = classificationTask({ train: trainSet, dev }), noDev = classificationTask({ train: trainSet });
+  const base = { model, vocabPath, task, outputDir: join(dir, "x"), quiet: true };
   await assertRejects(() => train({ ...base, metricForBest: "acuracy" }), Error, 'unknown metric "acuracy"');
-  await assertRejects(() => train({ ...base, dev: undefined, metricForBest: "f1" }), Error, "needs dev features");
+  await assertRejects(() => train({ ...base, task: noDev, metricForBest: "f1" }), Error, "needs dev features");
   await assertRejects(
     () => train({ ...base, batchSize: 0 }),
     Error,
@@ -239,7 +235,7 @@ Deno.test("train: bad settings fail before training, with clear messages", async
   // A NaN weight makes the first loss NaN: training stops naming the step.
   const w = model.params.get("classifier.weight")!;
   w.assign(tf.fill(w.shape, NaN));
-  await assertRejects(() => train({ ...base, dev: undefined, overwrite: true }), Error, "loss is NaN at step 1");
+  await assertRejects(() => train({ ...base, task: noDev, overwrite: true }), Error, "loss is NaN at step 1");
   assertEquals(await listCheckpoints(join(dir, "x")), [], "--overwrite removed the old checkpoint");
   model.dispose();
   await Deno.remove(dir, { recursive: true });
@@ -249,7 +245,8 @@ Deno.test("train: a hand-written TrainTask adapter trains exactly like the built
   const { dir, vocabPath, trainSet, dev } = await setup();
   const hp = { learningRate: 1e-2, batchSize: 8, gradAccumSteps: 2, epochs: 2, seed: 5, quiet: true };
   const builtIn = tinyModel({ seed: 3 });
-  const a = await train({ ...hp, model: builtIn, vocabPath, train: trainSet, dev, outputDir: join(dir, "a") });
+  const builtInTask = classificationTask({ train: trainSet, dev });
+  const a = await train({ ...hp, model: builtIn, vocabPath, task: builtInTask, outputDir: join(dir, "a") });
   // The same task written against the adapter API, evaluated by dev loss only (lower is better).
   const contexts: { rows: number; seed: number; step: number }[] = [];
   let micro = 0;
@@ -274,7 +271,7 @@ Deno.test("train: a hand-written TrainTask adapter trains exactly like the built
     },
   };
   const custom = tinyModel({ seed: 3 });
-  const b = await train({ ...hp, model: custom, vocabPath, adapter: task, outputDir: join(dir, "b") });
+  const b = await train({ ...hp, model: custom, vocabPath, task, outputDir: join(dir, "b") });
   assertEquals(b.logHistory, a.logHistory);
   const wa = modelToTensors(builtIn), wb = modelToTensors(custom);
   for (const name of Object.keys(wa)) {
@@ -307,7 +304,7 @@ Deno.test("train: a hand-written TrainTask adapter trains exactly like the built
         ...hp,
         model: custom,
         vocabPath,
-        adapter: { ...task, metricNames: ["loss"] },
+        task: { ...task, metricNames: ["loss"] },
         metricForBest: "f1",
         outputDir: join(dir, "c"),
       }),
@@ -315,14 +312,9 @@ Deno.test("train: a hand-written TrainTask adapter trains exactly like the built
     'unknown metric "f1" for hand-written',
   );
   await assertRejects(
-    () => train({ ...hp, model: custom, vocabPath, adapter: { ...task, head: "question-answering" }, outputDir: dir }),
+    () => train({ ...hp, model: custom, vocabPath, task: { ...task, head: "question-answering" }, outputDir: dir }),
     Error,
     "trains a question-answering model",
-  );
-  await assertRejects(
-    () => train({ ...hp, model: custom, vocabPath, adapter: task, train: trainSet, outputDir: dir }),
-    Error,
-    "not both",
   );
   for (const m of [builtIn, custom]) m.dispose();
   await Deno.remove(dir, { recursive: true });
@@ -378,8 +370,7 @@ Deno.test("trainSeeds: one run per seed, mean and std of the headline metric", a
   const r = await trainSeeds({
     seeds: [1, 2],
     makeModel: (seed) => Promise.resolve({ model: tinyModel({ seed }), vocabPath }),
-    train: trainSet,
-    dev,
+    task: classificationTask({ train: trainSet, dev }),
     outputDir: join(dir, "seeds"),
     epochs: 1,
     batchSize: 16,

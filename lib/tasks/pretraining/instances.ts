@@ -9,7 +9,7 @@
  * @module
  */
 import type { FullTokenizer } from "../../text/tokenizer.ts";
-import { mixSeed, Rng, shuffledOrder } from "../../training/train.ts";
+import { mixSeed, Rng, shuffledOrder } from "../../training/rng.ts";
 import type { Corpus } from "./corpus.ts";
 import { type MaskKind, maskTokens, type PretrainingVocab, pretrainingVocab, vocabFingerprint } from "./masking.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Vocab } from "../../text/vocab.ts";
-import type { Rng } from "../../training/train.ts";
+import type { Rng } from "../../training/rng.ts";
 
 /** The ids masking needs. */
 export interface PretrainingVocab {

@@ -14,7 +14,9 @@ import { tf } from "../../backends/backend.ts";
 import { exists, join } from "../../io/fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "../../model/model.ts";
 import { sparseSoftmaxCrossEntropy } from "../../backends/blas/fused.ts";
-import { latestCheckpoint, train, type TrainOptions, type TrainResult, type TrainTask } from "../../training/train.ts";
+import { latestCheckpoint } from "../../training/checkpoints.ts";
+import type { TrainTask } from "../../training/task.ts";
+import { train, type TrainOptions, type TrainResult } from "../../training/train.ts";
 import type { PretrainingSet } from "./instances.ts";
 import { vocabFingerprint } from "./masking.ts";
 
@@ -332,8 +334,7 @@ export const PRETRAINING_DEFAULTS = {
 } as const;
 
 /** Options of {@linkcode pretrain}: `train()`'s options with the data as pre-training sets. */
-export interface PretrainOptions
-  extends Omit<TrainOptions<PretrainingBatch, PretrainingMetrics>, "adapter" | "train" | "dev"> {
+export interface PretrainOptions extends Omit<TrainOptions<PretrainingBatch, PretrainingMetrics>, "task"> {
   train: PretrainingSet;
   dev?: PretrainingSet;
   /** `do_lower_case` of the checkpoints (default true). */
@@ -365,6 +366,6 @@ export async function pretrain(options: PretrainOptions): Promise<TrainResult<Pr
     model: options.model,
     vocabPath: options.vocabPath,
     outputDir: options.outputDir,
-    adapter: pretrainingTask({ train: set, dev, lowerCase }),
+    task: pretrainingTask({ train: set, dev, lowerCase }),
   });
 }

@@ -11,21 +11,16 @@ import { tf } from "../../backends/backend.ts";
 import { loadCheckpoint } from "../../model/checkpoint.ts";
 import { join, sha256Hex, writeJsonAtomic } from "../../io/fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "../../model/model.ts";
-import { type AdamW, clipGradsByGlobalNorm, globalNorm, type Gradients } from "../../training/optim.ts";
+import { type AdamW, clipGradsByGlobalNorm, globalNorm } from "../../training/optim.ts";
 import { type NBestEntry, postprocessSquad, type WindowLogits, writeSquadPredictions } from "./squad.ts";
 import { checkSquadFeaturesMatch, loadSquadFeatures, type SquadFeatures } from "./features.ts";
 import { evaluateSquad, type SquadScores } from "./metrics.ts";
 import { FullTokenizer } from "../../text/tokenizer.ts";
-import {
-  type HyperParameters,
-  latestCheckpoint,
-  type RunControlOptions,
-  train,
-  type TrainOptions,
-  type TrainResult,
-  type TrainTask,
-} from "../../training/train.ts";
-import { variableGrads } from "../../training/autodiff.ts";
+import type { HyperParameters } from "../../training/hyperparameters.ts";
+import { latestCheckpoint } from "../../training/checkpoints.ts";
+import type { TrainTask } from "../../training/task.ts";
+import { lossAndGrads } from "../../training/step.ts";
+import { type RunControlOptions, train, type TrainOptions, type TrainResult } from "../../training/train.ts";
 
 /**
  * `run_squad.py`'s loss: `(CE(startLogits, startPositions) + CE(endLogits, endPositions)) / 2`, each
@@ -123,24 +118,20 @@ export function squadTrainStep(options: SquadTrainStepOptions): { loss: number; 
   if (!batch.startPositions || !batch.endPositions) {
     throw new Error("SQuAD training needs training features (start/end positions); prepare them with training on");
   }
-  const vars = model.variables();
-  const nameOf = new Map([...model.params].map(([name, v]) => [v.name, name]));
-  const { value, grads } = variableGrads(() => {
+  const { loss: value, grads } = lossAndGrads(model, () => {
     const out = model.forward(batch, { training: true, seed: options.seed });
-    const loss = squadLoss(out.startLogits!, out.endLogits!, batch.startPositions!, batch.endPositions!);
-    return loss;
-  }, vars);
+    return squadLoss(out.startLogits!, out.endLogits!, batch.startPositions!, batch.endPositions!);
+  });
   const loss = value.dataSync()[0];
   value.dispose();
-  const named: Gradients = new Map(Object.entries(grads).map(([k, g]) => [nameOf.get(k)!, g]));
   try {
     if (!Number.isFinite(loss)) throw new Error(`SQuAD training: the loss is ${loss}; lower the learning rate`);
     const maxGradNorm = options.maxGradNorm ?? 1;
-    const gradNorm = maxGradNorm > 0 ? clipGradsByGlobalNorm(named, maxGradNorm).norm : globalNorm(named);
-    optimizer.applyGradients(named, options.lr);
+    const gradNorm = maxGradNorm > 0 ? clipGradsByGlobalNorm(grads, maxGradNorm).norm : globalNorm(grads);
+    optimizer.applyGradients(grads, options.lr);
     return { loss, gradNorm };
   } finally {
-    for (const g of named.values()) if (!g.isDisposed) g.dispose();
+    for (const g of grads.values()) if (!g.isDisposed) g.dispose();
   }
 }
 
@@ -297,7 +288,7 @@ export async function trainSquad(options: TrainSquadOptions): Promise<TrainSquad
   const result = await train<SquadBatch, SquadEvalDetails>({
     ...rest,
     learningRate,
-    adapter: squadTask({ train: features, dev, nBestSize, maxAnswerLength }),
+    task: squadTask({ train: features, dev, nBestSize, maxAnswerLength }),
   });
   return { ...result, checkpoint: result.lastCheckpoint, losses: result.logHistory.map((e) => e.loss) };
 }

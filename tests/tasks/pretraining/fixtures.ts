@@ -7,7 +7,7 @@ import { parseCorpusText } from "../../../lib/tasks/pretraining/corpus.ts";
 import type { PretrainingVocab } from "../../../lib/tasks/pretraining/masking.ts";
 import { FullTokenizer } from "../../../lib/text/tokenizer.ts";
 import { Vocab } from "../../../lib/text/vocab.ts";
-import { Rng } from "../../../lib/training/train.ts";
+import { Rng } from "../../../lib/training/rng.ts";
 import { assert } from "../../shared.ts";
 
 /** Ids 0..4 are specials; document d's token k (counting through its sentences) is 5 + offset[d] + k. */

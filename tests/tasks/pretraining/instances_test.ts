@@ -12,7 +12,7 @@ import {
   summarizePretrainingData,
   truncatePair,
 } from "../../../lib/tasks/pretraining/instances.ts";
-import { Rng } from "../../../lib/training/train.ts";
+import { Rng } from "../../../lib/training/rng.ts";
 import { assert, assertEquals } from "../../shared.ts";
 import { smallTokenizer, span, syntheticCorpus, TEXT } from "./fixtures.ts";
 

@@ -1,6 +1,6 @@
 /** BERT's masking: which tokens are chosen, the 80/10/10 split of what becomes of them, whole-word masking. */
 import { maskTokens } from "../../../lib/tasks/pretraining/masking.ts";
-import { Rng } from "../../../lib/training/train.ts";
+import { Rng } from "../../../lib/training/rng.ts";
 import { assert, assertEquals } from "../../shared.ts";
 import { syntheticCorpus } from "./fixtures.ts";
 

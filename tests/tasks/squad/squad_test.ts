@@ -39,15 +39,8 @@ import {
 } from "../../../lib/tasks/squad/train.ts";
 import { AdamW, scheduleLr, warmupStepsFor } from "../../../lib/training/optim.ts";
 import { loadCheckpoint, modelToTensors } from "../../../lib/model/checkpoint.ts";
-import {
-  dropoutSeed,
-  epochOrderState,
-  latestCheckpoint,
-  listCheckpoints,
-  readTrainerState,
-  Rng,
-  shuffledOrder,
-} from "../../../lib/training/train.ts";
+import { dropoutSeed, epochOrderState, Rng, shuffledOrder } from "../../../lib/training/rng.ts";
+import { latestCheckpoint, listCheckpoints, readTrainerState } from "../../../lib/training/checkpoints.ts";
 import { FullTokenizer } from "../../../lib/text/tokenizer.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "../../shared.ts";
 import { quiet, tinySquadTokenizer, TOKENS } from "../../fixtures/squad_vocab.ts";
