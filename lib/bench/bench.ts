@@ -2,16 +2,14 @@
  * Benchmarks: BERT training steps (forward + backward + AdamW update), inference throughput, matmul GFLOP/s,
  * and tokenizer + feature conversion throughput, with peak memory, printed as tables.
  *
- * The training and inference benchmarks run lib/model/model.ts's `BertModel` (a classification head). A small
- * self-contained encoder ({@linkcode MiniEncoder}, the same BERT layer maths written in a few lines) is also
- * here so that kernels can be measured and profiled without the full model.
+ * The training and inference benchmarks run lib/model/model.ts's `BertModel` (a classification head) with the
+ * training loop's own step (lib/training/step.ts's `lossAndGrads`, lib/training/optim.ts's AdamW).
  * @module
  */
 import { tf } from "../backends/backend.ts";
-import * as fused from "../backends/blas/fused.ts";
 import { AdamW } from "../training/optim.ts";
-import { softmaxCrossEntropy } from "../model/model.ts";
-import { variableGrads } from "../training/autodiff.ts";
+import { BertModel, configFromJson, softmaxCrossEntropy } from "../model/model.ts";
+import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
 import { envVar } from "../io/env.ts";
 
@@ -91,19 +89,6 @@ export interface BatchInputs {
   labels: tf.Tensor1D;
 }
 
-/** What the benchmarks need from a model (lib/model/model.ts's BertModel satisfies it). */
-export interface TrainableModel {
-  /** Trainable variables by name. */
-  params: Map<string, tf.Variable>;
-  /** Classification forward pass. */
-  forward(
-    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
-    options?: { training?: boolean },
-  ): { logits?: tf.Tensor2D };
-  /** Frees the variables. */
-  dispose(): void;
-}
-
 /** Deterministic random batch: ids in [1000, vocab), masks with a padded tail on every other example. */
 export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchInputs {
   let s = seed >>> 0 || 1;
@@ -138,180 +123,28 @@ export function disposeBatch(b: BatchInputs): void {
   tf.dispose([b.inputIds, b.tokenTypeIds, b.attentionMask, b.labels]);
 }
 
-/** Options of {@linkcode MiniEncoder}. */
-export interface MiniEncoderOptions {
-  /** Dropout probability in training (default 0.1). */
-  dropout?: number;
-  /** Use `tf.fused.matMul` with the bias (default false: `matMul` then `add`). */
-  fused?: boolean;
-  /** Labels of the classifier (default 2). */
-  numLabels?: number;
-  /** Use lib/backends/blas/fused.ts's GELU, LayerNorm and dropout (default true). */
-  fusedOps?: boolean;
-}
-
-/**
- * A compact BERT encoder + pooler + classifier (post-LayerNorm, erf GELU, [in, out] kernels) for kernel
- * benchmarks and profiling when lib/model/model.ts is not wanted.
- */
-export class MiniEncoder implements TrainableModel {
-  /** Trainable variables by (HF-like) name. */
-  readonly params: Map<string, tf.Variable> = new Map();
-  /** The shape it was built for. */
-  readonly shape: BenchShape;
-  private readonly dropout: number;
-  private readonly fused: boolean;
-  private readonly fusedOps: boolean;
-  private dropoutCalls = 0;
-
-  /** Creates the variables (truncated-normal-ish init, std 0.02). */
-  constructor(shape: BenchShape, options: MiniEncoderOptions = {}) {
-    this.shape = shape;
-    this.dropout = options.dropout ?? 0.1;
-    this.fused = options.fused ?? false;
-    this.fusedOps = options.fusedOps ?? true;
-    const { hidden: h, intermediate: f, vocabSize } = shape;
-    const w = (name: string, dims: number[]) =>
-      this.params.set(name, tf.variable(tf.randomNormal(dims, 0, 0.02, "float32", this.params.size + 1), true, name));
-    const zeros = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.zeros(dims), true, name));
-    const ones = (name: string, dims: number[]) => this.params.set(name, tf.variable(tf.ones(dims), true, name));
-    w("embeddings.word", [vocabSize, h]);
-    w("embeddings.position", [512, h]);
-    w("embeddings.type", [2, h]);
-    ones("embeddings.ln.gamma", [h]);
-    zeros("embeddings.ln.beta", [h]);
-    for (let l = 0; l < shape.layers; l++) {
-      for (const p of ["q", "k", "v", "o"]) {
-        w(`layer${l}.${p}.kernel`, [h, h]);
-        zeros(`layer${l}.${p}.bias`, [h]);
-      }
-      ones(`layer${l}.ln1.gamma`, [h]);
-      zeros(`layer${l}.ln1.beta`, [h]);
-      w(`layer${l}.ffn1.kernel`, [h, f]);
-      zeros(`layer${l}.ffn1.bias`, [f]);
-      w(`layer${l}.ffn2.kernel`, [f, h]);
-      zeros(`layer${l}.ffn2.bias`, [h]);
-      ones(`layer${l}.ln2.gamma`, [h]);
-      zeros(`layer${l}.ln2.beta`, [h]);
-    }
-    w("pooler.kernel", [h, h]);
-    zeros("pooler.bias", [h]);
-    w("classifier.kernel", [h, options.numLabels ?? 2]);
-    zeros("classifier.bias", [options.numLabels ?? 2]);
-  }
-
-  private p(name: string): tf.Variable {
-    const v = this.params.get(name);
-    if (!v) throw new Error(`MiniEncoder: no parameter ${name}`);
-    return v;
-  }
-
-  private dense(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    if (this.fused) {
-      const b = this.p(`${name}.kernel`) as tf.Tensor2D;
-      return tf.fused.matMul({ a: x, b, bias: this.p(`${name}.bias`) }) as tf.Tensor2D;
-    }
-    return tf.add(tf.matMul(x, this.p(`${name}.kernel`) as tf.Tensor2D), this.p(`${name}.bias`));
-  }
-
-  private layerNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    if (this.fusedOps) return fused.layerNorm(x, this.p(`${name}.gamma`), this.p(`${name}.beta`), 1e-12);
-    const { mean, variance } = tf.moments(x, -1, true);
-    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-12)));
-    return tf.add(tf.mul(normed, this.p(`${name}.gamma`)), this.p(`${name}.beta`));
-  }
-
-  private drop<T extends tf.Tensor>(x: T, training: boolean): T {
-    if (!training || this.dropout <= 0) return x;
-    const seed = this.dropoutCalls++;
-    return this.fusedOps ? fused.dropout(x, this.dropout, seed) : tf.dropout(x, this.dropout, undefined, seed) as T;
-  }
-
-  /** Forward pass; `logits` is `[batch, numLabels]`. */
-  forward(
-    inputs: { inputIds: tf.Tensor2D; tokenTypeIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
-    options: { training?: boolean } = {},
-  ): { logits: tf.Tensor2D } {
-    const training = !!options.training;
-    const { hidden: h, heads } = this.shape;
-    const [batch, seq] = inputs.inputIds.shape;
-    const dh = h / heads;
-    return tf.tidy(() => {
-      const ids = tf.reshape(inputs.inputIds, [-1]);
-      const types = tf.reshape(inputs.tokenTypeIds, [-1]);
-      const pos = tf.slice(this.p("embeddings.position"), [0, 0], [seq, h]); // [seq, h]
-      let x = tf.add(tf.gather(this.p("embeddings.word"), ids), tf.gather(this.p("embeddings.type"), types)); // [b*s, h]
-      x = tf.reshape(tf.add(tf.reshape(x, [batch, seq, h]), pos), [batch * seq, h]);
-      x = this.drop(this.layerNorm(x as tf.Tensor2D, "embeddings.ln"), training);
-      // [batch, 1, 1, seq]: 0 for real tokens, -10000 for padding
-      const maskBias = tf.mul(
-        tf.sub(1, tf.cast(tf.reshape(inputs.attentionMask, [batch, 1, 1, seq]), "float32")),
-        -10000,
-      );
-      const heads4 = (t: tf.Tensor2D) => tf.transpose(tf.reshape(t, [batch, seq, heads, dh]), [0, 2, 1, 3]); // [b, nh, s, dh]
-      for (let l = 0; l < this.shape.layers; l++) {
-        const q = heads4(this.dense(x as tf.Tensor2D, `layer${l}.q`));
-        const k = heads4(this.dense(x as tf.Tensor2D, `layer${l}.k`));
-        const v = heads4(this.dense(x as tf.Tensor2D, `layer${l}.v`));
-        const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), maskBias); // [b, nh, s, s]
-        const probs = this.drop(tf.softmax(scores), training);
-        const ctx = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [batch * seq, h]) as tf.Tensor2D;
-        const attn = this.drop(this.dense(ctx, `layer${l}.o`), training);
-        x = this.layerNorm(tf.add(attn, x) as tf.Tensor2D, `layer${l}.ln1`);
-        const inter = this.dense(x as tf.Tensor2D, `layer${l}.ffn1`);
-        const gelu = this.fusedOps
-          ? fused.gelu(inter)
-          : tf.mul(tf.mul(inter, 0.5), tf.add(1, tf.erf(tf.mul(inter, Math.SQRT1_2))));
-        const out = this.drop(this.dense(gelu as tf.Tensor2D, `layer${l}.ffn2`), training);
-        x = this.layerNorm(tf.add(out, x) as tf.Tensor2D, `layer${l}.ln2`);
-      }
-      const cls = tf.reshape(tf.slice(tf.reshape(x, [batch, seq, h]), [0, 0, 0], [batch, 1, h]), [
-        batch,
-        h,
-      ]) as tf.Tensor2D;
-      const pooled = tf.tanh(this.dense(cls, "pooler"));
-      const logits = this.dense(this.drop(pooled, training), "classifier");
-      return { logits };
-    });
-  }
-
-  /** Frees the variables. */
-  dispose(): void {
-    for (const v of this.params.values()) v.dispose();
-    this.params.clear();
-  }
-}
-
 /**
  * One training step: cross-entropy loss, gradients of every param, AdamW update. Resolves to the loss, read
  * asynchronously (GPU backends such as webgpu under Deno have no synchronous read).
  */
 export async function trainStep(
-  model: TrainableModel,
+  model: BertModel,
   optimizer: AdamW,
   batch: BatchInputs,
   numLabels = 2,
 ): Promise<number> {
-  // Same loss and the same optimiser (lib/training/optim.ts) as `deno task bert train`.
-  const vars = [...model.params.values()];
-  const names = [...model.params.keys()];
-  const { value, grads } = variableGrads(() =>
+  // Same loss, gradients and optimiser as `deno task bert train` (lib/training/step.ts, lib/training/optim.ts).
+  const { loss, grads } = lossAndGrads(model, () =>
     tf.tidy(() => {
       const { logits } = model.forward(batch, { training: true });
       if (!logits) throw new Error("the model returned no logits (expected a classification head)");
       if (logits.shape[1] !== numLabels) throw new Error(`expected ${numLabels} logits, got ${logits.shape[1]}`);
       return softmaxCrossEntropy(logits, batch.labels);
-    }), vars);
-  // variableGrads keys grads by variable name; map them back to the params' names.
-  const byName = new Map<string, tf.Tensor>();
-  for (let i = 0; i < vars.length; i++) {
-    const g = grads[vars[i].name];
-    if (g) byName.set(names[i], g);
-  }
-  optimizer.applyGradients(byName);
-  const loss = (await value.data())[0];
-  value.dispose();
-  return loss;
+    }));
+  optimizer.applyGradients(grads);
+  const value = (await loss.data())[0];
+  loss.dispose();
+  return value;
 }
 
 // ---- measurement ---------------------------------------------------------------------------------
@@ -561,18 +394,14 @@ export interface ModelBenchOptions {
   steps?: number;
   /** Unmeasured steps first (default 2). */
   warmup?: number;
-  /** `bert` (lib/model/model.ts's BertModel, default) or `mini` ({@linkcode MiniEncoder} with the fused ops). */
-  model?: "bert" | "mini";
   /** Label for the engine column (default `tfjs <backend>`). */
   engine?: string;
   /** Threads, for the table. */
   threads?: number;
 }
 
-/** The benchmark's model for `shape`: a classification `BertModel` (as `deno task bert train` builds), or the mini encoder. */
-export async function buildModel(shape: BenchShape, kind: "bert" | "mini" = "bert"): Promise<TrainableModel> {
-  if (kind === "mini") return new MiniEncoder(shape);
-  const { BertModel, configFromJson } = await import("../model/model.ts");
+/** The benchmark's model for `shape`: a classification `BertModel`, as `deno task bert train` builds it. */
+export function buildModel(shape: BenchShape): Promise<BertModel> {
   const config = configFromJson({
     vocab_size: shape.vocabSize,
     hidden_size: shape.hidden,
@@ -582,7 +411,7 @@ export async function buildModel(shape: BenchShape, kind: "bert" | "mini" = "ber
     max_position_embeddings: 512,
     type_vocab_size: 2,
   }, "bench");
-  return new BertModel(config, { head: "classification", numLabels: 2 }) as unknown as TrainableModel;
+  return Promise.resolve(new BertModel(config, { head: "classification", numLabels: 2 }));
 }
 
 async function timeSteps(
@@ -630,7 +459,7 @@ async function timeSteps(
 export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
   const mem = new PeakMemory();
   mem.sample();
-  const model = await buildModel(o.shape, o.model ?? "bert");
+  const model = await buildModel(o.shape);
   const batch = randomBatch(o.shape);
   const opt = new AdamW(model.params);
   const optimizer = { step: async () => void await trainStep(model, opt, batch), dispose: () => opt.dispose() };
@@ -648,7 +477,7 @@ export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
 export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
   const mem = new PeakMemory();
   mem.sample();
-  const model = await buildModel(o.shape, o.model ?? "bert");
+  const model = await buildModel(o.shape);
   const batch = randomBatch(o.shape);
   try {
     return await timeSteps(o, "infer", async () => {

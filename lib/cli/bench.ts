@@ -32,11 +32,6 @@ export const spec: CommandSpec = {
     warmup: { type: "number", default: 2, help: "unmeasured steps first" },
     what: { type: "list", default: ["train", "infer", "matmul"], help: "train, infer, matmul, tokenizer" },
     threads: { type: "number", help: "threads for the blas backend's BLAS (and wasm when threaded)" },
-    model: {
-      type: "string",
-      default: "bert",
-      help: "bert (lib/model/model.ts) or mini (bench encoder with fused ops)",
-    },
     vocab: {
       type: "string",
       default: "../shared/data/models/bert-base-uncased-vocab/vocab.txt",
@@ -61,8 +56,6 @@ export async function run(args: ParsedArgs): Promise<void> {
   for (const w of whats) if (!WHATS.includes(w)) throw new UsageError(`unknown --what "${w}" (expected ${WHATS})`);
   const steps = args.flags.steps as number, warmup = args.flags.warmup as number;
   if (!(steps >= 1)) throw new UsageError("--steps must be at least 1");
-  const model = args.flags.model as string;
-  if (model !== "bert" && model !== "mini") throw new UsageError(`--model must be bert or mini, got "${model}"`);
   const threads = args.flags.threads as number | undefined;
   // The CPU's vector extensions and its measured sgemm rate go beside every table, so that figures from different
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
@@ -81,10 +74,10 @@ export async function run(args: ParsedArgs): Promise<void> {
   for (const backend of args.flags.backend as string[]) {
     const info = await initBackend({ backend: backend as BackendName | "auto", threads });
     const t = await backendThreads(info.name, threads);
-    const engine = `tfjs ${info.name}${model === "mini" ? " (mini)" : ""}`;
+    const engine = `tfjs ${info.name}`;
     if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
     for (const shape of shapes) {
-      const o = { shape, steps, warmup, model: model as "bert" | "mini", engine, threads: t };
+      const o = { shape, steps, warmup, engine, threads: t };
       if (whats.includes("train")) show(await benchTrain(o));
       if (whats.includes("infer")) show(await benchInfer(o));
     }

@@ -49,10 +49,10 @@ Deno.test("bench: trainStep lowers the loss on a fixed batch; no tensors left be
   const model = new BertModel(config, { head: "classification", numLabels: 2, seed: 5 }); // seeded: a fixed result
   const opt = new AdamW(model.params, { lr: 1e-2, weightDecay: 0 });
   const batch = randomBatch(SMALL, 5);
-  const first = await trainStep(model as never, opt, batch);
+  const first = await trainStep(model, opt, batch);
   const tensors = tf.memory().numTensors;
   let last = first;
-  for (let i = 0; i < 29; i++) last = await trainStep(model as never, opt, batch);
+  for (let i = 0; i < 29; i++) last = await trainStep(model, opt, batch);
   assertEquals(tf.memory().numTensors, tensors, "tensor count after more steps");
   assert(last < first * 0.5, `loss ${first} -> ${last}: 30 AdamW steps at lr 1e-2 should overfit 4 examples`);
   opt.dispose();

@@ -8,7 +8,7 @@ import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
-import { variableGrads } from "../../lib/training/autodiff.ts";
+import { lossAndGrads } from "../../lib/training/step.ts";
 import { readImdbCorpus } from "../../lib/tasks/pretraining/corpus.ts";
 import { createPretrainingData } from "../../lib/tasks/pretraining/instances.ts";
 import { pretrainingBatch, pretrainingLoss } from "../../lib/tasks/pretraining/task.ts";
@@ -46,12 +46,11 @@ function profile(label: string, step: (i: number) => void) {
 for (const head of ["pretraining", "classification"] as const) {
   const model = new BertModel(config, { head, seed: 1 });
   const opt = new AdamW(model.params);
-  const vars = model.variables();
   const rows = Array.from({ length: batchSize }, (_, i) => i);
   const batch = pretrainingBatch(set, rows);
   const labels = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % 2), "int32");
   profile(`${head} ${batchSize}x${batch.inputIds.shape[1]}`, (i) => {
-    const { value, grads } = variableGrads(() => {
+    const { loss: value, grads } = lossAndGrads(model, () => {
       if (head === "pretraining") {
         const { loss, mlm, nsp } = pretrainingLoss(model, batch, { training: true, seed: i });
         mlm.dispose();
@@ -59,10 +58,8 @@ for (const head of ["pretraining", "classification"] as const) {
         return loss;
       }
       return softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, labels);
-    }, vars);
-    const byName = new Map<string, tf.Tensor>();
-    for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
-    opt.applyGradients(byName);
+    });
+    opt.applyGradients(grads);
     value.dispose();
   });
   model.dispose();

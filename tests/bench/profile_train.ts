@@ -7,10 +7,10 @@
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { buildModel, randomBatch, SHAPES } from "../../lib/bench/bench.ts";
-import { type BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
+import { softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
-import { variableGrads } from "../../lib/training/autodiff.ts";
+import { lossAndGrads } from "../../lib/training/step.ts";
 
 const args = Deno.args.filter((a) => !a.startsWith("--"));
 const byShape = Deno.args.includes("--by-shape");
@@ -19,10 +19,9 @@ const threads = ti >= 0 ? Number(Deno.args[ti + 1]) : undefined;
 const shape = SHAPES[args[0] ?? "tiny"];
 const steps = Number(args[1] ?? 3);
 await initBackend({ backend: "blas", threads, quiet: true });
-const model = await buildModel(shape) as unknown as BertModel;
+const model = await buildModel(shape);
 const opt = new AdamW(model.params);
 const batch = randomBatch(shape);
-const vars = model.variables();
 const infer = Deno.args.includes("--infer");
 const step = (i: number) => {
   if (infer) {
@@ -31,14 +30,12 @@ const step = (i: number) => {
     logits.dispose();
     return { loss, optMs: 0 };
   }
-  const { value, grads } = variableGrads(
+  const { loss: value, grads } = lossAndGrads(
+    model,
     () => softmaxCrossEntropy(model.forward(batch, { training: true, seed: i }).logits!, batch.labels),
-    vars,
   );
-  const byName = new Map<string, tf.Tensor>();
-  for (const [name, v] of model.params) if (grads[v.name]) byName.set(name, grads[v.name]);
   const t0 = performance.now();
-  opt.applyGradients(byName);
+  opt.applyGradients(grads);
   const optMs = performance.now() - t0;
   const loss = value.dataSync()[0];
   value.dispose();
