@@ -51,8 +51,9 @@ export type Gradients = Map<string, tf.Tensor>;
  * @example
  * ```ts
  * const opt = new AdamW(model.params, { weightDecay: 0.01 });
- * const { grads } = tf.variableGrads(lossFn);               // grads by variable name
- * opt.applyGradients(new Map(Object.entries(grads)), lr);   // disposes the gradients
+ * const { loss, grads } = lossAndGrads(model, lossFn); // lib/training/step.ts: grads by parameter name
+ * opt.applyGradients(grads, lr);                       // disposes the gradients
+ * loss.dispose();
  * ```
  */
 export class AdamW {
