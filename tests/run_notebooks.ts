@@ -303,7 +303,7 @@ async function selftest(env: Record<string, string>): Promise<string[]> {
     { source: "n * 21" },
     { source: 'console.log("printed"); "value after print"' },
     {
-      source: 'import { createProgress } from "../../lib/display.ts";\n' +
+      source: 'import { createProgress } from "../../lib/viz/display.ts";\n' +
         'const p = createProgress({ total: 5, label: "selftest", minIntervalMs: 0 });\n' +
         "for (let step = 1; step <= 5; step++) await p.update({ step, loss: 1 / step });\n" +
         "await p.done();",
