@@ -26,13 +26,22 @@ export class Rng {
     this.state = seed >>> 0;
   }
 
-  /** Uniform in [0, 1). */
-  next(): number {
+  /**
+   * The next 32-bit draw, as an unsigned integer: the one mulberry32 step of the project's TypeScript (the dropout
+   * masks of lib/backends/blas/fused.ts and lib/backends/simd/ draw the same stream, written out there because
+   * backends/ may not import training/; tests/backends/simd_test.ts checks them against this one).
+   */
+  nextUint32(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;
     let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return (t ^ (t >>> 14)) >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.nextUint32() / 4294967296;
   }
 
   /** Uniform integer in [0, n). */

@@ -1,25 +1,21 @@
 /**
- * The WebAssembly SIMD module (lib/backends/simd/simd.ts) against plain scalar references written here: the 4-lane
- * dropout generator must give the scalar mulberry32 stream's masks bit for bit, and the row softmax and its
- * gradient must match double-precision results. Skips (with a message) when WebAssembly SIMD is unavailable.
+ * The WebAssembly SIMD module (lib/backends/simd/simd.ts) against plain scalar references: the 4-lane dropout
+ * generator must give the masks of the scalar mulberry32 stream (lib/training/rng.ts's `Rng`) bit for bit, and the row
+ * softmax and its gradient must match double-precision results. Skips (with a message) when WebAssembly SIMD is unavailable.
  */
 import { assert, assertEquals } from "../shared.ts";
 import { simdMath, simdStatus } from "../../lib/backends/simd/simd.ts";
 import { applyDropoutMask } from "../../lib/backends/blas/fused.ts";
+import { Rng } from "../../lib/training/rng.ts";
 
 const simd = simdMath();
 if (!simd) console.warn("simd_test: skipped — WebAssembly SIMD is unavailable here");
 const ignore = !simd;
 
-/** The published mulberry32 generator, one draw at a time (the reference stream). */
+/** mulberry32 one draw at a time (lib/training/rng.ts's `Rng`: the reference stream), as unsigned 32-bit integers. */
 function mulberry32(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const rng = new Rng(seed);
+  return () => rng.nextUint32();
 }
 
 function rand(n: number, seed: number): Float32Array {
