@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "../io/fsutil.ts";
-import { scheduleLr, warmupStepsFor } from "./optim.ts";
+import { type AdamWOptions, scheduleLr, warmupStepsFor } from "./optim.ts";
 
 /** Everything that shapes the trajectory of the weights (a resumed run must use the same values). */
 export interface HyperParameters {
@@ -177,6 +177,17 @@ export function resolveHyperParameters(
   }
   checkHyperParameters(hp);
   return hp;
+}
+
+/** The settings of AdamW under these hyper-parameters (the learning rate is the peak; each update passes its own). */
+export function adamWOptions(hp: HyperParameters): AdamWOptions {
+  return {
+    lr: hp.learningRate,
+    beta1: hp.adamBeta1,
+    beta2: hp.adamBeta2,
+    eps: hp.adamEpsilon,
+    weightDecay: hp.weightDecay,
+  };
 }
 
 /** How `n` training rows are cut into updates under some hyper-parameters. */

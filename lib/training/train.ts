@@ -22,6 +22,7 @@ import type { HeadlineMetric } from "../eval/metrics.ts";
 import type { BertModel } from "../model/model.ts";
 import { AdamW } from "./optim.ts";
 import {
+  adamWOptions,
   givenHyperParameters,
   hpToJson,
   type HyperParameters,
@@ -221,37 +222,30 @@ export async function train<B = unknown, D = unknown>(options: TrainOptions<B, D
     model.config.attentionProbsDropoutProb = hp.dropout;
   }
   await prepareRunDir(outputDir, { fresh: !resume, overwrite: options.overwrite, log });
-  const optimizer = new AdamW(model.params, {
-    lr: hp.learningRate,
-    beta1: hp.adamBeta1,
-    beta2: hp.adamBeta2,
-    eps: hp.adamEpsilon,
-    weightDecay: hp.weightDecay,
-  });
-  const run = new TrainingRun({ options, hp, schedule, optimizer, fingerprint, control, log });
-  run.position.metricForBest = metricForBest;
+  const optimizer = new AdamW(model.params, adamWOptions(hp));
+  const run = new TrainingRun({ options, hp, schedule, optimizer, fingerprint, control, metricForBest, log });
   if (resume) await run.restore(resume);
-  run.position.higherBetter = run.position.metricForBest ? higherIsBetter(task, run.position.metricForBest) : undefined;
   await run.start();
 
   // ---- the loop: epochs of seeded order, updates of `gradAccumSteps` micro-batches ----
+  const at = run.position; // the update, the epoch and the update within it
   const signals = watchSignals(options.handleSignals ?? false);
-  const every = (n: number) => n > 0 && run.position.globalStep % n === 0;
+  const every = (n: number) => n > 0 && at.globalStep % n === 0;
   try {
-    while (run.position.globalStep < totalSteps) {
-      const orderState = epochOrderState(hp.seed, run.position.epoch);
+    while (at.globalStep < totalSteps) {
+      const orderState = epochOrderState(hp.seed, at.epoch);
       const order = shuffledOrder(task.n, new Rng(orderState));
-      if (run.position.stepInEpoch === 0) run.startEpoch();
-      while (run.position.stepInEpoch < stepsPerEpoch && run.position.globalStep < totalSteps) {
-        const first = run.position.stepInEpoch * hp.gradAccumSteps;
+      if (at.stepInEpoch === 0) run.startEpoch();
+      while (at.stepInEpoch < stepsPerEpoch && at.globalStep < totalSteps) {
+        const first = at.stepInEpoch * hp.gradAccumSteps;
         const last = Math.min(batchesPerEpoch, first + hp.gradAccumSteps);
-        const { globalStep: step, epoch } = run.position;
+        const { globalStep: step, epoch } = at;
         run.record(await updateStep({ model, task, optimizer, hp, schedule, order, first, last, step, epoch }));
         await run.progress("train");
-        const epochEnd = run.position.stepInEpoch === stepsPerEpoch;
-        const runEnd = run.position.globalStep === totalSteps;
+        const epochEnd = at.stepInEpoch === stepsPerEpoch;
+        const runEnd = at.globalStep === totalSteps;
         if (epochEnd) run.endEpoch();
-        const nextOrderState = epochEnd ? epochOrderState(hp.seed, run.position.epoch) : orderState;
+        const nextOrderState = epochEnd ? epochOrderState(hp.seed, at.epoch) : orderState;
         const evaluate = task.evaluate && (epochEnd || runEnd || every(control.evalSteps));
         const evaluated = evaluate ? await run.evaluate() : undefined;
         if (epochEnd || runEnd || every(control.saveSteps) || evaluated?.isBest) await run.save(nextOrderState);
@@ -259,7 +253,7 @@ export async function train<B = unknown, D = unknown>(options: TrainOptions<B, D
         if (epochEnd) break;
       }
     }
-    if (!run.isSaved()) await run.save(epochOrderState(hp.seed, run.position.epoch)); // resumed at the very end
+    if (!run.isSaved()) await run.save(epochOrderState(hp.seed, at.epoch)); // resumed at the very end
   } finally {
     signals.stop();
     optimizer.dispose();
@@ -361,6 +355,8 @@ interface RunSetup<B, D> {
   optimizer: AdamW;
   fingerprint: string;
   control: RunControl;
+  /** The metric that picks the best checkpoint, when known before the first evaluation. */
+  metricForBest: string | undefined;
   log: (msg: string) => void;
 }
 
@@ -381,7 +377,15 @@ class TrainingRun<B, D> {
   private sessionStartStep = 0;
   private lastYield = this.sessionStart;
 
-  constructor(private readonly setup: RunSetup<B, D>) {}
+  constructor(private readonly setup: RunSetup<B, D>) {
+    this.chooseMetric(setup.metricForBest);
+  }
+
+  /** Sets the metric that picks the best checkpoint (and which way is better). */
+  private chooseMetric(metric: string | undefined): void {
+    this.position.metricForBest = metric;
+    this.position.higherBetter = metric ? higherIsBetter(this.setup.options.task, metric) : undefined;
+  }
 
   /** Continues from checkpoint `resume`: its weights, optimiser state, position, logs and best. */
   async restore(resume: ResumePoint): Promise<void> {
@@ -397,7 +401,7 @@ class TrainingRun<B, D> {
     if (saved.best_step !== null && saved.best_metric !== null) {
       p.best = { value: saved.best_metric, step: saved.best_step };
     }
-    if (p.metricForBest === undefined && saved.metric_for_best) p.metricForBest = saved.metric_for_best;
+    if (p.metricForBest === undefined && saved.metric_for_best) this.chooseMetric(saved.metric_for_best);
     if (saved.steps_per_epoch !== stepsPerEpoch) {
       throw new Error(
         `${resume.dir}: the saved run has ${saved.steps_per_epoch} updates per epoch, this one ${stepsPerEpoch} ` +
@@ -502,14 +506,12 @@ class TrainingRun<B, D> {
     await this.progress("eval");
     const evaluation = await task.evaluate!(options.model, { batchSize: control.evalBatchSize });
     const scalars = evaluation.metrics;
-    if (p.metricForBest === undefined) {
-      p.metricForBest = canonicalMetric(task, evaluation.headline.name);
-      p.higherBetter = higherIsBetter(task, p.metricForBest);
-    }
-    const value = scalars[p.metricForBest];
+    if (p.metricForBest === undefined) this.chooseMetric(canonicalMetric(task, evaluation.headline.name));
+    const metric = p.metricForBest!;
+    const value = scalars[metric];
     if (typeof value !== "number") {
       throw new Error(
-        `metric "${p.metricForBest}" was not computed by the ${task.name} evaluation (it reports ` +
+        `metric "${metric}" was not computed by the ${task.name} evaluation (it reports ` +
           `${Object.keys(scalars).join(", ")})`,
       );
     }
