@@ -4,7 +4,8 @@
  * never pays for starting TensorFlow.js.
  * @module
  */
-import { type CommandSpec, helpText, parseArgs, type ParsedArgs, UsageError } from "./cli/args.ts";
+import { type CommandSpec, helpText, parseArgs, type ParsedArgs } from "./cli/args.ts";
+import { UsageError } from "./io/errors.ts";
 
 /** The interface every `lib/cli/<command>.ts` module implements. */
 export interface CommandModule {

@@ -3,8 +3,10 @@
  * backends, optionally next to PyTorch (tests/bench/pytorch_bench.py, when /usr/bin/python3 has torch).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { type BackendName, initBackend } from "../backends/backend.ts";
+import { registerBlasBackend } from "../backends/blas/blas_backend.ts";
 import {
   benchInfer,
   benchMatMul,
@@ -19,7 +21,7 @@ import {
 } from "../bench/bench.ts";
 
 /** Flags of `bench`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "bench",
   description: "Measures BERT training steps (forward + backward + AdamW), inference, matmul GFLOP/s and " +
     "tokenizer + feature conversion throughput, and prints a table with the machine, threads and peak memory. " +
@@ -41,22 +43,22 @@ export const spec: CommandSpec = {
     pytorch: { type: "boolean", default: false, help: "also run tests/bench/pytorch_bench.py (needs --allow-run)" },
     python: { type: "string", default: "/usr/bin/python3", help: "Python with torch, for --pytorch" },
   },
-};
+});
 
 const WHATS = ["train", "infer", "matmul", "tokenizer"];
 
 /** Runs the benchmarks. */
-export async function run(args: ParsedArgs): Promise<void> {
-  const shapes = (args.flags.shapes as string[]).map((s) => {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
+  const shapes = args.flags.shapes.map((s) => {
     const shape = SHAPES[s];
     if (!shape) throw new UsageError(`unknown shape "${s}" (expected ${Object.keys(SHAPES).join(", ")})`);
     return shape;
   });
-  const whats = args.flags.what as string[];
+  const whats = args.flags.what;
   for (const w of whats) if (!WHATS.includes(w)) throw new UsageError(`unknown --what "${w}" (expected ${WHATS})`);
-  const steps = args.flags.steps as number, warmup = args.flags.warmup as number;
+  const steps = args.flags.steps, warmup = args.flags.warmup;
   if (!(steps >= 1)) throw new UsageError("--steps must be at least 1");
-  const threads = args.flags.threads as number | undefined;
+  const threads = args.flags.threads;
   // The CPU's vector extensions and its measured sgemm rate go beside every table, so that figures from different
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
   const machine = machineLines(await measureSgemm({ threads }));
@@ -68,12 +70,12 @@ export async function run(args: ParsedArgs): Promise<void> {
   };
 
   if (whats.includes("tokenizer")) {
-    const texts = await readTexts(args.flags.texts as string);
-    show(await benchTokenizer({ vocabPath: args.flags.vocab as string, texts }));
+    const texts = await readTexts(args.flags.texts);
+    show(await benchTokenizer({ vocabPath: args.flags.vocab, texts }));
   }
-  for (const backend of args.flags.backend as string[]) {
+  for (const backend of args.flags.backend) {
     const info = await initBackend({ backend: backend as BackendName | "auto", threads });
-    const t = await backendThreads(info.name, threads);
+    const t = backendThreads(info.name, threads);
     const engine = `tfjs ${info.name}`;
     if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
     for (const shape of shapes) {
@@ -94,9 +96,8 @@ export async function run(args: ParsedArgs): Promise<void> {
   }
 }
 
-async function backendThreads(name: string, threads: number | undefined): Promise<number | undefined> {
+function backendThreads(name: string, threads: number | undefined): number | undefined {
   if (name === "blas") {
-    const { registerBlasBackend } = await import("../backends/blas/blas_backend.ts");
     return registerBlasBackend()?.threads;
   }
   if (name === "wasm" || name === "cpu") return name === "cpu" ? 1 : threads ?? 1;
@@ -118,7 +119,7 @@ async function readTexts(path: string): Promise<string[]> {
 }
 
 async function runPytorch(
-  args: ParsedArgs,
+  args: ParsedArgs<typeof spec.flags>,
   shapes: string[],
   whats: string[],
   steps: number,
@@ -129,7 +130,7 @@ async function runPytorch(
   const script = new URL("../../tests/bench/pytorch_bench.py", import.meta.url).pathname;
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(args.flags.python as string, {
+    out = await new Deno.Command(args.flags.python, {
       args: [
         script,
         "--json",

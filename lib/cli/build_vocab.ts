@@ -5,12 +5,13 @@
  * @module
  */
 import Papa from "papaparse";
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { writeCommandOutput } from "../io/fsutil.ts";
 import { buildVocabWithStats } from "../text/vocab_builder.ts";
 
 /** Flags of `build-vocab`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "build-vocab",
   description: "Learn a WordPiece vocabulary (special tokens, characters, then merged pieces) from a corpus. " +
     "Inputs ending in .tsv/.csv are read as tables with a header (text from --column); anything else as one " +
@@ -25,7 +26,7 @@ export const spec: CommandSpec = {
     "min-frequency": { type: "number", default: 2, help: "least count of a pair for it to be merged" },
     scoring: { default: "frequency", help: "merge choice: frequency (most frequent pair) or likelihood" },
   },
-};
+});
 
 /** Reads the texts of one corpus file (see the command description); errors name the file and line. */
 export function readCorpus(content: string, file: string, column?: string): string[] {
@@ -59,11 +60,11 @@ export function readCorpus(content: string, file: string, column?: string): stri
 }
 
 /** Runs `build-vocab`. */
-export async function run(args: ParsedArgs): Promise<void> {
-  const inputs = args.flags.input as string[];
-  const vocabSize = args.flags["vocab-size"] as number;
-  const output = args.flags.output as string;
-  const scoring = args.flags.scoring as string;
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
+  const inputs = args.flags.input;
+  const vocabSize = args.flags["vocab-size"];
+  const output = args.flags.output;
+  const scoring = args.flags.scoring;
   if (scoring !== "frequency" && scoring !== "likelihood") {
     throw new UsageError(`--scoring must be frequency or likelihood, got "${scoring}"`);
   }
@@ -80,12 +81,12 @@ export async function run(args: ParsedArgs): Promise<void> {
     } catch (err) {
       throw new Error(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    for (const t of readCorpus(content, file, args.flags.column as string | undefined)) texts.push(t);
+    for (const t of readCorpus(content, file, args.flags.column)) texts.push(t);
   }
   const { tokens, stats } = buildVocabWithStats(texts, {
     vocabSize,
     lowerCase: !args.flags.cased,
-    minFrequency: args.flags["min-frequency"] as number,
+    minFrequency: args.flags["min-frequency"],
     scoring,
   });
   await writeCommandOutput(output, tokens.join("\n") + "\n");

@@ -4,11 +4,12 @@
  * `config.json`, `vocab.txt`, `tokenizer_config.json`, `model.safetensors`.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { convertCheckpoint } from "../model/checkpoint.ts";
 
 /** Flags of `convert`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "convert",
   description: "Writes a Hugging Face checkpoint folder (config.json, vocab.txt, tokenizer_config.json, " +
     "model.safetensors) from a folder holding a Google TensorFlow checkpoint (bert_model.ckpt.index + .data-*, " +
@@ -21,13 +22,13 @@ export const spec: CommandSpec = {
     to: { required: true, help: "folder to write (must not exist unless --overwrite)" },
     overwrite: { type: "boolean", help: "replace --to when it exists" },
   },
-};
+});
 
 /** Runs `convert` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
-  const from = args.flags.from as string;
-  const to = args.flags.to as string;
+  const from = args.flags.from;
+  const to = args.flags.to;
   const result = await convertCheckpoint(from, to, { overwrite: args.flags.overwrite === true });
   console.log(`read ${result.weights.path} (${result.weights.description})`);
   if (result.weights.skipped.length) {

@@ -4,11 +4,12 @@
  * atomic per file; offline mode with `HF_HUB_OFFLINE=1`). Prints the folder to pass as `--model`.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { downloadModel, type DownloadProgress } from "../io/hub.ts";
 
 /** Flags of `download`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "download",
   description: "Downloads a BERT checkpoint from the Hugging Face hub into <cache>/<owner--name>/<revision>/: " +
     "config.json (or bert_config.json), vocab.txt, tokenizer_config.json when present, and the best weights the " +
@@ -22,7 +23,7 @@ export const spec: CommandSpec = {
     force: { type: "boolean", help: "download again even if cached" },
     quiet: { type: "boolean", help: "no progress output" },
   },
-};
+});
 
 function mb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
@@ -52,13 +53,13 @@ export function progressPrinter(): (p: DownloadProgress) => void {
 }
 
 /** Runs `download` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const [id, ...rest] = args.positional;
   if (!id) throw new UsageError("give a model id, e.g. deno task bert download google/bert_uncased_L-2_H-128_A-2");
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
   const result = await downloadModel(id, {
-    revision: args.flags.revision as string,
-    cache: args.flags.cache as string,
+    revision: args.flags.revision,
+    cache: args.flags.cache,
     force: args.flags.force === true,
     onProgress: args.flags.quiet ? undefined : progressPrinter(),
   });

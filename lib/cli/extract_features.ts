@@ -1,20 +1,16 @@
 /**
  * `deno task bert extract-features`: run texts through a checkpoint and save every layer's hidden states and the
- * pooled output (the equivalent of Google BERT's `extract_features.py`, written as safetensors).
- *
- * Input: JSON lines `{"text": "..."}` or `{"text": "...", "text_pair": "..."}`. Output tensors: `input_ids`,
- * `token_type_ids`, `attention_mask` (I32 `[n, max_seq_length]`), `hidden_states.<i>` (F32 `[n, max_seq_length,
- * hidden]`, `i` = 0 for the embeddings output up to num_hidden_layers) and `pooled_output` (F32 `[n, hidden]`).
+ * pooled output (the equivalent of Google BERT's `extract_features.py`, written as safetensors): parses the flags of
+ * lib/eval/extract_features.ts's {@linkcode extractFeatures}, which documents the input and output.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
-import { initBackend, tf } from "../backends/backend.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
-import { convertExample } from "../data/features.ts";
-import { type TensorEntry, writeSafetensors } from "../io/safetensors.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import * as F from "./flags.ts";
+import { UsageError } from "../io/errors.ts";
+import { extractFeatures } from "../eval/extract_features.ts";
 
 /** Flags of `extract-features`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "extract-features",
   description: "Runs each text (or text pair) of a JSONL file through a checkpoint and writes the hidden states of " +
     "the chosen layers and the pooled [CLS] output to a safetensors file, with the input ids and masks.",
@@ -27,203 +23,21 @@ export const spec: CommandSpec = {
     },
     input: { required: true, help: 'JSONL file: one {"text": ...} or {"text": ..., "text_pair": ...} per line' },
     output: { required: true, help: "safetensors file to write (e.g. outputs/features.safetensors)" },
-    "max-seq-length": {
-      type: "number",
-      integer: true,
-      min: 2,
-      max: 512,
-      default: 128,
-      help: "tokens per text including [CLS]/[SEP]",
-    },
-    "batch-size": { type: "number", integer: true, min: 1, default: 8, help: "texts per forward pass" },
+    "max-seq-length": F.maxSeqLength("text"),
+    "batch-size": { ...F.batchSize("texts", { per: "forward pass" }), default: 8 },
     layers: {
       type: "list",
       default: ["all"],
       help: "hidden states to keep: all, or indices (0 = embeddings, -1 = last layer), e.g. -1,-2,-3,-4",
     },
   },
-};
-
-/** One input line. */
-export interface TextInput {
-  /** First (or only) text. */
-  text: string;
-  /** Optional second text of a pair. */
-  textPair?: string;
-  /** 1-based line number in the input file. */
-  line: number;
-}
-
-/** Reads `{"text", "text_pair"?}` JSON lines; errors name `path:line`. Blank lines are skipped. */
-export async function readTextsJsonl(path: string): Promise<TextInput[]> {
-  let content: string;
-  try {
-    content = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new Error(`${path}: file not found`);
-    throw err;
-  }
-  const out: TextInput[] = [];
-  content.split("\n").forEach((raw, i) => {
-    const line = i + 1;
-    if (raw.trim() === "") return;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(raw);
-    } catch (err) {
-      throw new Error(`${path}:${line}: not valid JSON: ${(err as Error).message}`);
-    }
-    const rec = obj as Record<string, unknown>;
-    if (!rec || typeof rec !== "object" || typeof rec.text !== "string") {
-      throw new Error(`${path}:${line}: expected an object with a string "text" field`);
-    }
-    if (rec.text_pair !== undefined && rec.text_pair !== null && typeof rec.text_pair !== "string") {
-      throw new Error(`${path}:${line}: "text_pair" must be a string`);
-    }
-    out.push({ text: rec.text, textPair: (rec.text_pair as string | undefined) ?? undefined, line });
-  });
-  if (out.length === 0) throw new Error(`${path}: no texts (expected JSON lines with a "text" field)`);
-  return out;
-}
-
-/** Options of {@linkcode extractFeatures}. */
-export interface ExtractFeaturesOptions {
-  /** Checkpoint folder. */
-  model: string;
-  /** JSONL input file. */
-  input: string;
-  /** safetensors output file (written atomically). */
-  output: string;
-  /** Tokens per text (default 128). */
-  maxSeqLength?: number;
-  /** Texts per forward pass (default 8). */
-  batchSize?: number;
-  /** `"all"` (default) or hidden-state indices, negative counting from the end (-1 = last layer). */
-  layers?: "all" | number[];
-  /** Print nothing. */
-  quiet?: boolean;
-}
-
-/** What {@linkcode extractFeatures} wrote. */
-export interface ExtractFeaturesResult {
-  /** Number of texts. */
-  n: number;
-  /** Hidden-state indices written (0 = embeddings output). */
-  layers: number[];
-  /** Texts that were cut to `maxSeqLength`. */
-  truncated: number;
-  /** Seconds spent in forward passes. */
-  seconds: number;
-}
-
-/** Resolves `all` / negative indices against `numHiddenLayers + 1` hidden states. */
-export function resolveLayers(layers: "all" | number[], numHiddenLayers: number): number[] {
-  const count = numHiddenLayers + 1;
-  if (layers === "all") return Array.from({ length: count }, (_, i) => i);
-  const out = layers.map((l) => {
-    if (!Number.isInteger(l) || l >= count || l < -count) {
-      throw new Error(`layer ${l} does not exist: this model has hidden states 0..${count - 1} (or -1..-${count})`);
-    }
-    return l < 0 ? count + l : l;
-  });
-  return [...new Set(out)];
-}
-
-/** Runs the texts of `options.input` through `options.model` and writes the features file. */
-export async function extractFeatures(options: ExtractFeaturesOptions): Promise<ExtractFeaturesResult> {
-  const maxSeqLength = options.maxSeqLength ?? 128;
-  const batchSize = options.batchSize ?? 8;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer`);
-  const log = options.quiet ? () => {} : console.log;
-  await initBackend({ quiet: options.quiet });
-  const texts = await readTextsJsonl(options.input);
-  const { model, tokenizer, report, config } = await loadCheckpoint(options.model, { head: "none", quiet: true });
-  try {
-    if (report.missing.length) {
-      console.warn(`warning: ${options.model} lacks ${report.missing.join(", ")}; these are random`);
-    }
-    if (maxSeqLength > config.maxPositionEmbeddings) {
-      throw new Error(
-        `--max-seq-length ${maxSeqLength} exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
-      );
-    }
-    const layers = resolveLayers(options.layers ?? "all", config.numHiddenLayers);
-    const n = texts.length;
-    const L = maxSeqLength;
-    const H = config.hiddenSize;
-    const bytes = n * L * H * 4 * layers.length;
-    if (bytes > 2 ** 31 - 2 ** 24) {
-      throw new Error(
-        `the output would take ${(bytes / 2 ** 30).toFixed(1)} GiB; keep fewer layers (--layers -1) or fewer texts`,
-      );
-    }
-    const inputIds = new Int32Array(n * L);
-    const tokenTypeIds = new Int32Array(n * L);
-    const attentionMask = new Int32Array(n * L);
-    let truncated = 0;
-    texts.forEach((t, i) => {
-      const f = convertExample({ id: String(i), textA: t.text, textB: t.textPair, line: t.line }, tokenizer, L);
-      inputIds.set(f.inputIds, i * L);
-      tokenTypeIds.set(f.tokenTypeIds, i * L);
-      attentionMask.set(f.attentionMask, i * L);
-      if (f.truncated) truncated++;
-    });
-    const hidden = layers.map(() => new Float32Array(n * L * H));
-    const pooled = new Float32Array(n * H);
-    const t0 = performance.now();
-    for (let start = 0; start < n; start += batchSize) {
-      const end = Math.min(n, start + batchSize);
-      const rows = end - start;
-      const slice = (a: Int32Array) => tf.tensor2d(a.subarray(start * L, end * L), [rows, L], "int32");
-      const kept = tf.tidy(() => {
-        const out = model.forward(
-          { inputIds: slice(inputIds), tokenTypeIds: slice(tokenTypeIds), attentionMask: slice(attentionMask) },
-          { outputHiddenStates: true },
-        );
-        return [...layers.map((l) => out.hiddenStates![l]), out.pooledOutput!];
-      });
-      layers.forEach((_, j) => hidden[j].set(kept[j].dataSync(), start * L * H));
-      pooled.set(kept[layers.length].dataSync(), start * H);
-      tf.dispose(kept);
-      if (!options.quiet && n > batchSize) {
-        await Deno.stdout.write(new TextEncoder().encode(`\r  ${end}/${n} texts`));
-      }
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    if (!options.quiet && n > batchSize) log("");
-    const tensors: Record<string, TensorEntry> = {
-      input_ids: { dtype: "I32", shape: [n, L], data: inputIds },
-      token_type_ids: { dtype: "I32", shape: [n, L], data: tokenTypeIds },
-      attention_mask: { dtype: "I32", shape: [n, L], data: attentionMask },
-      pooled_output: { dtype: "F32", shape: [n, H], data: pooled },
-    };
-    layers.forEach((l, j) => tensors[`hidden_states.${l}`] = { dtype: "F32", shape: [n, L, H], data: hidden[j] });
-    await writeSafetensors(options.output, tensors, {
-      model: options.model,
-      vocab_sha256: await tokenizer.vocab.sha256(),
-      lower_case: String(tokenizer.lowerCase),
-      max_seq_length: String(L),
-      layers: JSON.stringify(layers),
-      num_hidden_layers: String(config.numHiddenLayers),
-      hidden_size: String(H),
-      input: options.input,
-      n: String(n),
-    });
-    log(
-      `wrote ${n} texts x ${layers.length} hidden states [${L}, ${H}] + pooled output to ${options.output} ` +
-        `(${(bytes / 2 ** 20).toFixed(1)} MiB; ${truncated} truncated; ${(n / seconds).toFixed(1)} texts/s)`,
-    );
-    return { n, layers, truncated, seconds };
-  } finally {
-    model.dispose();
-  }
-}
+});
 
 /** Runs `extract-features` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
-  const rawLayers = (f.layers as string[] | undefined) ?? ["all"];
+  const rawLayers = f.layers;
   let layers: "all" | number[];
   if (rawLayers.length === 1 && rawLayers[0] === "all") {
     layers = "all";
@@ -236,17 +50,12 @@ export async function run(args: ParsedArgs): Promise<void> {
       return v;
     });
   }
-  const positive = (name: string) => {
-    const v = f[name] as number;
-    if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
-    return v;
-  };
   await extractFeatures({
-    model: f.model as string,
-    input: f.input as string,
-    output: f.output as string,
-    maxSeqLength: positive("max-seq-length"),
-    batchSize: positive("batch-size"),
+    model: f.model,
+    input: f.input,
+    output: f.output,
+    maxSeqLength: f["max-seq-length"],
+    batchSize: f["batch-size"],
     layers,
   });
 }

@@ -4,11 +4,12 @@
  * line per tensor. Reads only headers, pickles or the TensorFlow index: a `.index` whose data file is absent works.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { dtypeBytes, FORMAT_NAMES, listTensors } from "../io/weights.ts";
 
 /** Flags of `inspect`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "inspect",
   description: "Lists the tensors (name, dtype, shape) of a checkpoint folder or a weights file: model.safetensors, " +
     "pytorch_model.bin (zip or legacy; the pickle is never executed), *.index.json shards, or a TensorFlow " +
@@ -18,10 +19,10 @@ export const spec: CommandSpec = {
   flags: {
     json: { type: "boolean", help: 'one JSON object per line: {"name", "dtype", "shape"}' },
   },
-};
+});
 
 /** Runs `inspect` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const [path, ...rest] = args.positional;
   if (!path) throw new UsageError("give a checkpoint folder or a weights file");
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);

@@ -9,23 +9,26 @@
  * sample text and a loud notice that its accuracy shows only that the pipeline works.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
-import { boxedWarning, evaluateCheckpoint } from "../eval/evaluate.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import * as F from "./flags.ts";
+import { printEvaluation } from "./report.ts";
+import { UsageError } from "../io/errors.ts";
 import { acquireRunLock, exists, join, probeWritable } from "../io/fsutil.ts";
+import { type BackendName, initBackend } from "../backends/backend.ts";
+import { boxedWarning, evaluateCheckpoint } from "../eval/evaluate.ts";
 import { confusionMatrixFigure, lineFigure, lossCurveFigure, prFigure, rocFigure, savePlotHtml } from "../viz/plots.ts";
 import { checkRunName, prepareFeatures } from "../data/prepare.ts";
+import { randomInitNotice } from "../model/configs.ts";
 import { chooseStartingModel, DEFAULT_MODEL_ID } from "../model/pretrained.ts";
 import { consoleProgress, train } from "../training/train.ts";
 import { listCheckpoints } from "../training/checkpoints.ts";
+import { buildModel } from "../tasks/classification/run.ts";
 import { classificationTask } from "../tasks/classification/task.ts";
-import { printEvaluation } from "./evaluate.ts";
-import { buildModel, randomInitNotice } from "./train.ts";
 
 export { DEFAULT_MODEL_ID };
 
 /** Flags of `main`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "main",
   description: "The embedded default end to end into outputs/default/: prepare the sample's features, fine-tune " +
     `BERT-Tiny (${DEFAULT_MODEL_ID} from --model, the hub cache or a download; offline the model shipped in ` +
@@ -36,35 +39,23 @@ export const spec: CommandSpec = {
   flags: {
     model: { help: `a pre-trained checkpoint folder (default: ${DEFAULT_MODEL_ID} from the hub cache)` },
     offline: { type: "boolean", help: "never try the network (also HF_HUB_OFFLINE=1)" },
-    epochs: {
-      type: "number",
-      integer: true,
-      min: 1,
-      help: "epochs (default 4 from Google's BERT-Tiny, 3 from data/pretrained or random weights)",
-    },
-    "batch-size": { type: "number", integer: true, min: 1, default: 16, help: "examples per batch" },
-    lr: {
-      type: "number",
-      positive: true,
-      help: "peak learning rate (default 2e-4 from Google's BERT-Tiny, 1e-3 from data/pretrained or random weights)",
-    },
-    seed: { type: "number", integer: true, default: 42, help: "seed of data order, dropout and new weights" },
+    epochs: F.epochs("data", "4 from Google's BERT-Tiny, 3 from data/pretrained or random weights"),
+    "batch-size": { ...F.batchSize("examples"), default: 16 },
+    lr: F.lr("2e-4 from Google's BERT-Tiny, 1e-3 from data/pretrained or random weights"),
+    seed: { ...F.seed(), default: 42 },
     run: { default: "default", help: "run name: everything goes to outputs/<run>/" },
-    overwrite: {
-      type: "boolean",
-      help: "replace an earlier run in outputs/<run> (its features, checkpoints and evaluation files)",
-    },
-    backend: { help: BACKEND_HELP },
-    threads: { type: "number", integer: true, min: 1, help: "wasm and BLAS threads" },
+    overwrite: F.overwrite("replace an earlier run in outputs/<run> (its features, checkpoints and evaluation files)"),
+    backend: F.backend(),
+    threads: F.threads(),
   },
-};
+});
 
 /** Runs the main job. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
   const t0 = performance.now();
-  const runName = f.run as string;
+  const runName = f.run;
   checkRunName(runName);
   const outDir = join("outputs", runName);
   // One writer per run folder, and a re-run does not silently replace an earlier one.
@@ -81,11 +72,11 @@ export async function run(args: ParsedArgs): Promise<void> {
     );
   }
   await probeWritable(outDir, `run ${runName}`);
-  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads as number | undefined });
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads });
 
   // 1. The model (decides the vocabulary the features are made with).
   const pretrained = await chooseStartingModel({
-    model: f.model as string | undefined,
+    model: f.model,
     offline: f.offline === true,
     download: true,
   });
@@ -100,7 +91,7 @@ export async function run(args: ParsedArgs): Promise<void> {
   // 3. Fine-tune.
   console.log("\n== 2/4 train ==");
   const random = !pretrained.dir;
-  const seed = f.seed as number;
+  const seed = f.seed;
   const { model, vocabPath } = await buildModel(
     random
       ? { kind: "random", config: "tiny", vocabPath: prepared.vocabPath }
@@ -108,10 +99,10 @@ export async function run(args: ParsedArgs): Promise<void> {
     { features: trainSplit.features, featuresFile: trainSplit.path, seed },
   );
   if (random) {
-    console.warn(randomInitNotice("a BERT-Tiny-shaped model with a vocabulary learned from the sample", [
+    console.warn(boxedWarning(randomInitNotice("a BERT-Tiny-shaped model with a vocabulary learned from the sample", [
       `For a real fine-tune: \`deno task bert download ${DEFAULT_MODEL_ID}\`,`,
       "then `deno task main` again (it finds the download in the cache).",
-    ]));
+    ])));
   }
   const display = consoleProgress();
   let result;
@@ -123,9 +114,9 @@ export async function run(args: ParsedArgs): Promise<void> {
       outputDir: outDir,
       // Google's BERT-Tiny fine-tunes at 2e-4; random weights and the shipped model (best of the grid of
       // data/pretrained/README.md) at 1e-3.
-      learningRate: (f.lr as number | undefined) ?? (random || pretrained.kind === "shipped" ? 1e-3 : 2e-4),
-      epochs: (f.epochs as number | undefined) ?? (random || pretrained.kind === "shipped" ? 3 : 4),
-      batchSize: f["batch-size"] as number,
+      learningRate: f.lr ?? (random || pretrained.kind === "shipped" ? 1e-3 : 2e-4),
+      epochs: f.epochs ?? (random || pretrained.kind === "shipped" ? 3 : 4),
+      batchSize: f["batch-size"],
       seed,
       overwrite: true, // checked above: a re-run needs --overwrite
       handleSignals: true, // Ctrl-C: finish the update, save a checkpoint, say how to resume

@@ -3,17 +3,18 @@
  * column, printing a table or writing a TSV.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
-import { BACKEND_HELP, type BackendName, initBackend } from "../backends/backend.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import * as F from "./flags.ts";
+import { UsageError } from "../io/errors.ts";
+import { type BackendName, initBackend } from "../backends/backend.ts";
 import { tableText } from "../viz/display.ts";
 import { boxedWarning, predict, type Prediction } from "../eval/evaluate.ts";
 import { exists, join, writeFileAtomic } from "../io/fsutil.ts";
 import { TASKS } from "../data/tasks.ts";
-import { readTrainerState } from "../training/checkpoints.ts";
-import { resolveCheckpoint } from "./evaluate.ts";
+import { readTrainerState, resolveCheckpoint } from "../training/checkpoints.ts";
 
 /** Flags of `predict`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "predict",
   description: "Predicts labels for unlabelled texts with a fine-tuned checkpoint: one or more --text values, or " +
     "a TSV/CSV file with a header (--input, --column). Prints a table, or writes a TSV (id, text, label, one " +
@@ -34,17 +35,11 @@ export const spec: CommandSpec = {
     column: { help: "column of --input holding the text (default: text, else sentence)" },
     "pair-column": { help: "column with the second text, for sentence-pair models" },
     output: { help: "write predictions as TSV here (under outputs/) instead of printing" },
-    "max-seq-length": {
-      type: "number",
-      integer: true,
-      min: 2,
-      default: 128,
-      help: "tokens per text including [CLS]/[SEP]",
-    },
-    "batch-size": { type: "number", integer: true, min: 1, default: 64, help: "texts per forward pass" },
-    backend: { help: BACKEND_HELP },
+    "max-seq-length": F.maxSeqLength("text"),
+    "batch-size": { ...F.batchSize("texts", { per: "forward pass" }), default: 64 },
+    backend: F.backend(),
   },
-};
+});
 
 /** Predictions as TSV: id, text, (text_pair), label, p_<label>... */
 export function predictionsToTsv(predictions: Prediction[], labelNames: string[]): string {
@@ -64,23 +59,23 @@ export function predictionsToTsv(predictions: Prediction[], labelNames: string[]
 }
 
 /** Runs `predict` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const f = args.flags;
   // `--text` is a list flag, which splits on commas; join them back unless they were separate flags.
-  const texts = f.text as string[] | undefined;
+  const texts = f.text;
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}" (use --text "...")`);
   if (!texts === !f.input) throw new UsageError('give --text "..." or --input FILE');
   if (f["text-pair"] !== undefined && !texts) throw new UsageError("--text-pair goes with --text (use --pair-column)");
   if (f["pair-column"] !== undefined && !f.input) throw new UsageError("--pair-column goes with --input");
   const textList = texts ? (rawTexts("--text").length ? rawTexts("--text") : texts) : undefined;
   const pairList = f["text-pair"] !== undefined
-    ? (rawTexts("--text-pair").length ? rawTexts("--text-pair") : f["text-pair"] as string[])
+    ? (rawTexts("--text-pair").length ? rawTexts("--text-pair") : f["text-pair"])
     : undefined;
   if (textList && pairList && pairList.length !== textList.length) {
     throw new UsageError(`${textList.length} --text but ${pairList.length} --text-pair: give one second text per text`);
   }
   await initBackend({ backend: f.backend as BackendName | undefined, quiet: !f.output });
-  const checkpoint = await resolveCheckpoint(f.checkpoint as string);
+  const checkpoint = await resolveCheckpoint(f.checkpoint);
   const pairTask = await pairTaskOf(checkpoint);
   if (pairTask && !pairList && f["pair-column"] === undefined) {
     console.warn(boxedWarning([
@@ -95,17 +90,17 @@ export async function run(args: ParsedArgs): Promise<void> {
     checkpoint,
     texts: textList,
     textPairs: pairList,
-    file: f.input as string | undefined,
-    column: f.column as string | undefined,
-    pairColumn: f["pair-column"] as string | undefined,
-    maxSeqLength: f["max-seq-length"] as number,
-    batchSize: f["batch-size"] as number,
+    file: f.input,
+    column: f.column,
+    pairColumn: f["pair-column"],
+    maxSeqLength: f["max-seq-length"],
+    batchSize: f["batch-size"],
   });
   if (predictions.length === 0) {
     throw new Error(`${f.input}: no texts to predict (the file has only a header row, or is empty)`);
   }
   if (f.output) {
-    await writeFileAtomic(f.output as string, predictionsToTsv(predictions, labelNames));
+    await writeFileAtomic(f.output, predictionsToTsv(predictions, labelNames));
     console.log(`wrote ${predictions.length} predictions to ${f.output} (checkpoint ${checkpoint})`);
     return;
   }

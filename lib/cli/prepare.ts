@@ -1,17 +1,18 @@
 /**
  * `deno task bert prepare`: read a dataset, tokenize it and write `outputs/<run>/features/{train,dev}.safetensors`.
  * A thin wrapper over {@linkcode prepareFeatures} in lib/data/prepare.ts (which the notebooks call too); `--task squad`
- * goes to the SQuAD windows of lib/cli/squad.ts (`squad prepare`).
+ * goes to the SQuAD windows of lib/tasks/squad/run.ts (as `squad prepare`).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { acquireRunLock, join } from "../io/fsutil.ts";
 import { checkRunName, prepareFeatures } from "../data/prepare.ts";
 import { TASKS } from "../data/tasks.ts";
-import { prepareCommand as prepareSquadCommand } from "./squad.ts";
+import { prepareSquadRun } from "../tasks/squad/run.ts";
 
 /** Flags of `prepare`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "prepare",
   description: "Reads a task's train and dev files, WordPiece-tokenizes them and writes fixed-length features " +
     "(input_ids, token_type_ids, attention_mask, labels) to outputs/<run>/features/{train,dev}.safetensors, " +
@@ -81,47 +82,59 @@ export const spec: CommandSpec = {
     },
     "outputs-dir": { default: "outputs", help: "root folder of all runs" },
   },
-};
+});
 
 /** Runs `prepare` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const f = args.flags;
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   if (f.vocab !== undefined && f.model !== undefined) throw new UsageError("give --vocab or --model, not both");
-  const str = (name: string) => f[name] as string | undefined;
-  const num = (name: string) => f[name] as number | undefined;
-  if (str("task") !== "squad" && !Object.hasOwn(TASKS, str("task")!)) {
-    throw new UsageError(
-      `--task "${str("task")}" is not a task: valid tasks are ${Object.keys(TASKS).join(", ")}, squad`,
-    );
+  const task = f.task;
+  if (task !== "squad" && !Object.hasOwn(TASKS, task)) {
+    throw new UsageError(`--task "${task}" is not a task: valid tasks are ${Object.keys(TASKS).join(", ")}, squad`);
   }
-  const run = str("run") ?? (str("task") === "squad" ? "squad" : str("task")!);
+  const run = f.run ?? (task === "squad" ? "squad" : task);
   checkRunName(run);
   // One writer per run folder: a second `prepare` (or a `train`) of the same run fails at once, naming this one.
-  using _lock = await acquireRunLock(join(str("outputs-dir") ?? "outputs", run));
-  if (str("task") === "squad") {
+  using _lock = await acquireRunLock(join(f["outputs-dir"], run));
+  if (task === "squad") {
     if (f["skip-bad-rows"] === true) throw new UsageError("--skip-bad-rows is not for squad (bad JSON stops)");
     if (f["allow-unlabelled-dev"] === true) throw new UsageError("--allow-unlabelled-dev is not for squad");
-    await prepareSquadCommand({ ...f, run: str("run") ?? "squad" });
+    await prepareSquadRun({
+      train: f.train,
+      dev: f.dev,
+      dataDir: f["data-dir"],
+      trainFromDev: f["train-from-dev"] === true,
+      vocab: f.vocab,
+      model: f.model,
+      cased: f.cased === true,
+      outputDir: join(f["outputs-dir"], run, "features"),
+      maxSeqLength: f["max-seq-length"],
+      docStride: f["doc-stride"],
+      maxQueryLength: f["max-query-length"],
+      limit: f.limit,
+      trainLimit: f["train-limit"],
+      keepImpossible: f["keep-impossible"] === true,
+    });
     return;
   }
-  for (const flag of ["doc-stride", "max-query-length", "keep-impossible", "train-limit", "train-from-dev"]) {
+  for (const flag of ["doc-stride", "max-query-length", "keep-impossible", "train-limit", "train-from-dev"] as const) {
     if (f[flag] !== undefined) throw new UsageError(`--${flag} is for --task squad`);
   }
   await prepareFeatures({
-    task: str("task"),
-    dataDir: str("data-dir"),
-    train: str("train"),
-    dev: str("dev"),
-    vocab: str("vocab"),
-    model: str("model"),
+    task,
+    dataDir: f["data-dir"],
+    train: f.train,
+    dev: f.dev,
+    vocab: f.vocab,
+    model: f.model,
     cased: f.cased === true,
-    maxSeqLength: num("max-seq-length"),
-    run: str("run"),
-    limit: num("limit"),
+    maxSeqLength: f["max-seq-length"],
+    run: f.run,
+    limit: f.limit,
     skipBadRows: f["skip-bad-rows"] === true,
     allowUnlabelledDev: f["allow-unlabelled-dev"] === true,
-    vocabSize: num("vocab-size"),
-    outputsDir: str("outputs-dir"),
+    vocabSize: f["vocab-size"],
+    outputsDir: f["outputs-dir"],
   });
 }

@@ -4,7 +4,9 @@
  * (lib/tasks/pretraining/), using lib/training/train.ts's loop: checkpoints, exact `--resume`, evaluation on held-out documents.
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import * as F from "./flags.ts";
+import { UsageError } from "../io/errors.ts";
 import { type BackendName, initBackend } from "../backends/backend.ts";
 import { loadCheckpoint, reportMessages } from "../model/checkpoint.ts";
 import { acquireRunLock, exists, join, writeFileAtomic } from "../io/fsutil.ts";
@@ -15,14 +17,13 @@ import { pretrain, PRETRAINING_DEFAULTS, PRETRAINING_METRICS } from "../tasks/pr
 import { FullTokenizer } from "../text/tokenizer.ts";
 import { Vocab } from "../text/vocab.ts";
 import { consoleProgress } from "../training/train.ts";
-import type { HyperParameters } from "../training/hyperparameters.ts";
 import { buildVocabWithStats } from "../text/vocab_builder.ts";
-import { standardConfig } from "./train.ts";
+import { standardConfig } from "../model/configs.ts";
 
 const P = PRETRAINING_DEFAULTS;
 
 /** Flags of `pretrain`. Hyper-parameter flags have no parsed default so that `--resume` takes the checkpoint's. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "pretrain",
   description: "Pre-trains BERT with masked-LM (15% of the tokens: 80% [MASK], 10% random, 10% unchanged) and " +
     "next-sentence prediction (50% true next sentence, 50% from another document) on a corpus: a text file with " +
@@ -49,15 +50,15 @@ export const spec: CommandSpec = {
     },
     output: { default: "outputs/pretrain", help: "run folder for checkpoints" },
     steps: { type: "number", help: `updates (default ${P.maxSteps})` },
-    "batch-size": { type: "number", help: `instances per update (default ${P.batchSize})` },
-    lr: { type: "number", help: `peak learning rate (default ${P.learningRate})` },
-    warmup: { type: "number", help: `fraction of updates with linear warmup (default ${P.warmupRatio})` },
-    "weight-decay": { type: "number", help: `AdamW weight decay (default ${P.weightDecay})` },
-    "max-grad-norm": { type: "number", help: `gradient clipping, 0 = off (default ${P.maxGradNorm})` },
-    "grad-accum": { type: "number", help: "batches per update (default 1)" },
-    seed: { type: "number", help: "seed of the data order, dropout and fresh weights (default 42)" },
-    dropout: { type: "number", help: "hidden and attention dropout (default: the model config's, BERT 0.1)" },
-    "max-seq-length": { type: "number", default: 128, help: "tokens per instance, [CLS] and [SEP]s included" },
+    "batch-size": F.batchSize("instances", { shown: P.batchSize }),
+    lr: F.lr(String(P.learningRate)),
+    warmup: F.warmup(P.warmupRatio),
+    "weight-decay": F.weightDecay(P.weightDecay),
+    "max-grad-norm": F.maxGradNorm(P.maxGradNorm),
+    "grad-accum": F.gradAccum(1),
+    seed: F.seed(42),
+    dropout: F.dropout(),
+    "max-seq-length": F.maxSeqLength("instance"),
     "max-predictions": { type: "number", default: 20, help: "most masked-LM predictions per instance" },
     "masked-lm-prob": { type: "number", default: 0.15, help: "share of the tokens chosen for prediction" },
     "short-seq-prob": { type: "number", default: 0.1, help: "probability of a shorter instance" },
@@ -68,43 +69,40 @@ export const spec: CommandSpec = {
       help: "mlm-nsp (BERT: masked-LM + next-sentence pairs) or mlm (RoBERTa: masked-LM on one span per instance)",
     },
     "whole-word-mask": { type: "boolean", help: "mask all pieces of a word together (Google's --do_whole_word_mask)" },
-    "eval-steps": { type: "number", help: "also evaluate every N updates (default: each epoch and the end)" },
-    "save-steps": { type: "number", help: "also checkpoint every N updates (default: each epoch and the end)" },
-    "save-total-limit": { type: "number", default: 2, help: "checkpoints kept besides the best (0 = all)" },
-    "eval-batch-size": { type: "number", default: 64, help: "instances per evaluation batch" },
-    resume: {
-      type: "boolean",
-      help: "continue from the newest complete checkpoint in --output, with its hyper-parameters; a larger --steps " +
-        "trains longer (warm-up and decay are recomputed for the new total); Ctrl-C saves a checkpoint first",
-    },
-    overwrite: { type: "boolean", help: "delete checkpoints already in --output and start over" },
-    backend: { help: "tfjs backend: auto, tensorflow, blas, wasm, cpu (default: auto / BERT_BACKEND)" },
-    threads: { type: "number", help: "wasm/BLAS threads" },
-    quiet: { type: "boolean", help: "no progress display" },
+    "eval-steps": F.evalSteps("each epoch and the end"),
+    "save-steps": F.saveSteps("each epoch and the end"),
+    "save-total-limit": F.saveTotalLimit(),
+    "eval-batch-size": F.evalBatchSize("instances"),
+    resume: F.resume(
+      "in --output",
+      ", with its hyper-parameters; a larger --steps trains longer (warm-up and decay are recomputed for the new " +
+        "total); Ctrl-C saves a checkpoint first",
+    ),
+    overwrite: F.overwrite(),
+    backend: F.backend(),
+    threads: F.threads(),
+    quiet: F.quiet(),
   },
-};
+});
 
-function num(args: ParsedArgs, name: string): number | undefined {
-  return args.flags[name] as number | undefined;
-}
+type Flags = ParsedArgs<typeof spec.flags>["flags"];
 
 /** The vocabulary: --vocab, the --model's, <output>/vocab.txt from an earlier run, or learned from `corpus`. */
-async function chooseVocab(args: ParsedArgs, corpus: Corpus, outputDir: string): Promise<string> {
-  const f = args.flags;
+async function chooseVocab(f: Flags, corpus: Corpus, outputDir: string): Promise<string> {
   if (f.vocab && f.model) {
     throw new UsageError("give --vocab or --model, not both (a checkpoint brings its vocabulary)");
   }
   if (f.vocab) {
-    if (!(await exists(f.vocab as string))) throw new Error(`vocabulary file ${f.vocab} does not exist`);
-    return f.vocab as string;
+    if (!(await exists(f.vocab))) throw new Error(`vocabulary file ${f.vocab} does not exist`);
+    return f.vocab;
   }
-  if (f.model) return join(f.model as string, "vocab.txt");
+  if (f.model) return join(f.model, "vocab.txt");
   const path = join(outputDir, "vocab.txt");
   if (await exists(path)) {
     console.log(`using the vocabulary learned earlier for this run: ${path}`);
     return path;
   }
-  const size = num(args, "vocab-size")!;
+  const size = f["vocab-size"];
   const t0 = performance.now();
   const { tokens, stats } = buildVocabWithStats(corpus.documents.flat(), { vocabSize: size, lowerCase: !f.cased });
   await writeFileAtomic(path, tokens.join("\n") + "\n");
@@ -116,24 +114,24 @@ async function chooseVocab(args: ParsedArgs, corpus: Corpus, outputDir: string):
 }
 
 /** Runs `pretrain` with parsed flags. */
-export async function run(args: ParsedArgs): Promise<void> {
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const f = args.flags;
   if (f.model && f.config) throw new UsageError("give --model (continue a checkpoint) or --config (fresh), not both");
-  const outputDir = f.output as string;
-  const evalFraction = num(args, "eval-fraction")!;
-  const objective = f.objective as string;
+  const outputDir = f.output;
+  const evalFraction = f["eval-fraction"];
+  const objective = f.objective;
   if (objective !== "mlm-nsp" && objective !== "mlm") {
     throw new UsageError(`--objective must be mlm-nsp or mlm, got "${objective}"`);
   }
   if (!(evalFraction >= 0 && evalFraction < 1)) throw new UsageError(`--eval-fraction must be in [0, 1)`);
   using _lock = await acquireRunLock(outputDir); // one writer per run folder; a second one fails at once
-  await initBackend({ backend: f.backend as BackendName | undefined, threads: num(args, "threads") });
+  await initBackend({ backend: f.backend as BackendName | undefined, threads: f.threads });
 
   const t0 = performance.now();
-  const corpusName = f.corpus as string;
+  const corpusName = f.corpus;
   const corpus = await readCorpus(corpusName, {
-    limit: num(args, "limit") ?? (corpusName === "imdb" ? 2000 : undefined),
+    limit: f.limit ?? (corpusName === "imdb" ? 2000 : undefined),
   });
   const sentences = corpus.documents.reduce((a, d) => a + d.length, 0);
   console.log(`corpus ${corpus.source}: ${corpus.documents.length} documents, ${sentences} sentences`);
@@ -141,16 +139,16 @@ export async function run(args: ParsedArgs): Promise<void> {
     ? splitCorpus(corpus, evalFraction)
     : { train: corpus, dev: undefined };
   await Deno.mkdir(outputDir, { recursive: true });
-  const vocabPath = await chooseVocab(args, parts.train, outputDir);
+  const vocabPath = await chooseVocab(f, parts.train, outputDir);
   const tokenizer = new FullTokenizer(await Vocab.load(vocabPath), { lowerCase: !f.cased });
 
   const dataOptions: PretrainingDataOptions = {
-    maxSeqLength: num(args, "max-seq-length"),
-    maxPredictionsPerSeq: num(args, "max-predictions"),
-    maskedLmProb: num(args, "masked-lm-prob"),
-    shortSeqProb: num(args, "short-seq-prob"),
-    dupeFactor: num(args, "dupe-factor"),
-    seed: num(args, "data-seed"),
+    maxSeqLength: f["max-seq-length"],
+    maxPredictionsPerSeq: f["max-predictions"],
+    maskedLmProb: f["masked-lm-prob"],
+    shortSeqProb: f["short-seq-prob"],
+    dupeFactor: f["dupe-factor"],
+    seed: f["data-seed"],
     nextSentence: objective === "mlm-nsp",
     wholeWordMask: f["whole-word-mask"] === true,
   };
@@ -162,14 +160,14 @@ export async function run(args: ParsedArgs): Promise<void> {
       (devSet ? `; held out: ${devSet.n} instances from ${devSet.stats.documents} documents` : "; no held-out data"),
   );
 
-  const seed = num(args, "seed") ?? 42;
+  const seed = f.seed ?? 42;
   let model: BertModel;
   if (f.model) {
-    const loaded = await loadCheckpoint(f.model as string, { head: "pretraining", seed, quiet: true });
+    const loaded = await loadCheckpoint(f.model, { head: "pretraining", seed, quiet: true });
     model = loaded.model;
-    if (!f.quiet) { for (const m of reportMessages(loaded.report, f.model as string, "pretraining")) console.warn(m); }
+    if (!f.quiet) { for (const m of reportMessages(loaded.report, f.model, "pretraining")) console.warn(m); }
   } else {
-    const config = await standardConfig((f.config as string | undefined) ?? "tiny", tokenizer.vocab.size);
+    const config = await standardConfig(f.config ?? "tiny", tokenizer.vocab.size);
     model = new BertModel(config, { head: "pretraining", seed });
   }
   const c = model.config;
@@ -177,19 +175,7 @@ export async function run(args: ParsedArgs): Promise<void> {
     `model: ${f.model ? f.model : "random"} ${c.numHiddenLayers} layers x ${c.hiddenSize} hidden, ` +
       `${(model.countParameters() / 1e6).toFixed(2)}M parameters; output ${outputDir}`,
   );
-  const hp: Partial<HyperParameters> = Object.fromEntries(
-    Object.entries({
-      learningRate: num(args, "lr"),
-      batchSize: num(args, "batch-size"),
-      maxSteps: num(args, "steps"),
-      warmupRatio: num(args, "warmup"),
-      weightDecay: num(args, "weight-decay"),
-      maxGradNorm: num(args, "max-grad-norm"),
-      gradAccumSteps: num(args, "grad-accum"),
-      seed: num(args, "seed"),
-      dropout: num(args, "dropout"),
-    }).filter(([, v]) => v !== undefined),
-  );
+  const hp = F.hyperParameters(f);
   const display = f.quiet ? undefined : consoleProgress({ label: "pretrain" });
   try {
     const result = await pretrain({
@@ -200,10 +186,10 @@ export async function run(args: ParsedArgs): Promise<void> {
       dev: devSet,
       lowerCase: !f.cased,
       outputDir,
-      evalSteps: num(args, "eval-steps"),
-      saveSteps: num(args, "save-steps"),
-      saveTotalLimit: num(args, "save-total-limit"),
-      evalBatchSize: num(args, "eval-batch-size"),
+      evalSteps: f["eval-steps"],
+      saveSteps: f["save-steps"],
+      saveTotalLimit: f["save-total-limit"],
+      evalBatchSize: f["eval-batch-size"],
       resume: f.resume === true ? true : undefined,
       overwrite: f.overwrite === true,
       quiet: f.quiet === true,

@@ -4,12 +4,13 @@
  * tokens added).
  * @module
  */
-import { type CommandSpec, type ParsedArgs, UsageError } from "./args.ts";
+import { defineCommand, type ParsedArgs } from "./args.ts";
+import { UsageError } from "../io/errors.ts";
 import { writeCommandOutput } from "../io/fsutil.ts";
 import { FullTokenizer } from "../text/tokenizer.ts";
 
 /** Flags of `tokenize`. */
-export const spec: CommandSpec = {
+export const spec = defineCommand({
   name: "tokenize",
   description: 'WordPiece-tokenize a JSONL file: each input line {"text": ...} becomes an output line ' +
     '{"tokens": [...], "ids": [...]} (same order, no [CLS]/[SEP] added). Uncased (lower-case, accents ' +
@@ -21,7 +22,7 @@ export const spec: CommandSpec = {
     input: { help: 'JSONL file, one {"text": "..."} object per line', required: true },
     output: { help: "JSONL file to write (under outputs/ when run through deno task bert)", required: true },
   },
-};
+});
 
 /** Reads `{"text"}` lines of `file`; throws `file:line: problem` on bad input. Blank lines are skipped. */
 export function parseTextLines(content: string, file: string): string[] {
@@ -49,10 +50,10 @@ export function parseTextLines(content: string, file: string): string[] {
 }
 
 /** Runs `tokenize`. */
-export async function run(args: ParsedArgs): Promise<void> {
-  const vocab = args.flags.vocab as string;
-  const input = args.flags.input as string;
-  const output = args.flags.output as string;
+export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
+  const vocab = args.flags.vocab;
+  const input = args.flags.input;
+  const output = args.flags.output;
   if (args.positional.length > 0) throw new UsageError(`unexpected argument "${args.positional[0]}"`);
   const t0 = performance.now();
   const tokenizer = await FullTokenizer.fromVocabFile(vocab, { lowerCase: !args.flags.cased });

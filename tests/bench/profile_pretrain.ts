@@ -14,7 +14,7 @@ import { createPretrainingData } from "../../lib/tasks/pretraining/instances.ts"
 import { pretrainingBatch, pretrainingLoss } from "../../lib/tasks/pretraining/task.ts";
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { Vocab } from "../../lib/text/vocab.ts";
-import { standardConfig } from "../../lib/cli/train.ts";
+import { standardConfig } from "../../lib/model/configs.ts";
 
 const flag = (name: string, dflt: string) => {
   const i = Deno.args.indexOf(`--${name}`);

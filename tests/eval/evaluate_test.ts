@@ -19,6 +19,7 @@ import {
 } from "../../lib/eval/evaluate.ts";
 import { convertExamples, type FeatureSet, saveFeatures } from "../../lib/data/features.ts";
 import { join } from "../../lib/io/fsutil.ts";
+import { resolveCheckpoint } from "../../lib/training/checkpoints.ts";
 import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import * as evaluateCli from "../../lib/cli/evaluate.ts";
@@ -274,7 +275,7 @@ Deno.test("CLIs: train (random --config file) -> evaluate the run folder -> pred
   assert(text.includes("checkpoint-6"), text); // 5 examples / batch 2 = 3 updates per epoch, 2 epochs
   // A run folder is evaluated at its best checkpoint.
   const best = JSON.parse(await Deno.readTextFile(join(dir, "run", "train_results.json"))).best_checkpoint;
-  assertEquals(await evaluateCli.resolveCheckpoint(join(dir, "run")), join(dir, "run", best));
+  assertEquals(await resolveCheckpoint(join(dir, "run")), join(dir, "run", best));
   const results = JSON.parse(await Deno.readTextFile(join(dir, "run", best, "eval_results.json")));
   assertEquals(results.n, 5);
   const pred = (await Deno.readTextFile(join(dir, "pred.tsv"))).trimEnd().split("\n");

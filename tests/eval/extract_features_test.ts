@@ -5,7 +5,8 @@
 import { parseArgs } from "../../lib/cli/args.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
-import { readTextsJsonl, resolveLayers, run, spec } from "../../lib/cli/extract_features.ts";
+import { run, spec } from "../../lib/cli/extract_features.ts";
+import { readTextsJsonl, resolveLayers } from "../../lib/eval/extract_features.ts";
 import { convertExample } from "../../lib/data/features.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";

@@ -7,7 +7,8 @@ import { basicTokenize, SPECIAL_TOKENS } from "../../lib/text/basic_tokenizer.ts
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
 import { Vocab } from "../../lib/text/vocab.ts";
 import { readCorpus, run as runBuildVocab, spec as buildVocabSpec } from "../../lib/cli/build_vocab.ts";
-import { parseArgs, UsageError } from "../../lib/cli/args.ts";
+import { parseArgs } from "../../lib/cli/args.ts";
+import { UsageError } from "../../lib/io/errors.ts";
 import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";
 
 const CORPUS = [

@@ -6,7 +6,8 @@
  */
 import { initBackend, tf } from "../../../lib/backends/backend.ts";
 import { run as runCli } from "../../../lib/cli/squad.ts";
-import { parseArgs, UsageError } from "../../../lib/cli/args.ts";
+import { parseArgs } from "../../../lib/cli/args.ts";
+import { UsageError } from "../../../lib/io/errors.ts";
 import { BertModel, configFromJson } from "../../../lib/model/model.ts";
 import {
   getFinalText,
