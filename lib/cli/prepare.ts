@@ -10,6 +10,7 @@ import { acquireRunLock, join } from "../io/fsutil.ts";
 import { checkRunName, prepareFeatures } from "../data/prepare.ts";
 import { TASKS } from "../data/tasks.ts";
 import { prepareSquadRun } from "../tasks/squad/run.ts";
+import { squadPrepareOptions } from "./squad.ts";
 
 /** Flags of `prepare`. */
 export const spec = defineCommand({
@@ -100,22 +101,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (task === "squad") {
     if (f["skip-bad-rows"] === true) throw new UsageError("--skip-bad-rows is not for squad (bad JSON stops)");
     if (f["allow-unlabelled-dev"] === true) throw new UsageError("--allow-unlabelled-dev is not for squad");
-    await prepareSquadRun({
-      train: f.train,
-      dev: f.dev,
-      dataDir: f["data-dir"],
-      trainFromDev: f["train-from-dev"] === true,
-      vocab: f.vocab,
-      model: f.model,
-      cased: f.cased === true,
-      outputDir: join(f["outputs-dir"], run, "features"),
-      maxSeqLength: f["max-seq-length"],
-      docStride: f["doc-stride"],
-      maxQueryLength: f["max-query-length"],
-      limit: f.limit,
-      trainLimit: f["train-limit"],
-      keepImpossible: f["keep-impossible"] === true,
-    });
+    await prepareSquadRun(squadPrepareOptions(f, join(f["outputs-dir"], run, "features")));
     return;
   }
   for (const flag of ["doc-stride", "max-query-length", "keep-impossible", "train-limit", "train-from-dev"] as const) {

@@ -24,7 +24,12 @@ import { initBackend } from "../backends/backend.ts";
 import { resolveCheckpoint } from "../training/checkpoints.ts";
 import type { SquadFeatures } from "../tasks/squad/features.ts";
 import { predictSquad } from "../tasks/squad/train.ts";
-import { prepareSquadRun, runSquadTraining, scoreSquadPredictions } from "../tasks/squad/run.ts";
+import {
+  prepareSquadRun,
+  runSquadTraining,
+  scoreSquadPredictions,
+  type SquadPrepareOptions,
+} from "../tasks/squad/run.ts";
 
 /** `flag` marked as read by `squad train`. */
 const T = <const Flag extends FlagSpec>(flag: Flag) => forSubcommands("[train]", flag);
@@ -269,23 +274,45 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   // `prepare` and `train` write the run folder: one writer at a time (a second one fails at once, naming this one).
   using _lock = sub === "prepare" || sub === "train" ? await acquireRunLock(runDir(f)) : undefined;
   if (sub === "prepare") {
-    await prepareSquadRun({
-      train: f.train,
-      dev: f.dev,
-      dataDir: f["data-dir"],
-      trainFromDev: f["train-from-dev"] === true,
-      vocab: f.vocab,
-      model: f.model,
-      cased: f.cased === true,
-      outputDir: join(runDir(f), "features"),
-      maxSeqLength: f["max-seq-length"],
-      docStride: f["doc-stride"],
-      maxQueryLength: f["max-query-length"],
-      limit: f.limit,
-      trainLimit: f["train-limit"],
-      keepImpossible: f["keep-impossible"] === true,
-    });
+    await prepareSquadRun(squadPrepareOptions(f, join(runDir(f), "features")));
   } else if (sub === "train") await trainCommand(f);
   else if (sub === "predict") await predictCommand(predict);
   else await evaluateCommand({ ...predict, predictions: f.predictions, dev: f.dev, limit: f.limit });
+}
+
+/** The flags that `squad prepare` and `prepare --task squad` share (both commands declare them). */
+export interface SquadPrepareFlags {
+  train?: string;
+  dev?: string;
+  "data-dir"?: string;
+  "train-from-dev"?: boolean;
+  vocab?: string;
+  model?: string;
+  cased?: boolean;
+  "max-seq-length"?: number;
+  "doc-stride"?: number;
+  "max-query-length"?: number;
+  limit?: number;
+  "train-limit"?: number;
+  "keep-impossible"?: boolean;
+}
+
+/** {@linkcode prepareSquadRun}'s options from either command's flags, writing into `outputDir`. */
+export function squadPrepareOptions(f: SquadPrepareFlags, outputDir: string): SquadPrepareOptions {
+  return {
+    train: f.train,
+    dev: f.dev,
+    dataDir: f["data-dir"],
+    trainFromDev: f["train-from-dev"] === true,
+    vocab: f.vocab,
+    model: f.model,
+    cased: f.cased === true,
+    outputDir,
+    maxSeqLength: f["max-seq-length"],
+    docStride: f["doc-stride"],
+    maxQueryLength: f["max-query-length"],
+    limit: f.limit,
+    trainLimit: f["train-limit"],
+    keepImpossible: f["keep-impossible"] === true,
+  };
 }
