@@ -13,48 +13,25 @@ const LIB = new URL("../lib/", import.meta.url).pathname;
  * Which units each unit may import (a unit is a folder of lib/; `tasks/<name>` are separate units, and so are
  * lib/cli.ts and lib/cli/). Everything a unit may import is listed, not only the layer directly below.
  */
-export const LAYERS: Record<string, readonly string[]> = {
-  io: [],
-  text: ["io"],
-  viz: ["io"],
-  backends: ["io"],
-  model: ["backends", "text", "io"],
-  data: ["text", "viz", "io"],
-  eval: ["model", "data", "backends", "text", "viz", "io"],
-  training: ["eval", "model", "data", "backends", "text", "viz", "io"],
-  "tasks/classification": ["training", "eval", "model", "data", "backends", "text", "viz", "io"],
-  "tasks/squad": ["training", "eval", "model", "data", "backends", "text", "viz", "io"],
-  "tasks/pretraining": ["training", "eval", "model", "data", "backends", "text", "viz", "io"],
-  bench: ["training", "eval", "model", "data", "backends", "text", "viz", "io"],
-  lessons: [
-    "tasks/classification",
-    "tasks/squad",
-    "tasks/pretraining",
-    "training",
-    "eval",
-    "model",
-    "data",
-    "backends",
-    "text",
-    "viz",
-    "io",
-  ],
-  cli: [
-    "lessons",
-    "bench",
-    "tasks/classification",
-    "tasks/squad",
-    "tasks/pretraining",
-    "training",
-    "eval",
-    "model",
-    "data",
-    "backends",
-    "text",
-    "viz",
-    "io",
-  ],
-};
+export const LAYERS: Record<string, readonly string[]> = (() => {
+  const below = ["model", "data", "backends", "text", "viz", "io"]; // what eval may import
+  const tasks = ["tasks/classification", "tasks/squad", "tasks/pretraining"];
+  const belowTasks = ["training", "eval", ...below];
+  return {
+    io: [],
+    text: ["io"],
+    viz: ["io"],
+    backends: ["io"],
+    model: ["backends", "text", "io"],
+    data: ["text", "viz", "io"],
+    eval: below,
+    training: ["eval", ...below],
+    ...Object.fromEntries(tasks.map((t) => [t, belowTasks])),
+    bench: belowTasks,
+    lessons: [...tasks, ...belowTasks],
+    cli: ["lessons", "bench", ...tasks, ...belowTasks],
+  };
+})();
 
 /** All .ts files under `dir`, as paths relative to lib/. */
 function listTs(dir = LIB, prefix = ""): string[] {
