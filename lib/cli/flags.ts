@@ -101,6 +101,16 @@ export const evalBatchSize = (of: string) =>
 export const resume = (where: string, more = "") =>
   ({ type: "boolean", help: `continue from the newest complete checkpoint ${where}${more}` }) as const;
 
+/** `--stop-at`: stop after update N with a resumable checkpoint, as Ctrl-C would (exit status 0). */
+export const stopAt = () =>
+  ({
+    type: "number",
+    integer: true,
+    min: 1,
+    help: "stop after update N with a checkpoint, as Ctrl-C would (exit status 0); --resume continues, also with " +
+      "another --steps",
+  }) as const;
+
 /** `--overwrite`: start over (`help` says what is deleted). */
 export const overwrite = (help = "delete checkpoints already in --output and start over") =>
   ({ type: "boolean", help }) as const;

@@ -78,6 +78,7 @@ export const spec = defineCommand({
       ", with its hyper-parameters; a larger --steps trains longer (warm-up and decay are recomputed for the new " +
         "total); Ctrl-C saves a checkpoint first",
     ),
+    "stop-at": F.stopAt(),
     overwrite: F.overwrite(),
     backend: F.backend(),
     threads: F.threads(),
@@ -194,6 +195,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
       overwrite: f.overwrite === true,
       quiet: f.quiet === true,
       handleSignals: true, // Ctrl-C: finish the update, save a checkpoint, say how to resume
+      stopAt: f["stop-at"],
       onProgress: display?.onProgress,
     });
     await display?.done();

@@ -139,6 +139,12 @@ export interface TrainOptions<B = unknown, D = unknown> extends Partial<HyperPar
   handleSignals?: boolean;
   /** The command that resumes this run, for the message after an interrupt (default: "the same command with --resume"). */
   resumeHint?: string;
+  /**
+   * Stop after this update as Ctrl-C would (checkpoint saved, {@linkcode TrainingInterrupted} thrown, with exit status
+   * 0): a run can be cut into sessions at a fixed step, and a recipe whose schedule was changed midway (`--resume` with
+   * another length) re-run exactly. Ignored when it is not before the run's last update.
+   */
+  stopAt?: number;
 }
 
 /** The run-control settings of {@linkcode TrainOptions} that task front-ends (SQuAD, its command) pass through. */
@@ -154,6 +160,7 @@ export type RunControlOptions = Pick<
   | "quiet"
   | "handleSignals"
   | "resumeHint"
+  | "stopAt"
 >;
 
 /** What {@linkcode train} returns. */
@@ -176,13 +183,17 @@ export interface TrainResult<D = unknown> {
   runtimeSeconds: number;
 }
 
-/** Thrown by {@linkcode train} (with `handleSignals`) after SIGINT/SIGTERM, once the checkpoint is saved. */
+/**
+ * Thrown by {@linkcode train} once the checkpoint is saved: after SIGINT/SIGTERM (with `handleSignals`), or at the
+ * `stopAt` update.
+ */
 export class TrainingInterrupted extends Error {
-  /** The exit status a CLI should end with (130, as for Ctrl-C). */
-  readonly exitCode = 130;
+  /** The exit status a CLI should end with: 130 as for Ctrl-C, 0 for a planned `stopAt`. */
+  readonly exitCode: number;
   constructor(message: string, readonly checkpoint: string, readonly signal: string) {
     super(message);
     this.name = "TrainingInterrupted";
+    this.exitCode = signal.startsWith("--stop-at") ? 0 : 130;
   }
 }
 
@@ -249,7 +260,8 @@ export async function train<B = unknown, D = unknown>(options: TrainOptions<B, D
         const evaluate = task.evaluate && (epochEnd || runEnd || every(control.evalSteps));
         const evaluated = evaluate ? await run.evaluate() : undefined;
         if (epochEnd || runEnd || every(control.saveSteps) || evaluated?.isBest) await run.save(nextOrderState);
-        if (signals.received && !runEnd) await run.interrupt(signals.received, nextOrderState);
+        const stop = signals.received ?? (at.globalStep === options.stopAt ? `--stop-at ${options.stopAt}` : undefined);
+        if (stop && !runEnd) await run.interrupt(stop, nextOrderState);
         if (epochEnd) break;
       }
     }

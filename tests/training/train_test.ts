@@ -16,7 +16,7 @@ import { readSafetensors } from "../../lib/io/safetensors.ts";
 import { modelToTensors } from "../../lib/model/checkpoint.ts";
 import { batchSeed, dropoutSeed, epochOrderState, mixSeed, Rng, shuffledOrder } from "../../lib/training/rng.ts";
 import { latestCheckpoint, listCheckpoints, readTrainerState } from "../../lib/training/checkpoints.ts";
-import { train, trainSeeds } from "../../lib/training/train.ts";
+import { train, TrainingInterrupted, trainSeeds } from "../../lib/training/train.ts";
 import type { TrainTask } from "../../lib/training/task.ts";
 import { classificationTask } from "../../lib/tasks/classification/task.ts";
 import { KILL_TEST_SETTINGS, tinyFeatures, tinyModel, writeTinyVocab } from "../fixtures/tiny_training.ts";
@@ -209,6 +209,37 @@ Deno.test("train: an interrupted run resumed from its checkpoint ends exactly li
     "--lr: checkpoint 0.005, now 1",
   );
   for (const m of [full, resumedModel, other]) m.dispose();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train: stopAt stops after that update with a checkpoint (exit status 0); resumed, the run ends as if uninterrupted", async () => {
+  const { dir, vocabPath, trainSet, dev } = await setup();
+  const settings = {
+    ...KILL_TEST_SETTINGS,
+    vocabPath,
+    task: classificationTask({ train: trainSet, dev }),
+    quiet: true,
+  };
+  const full = tinyModel({ seed: 3 });
+  const a = await train({ ...settings, model: full, outputDir: join(dir, "a") });
+  const stopped = tinyModel({ seed: 3 });
+  const err = await assertRejects(
+    () => train({ ...settings, model: stopped, outputDir: join(dir, "b"), stopAt: 10 }),
+    TrainingInterrupted,
+    "interrupted by --stop-at 10 at step 10/36",
+  );
+  assertEquals(err.exitCode, 0);
+  assertEquals(err.checkpoint, join(dir, "b", "checkpoint-10"));
+  assertEquals((await readTrainerState(join(dir, "b", "checkpoint-10"))).global_step, 10);
+  stopped.dispose();
+  const resumed = tinyModel({ seed: 99 });
+  const b = await train({ ...settings, model: resumed, outputDir: join(dir, "b"), resume: true });
+  assertEquals(b.logHistory, a.logHistory);
+  const wa = modelToTensors(full), wb = modelToTensors(resumed);
+  for (const name of Object.keys(wa)) {
+    assertEquals(maxAbsDiff(wa[name].data as Float32Array, wb[name].data as Float32Array), 0, name);
+  }
+  for (const m of [full, resumed]) m.dispose();
   await Deno.remove(dir, { recursive: true });
 });
 
