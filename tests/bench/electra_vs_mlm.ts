@@ -23,9 +23,12 @@
  * random-init model's) and fine-tuned with the recipe of tests/bench/pretrained_vs_random.ts on an SST-2 subset
  * (`--train-n` sentences, AdamW batch 32, `--ft-epochs` epochs), scored on the GLUE dev set (872).
  *
+ * `--replace uniform` swaps the generator's samples for uniform random ids (the generator still trains): a check
+ * that the discriminator path (labels, positions, RTD head, loss) can learn when the replacements are easy to spot.
+ *
  * Usage: deno task bench:electra [--steps 1500] [--limit 25000] [--batch-size 32] [--lr 1e-3] [--electra-lrs 1e-3,2e-3]
  *        [--objectives mlm,electra] [--ft-lrs 3e-4,1e-3] [--ft-seeds 1,2] [--train-n 2000] [--random true]
- *        [--threads 1] [--dupe-factor 1] [--json FILE]
+ *        [--threads 1] [--dupe-factor 1] [--replace generator|uniform] [--json FILE]
  * @module
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
@@ -91,6 +94,11 @@ const ftSeeds = list(flag("ft-seeds", "1,2")).map(Number);
 const trainN = int("train-n", "2000");
 const ftEpochs = int("ft-epochs", "3");
 const withRandom = flag("random", "true") !== "false"; // also fine-tune a random-init encoder (the floor)
+/** Where the replacements come from: the generator's softmax (ELECTRA), or uniform ids (a check of the RTD path). */
+const replace = flag("replace", "generator");
+if (replace !== "generator" && replace !== "uniform") {
+  throw new Error(`electra_vs_mlm: --replace takes generator or uniform, got "${replace}"`);
+}
 const threads = int("threads", "1");
 const logEvery = int("log-every", "100");
 const jsonOut = flag("json", "");
@@ -200,8 +208,9 @@ function mlmPretrainee(config: BertConfig): Pretrainee & { model: BertModel } {
  */
 function sampleTokens(logits: tf.Tensor3D, labels: Int32Array, noiseSeed: number): Int32Array {
   const [b, p, v] = logits.shape;
-  const x = logits.dataSync() as Float32Array;
   const rng = new Rng(noiseSeed);
+  if (replace === "uniform") return labels.map((id) => (id < 0 ? -1 : rng.int(v)));
+  const x = logits.dataSync() as Float32Array;
   const out = new Int32Array(b * p).fill(-1);
   const e = new Float64Array(v);
   for (let k = 0; k < b * p; k++) {
@@ -510,7 +519,8 @@ console.log(
   `encoder: ${config.numHiddenLayers} layers x ${config.hiddenSize} (${config.numAttentionHeads} heads, ` +
     `intermediate ${config.intermediateSize}), vocab ${config.vocabSize} (${vocabPath}); generator ` +
     `${generatorShape.numHiddenLayers} layers x ${generatorShape.hiddenSize} (${generatorShape.numAttentionHeads} ` +
-    `head(s), intermediate ${generatorShape.intermediateSize}), no embedding sharing`,
+    `head(s), intermediate ${generatorShape.intermediateSize}), no embedding sharing` +
+    (replace === "uniform" ? "; replacements UNIFORM over the vocabulary (--replace uniform: a check)" : ""),
 );
 console.log(
   `pre-training: ${steps} AdamW updates of batch ${batchSize}, warm-up ${warmupRatio}, linear decay, clip 1, ` +
