@@ -15,7 +15,8 @@ import type { Blas } from "./blas.ts";
 import { f32, type KernelArgs, output } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
-import { simdMath } from "../simd/simd.ts";
+import { setSimdThreads, type SimdMath, simdMath } from "../simd/simd.ts";
+import { JOB } from "../simd/jobs.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 
 /** Inputs of {@linkcode selfAttention}. */
@@ -117,15 +118,10 @@ function work(n: number): Float32Array {
   return scratch;
 }
 
-/** The mulberry32 state before draw `offset` of the stream seeded `seed` (as in fused.ts's applyDropoutMask). */
-function stateAt(seed: number, offset: number): number {
-  return (seed + Math.imul(offset, 0x6d2b79f5)) | 0;
-}
-
 /**
- * Where the `[seq, seq]` blocks of one kernel call live, and the elementwise steps on them. With WebAssembly SIMD
- * (and `seq` a multiple of 4) the blocks are in the SIMD module's memory, `sgemm` writes there through FFI, and
- * each step is one SIMD pass in place; otherwise they are JavaScript arrays and the steps JavaScript loops.
+ * The `[seq, seq]` blocks of one kernel call on the JavaScript path (no WebAssembly SIMD, or `seq` not a multiple
+ * of 4), and the elementwise steps on them as JavaScript loops. The SIMD path keeps its blocks in the SIMD module's
+ * memory, where `sgemm` writes through FFI ({@linkcode blockJob}).
  */
 interface BlockOps {
   /** `count` scratch blocks of `seq * seq` floats. */
@@ -142,20 +138,9 @@ interface BlockOps {
 
 function blockOps(seq: number, count: number, rate: number, seed: number): BlockOps {
   const block = seq * seq;
-  const simd = seq % 4 === 0 ? simdMath() : undefined;
-  const space = simd ? simd.workspace(count * block + seq) : work(count * block + seq);
+  const space = work(count * block + seq);
   const blocks = Array.from({ length: count }, (_, i) => space.subarray(i * block, (i + 1) * block));
   const maskRow = space.subarray(count * block, count * block + seq);
-  if (simd) {
-    const threshold = Math.floor(rate * 4294967296), scale = Math.fround(1 / (1 - rate));
-    return {
-      blocks,
-      maskRow,
-      softmax: (s) => simd.softmaxRowsAt(s.byteOffset, seq, seq, maskRow.byteOffset),
-      dropout: (x, offset) => simd.dropoutAt(x.byteOffset, x.length, stateAt(seed, offset), threshold, scale),
-      softmaxGrad: (ds, p) => simd.softmaxGradRowsAt(ds.byteOffset, p.byteOffset, seq, seq),
-    };
-  }
   return {
     blocks,
     maskRow,
@@ -182,12 +167,63 @@ interface Job extends Attrs {
   blas: Blas;
 }
 
+/** Floats of scores per group of blocks on the SIMD path (512 KB: the group stays in a core's L2 cache). */
+const GROUP_FLOATS = 131072;
+
+/**
+ * Blocks per group on the SIMD path: at least 2 (so that a group can be split over two threads), at most the
+ * blocks there are.
+ */
+function groupSize(seq: number, blocks: number): number {
+  return Math.max(1, Math.min(blocks, Math.max(2, Math.floor(GROUP_FLOATS / (seq * seq)))));
+}
+
+/** The dropout numbers of a {@linkcode JOB} attention job: `[rate > 0, seed, threshold, scale]`. */
+function dropNums(rate: number, seed: number): number[] {
+  return [rate > 0 ? 1 : 0, seed, Math.floor(rate * 4294967296), Math.fround(1 / (1 - rate))];
+}
+
+/**
+ * Runs an attention block job (lib/backends/simd/jobs.ts's `attentionForwardBlocks` / `attentionBackwardBlocks`:
+ * the `sgemm` calls and the elementwise steps of `group` blocks at a time in the module's memory) over all
+ * `batch * heads` blocks. With two threads allowed, both threads claim blocks two at a time, `sgemm` included, and
+ * BLAS runs single-threaded meanwhile (one block's products are too small to share); otherwise this thread runs
+ * them all, BLAS with its threads, and the steps between are split.
+ */
+function blockJob(
+  o: Job,
+  simd: SimdMath,
+  kind: number,
+  arrays: (Float32Array | undefined)[],
+  perBlock: number,
+): void {
+  const { batch, seq, heads, scale, rate, seed, blas } = o;
+  const hidden = o.q.length / (batch * seq), block = seq * seq, total = batch * heads;
+  const work = total * block * perBlock;
+  const split = total >= 2 && simd.splits(work, true);
+  // Split: the threads claim 2 blocks at a time. Not: groups big enough for their steps to be split.
+  const g = split ? 2 : groupSize(seq, total);
+  // Per thread: `perBlock` blocks per group block, and the group's mask rows (forward).
+  const stride = 4 * (perBlock * g * block + (Math.ceil(g / heads) + 1) * seq);
+  const space = simd.workspace(stride / 2);
+  const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, ...dropNums(rate, seed)];
+  const threads = split ? blas.getThreads() : undefined;
+  if (split) blas.setThreads(1);
+  try {
+    simd.split({ kind, arrays, nums }, total, work, { sgemm: (a) => blas.sgemm(a), split });
+  } finally {
+    if (threads) blas.setThreads(threads);
+  }
+}
+
 /**
  * The forward pass, block by block: `sgemm` writes each head's scores into a scratch block, the mask + softmax
  * and the dropout run in place on it, and `sgemm` reads it back for `P V`. Only the undropped probabilities are
- * copied out (saved for the backward pass, when `probs` is given).
+ * copied out (saved for the backward pass, when `probs` is given). The SIMD path is {@linkcode blockJob}.
  */
 function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
+  const simd = o.seq % 4 === 0 ? simdMath() : undefined;
+  if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
   const ops = blockOps(seq, 1, rate, seed);
@@ -227,11 +263,14 @@ function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; cont
 
 /**
  * The backward pass, block by block: the dropped probabilities are regenerated from the saved ones, and the
- * dropout mask and softmax gradient are applied in place to `dC V^T`.
+ * dropout mask and softmax gradient are applied in place to `dC V^T`. The SIMD path is {@linkcode blockJob}.
  */
 function backwardBlocks(
   o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
+  const simd = o.seq % 4 === 0 ? simdMath() : undefined;
+  const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
+  if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
   const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
   const ops = blockOps(seq, 3, rate, seed);
@@ -299,8 +338,13 @@ function backwardBlocks(
   }
 }
 
-/** Creates the BlasAttention / BlasAttentionGrad kernel configs for `backendName`, calling `blas`. */
+/**
+ * Creates the BlasAttention / BlasAttentionGrad kernel configs for `backendName`, calling `blas`. Also lets the SIMD
+ * kernels (attention's, and fused.ts's) use as many threads as `blas` does, up to 2 (lib/backends/simd/simd.ts's
+ * `setSimdThreads`; `BERT_NO_SIMD_WORKER` keeps them on one).
+ */
 export function attentionKernels(blas: Blas, backendName: string): KernelConfig[] {
+  setSimdThreads(() => blas.getThreads() ?? 1, { blasLibrary: blas.path });
   const forward = (args: KernelArgs): TensorInfo[] => {
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;

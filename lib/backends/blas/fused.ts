@@ -47,9 +47,8 @@ function geluKernel(args: KernelArgs): TensorInfo {
   const x = f32(backend, inputs.x!);
   const out = allocF32(x.length, false);
   const simd = simdMath();
-  if (simd) {
-    simd.map("gelu", x.length, (b, s, n) => b.set(x.subarray(s, s + n)), (b, s, n) => out.set(b.subarray(0, n), s));
-  } else {
+  if (simd) simd.gelu(x, out);
+  else {
     for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i] * (1 + erfScalar(x[i] * Math.SQRT1_2));
   }
   return output(backend, inputs.x!.shape, out);
@@ -60,13 +59,8 @@ function geluGradKernel(args: KernelArgs): TensorInfo {
   const x = f32(backend, inputs.x!), dy = f32(backend, inputs.dy!);
   const out = allocF32(x.length, false);
   const simd = simdMath();
-  if (simd) {
-    // One pass: x into the chunk buffer, dy into the second region; the gradient comes back in place of x.
-    simd.map("gelu_grad", x.length, (b, s, n, second) => {
-      b.set(x.subarray(s, s + n));
-      second.set(dy.subarray(s, s + n));
-    }, (b, s, n) => out.set(b.subarray(0, n), s));
-  } else {
+  if (simd) simd.geluGrad(x, dy, out);
+  else {
     for (let i = 0; i < x.length; i++) {
       const cdf = 0.5 * (1 + erfScalar(x[i] * Math.SQRT1_2));
       out[i] = dy[i] * (cdf + x[i] * SQRT_2_OVER_PI_HALF * Math.exp(-0.5 * x[i] * x[i]));

@@ -237,14 +237,24 @@ function name(s: string): number[] {
 export interface ModuleLayout {
   /** Initial memory size in 64 KiB pages (the memory can grow). */
   pages: number;
+  /**
+   * When given, the memory is imported (`env.memory`), shared, with this maximum in pages, instead of defined by the
+   * module (it is exported as `memory` either way).
+   */
+  maxPages?: number;
   /** The exported functions, all of type (i32, i32, i32, i32, f32) -> (): name and encoded body (see `func`). */
   functions: [string, number[]][];
 }
 
-/** A module's bytes: one function type, the functions, one memory, all exported (the memory as `memory`). */
+/**
+ * A module's bytes: one function type, the functions, one memory (its own, or imported and shared with
+ * `maxPages`), all exported (the memory as `memory`).
+ */
 export function moduleBytes(layout: ModuleLayout): Uint8Array<ArrayBuffer> {
-  const { pages, functions } = layout;
+  const { pages, functions, maxPages } = layout;
   const n = functions.length;
+  // limits: 0x00 min (grows on demand), or 0x03 min max (shared, as threads require)
+  const memoryType = maxPages === undefined ? [0x00, ...uleb(pages)] : [0x03, ...uleb(pages), ...uleb(maxPages)];
   const bytes = [
     0x00,
     0x61,
@@ -255,8 +265,9 @@ export function moduleBytes(layout: ModuleLayout): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0]), // type 0
+    ...(maxPages === undefined ? [] : section(2, [1, ...name("env"), ...name("memory"), 0x02, ...memoryType])),
     ...section(3, [n, ...new Array(n).fill(0)]),
-    ...section(5, [1, 0x00, ...uleb(pages)]), // memory, min pages (grows on demand)
+    ...(maxPages === undefined ? section(5, [1, ...memoryType]) : []),
     ...section(7, [
       n + 1,
       ...name("memory"),

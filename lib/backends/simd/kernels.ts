@@ -1,8 +1,8 @@
 /**
  * The SIMD module's functions (listed in lib/backends/simd/simd.ts) and its memory layout. Every function has the
- * type (i32, i32, i32, i32, f32) -> () and works in place on 4-float vectors in the module's memory: four regions
- * of {@linkcode CHUNK} floats, 64 bytes of parameters, then the workspace ({@linkcode WORKSPACE_BYTES} on), which
- * grows on demand. {@linkcode simdModuleBytes} assembles the module.
+ * type (i32, i32, i32, i32, f32) -> () and works in place on 4-float vectors in the module's memory: per thread
+ * ({@linkcode MAX_THREADS}) four regions of {@linkcode CHUNK} floats and 64 bytes of parameters, then the workspace
+ * ({@linkcode WORKSPACE_BYTES} on), which grows on demand. {@linkcode simdModuleBytes} assembles the module.
  * @module
  */
 import {
@@ -297,9 +297,10 @@ const rowMean = (
 ) => [...horizontal(v, I.faddS), ...I.splatF, ...I.get(E), ...I.fmul, ...I.set(dst)];
 
 /**
- * layernorm(P0 0, P1 rows, P2 rowBytes, P3 unused, P4 eps) over the chunk regions: rows of x in region 0 become
- * `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta` goes to region 1, `1 / sqrt(var + eps)`
- * of each row to region 3; gamma and beta are at the start of region 2, beta `rowBytes` after gamma.
+ * layernorm(P0 base, P1 rows, P2 rowBytes, P3 unused, P4 eps) over the chunk regions of one thread (region 0 at byte
+ * P0): rows of x in region 0 become `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta` goes to
+ * region 1, `1 / sqrt(var + eps)` of each row to region 3; gamma and beta are at the start of region 2, beta
+ * `rowBytes` after gamma.
  */
 function layerNormFunction(a: Assembler): number[] {
   const Y1 = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
@@ -308,10 +309,14 @@ function layerNormFunction(a: Assembler): number[] {
     ...I.get(P4),
     ...I.splatF,
     ...I.set(C),
+    ...at(P0, P2),
+    ...I.set(P3), // P3 = base + rowBytes: beta - G
     ...forCount(I1, P1, [
       ...I.get(I1),
       ...I.get(P2),
       ...I.mul,
+      ...I.get(P0),
+      ...I.add,
       ...I.set(I2),
       // mean
       ...a.splat(0),
@@ -344,6 +349,8 @@ function layerNormFunction(a: Assembler): number[] {
       ...I.get(I1),
       ...I.i32(4),
       ...I.mul,
+      ...I.get(P0),
+      ...I.add,
       ...I.get(B),
       ...I.lane(0),
       ...I.storeF(RS),
@@ -360,10 +367,10 @@ function layerNormFunction(a: Assembler): number[] {
         ...I.store,
         ...at(I2, I0),
         ...I.get(X),
-        ...I.get(I0),
+        ...at(P0, I0),
         ...I.loadAt(G),
         ...I.fmul,
-        ...at(P2, I0),
+        ...at(P3, I0),
         ...I.loadAt(G),
         ...I.fadd,
         ...I.storeAt(Y1),
@@ -373,22 +380,25 @@ function layerNormFunction(a: Assembler): number[] {
 }
 
 /**
- * layernorm_grad(P0 0, P1 rows, P2 rowBytes): rows of dy in region 0 become dx in place, with xhat in region 1,
- * `1 / sqrt(var + eps)` per row in region 3, and in region 2 gamma, then the gamma and beta gradients (added to,
- * `rowBytes` and `2 rowBytes` after gamma).
+ * layernorm_grad(P0 base, P1 rows, P2 rowBytes) over the chunk regions of one thread (region 0 at byte P0): rows of
+ * dy in region 0 become dx in place, with xhat in region 1, `1 / sqrt(var + eps)` per row in region 3, and in
+ * region 2 gamma, then the gamma and beta gradients (added to, `rowBytes` and `2 rowBytes` after gamma).
  */
 function layerNormGradFunction(a: Assembler): number[] {
   const H = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
   return a.func(() => [
     ...invWidth(),
-    ...I.get(P2),
+    ...at(P0, P2),
+    ...I.tee(P3), // base + rowBytes: the gamma gradient - G
     ...I.get(P2),
     ...I.add,
-    ...I.set(I3), // 2 rowBytes
+    ...I.set(I3), // base + 2 rowBytes: the beta gradient - G
     ...forCount(I1, P1, [
       ...I.get(I1),
       ...I.get(P2),
       ...I.mul,
+      ...I.get(P0),
+      ...I.add,
       ...I.set(I2),
       // A = sum(dy g), B = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
       ...a.splat(0),
@@ -403,7 +413,7 @@ function layerNormGradFunction(a: Assembler): number[] {
         ...I.loadAt(H),
         ...I.set(Y),
         ...I.get(X),
-        ...I.get(I0),
+        ...at(P0, I0),
         ...I.loadAt(G),
         ...I.fmul,
         ...I.tee(V),
@@ -416,8 +426,8 @@ function layerNormGradFunction(a: Assembler): number[] {
         ...I.get(B),
         ...I.fadd,
         ...I.set(B),
-        ...at(P2, I0),
-        ...at(P2, I0),
+        ...at(P3, I0),
+        ...at(P3, I0),
         ...I.loadAt(G),
         ...I.get(X),
         ...I.get(Y),
@@ -436,6 +446,8 @@ function layerNormGradFunction(a: Assembler): number[] {
       ...I.get(I1),
       ...I.i32(4),
       ...I.mul,
+      ...I.get(P0),
+      ...I.add,
       ...I.loadF(RS),
       ...I.splatF,
       ...I.set(N),
@@ -444,7 +456,7 @@ function layerNormGradFunction(a: Assembler): number[] {
         ...at(I2, I0),
         ...at(I2, I0),
         ...I.load,
-        ...I.get(I0),
+        ...at(P0, I0),
         ...I.loadAt(G),
         ...I.fmul,
         ...I.get(A),
@@ -462,10 +474,19 @@ function layerNormGradFunction(a: Assembler): number[] {
   ]);
 }
 
-/** Four chunk regions (`map` uses the first two, `adamw` all four), then 64 bytes of parameters. */
+/**
+ * Four chunk regions (`map` uses the first two, `adamw` all four), then 64 bytes of parameters: the offset of the
+ * parameters in a thread's region set.
+ */
 export const PARAMS_BYTES = 4 * CHUNK * 4;
-/** Bytes below this offset are the chunk regions and parameters; the workspace starts here. */
-export const WORKSPACE_BYTES = PARAMS_BYTES + 64;
+/** One thread's region set: the four chunk regions and the parameters. Thread `t`'s starts at `t * THREAD_BYTES`. */
+export const THREAD_BYTES = PARAMS_BYTES + 64;
+/** The most threads that run the module's functions at once (each on its own region set). */
+export const MAX_THREADS = 2;
+/** Bytes below this offset are the threads' region sets; the workspace starts here. */
+export const WORKSPACE_BYTES = MAX_THREADS * THREAD_BYTES;
+/** The most 64 KiB pages the memory may grow to when it is shared between threads (4 GiB, wasm32's limit). */
+export const MAX_SHARED_PAGES = 65536;
 
 /**
  * adamw(P0 0, P1 nBytes, P2 paramsPtr): one AdamW step over the four chunk regions (parameter, gradient, first and
@@ -543,11 +564,17 @@ export const FUNCTIONS: [string, (a: Assembler) => number[]][] = [
 /**
  * The module's bytes: its memory and {@linkcode FUNCTIONS}, all of type (i32, i32, i32, i32, f32) -> (). With
  * `withFma`, polynomials use relaxed SIMD's multiply-add (the module then validates only where the engine has it).
+ * With `shared`, the module imports its memory (`env.memory`, shared, at most {@linkcode MAX_SHARED_PAGES} pages)
+ * instead of defining it, so that instances on several threads work on one memory.
  */
-export function simdModuleBytes(withFma = false): Uint8Array<ArrayBuffer> {
+export function simdModuleBytes(withFma = false, shared = false): Uint8Array<ArrayBuffer> {
   const a = new Assembler({ fma: withFma });
   return moduleBytes({
-    pages: Math.ceil(WORKSPACE_BYTES / 65536) + 1,
+    pages: SIMD_PAGES,
+    maxPages: shared ? MAX_SHARED_PAGES : undefined,
     functions: FUNCTIONS.map(([name, build]) => [name, build(a)]),
   });
 }
+
+/** The memory's initial size in 64 KiB pages: the region sets and one page of workspace. */
+export const SIMD_PAGES = Math.ceil(WORKSPACE_BYTES / 65536) + 1;

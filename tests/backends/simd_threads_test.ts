@@ -1,0 +1,361 @@
+/**
+ * The SIMD kernels split over two threads (lib/backends/simd/simd.ts's worker) against the same calls on one
+ * thread: every split kernel must give the same bits, on sizes that are not multiples of 4 (nor of the split), and
+ * the split must really happen (the worker's call count grows), also on memory that grew before the worker received
+ * it or between its jobs. A child process with the worker running must exit by itself. Skips (with a message) when the worker cannot run here (no WebAssembly SIMD or shared memory).
+ */
+import { assert, assertEquals } from "../shared.ts";
+import { setSimdThreads, simdMath, simdThreadsStatus, simdWorkerReady } from "../../lib/backends/simd/simd.ts";
+import { JOB } from "../../lib/backends/simd/jobs.ts";
+import { Rng } from "../../lib/training/rng.ts";
+import { tf } from "../../lib/backends/backend.ts";
+import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
+import { dropout, gelu, layerNorm } from "../../lib/backends/blas/fused.ts";
+import { selfAttention } from "../../lib/backends/blas/attention.ts";
+
+const simd = simdMath();
+const ready = simd !== undefined && simdWorkerReady();
+if (!ready) console.warn(`simd_threads_test: skipped — ${JSON.stringify(simdThreadsStatus())}`);
+const ignore = !ready;
+
+function rand(n: number, seed: number, scale = 3): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => (rng.nextUint32() / 2 ** 31 - 1) * scale);
+}
+
+/**
+ * `f()` with the kernels on `threads` threads (splitting calls that touch at least `minWork` floats); asserts that
+ * two threads did split (and one did not).
+ */
+function on<T>(threads: number, f: () => T, minWork?: number): T {
+  const previous = setSimdThreads(threads, { minWork, waitForWorker: true });
+  try {
+    const before = simdThreadsStatus();
+    const out = f();
+    const after = simdThreadsStatus();
+    const split = after.splitCalls - before.splitCalls, chunks = after.workerChunks - before.workerChunks;
+    if (threads === 1) assertEquals([split, chunks], [0, 0], "one thread: no call is split");
+    else {assert(
+        split > 0 && chunks > 0,
+        `two threads: the calls were split (${split}), the worker ran ${chunks} chunks`,
+      );}
+    return out;
+  } finally {
+    setSimdThreads(previous.threads, { minWork: previous.minWork, waitForWorker: false });
+  }
+}
+
+/** The same bits (NaN included), with the first difference in the message. */
+function assertSameBits(a: Float32Array, b: Float32Array, what: string): void {
+  assertEquals(a.length, b.length, `${what}: length`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) throw new Error(`${what}[${i}]: one thread ${a[i]}, two threads ${b[i]}`);
+  }
+}
+
+Deno.test(
+  { name: "simd threads: GELU, its gradient, dropout and AdamW split give the one-thread bits", ignore },
+  () => {
+    const s = simd!;
+    for (const n of [65537, 100003, 131074]) {
+      const x = rand(n, n), dy = rand(n, n + 1);
+      const both = (threads: number) =>
+        on(threads, () => {
+          const gelu = new Float32Array(n), grad = new Float32Array(n);
+          const masked = new Float32Array(n), mask = new Float32Array(n);
+          s.gelu(x, gelu);
+          s.geluGrad(x, dy, grad);
+          s.dropout(masked, x, 123456789 + n, Math.floor(0.1 * 2 ** 32), Math.fround(1 / 0.9));
+          s.dropout(mask, undefined, -98765, Math.floor(0.5 * 2 ** 32), 2);
+          const out: [Float32Array, Float32Array, Float32Array] = [
+            new Float32Array(n),
+            new Float32Array(n),
+            new Float32Array(n),
+          ];
+          s.adamw(
+            { p: x, g: dy, m: rand(n, 5, 0.1), v: rand(n, 6, 0.01).map(Math.abs) },
+            out,
+            { beta1: 0.9, beta2: 0.999, invBc2: 3.1, eps: 1e-8, decay: 0.999, stepSize: 1e-3 },
+          );
+          return { gelu, grad, masked, mask, p: out[0], m: out[1], v: out[2] };
+        });
+      const one = both(1), two = both(2);
+      for (const k of Object.keys(one) as (keyof typeof one)[]) assertSameBits(one[k], two[k], `${k} (n ${n})`);
+      // Not vacuous: the kernels did compute (GELU(x) differs from x; some dropped, some kept).
+      assert(one.gelu.some((v, i) => v !== x[i]) && one.mask.includes(0) && one.mask.includes(2), "kernels ran");
+    }
+  },
+);
+
+Deno.test({ name: "simd threads: LayerNorm and its gradient split give the one-thread bits", ignore }, () => {
+  const s = simd!;
+  for (const [rows, w] of [[513, 132], [1001, 128], [4097, 36]]) {
+    const n = rows * w;
+    const x = rand(n, rows), dy = rand(n, rows + 1), gamma = rand(w, 3), beta = rand(w, 4);
+    const both = (threads: number) =>
+      on(threads, () => {
+        const y = new Float32Array(n), xhat = new Float32Array(n), rstd = new Float32Array(rows);
+        assert(s.layerNorm({ x, gamma, beta, eps: 1e-12 }, { y, xhat, rstd }));
+        const dx = new Float32Array(n), dgamma = new Float32Array(w), dbeta = new Float32Array(w);
+        assert(s.layerNormGrad({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }));
+        return { y, xhat, rstd, dx, dgamma, dbeta };
+      });
+    const one = both(1), two = both(2);
+    for (const k of Object.keys(one) as (keyof typeof one)[]) assertSameBits(one[k], two[k], `${k} (${rows}x${w})`);
+    // The row sums against a double-precision reference (float32 summation error only).
+    for (let j = 0; j < w; j += 7) {
+      let dg = 0, db = 0;
+      for (let r = 0; r < rows; r++) dg += dy[r * w + j] * one.xhat[r * w + j], db += dy[r * w + j];
+      assert(Math.abs(one.dgamma[j] - dg) < 1e-4 * rows, `dgamma[${j}] ${one.dgamma[j]} vs ${dg}`);
+      assert(Math.abs(one.dbeta[j] - db) < 1e-4 * rows, `dbeta[${j}] ${one.dbeta[j]} vs ${db}`);
+    }
+  }
+});
+
+Deno.test({
+  name: "simd threads: rows and blocks in module memory (softmax, its gradient, dropout, attention)",
+  ignore,
+}, () => {
+  const s = simd!;
+  const rows = 517, cols = 132, n = rows * cols;
+  const x = rand(n, 11, 20), g = rand(n, 12), maskRow = rand(cols, 13).map((v, j) => (j % 9 === 4 ? -1e4 : v));
+  const ws = () => s.workspace(3 * n + cols); // views are re-made after each call: the memory may grow
+  const both = (threads: number) =>
+    on(threads, () => {
+      ws().set(x, 0);
+      ws().set(maskRow, 3 * n);
+      const base = ws().byteOffset;
+      s.softmaxRowsAt(base, rows, cols, base + 12 * n);
+      const p = ws().slice(0, n);
+      ws().set(g, n);
+      s.softmaxGradRowsAt(base + 4 * n, base, rows, cols);
+      const ds = ws().slice(n, 2 * n);
+      ws().set(x, 2 * n);
+      s.dropoutAt(base + 8 * n + 4, n - 3, 424242, Math.floor(0.3 * 2 ** 32), Math.fround(1 / 0.7));
+      const dropped = ws().slice(2 * n, 3 * n);
+      return { p, ds, dropped };
+    });
+  const one = both(1), two = both(2);
+  for (const k of Object.keys(one) as (keyof typeof one)[]) assertSameBits(one[k], two[k], k);
+  assert(one.dropped.includes(0) && one.dropped[0] === x[0], "dropout ran, from element 1 on");
+
+  // Attention blocks: softmax with each example's mask row, the probabilities copied out, dropout.
+  const seq = 20, heads = 3, blocks = 7, block = seq * seq, firstBlock = 5;
+  const scores = rand(blocks * block, 21, 10), masks = rand(3 * seq, 22);
+  const attention = (threads: number) =>
+    on(threads, () => {
+      const w = s.workspace(3 * blocks * block + 3 * seq);
+      w.set(scores, 0);
+      w.set(masks, 3 * blocks * block);
+      const base = w.byteOffset, probs = new Float32Array((firstBlock + blocks) * block);
+      const drop = [1, 777, Math.floor(0.2 * 2 ** 32), Math.fround(1 / 0.8)];
+      const work = 1e9; // split even this small a call
+      s.split(
+        {
+          kind: JOB.attentionForward,
+          arrays: [probs],
+          nums: [base, seq, heads, base + 4 * 3 * blocks * block, firstBlock, 1, ...drop],
+        },
+        blocks,
+        work,
+      );
+      const forward = s.workspace(blocks * block).slice();
+      s.split(
+        {
+          kind: JOB.attentionProbs,
+          arrays: [probs],
+          nums: [base, base + 4 * blocks * block, seq, firstBlock, ...drop],
+        },
+        blocks,
+        work,
+      );
+      s.workspace(3 * blocks * block).set(scores, 2 * blocks * block);
+      s.split(
+        { kind: JOB.attentionGrad, arrays: [], nums: [base + 8 * blocks * block, base, seq, firstBlock, ...drop] },
+        blocks,
+        work,
+      );
+      return { probs, forward, all: s.workspace(3 * blocks * block).slice() };
+    });
+  const a1 = attention(1), a2 = attention(2);
+  for (const k of Object.keys(a1) as (keyof typeof a1)[]) assertSameBits(a1[k], a2[k], `attention ${k}`);
+  assert(a1.probs.subarray(0, firstBlock * block).every((v) => v === 0), "blocks before firstBlock untouched");
+  assert(a1.probs.subarray(firstBlock * block).every((v) => v >= 0 && v <= 1), "probabilities");
+});
+
+/**
+ * The script of the memory-growth test below, run in a child process (the worker must start during it): a large
+ * call starts the worker, the memory grows before the worker has received it, then attention jobs (the probability
+ * copies read the worker's view of the memory, the dropout its instance's) run in the grown part, and again after
+ * each of several further growths, on two threads and then on one; it prints whether the bits agree.
+ */
+function growthScript(): string {
+  const simd = new URL("../../lib/backends/simd/simd.ts", import.meta.url).href;
+  const jobs = new URL("../../lib/backends/simd/jobs.ts", import.meta.url).href;
+  return `import { setSimdThreads, simdMath, simdThreadsStatus, simdWorkerReady } from ${JSON.stringify(simd)};
+import { JOB } from ${JSON.stringify(jobs)};
+const s = simdMath();
+if (!s) { console.log(JSON.stringify({ skip: "no SIMD" })); Deno.exit(0); }
+const seq = 64, heads = 3, blocks = 48, block = seq * seq, n = blocks * block, floats = 3 * n + 3 * seq;
+let state = 12345;
+const rand = () => ((state = (Math.imul(state, 1103515245) + 12345) | 0) >>> 8) / 2 ** 24;
+const scores = Float32Array.from({ length: n }, () => 8 * rand() - 4);
+const masks = Float32Array.from({ length: 3 * seq }, (_, i) => (i % 7 === 3 ? -1e4 : rand()));
+const drop = [1, 4242, Math.floor(0.25 * 2 ** 32), Math.fround(1 / 0.75)];
+const x = new Float32Array(200000).fill(1);
+// Each round's blocks (3n floats, then the mask rows) lie past the end the memory had before the round.
+const end = () => (s.workspace(0).buffer.byteLength - s.workspace(0).byteOffset) / 4;
+let old = end();
+setSimdThreads(2, { waitForWorker: true });
+s.splits(1e9); // starts the worker (not ready yet: false)
+s.workspace(old + floats); // at once: the memory grows before the worker has received it (it takes ms to start)
+if (!simdWorkerReady()) { console.log(JSON.stringify({ skip: "no worker" })); Deno.exit(0); }
+s.gelu(x, new Float32Array(x.length)); // a first job on both threads, in the region sets
+const rounds = [];
+for (let round = 0; round < 4; round++) {
+  if (round > 0) s.workspace((old = end()) + floats); // grows the memory between jobs
+  const run = (threads) => {
+    setSimdThreads(threads, { waitForWorker: true });
+    const before = simdThreadsStatus().workerChunks;
+    const w = s.workspace(old + floats).subarray(old);
+    w.fill(0);
+    w.set(scores, 0);
+    w.set(masks, 3 * n);
+    const base = w.byteOffset, probs = new Float32Array(n);
+    const forward = [base, seq, heads, base + 12 * n, 0, 0, ...drop];
+    s.split({ kind: JOB.attentionForward, arrays: [probs], nums: forward }, blocks, 1e9);
+    s.split({ kind: JOB.attentionProbs, arrays: [probs], nums: [base + 4 * n, base + 8 * n, seq, 0, ...drop] }, blocks, 1e9);
+    const out = s.workspace(old + floats).slice(old);
+    return { probs, out, chunks: simdThreadsStatus().workerChunks - before };
+  };
+  const two = run(2), one = run(1);
+  const same = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+  rounds.push({
+    round,
+    sameProbs: same(one.probs, two.probs),
+    sameMemory: same(one.out, two.out),
+    probsRan: one.probs.every((v) => v >= 0 && v <= 1) && one.probs.some((v) => v > 0),
+    copied: same(one.out.subarray(n, 2 * n), one.probs),
+    workerChunks: [two.chunks, one.chunks],
+  });
+}
+console.log(JSON.stringify({ rounds, status: simdThreadsStatus() }));
+`;
+}
+
+Deno.test({
+  name: "simd threads: jobs in memory grown before the worker received it, and grown between jobs",
+  ignore,
+}, async () => {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(script, growthScript());
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-ffi", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert(out.success, `the child failed: ${stderr}`);
+    const result = JSON.parse(new TextDecoder().decode(out.stdout));
+    if (result.skip) return console.warn(`simd_threads_test: the memory-growth test is skipped — ${result.skip}`);
+    assertEquals(stderr.includes("job failed"), false, `the worker failed: ${stderr}`);
+    assertEquals(result.rounds.length, 4);
+    for (const r of result.rounds) {
+      assert(r.probsRan && r.copied, `round ${r.round}: the jobs ran (${JSON.stringify(r)})`);
+      assert(r.workerChunks[0] > 0 && r.workerChunks[1] === 0, `round ${r.round}: split on two threads only`);
+      assert(r.sameProbs && r.sameMemory, `round ${r.round}: two threads differ from one (${JSON.stringify(r)})`);
+    }
+  } finally {
+    await Deno.remove(script);
+  }
+});
+
+const blasInfo = ready ? registerBlasBackend() : undefined;
+if (ready && !blasInfo) console.warn("simd_threads_test: the blas-backend test is skipped — no CBLAS library");
+
+Deno.test({
+  name: "simd threads: a BERT layer's fused ops on the blas backend (attention, GELU, LayerNorm, dropout, gradients)",
+  ignore: !blasInfo,
+}, async () => {
+  await tf.setBackend("blas");
+  const [batch, seq, heads, hidden] = [3, 36, 3, 48];
+  const layer = (threads: number) =>
+    on(threads, () =>
+      tf.tidy(() => {
+        const t = (shape: number[], seed: number) => tf.tensor(rand(shape.reduce((a, b) => a * b), seed), shape);
+        const [q, k, v, dy] = [1, 2, 3, 4].map((i) => t([batch * seq, hidden], i));
+        const maskBias = tf.tensor(Float32Array.from({ length: batch * seq }, (_, i) => (i % seq > 30 ? -1e4 : 0)), [
+          batch,
+          seq,
+        ]);
+        const gamma = t([hidden], 5), beta = t([hidden], 6);
+        const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+          const ctx = selfAttention({ q: a, k: b, v: c, maskBias, batch, seq, heads, dropoutRate: 0.1, seed: 7 });
+          return layerNorm(gelu(dropout(ctx, 0.2, 8)), gamma, beta, 1e-12);
+        };
+        const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), dy)))([q, k, v]);
+        return [f(q, k, v), ...grads].map((x) => x.dataSync() as Float32Array);
+      }), 1);
+  const one = layer(1), two = layer(2);
+  ["output", "dq", "dk", "dv"].forEach((name, i) => assertSameBits(one[i], two[i], name));
+  assert(one[1].some((v) => v !== 0), "gradients are not all zero");
+});
+
+Deno.test({ name: "simd threads: a process with the worker running exits by itself", ignore }, async () => {
+  const module = new URL("../../lib/backends/simd/simd.ts", import.meta.url).href;
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(
+    script,
+    `import { setSimdThreads, simdMath, simdThreadsStatus, simdWorkerReady } from ${JSON.stringify(module)};\n` +
+      `setSimdThreads(2);\nconst ok = simdWorkerReady();\n` +
+      `const x = new Float32Array(200000).fill(1), y = new Float32Array(x.length);\nsimdMath().gelu(x, y);\n` +
+      `console.log(JSON.stringify({ ok, y: y[199999], status: simdThreadsStatus() }));\n`,
+  );
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-ffi", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    assert(out.success, `the child did not exit by itself: ${new TextDecoder().decode(out.stderr)}`);
+    const result = JSON.parse(new TextDecoder().decode(out.stdout));
+    assertEquals(result.ok, true);
+    assertEquals(result.status.worker, "ready");
+    assertEquals(result.status.splitCalls, 1);
+    assert(result.status.workerChunks <= 13, `the worker ran ${result.status.workerChunks} of 13 chunks`);
+    assert(Math.abs(result.y - 0.8413447) < 1e-6, `gelu(1) = ${result.y}`);
+  } finally {
+    await Deno.remove(script);
+  }
+});
+
+Deno.test("simd threads: BERT_NO_SIMD_WORKER keeps the kernels on one thread, and says so", async () => {
+  const module = new URL("../../lib/backends/simd/simd.ts", import.meta.url).href;
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(
+    script,
+    `import { setSimdThreads, simdMath, simdThreadsStatus } from ${JSON.stringify(module)};\n` +
+      `setSimdThreads(2);\nconst x = new Float32Array(200000), y = new Float32Array(x.length);\n` +
+      `simdMath()?.gelu(x, y);\nconsole.log(JSON.stringify(simdThreadsStatus()));\n`,
+  );
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", "--allow-ffi", script],
+      env: { BERT_NO_SIMD_WORKER: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    const status = JSON.parse(new TextDecoder().decode(out.stdout));
+    assertEquals(status.worker, "unavailable");
+    assertEquals(status.splitCalls, 0);
+    if (simd) assertEquals(status.reason, "disabled by BERT_NO_SIMD_WORKER");
+  } finally {
+    await Deno.remove(script);
+  }
+});
