@@ -65,19 +65,7 @@ export function featureBatch(
   const L = features.maxSeqLength;
   const b = indices.length;
   if (b === 0) throw new Error("featureBatch: no rows");
-  let seq = L;
-  if (options.trimPadding ?? true) {
-    seq = 1;
-    for (let r = 0; r < b; r++) {
-      const row = indices[r] * L;
-      for (let j = L - 1; j >= seq; j--) {
-        if (features.attentionMask[row + j] !== 0) {
-          seq = j + 1;
-          break;
-        }
-      }
-    }
-  }
+  const seq = options.trimPadding ?? true ? usedLength(features, indices) : L;
   poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
   const ids = new Int32Array(b * seq), types = new Int32Array(b * seq), mask = new Int32Array(b * seq);
   const labels = new Int32Array(b);
@@ -139,8 +127,35 @@ export interface InferenceOptions {
   sortByLength?: boolean;
 }
 
+/** Padded rows: `n` rows of `maxSeqLength` attention-mask values (a {@linkcode FeatureSet}, SQuAD windows). */
+export interface PaddedRows {
+  /** [n, maxSeqLength] row-major, 1 for real tokens, 0 for padding */
+  attentionMask: ArrayLike<number>;
+  maxSeqLength: number;
+  n: number;
+}
+
+/**
+ * Columns that rows `indices` of `rows` use: 1 + the last position whose attention mask is not 0 in any of them
+ * (at least 1). Cutting a batch to it changes no output at the real tokens: padding is masked out of attention.
+ */
+export function usedLength(rows: PaddedRows, indices: ArrayLike<number>): number {
+  const L = rows.maxSeqLength;
+  let seq = 1;
+  for (let r = 0; r < indices.length; r++) {
+    const row = indices[r] * L;
+    for (let j = L - 1; j >= seq; j--) {
+      if (rows.attentionMask[row + j] !== 0) {
+        seq = j + 1;
+        break;
+      }
+    }
+  }
+  return seq;
+}
+
 /** Row indices ordered by unpadded length (the last attention-mask 1), ties in row order. */
-export function lengthOrder(features: FeatureSet): Int32Array {
+export function lengthOrder(features: PaddedRows): Int32Array {
   const L = features.maxSeqLength, n = features.n;
   const len = new Int32Array(n);
   for (let i = 0; i < n; i++) {

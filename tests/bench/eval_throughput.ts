@@ -9,10 +9,10 @@
  * Each task runs on two sets of batches, both on tfjs and on PyTorch (tests/bench/pytorch_eval.py):
  *
  * - `sorted`: rows ordered by unpadded length, each batch trimmed to its longest row (lib/eval/evaluate.ts's
- *   `lengthOrder` and `featureBatch`). For SST-2 this is the project's evaluation path (`evaluateFeatures`, as the
- *   `evaluate` command runs it); SQuAD's path does not sort yet, so its tfjs row is a direct `model.forward` loop.
- * - `file`: file order, every batch padded to the full length (Google's run_classifier / run_squad). For SQuAD this
- *   is the project's path (`squadLogits`, as `squad evaluate` runs it); for SST-2 a direct `model.forward` loop.
+ *   `lengthOrder` and `featureBatch`). This is the project's evaluation path: `evaluateFeatures` (as the `evaluate`
+ *   command runs it) for SST-2, `squadLogits` (as `squad evaluate` runs it) for SQuAD.
+ * - `file`: file order, every batch padded to the full length (Google's run_classifier / run_squad): for SQuAD
+ *   `squadLogits` with `sortByLength: false`, for SST-2 a direct `model.forward` loop.
  *
  * The tfjs side writes every batch (int32 ids, type ids, mask, little-endian) with a JSON header, the model's
  * weights (safetensors, Hugging Face names) and its logits on the first batch of each set to a temp folder;
@@ -43,7 +43,7 @@ import {
 import { modelToTensors } from "../../lib/model/checkpoint.ts";
 import { BertModel, configFromJson, type HeadKind } from "../../lib/model/model.ts";
 import { writeSafetensors } from "../../lib/io/safetensors.ts";
-import { readSquad } from "../../lib/tasks/squad/squad.ts";
+import { readSquad, type WindowLogits } from "../../lib/tasks/squad/squad.ts";
 import { convertSquadExamples, type SquadFeatures } from "../../lib/tasks/squad/features.ts";
 import { disposeSquadBatch, type SquadBatch, squadBatch, squadLogits } from "../../lib/tasks/squad/train.ts";
 import { FullTokenizer } from "../../lib/text/tokenizer.ts";
@@ -178,25 +178,18 @@ if (tasks.includes("squad")) {
       await writeSet(`${runDir}/sorted.i32`, sets[0], (b) => tensorsOf(featureBatch(rowsView, b.rows)));
       await writeSet(`${runDir}/file.i32`, sets[1], (b) => tensorsOf(squadBatch(features, b.rows)));
       warmUp(model, squadBatch(features, sets[1].batches[0].rows));
-      // file: the project's SQuAD path (what `squad evaluate` runs).
+      // file: run_squad.py's batches (squadLogits with sortByLength false).
       const [ms, logits] = await timed(
         shape,
-        () => squadLogits(model, { ...features, n: fileRows }, { batchSize: 32 }),
+        () => squadLogits(model, { ...features, n: fileRows }, { batchSize: 32, sortByLength: false }),
       );
-      rows.push(row("squad", shape, "tfjs: squadLogits", sets[1], ms));
-      const first = logits.slice(0, sets[1].batches[0].rows.length);
-      firstLogits.file = Float32Array.from([
-        ...first.flatMap((w) => Array.from(w.startLogits)),
-        ...first.flatMap((w) => Array.from(w.endLogits)),
-      ]); // [2, rows, 384]
-      // sorted: the lever, through model.forward (squadLogits does not sort yet).
+      rows.push(row("squad", shape, "tfjs: squadLogits, unsorted", sets[1], ms));
+      firstLogits.file = firstBatchLogits(logits, sets[1].batches[0]); // [2, rows, 384]
+      // sorted: the project's SQuAD path (what `squad evaluate` runs): the same batches as sortedSet's.
       warmUp(model, featureBatch(rowsView, sets[0].batches[0].rows));
-      const [sortedMs, sortedLogits] = await timed(
-        shape,
-        () => forwardLoop(model, sets[0], (b) => featureBatch(rowsView, b.rows)),
-      );
-      firstLogits.sorted = sortedLogits;
-      rows.push(row("squad", shape, "tfjs: model.forward", sets[0], sortedMs));
+      const [sortedMs, sortedLogits] = await timed(shape, () => squadLogits(model, features, { batchSize: 32 }));
+      firstLogits.sorted = firstBatchLogits(sortedLogits, sets[0].batches[0]); // [2, rows, seq]
+      rows.push(row("squad", shape, "tfjs: squadLogits", sets[0], sortedMs));
       await writeRun(runDir, { task: "squad", shape, head: "question-answering", sets, firstLogits, model });
       runs.push(`squad-${shape}`);
     } finally {
@@ -421,6 +414,13 @@ async function forwardLoop(
     }
   }
   return first!;
+}
+
+/** The start logits then the end logits of batch `b`'s windows, each cut to the batch's columns: `[2, rows, seq]`. */
+function firstBatchLogits(logits: WindowLogits[], b: Batch): Float32Array {
+  const pick = (k: "startLogits" | "endLogits") =>
+    Array.from(b.rows).flatMap((w) => Array.from(logits[w][k]).slice(0, b.seq));
+  return Float32Array.from([...pick("startLogits"), ...pick("endLogits")]);
 }
 
 /** Runs `fn` `--rounds` times for `shape`; the median milliseconds and the last result. */

@@ -616,6 +616,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "squadLogits: length-sorted, trimmed batches give full-length logits at every real token, in file order",
+  ignore: !HAVE_SHARED,
+  fn: async () => {
+    await initBackend({ quiet: true });
+    const ds = await readSquad(DEV, { limit: 12, ...quiet });
+    const tokenizer = await FullTokenizer.fromVocabFile(UNCASED_VOCAB);
+    const f = await convertSquadExamples(ds, tokenizer, { maxSeqLength: 64, docStride: 16, maxQueryLength: 24 });
+    const L = f.maxSeqLength;
+    const lengths = Array.from({ length: f.n }, (_, w) => f.attentionMask.subarray(w * L, (w + 1) * L).indexOf(0));
+    assert(lengths.some((n) => n > 0 && n < L - 8), `some windows must be short: ${lengths}`);
+    const model = tinyModel(tokenizer.vocab.size);
+    try {
+      const before = tf.memory().numTensors;
+      const fast = squadLogits(model, f, { batchSize: 4 });
+      const full = squadLogits(model, f, { batchSize: 4, sortByLength: false });
+      assertEquals(tf.memory().numTensors, before);
+      let maxDiff = 0, cut = 0;
+      for (let w = 0; w < f.n; w++) {
+        const real = lengths[w] < 0 ? L : lengths[w];
+        for (const k of ["startLogits", "endLogits"] as const) {
+          for (let j = 0; j < L; j++) {
+            if (j < real) maxDiff = Math.max(maxDiff, Math.abs(fast[w][k][j] - full[w][k][j]));
+            else if (fast[w][k][j] === -Infinity) cut++;
+            else assertEquals(fast[w][k][j], full[w][k][j], `window ${w} ${k}[${j}]: padding is cut or equal`);
+          }
+        }
+      }
+      assert(maxDiff < 1e-5, `max |sorted - full| at real tokens ${maxDiff}`);
+      assert(cut > 0, "no padding column was cut");
+      // The only difference post-processing can see: a cut padding position never enters the top-n indexes.
+      const masked = full.map((r, w) => {
+        const real = lengths[w] < 0 ? L : lengths[w];
+        const m = (a: ArrayLike<number>) => Float32Array.from(a, (v, j) => j < real ? v : -Infinity);
+        return { startLogits: m(r.startLogits), endLogits: m(r.endLogits) };
+      });
+      assertEquals(postprocessSquad(f, fast).predictions, postprocessSquad(f, masked).predictions);
+    } finally {
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
   name: "CLI: squad prepare writes train/dev features; squad evaluate scores gold predictions at 100",
   ignore: !HAVE_SHARED,
   fn: async () => {
