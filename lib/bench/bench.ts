@@ -11,6 +11,7 @@ import { AdamW } from "../training/optim.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../model/model.ts";
 import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
+import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
 import { envVar } from "../io/env.ts";
 
 /** A benchmark shape: model size and batch. */
@@ -311,7 +312,9 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
   const { cpu, cores } = machineInfo();
   const coretype = envVar("OPENBLAS_CORETYPE");
   // OPENBLAS_CORETYPE overrides OpenBLAS's kernel choice (e.g. Haswell's AVX2 kernels on an AVX-512 CPU): say so.
-  const forced = coretype ? `; OPENBLAS_CORETYPE=${coretype} from the environment overrides OpenBLAS's own choice` : "";
+  const forced =
+    (coretype ? `; OPENBLAS_CORETYPE=${coretype} from the environment overrides OpenBLAS's own choice` : "") +
+    Object.entries(blasEnvironmentSetHere()).map(([k, v]) => `; ${k}=${v} set by the blas backend`).join("");
   return [
     `machine: ${cpu}, ${cores} cores; Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
     `cpu vector extensions: ${ext.length ? ext.join(" ") : "unknown (/proc/cpuinfo not readable)"}`,

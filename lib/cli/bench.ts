@@ -7,6 +7,7 @@ import { defineCommand, type ParsedArgs } from "./args.ts";
 import { UsageError } from "../io/errors.ts";
 import { type BackendName, initBackend } from "../backends/backend.ts";
 import { registerBlasBackend } from "../backends/blas/blas_backend.ts";
+import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
 import {
   benchInfer,
   benchMatMul,
@@ -147,6 +148,9 @@ async function runPytorch(
       ],
       stdout: "piped",
       stderr: "piped",
+      // PyTorch runs with the environment as the user gave it (not with what the blas backend set for itself).
+      clearEnv: true,
+      env: withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())),
     }).output();
   } catch (e) {
     console.warn(
@@ -181,4 +185,9 @@ async function runPytorch(
   }
   if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
   return rows;
+}
+
+/** `env` without the variables `names`. */
+function withoutKeys(env: Record<string, string>, names: string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !names.includes(k)));
 }

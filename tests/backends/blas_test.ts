@@ -5,7 +5,12 @@
  */
 import { assert, assertEquals } from "../shared.ts";
 import { tf } from "../../lib/backends/backend.ts";
-import { blasUnavailableReason, loadBlas } from "../../lib/backends/blas/blas.ts";
+import {
+  blasEnvironmentSetHere,
+  blasUnavailableReason,
+  loadBlas,
+  OPENBLAS_THREAD_TIMEOUT,
+} from "../../lib/backends/blas/blas.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../../lib/backends/blas/fused.ts";
 import { simdMath } from "../../lib/backends/simd/simd.ts";
@@ -104,6 +109,22 @@ Deno.test({ name: "blas: a library that cannot be used gives undefined and says 
   }
   assert(loadBlas() !== undefined, "the library found before is still returned");
 });
+
+Deno.test(
+  { name: "blas: OpenBLAS's idle threads are told to sleep, unless the user chose (or no worker)", ignore },
+  () => {
+    // The library is loaded by now (the ignore condition loaded it); the variable was decided before that.
+    const set = blasEnvironmentSetHere();
+    if (Deno.env.get("BERT_NO_SIMD_WORKER")) {
+      assertEquals(set, {});
+    } else if (set.OPENBLAS_THREAD_TIMEOUT) {
+      assertEquals(set, { OPENBLAS_THREAD_TIMEOUT: OPENBLAS_THREAD_TIMEOUT });
+      assertEquals(Deno.env.get("OPENBLAS_THREAD_TIMEOUT"), OPENBLAS_THREAD_TIMEOUT);
+    } else {
+      assert(Deno.env.get("OPENBLAS_THREAD_TIMEOUT") !== undefined, "neither set by the user nor by the backend");
+    }
+  },
+);
 
 Deno.test({ name: "blas: sgemm through FFI matches a hand-worked product, with views and strides", ignore }, () => {
   const blas = loadBlas()!;

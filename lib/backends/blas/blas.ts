@@ -190,11 +190,39 @@ function isUnloadable(err: unknown): err is Error {
     /^(Could not open library|Failed to register symbol)/.test(err.message);
 }
 
+/**
+ * What OpenBLAS's idle threads do, set before the library loads (OpenBLAS reads it once, when it is opened): by
+ * default each spins for 2^28 cycles (about 0.1 s) after a product before it sleeps, on the core that this project's
+ * second SIMD thread (lib/backends/simd/simd.ts) needs for the work between the products. `4` makes them sleep almost
+ * at once. Measured on a 2-core AVX-512 EPYC with OpenBLAS 0.3.21, interleaved (BENCHMARKS.md): Tiny training 10-25%
+ * faster, Base inference 10%, the rest unchanged. Set only when the environment does not set it and the SIMD worker
+ * is on (`BERT_NO_SIMD_WORKER` unset): without the worker it buys nothing. PyTorch loses with it (Base inference 11%
+ * slower), so `bench --pytorch` runs PyTorch with the environment as it was ({@linkcode blasEnvironmentSetHere}).
+ */
+export const OPENBLAS_THREAD_TIMEOUT = "4";
+
+/** Environment variables this module set before loading the library (name → value). */
+const setHere: Record<string, string> = {};
+
+/** The environment variables {@linkcode loadBlas} set for the library (not set by the user), e.g. for a report. */
+export function blasEnvironmentSetHere(): Readonly<Record<string, string>> {
+  return setHere;
+}
+
+function quietIdleThreads(): void {
+  const name = "OPENBLAS_THREAD_TIMEOUT";
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return;
+  if (Deno.env.get(name) !== undefined || envVar("BERT_NO_SIMD_WORKER")) return;
+  Deno.env.set(name, OPENBLAS_THREAD_TIMEOUT);
+  setHere[name] = OPENBLAS_THREAD_TIMEOUT;
+}
+
 function open(path: string): Blas | undefined {
   if (!ffiGranted()) {
     unavailable = NO_FFI;
     return undefined;
   }
+  quietIdleThreads();
   let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
   try {
     lib = Deno.dlopen(path, SYMBOLS);
