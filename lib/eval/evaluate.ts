@@ -154,7 +154,11 @@ export function usedLength(rows: PaddedRows, indices: ArrayLike<number>): number
   return seq;
 }
 
-/** Row indices ordered by unpadded length (the last attention-mask 1), ties in row order. */
+/**
+ * Row indices ordered by unpadded length (the last attention-mask 1), longest first, ties in row order. Longest
+ * first so that each batch is no longer than the one before it: the `blas` backend's pool then serves its arrays
+ * from the buffers of the last batch instead of new memory (see lib/backends/blas/pool.ts).
+ */
 export function lengthOrder(features: PaddedRows): Int32Array {
   const L = features.maxSeqLength, n = features.n;
   const len = new Int32Array(n);
@@ -163,7 +167,7 @@ export function lengthOrder(features: PaddedRows): Int32Array {
     while (j > 0 && features.attentionMask[i * L + j] === 0) j--;
     len[i] = j + 1;
   }
-  return new Int32Array(n).map((_, i) => i).sort((a, b) => len[a] - len[b] || a - b);
+  return new Int32Array(n).map((_, i) => i).sort((a, b) => len[b] - len[a] || a - b);
 }
 
 /**

@@ -4,7 +4,14 @@
  * filled the pool to its 1 GiB cap with one set of activations per sequence length).
  */
 import { assert, assertEquals } from "../shared.ts";
-import { allocF32, clearPool, PooledCpuBackend, poolShape, poolStats } from "../../lib/backends/blas/pool.ts";
+import {
+  allocF32,
+  capacityOf,
+  clearPool,
+  PooledCpuBackend,
+  poolShape,
+  poolStats,
+} from "../../lib/backends/blas/pool.ts";
 
 const backend = new PooledCpuBackend();
 
@@ -21,29 +28,67 @@ Deno.test("pool: a disposed tensor's array is reused for the same length", () =>
   const a = useAndDispose(8192);
   assertEquals(poolStats().pooledBytes, 8192 * 4);
   const again = allocF32(8192);
-  assert(again === a, "the same array object comes back");
+  assert(again.buffer === a.buffer, "the same buffer comes back");
+  assertEquals(again.length, 8192);
+  assertEquals(poolStats().pooledBytes, 0);
+});
+
+Deno.test("pool: size classes of eight steps per power of two; arrays are views of exactly their length", () => {
+  assertEquals([8192, 8193, 9216, 9217, 10_000, 20_000, 40_000].map(capacityOf), [
+    8192,
+    9216,
+    9216,
+    10240,
+    10240,
+    20480,
+    40960,
+  ]);
+  for (let n = 4096; n < 300_000; n += 997) {
+    const c = capacityOf(n);
+    assert(c >= n && c <= n * 1.125, `capacity ${c} for ${n}`);
+  }
+  clearPool();
+  const a = useAndDispose(9300); // class 10240
+  assertEquals(poolStats().pooledBytes, 10240 * 4);
+  const b = allocF32(10_000); // a batch one token longer: the same class, the same buffer, zeroed
+  assert(b.buffer === a.buffer, "a nearby length reuses the buffer");
+  assertEquals([b.length, b.byteOffset, b.buffer.byteLength], [10_000, 0, 10240 * 4]);
+  assert(b.every((v) => v === 0), "zeroed");
+});
+
+Deno.test("pool: a shorter array reuses a free buffer up to twice its length, the smallest that fits", () => {
+  clearPool();
+  const big = allocF32(40_000), mid = allocF32(24_000); // classes 40960 and 24576, both in use
+  const ids = [backend.write(big, [40_000], "float32"), backend.write(mid, [24_000], "float32")];
+  ids.forEach((id) => backend.disposeData(id));
+  assertEquals(poolStats().pooledBytes, (40960 + 24576) * 4);
+  assert(allocF32(13_000).buffer === mid.buffer, "24576 is the smallest free class >= 13000, and <= 2 x 13000");
+  assert(allocF32(13_000).buffer !== big.buffer, "40960 > 2 x 13000: a new buffer instead");
+  assert(allocF32(21_000).buffer === big.buffer, "40960 <= 2 x 21000");
   assertEquals(poolStats().pooledBytes, 0);
 });
 
 Deno.test("pool: poolShape keeps lengths requested under both of the last two shapes and drops the rest", () => {
   clearPool();
   const SHARED = 10_000, A = 20_000, B = 30_000, C = 40_000;
+  poolShape("before A"), poolShape("just before A"); // forget what earlier tests requested
   poolShape("A");
   useAndDispose(A);
   const shared1 = useAndDispose(SHARED);
-  assertEquals(poolStats().pooledBytes, (A + SHARED) * 4);
+  const bytes = (...lengths: number[]) => lengths.reduce((s, n) => s + capacityOf(n) * 4, 0);
+  assertEquals(poolStats().pooledBytes, bytes(A, SHARED));
   poolShape("B"); // the shape before A requested nothing: everything pooled so far is dropped
   assertEquals(poolStats().pooledBytes, 0);
   useAndDispose(B);
   const shared2 = useAndDispose(SHARED);
-  assert(shared2 !== shared1, "dropped arrays are not handed out again");
+  assert(shared2.buffer !== shared1.buffer, "dropped arrays are not handed out again");
   poolShape("B"); // unchanged shape: nothing happens
-  assertEquals(poolStats().pooledBytes, (B + SHARED) * 4);
+  assertEquals(poolStats().pooledBytes, bytes(B, SHARED));
   poolShape("C"); // SHARED was requested under A and B: kept; B's activation-sized array is dropped
-  assertEquals(poolStats().pooledBytes, SHARED * 4);
-  assert(allocF32(SHARED) === shared2, "the kept array is reused");
+  assertEquals(poolStats().pooledBytes, bytes(SHARED));
+  assert(allocF32(SHARED).buffer === shared2.buffer, "the kept array is reused");
   useAndDispose(C);
-  assertEquals(poolStats().pooledBytes, C * 4);
+  assertEquals(poolStats().pooledBytes, bytes(C));
 });
 
 Deno.test("pool: BERT_POOL_MB that is not a number of megabytes is an error, not an unbounded pool", async () => {
