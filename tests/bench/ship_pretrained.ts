@@ -11,11 +11,12 @@
  *
  * Usage: deno run -A tests/bench/ship_pretrained.ts --from outputs/pretrain-imdb [--to data/pretrained]
  *        [--finetune outputs/pretrained_vs_random.json] [--minutes M] [--before CARD --before-command CMD]
- *        [--grid-note TEXT]
+ *        [--continue-task TASK] [--grid-note TEXT]
  *
  * `--before CARD`: the run continued earlier weights (`pretrain --model ...`); CARD is their model card (a copy of the
- * previous `data/pretrained/README.md`), whose recipe, loss curve and token count become "phase 1" of the new card, and
- * `--before-command` the command that re-creates those weights.
+ * previous `data/pretrained/README.md`), whose recipe, loss curves and token count become the earlier phases of the new
+ * card; `--before-command` re-creates one-phase earlier weights (a card of phases lists its own commands), and
+ * `--continue-task` is the `deno task` of this run (default `pretrain:shipped:continue`).
  * @module
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
@@ -38,6 +39,8 @@ const finetuneJson = flag("finetune");
 const minutes = flag("minutes");
 const beforeCard = flag("before");
 const beforeCommand = flag("before-command", "npx deno task pretrain:shipped");
+/** The `deno task` that runs this (continued) phase. */
+const continueTask = flag("continue-task", "pretrain:shipped:continue");
 /** Why the grid has gaps, e.g. "on IMDB, random initialisation at 1e-4 was left out after ...". */
 const gridNote = flag("grid-note");
 
@@ -209,20 +212,43 @@ if (finetuneJson) {
 }
 const { cpu, cores } = machineInfo();
 const tokensSeen = instancesSeen * meanTokens; // this run's
-/** Phase 1 of a continued run: the earlier card's recipe, loss curve and evaluations, headings one level down. */
-let phase1 = "", phase1Tokens = 0;
+/**
+ * The earlier phases of a continued run, from the starting weights' card: a one-phase card's recipe, loss curve and
+ * evaluations become "### Phase 1" (headings one level down); a card of several phases gives its phase sections as
+ * they are. `phase` is this run's number, `earlierReproduce` the earlier phases' commands.
+ */
+let earlier = "", earlierTokens = 0, phase = 1, earlierReproduce: string[] = [];
 if (beforeCard) {
   const text = await Deno.readTextFile(beforeCard);
   const from = text.indexOf("## Recipe\n"), to = text.indexOf("## Held-out figures");
   if (from < 0 || to < from) throw new Error(`${beforeCard}: no "## Recipe" ... "## Held-out figures" sections`);
-  const tokens = /about ([\d.]+)M tokens seen/.exec(text);
+  const tokens = /about ([\d.]+)M tokens seen/.exec(text); // a card of phases states their total first
   if (!tokens) throw new Error(`${beforeCard}: no "about <N>M tokens seen" in its recipe`);
-  phase1Tokens = Number(tokens[1]) * 1e6;
-  phase1 = text.slice(from, to).replace("## Recipe\n", "").replace(/^## /gm, "#### ").trim()
-    // Its "why" bullet is phase 2's (same objective) and predates what phase 2 measured.
-    .replace(/^- Why this objective:[\s\S]*?(?=^- )/m, "- Why this objective: as in phase 2.\n");
+  earlierTokens = Number(tokens[1]) * 1e6;
+  const recipe = text.slice(from, to).replace("## Recipe\n", "").trim();
+  const phases = [...recipe.matchAll(/^### Phase (\d+)/gm)].map((m) => Number(m[1]));
+  if (phases.length) {
+    phase = Math.max(...phases) + 1;
+    earlier = recipe.slice(recipe.indexOf("### Phase ")).replace(
+      "(the starting weights, from their model card)",
+      "(from its model card)",
+    );
+    const block = /## Reproduce\n\n```sh\n([\s\S]*?)```/.exec(text)?.[1] ?? "";
+    earlierReproduce = block.split("\n").filter((l) => / # phase \d/.test(l)).map((l) =>
+      l.replace(/ \(resumable: add --resume\)$/, "")
+    );
+  } else {
+    phase = 2;
+    earlier = `### Phase 1 (from its model card)\n\n${
+      recipe.replace(/^## /gm, "#### ")
+        // Its "why" bullet is phase 2's (same objective) and predates what phase 2 measured.
+        .replace(/^- Why this objective:[\s\S]*?(?=^- )/m, "- Why this objective: as in phase 2.\n")
+    }`;
+    earlierReproduce = [`${beforeCommand}   # phase 1 (see its recipe above)`];
+  }
 }
-const totalTokens = tokensSeen + phase1Tokens;
+const totalTokens = tokensSeen + earlierTokens;
+const PHASES = ["One", "Two", "Three", "Four", "Five", "Six"];
 const isDefault = to.replace(/\/+$/, "") === "data/pretrained";
 const card = `# bert-tiny-imdb-mlm${
   isDefault ? ": the offline default of this project" : ` (${to}): a candidate successor of data/pretrained`
@@ -252,10 +278,12 @@ comparison. No labels were used.
 
 ${
   beforeCard
-    ? `Two phases. Phase 2 continued phase 1's weights (all of them: encoder and masked-LM head) with new masks (data seed
-${data.data_seed}) and a new learning-rate schedule; together about ${(totalTokens / 1e6).toFixed(0)}M tokens seen.
+    ? `${
+      PHASES[phase - 1] ?? phase
+    } phases. Each continued the previous phase's weights (all of them: encoder and masked-LM
+head) with new masks and a new learning-rate schedule; together about ${(totalTokens / 1e6).toFixed(0)}M tokens seen.
 
-### Phase 2
+### Phase ${phase}
 
 `
     : ""
@@ -295,11 +323,7 @@ Held-out evaluations during the run: ${
   )
 }.
 
-${
-  beforeCard
-    ? `### Phase 1 (the starting weights, from their model card)\n\n${phase1}\n\n`
-    : ""
-}## Held-out figures (measured on the shipped weights)
+${beforeCard ? `${earlier}\n\n` : ""}## Held-out figures (measured on the shipped weights)
 
 | evaluation text | instances | MLM top-1 | MLM top-5 | perplexity | baseline: always "${heldOut.baseline.token}" |
 |---|---|---|---|---|---|
@@ -324,15 +348,17 @@ ${finetune}
 \`\`\`sh
 ${
   beforeCard
-    ? `${beforeCommand}   # phase 1 (see its recipe above)
-npx deno task pretrain:shipped:continue   # phase 2 into ${runDir}/ (resumable: add --resume)`
+    ? `${earlierReproduce.join("\n")}
+npx deno task ${continueTask}   # phase ${phase} into ${runDir}/ (resumable: add --resume)`
     : `npx deno task pretrain:shipped   # the pre-training run above into ${runDir}/ (resumable: add --resume)`
 }
 cp -r ${runDir}/checkpoint-${state.global_step} outputs/candidate   # the weights the comparison fine-tunes
 npx deno task bench:pretrained -- --model outputs/candidate --lrs ${gridLrs} --json outputs/pretrained_vs_random.json   # the fine-tuning comparison
 node_modules/.bin/deno run -A tests/bench/ship_pretrained.ts --from ${runDir}${
   isDefault ? "" : ` --to ${to}`
-} --finetune outputs/pretrained_vs_random.json${beforeCard ? " --before <a copy of the phase-1 card>" : ""}
+} --finetune outputs/pretrained_vs_random.json${
+  beforeCard ? ` --before <a copy of the phase-${phase - 1} card> --continue-task ${continueTask}` : ""
+}
 \`\`\`
 
 ## Reading the figures, and what would do better
