@@ -84,7 +84,7 @@ export function squadBatch(
     if (!(r >= 0 && r < features.n)) throw new Error(`squadBatch: window ${r} outside 0..${features.n - 1}`);
   }
   const seq = options.trimPadding ? usedLength(features, rows) : L;
-  if (seq !== L) poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
+  poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
   const ids = new Int32Array(b * seq), types = new Int32Array(b * seq), mask = new Int32Array(b * seq);
   for (let i = 0; i < b; i++) {
     const r = rows[i];
