@@ -13,6 +13,7 @@
  * @module
  */
 import { envVar } from "../../io/env.ts";
+import { simdWorkerDisabled } from "../simd/simd.ts";
 
 /** What one {@linkcode Blas.sgemm} call computes: `c = alpha * op(a) @ op(b) + beta * c` (row-major). */
 export interface SgemmArgs {
@@ -212,7 +213,7 @@ export function blasEnvironmentSetHere(): Readonly<Record<string, string>> {
 function quietIdleThreads(): void {
   const name = "OPENBLAS_THREAD_TIMEOUT";
   if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return;
-  if (Deno.env.get(name) !== undefined || envVar("BERT_NO_SIMD_WORKER")) return;
+  if (Deno.env.get(name) !== undefined || simdWorkerDisabled()) return;
   Deno.env.set(name, OPENBLAS_THREAD_TIMEOUT);
   setHere[name] = OPENBLAS_THREAD_TIMEOUT;
 }

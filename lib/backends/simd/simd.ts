@@ -213,6 +213,11 @@ export function setSimdThreads(
   return previous;
 }
 
+/** Whether `BERT_NO_SIMD_WORKER` turns the second SIMD thread off (the one place that reads it). */
+export function simdWorkerDisabled(): boolean {
+  return Boolean(envVar("BERT_NO_SIMD_WORKER"));
+}
+
 /** Whether large calls run on two threads (loading the kernels if not yet done), or why not. */
 export function simdThreadsStatus(): SimdThreadsStatus {
   loaded ??= load();
@@ -275,7 +280,7 @@ function load(): Loaded | { reason: string } {
   }
   if (!WebAssembly.validate(bytes)) return { reason: "this WebAssembly engine does not validate SIMD (v128) code" };
   // The shared-memory module first (two threads), the module with its own memory where that fails.
-  let noWorker = envVar("BERT_NO_SIMD_WORKER") ? "disabled by BERT_NO_SIMD_WORKER" : undefined;
+  let noWorker = simdWorkerDisabled() ? "disabled by BERT_NO_SIMD_WORKER" : undefined;
   if (!noWorker && (typeof SharedArrayBuffer === "undefined" || typeof Atomics === "undefined")) {
     noWorker = "this runtime has no SharedArrayBuffer / Atomics";
   }
