@@ -47,7 +47,7 @@ export function startingModelLabel(start: StartingModel): string {
     case "hub-download":
       return "Google's BERT-Tiny (hub)";
     case "shipped":
-      return "the shipped data/pretrained (IMDB, masked LM)";
+      return "the shipped data/pretrained (IMDB, masked LM + NSP)";
     case "given":
       return start.dir ?? "given folder";
     default:
