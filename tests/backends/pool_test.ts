@@ -68,27 +68,32 @@ Deno.test("pool: a shorter array reuses a free buffer up to twice its length, th
   assertEquals(poolStats().pooledBytes, 0);
 });
 
-Deno.test("pool: poolShape keeps lengths requested under both of the last two shapes and drops the rest", () => {
+Deno.test("pool: poolShape keeps the lengths the last shape requested and drops older ones", () => {
   clearPool();
   const SHARED = 10_000, A = 20_000, B = 30_000, C = 40_000;
-  poolShape("before A"), poolShape("just before A"); // forget what earlier tests requested
+  poolShape("before A"); // forget what earlier tests requested
   poolShape("A");
-  useAndDispose(A);
+  const a1 = useAndDispose(A);
   const shared1 = useAndDispose(SHARED);
   const bytes = (...lengths: number[]) => lengths.reduce((s, n) => s + capacityOf(n) * 4, 0);
   assertEquals(poolStats().pooledBytes, bytes(A, SHARED));
-  poolShape("B"); // the shape before A requested nothing: everything pooled so far is dropped
-  assertEquals(poolStats().pooledBytes, 0);
-  useAndDispose(B);
+  poolShape("B"); // A requested both: both kept, for the next shape to reuse
+  assertEquals(poolStats().pooledBytes, bytes(A, SHARED));
+  const b1 = useAndDispose(B); // 30,000 > the 20,480 of A's class: a new array
+  assert(b1.buffer !== a1.buffer, "A's array is too small for B");
   const shared2 = useAndDispose(SHARED);
-  assert(shared2.buffer !== shared1.buffer, "dropped arrays are not handed out again");
+  assert(shared2.buffer === shared1.buffer, "the kept array is reused under the next shape");
   poolShape("B"); // unchanged shape: nothing happens
+  assertEquals(poolStats().pooledBytes, bytes(A, B, SHARED));
+  poolShape("C"); // B requested B and SHARED, not A: A's array is dropped
   assertEquals(poolStats().pooledBytes, bytes(B, SHARED));
-  poolShape("C"); // SHARED was requested under A and B: kept; B's activation-sized array is dropped
-  assertEquals(poolStats().pooledBytes, bytes(SHARED));
-  assert(allocF32(SHARED).buffer === shared2.buffer, "the kept array is reused");
+  const half = useAndDispose(B / 2 + 1000); // a shorter shape's array reuses B's (at most twice its size)
+  assert(half.buffer === b1.buffer, "B's array serves an array of 16,000");
   useAndDispose(C);
-  assertEquals(poolStats().pooledBytes, bytes(C));
+  poolShape("D"); // C requested B's class (through the 16,000) and C's; SHARED's was not requested: dropped
+  assertEquals(poolStats().pooledBytes, bytes(B, C));
+  poolShape("E"); // D requested nothing: everything is dropped
+  assertEquals(poolStats().pooledBytes, 0);
 });
 
 Deno.test("pool: BERT_POOL_MB that is not a number of megabytes is an error, not an unbounded pool", async () => {

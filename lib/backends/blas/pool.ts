@@ -53,9 +53,8 @@ export function capacityOf(length: number): number {
   return Math.ceil(length / step) * step;
 }
 
-/** Capacities requested since the input shape last changed, and during the shape before (see poolShape). */
+/** Capacities requested since the input shape last changed (see poolShape). */
 let requestedNow = new Set<number>();
-let requestedBefore = new Set<number>();
 let shapeKey: string | undefined;
 
 /**
@@ -121,22 +120,24 @@ export function isPrivateArray(values: unknown): values is Float32Array {
 
 /**
  * Tells the pool the shape of the work's inputs (e.g. `"32x57"` for a batch of 32 rows trimmed to 57 tokens).
- * When it changes, arrays of lengths that were not requested under both of the last two shapes are dropped: they
- * were sized for activations of an earlier shape and would be reused only if that exact shape came back, while
- * lengths every shape uses (gradients and optimiser temporaries of the weights) stay. Without this a training run
- * on padding-trimmed batches, whose sequence length changes from batch to batch, fills the pool with one set of
- * activation arrays per length seen, up to `BERT_POOL_MB` (1 GiB): that was most of a real `train` run's 1.2-1.7 GB.
+ * When it changes, the arrays of size classes that the last shape did not request are dropped: they were sized for
+ * an older shape, while the last shape's (its activations, the weights' gradients and optimiser temporaries) stay,
+ * and serve the next shape's arrays of the same or up to half the size. So the pool holds at most about one shape's
+ * working set. Without this a training run on padding-trimmed batches, whose sequence length changes from batch to
+ * batch, filled the pool with one set of activation arrays per length seen, up to `BERT_POOL_MB` (1 GiB): that was
+ * most of a real `train` run's 1.2-1.7 GB. (An earlier rule kept only classes requested under both of the last two
+ * shapes; evaluation in length order, where every batch is a new, shorter shape, then allocated all its activations
+ * afresh for every batch: SST-2 dev on BERT-Tiny spent about a third of its time faulting in new pages.)
  * Fixed-shape work (the bench, pre-training) never changes shape and keeps its pool.
  */
 export function poolShape(key: string): void {
   if (key === shapeKey) return;
   shapeKey = key;
   for (const [capacity, list] of free) {
-    if (requestedNow.has(capacity) && requestedBefore.has(capacity)) continue;
+    if (requestedNow.has(capacity)) continue;
     for (const a of list) pooledBytes -= a.byteLength;
     free.delete(capacity);
   }
-  requestedBefore = requestedNow;
   requestedNow = new Set();
 }
 
