@@ -709,9 +709,10 @@ export class BertModel {
     return this.addNorm(`${p}.output.LayerNorm`, this.feedForward(p, x, pass), x); // [B*F, D]
   }
 
-  /** The residual connection of a sub-block, then LayerNorm: `LayerNorm(out + input)`. */
+  /** The residual connection of a sub-block, then LayerNorm: `LayerNorm(out + input)` (one kernel on blas). */
   private addNorm(prefix: string, out: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor2D {
-    return this.norm(prefix, tf.add(out, input) as tf.Tensor2D);
+    const eps = this.config.layerNormEps;
+    return fused.addLayerNorm(out, input, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), eps);
   }
 
   /**

@@ -12,7 +12,14 @@ import {
   OPENBLAS_THREAD_TIMEOUT,
 } from "../../lib/backends/blas/blas.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
-import { adamwUpdate, dropout, gelu, layerNorm, sparseSoftmaxCrossEntropy } from "../../lib/backends/blas/fused.ts";
+import {
+  adamwUpdate,
+  addLayerNorm,
+  dropout,
+  gelu,
+  layerNorm,
+  sparseSoftmaxCrossEntropy,
+} from "../../lib/backends/blas/fused.ts";
 import { simdMath } from "../../lib/backends/simd/simd.ts";
 import { selfAttention } from "../../lib/backends/blas/attention.ts";
 
@@ -765,5 +772,41 @@ Deno.test(
     ];
     const cpu = await on("cpu", [x, gamma, beta, dy], run), blas = await on("blas", [x, gamma, beta, dy], run);
     ["y", "dx", "dgamma", "dbeta"].forEach((n, i) => close(blas[i].values, cpu[i].values, n, 1e-4, 1e-5));
+  },
+);
+
+Deno.test(
+  {
+    name: "blas: addLayerNorm(x, r) is layerNorm(x + r) bit for bit, with and without gradients, and matches cpu",
+    ignore,
+  },
+  async () => {
+    // Width 128: the SIMD kernel (the residual added in its chunk regions); width 6: the JavaScript path.
+    for (const [rows, w] of [[300, 128], [20, 6]]) {
+      const x = f([rows, w], 830 + w, 3), r = f([rows, w], 831 + w, 3), dy = f([rows, w], 832 + w);
+      const gamma = f([w], 833), beta = f([w], 834);
+      const grads =
+        (ln: (u: tf.Tensor, v: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
+        (t: tf.Tensor, res: tf.Tensor, g: tf.Tensor, b: tf.Tensor, d: tf.Tensor) => [
+          ln(t, res, g, b), // outside gradient recording: no statistics written
+          ...tf.grads((u: tf.Tensor, v: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) =>
+            tf.sum(tf.mul(ln(u, v, gg, bb), d))
+          )(
+            [t, res, g, b],
+          ),
+        ];
+      const fusedLn = grads((u, v, g, b) => addLayerNorm(u, v, g, b, 1e-12));
+      const separate = grads((u, v, g, b) => layerNorm(tf.add(u, v), g, b, 1e-12));
+      const args = [x, r, gamma, beta, dy];
+      const a = await on("blas", args, fusedLn), e = await on("blas", args, separate);
+      const names = ["y", "dx", "dresidual", "dgamma", "dbeta"];
+      names.forEach((n, i) => assertEquals(a[i].values, e[i].values, `${n} (width ${w})`));
+      assertEquals(a[1].values, a[2].values, "the sum's gradient reaches both terms");
+      const cpu = await on("cpu", args, fusedLn);
+      names.forEach((n, i) => close(a[i].values, cpu[i].values, `${n} vs cpu (width ${w})`, 1e-4, 1e-4));
+      // Not vacuous: the residual changed the result.
+      const plain = await on("blas", [x, gamma, beta], (t, g, b) => layerNorm(t, g, b, 1e-12));
+      assert(plain[0].values.some((v, i) => v !== a[0].values[i]), "the residual was added");
+    }
   },
 );

@@ -99,10 +99,22 @@ Deno.test({ name: "simd threads: LayerNorm and its gradient split give the one-t
         assert(s.layerNorm({ x, gamma, beta, eps: 1e-12 }, { y, xhat, rstd }));
         const dx = new Float32Array(n), dgamma = new Float32Array(w), dbeta = new Float32Array(w);
         assert(s.layerNormGrad({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }));
-        return { y, xhat, rstd, dx, dgamma, dbeta };
+        // With a residual (x + dy normalised) and no statistics wanted (inference).
+        const yRes = new Float32Array(n), rstdRes = new Float32Array(rows);
+        assert(s.layerNorm({ x, gamma, beta, eps: 1e-12, residual: dy }, { y: yRes, rstd: rstdRes }));
+        return { y, xhat, rstd, dx, dgamma, dbeta, yRes, rstdRes };
       });
     const one = both(1), two = both(2);
     for (const k of Object.keys(one) as (keyof typeof one)[]) assertSameBits(one[k], two[k], `${k} (${rows}x${w})`);
+    // The residual's rows: LayerNorm of the float32 sums, as with the sum made first.
+    const sum = x.map((v, i) => v + dy[i]), ySum = new Float32Array(n), rstdSum = new Float32Array(rows);
+    on(
+      1,
+      () =>
+        assert(s.layerNorm({ x: sum, gamma, beta, eps: 1e-12 }, { y: ySum, xhat: new Float32Array(n), rstd: rstdSum })),
+    );
+    assertSameBits(one.yRes, ySum, `y of x + residual (${rows}x${w})`);
+    assertSameBits(one.rstdRes, rstdSum, `rstd of x + residual (${rows}x${w})`);
     // The row sums against a double-precision reference (float32 summation error only).
     for (let j = 0; j < w; j += 7) {
       let dg = 0, db = 0;

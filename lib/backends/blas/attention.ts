@@ -12,7 +12,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import type { Blas } from "./blas.ts";
-import { f32, type KernelArgs, output } from "./common.ts";
+import { f32, type KernelArgs, output, recordingGradients } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
 import { setSimdThreads, type SimdMath, simdMath } from "../simd/simd.ts";
@@ -92,11 +92,6 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
     };
   });
   return op(o.q, o.k, o.v) as tf.Tensor2D;
-}
-
-/** Whether tfjs is recording operations for a gradient (inside `tf.grad`, `variableGrads`, ...). */
-function recordingGradients(): boolean {
-  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
 }
 
 interface Attrs {

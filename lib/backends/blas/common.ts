@@ -6,6 +6,7 @@
  */
 import {
   backend_util,
+  engine,
   getBackend,
   getKernel,
   type KernelFunc,
@@ -17,6 +18,11 @@ import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 
 /** The tfjs name of the backend. */
 export const BLAS_BACKEND_NAME = "blas";
+
+/** Whether tfjs is recording operations for a gradient (inside `tf.grad`, `variableGrads`, ...). */
+export function recordingGradients(): boolean {
+  return (engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
 
 /**
  * Whether the `blas` backend is the active one and every tensor is float32: the condition of every fused fast path

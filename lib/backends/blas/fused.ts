@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { f32, type KernelArgs, onBlasF32, output } from "./common.ts";
+import { f32, type KernelArgs, onBlasF32, output, recordingGradients } from "./common.ts";
 import { allocF32, isPrivateArray } from "./pool.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 import { simdMath } from "../simd/simd.ts";
@@ -98,79 +98,125 @@ export function sumRows(t: tf.Tensor): tf.Tensor {
  * @param beta `[width]`
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor, beta: tf.Tensor, eps: number): T {
-  if (!onBlasF32(x, gamma, beta)) {
-    const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [input, g, b] = args as tf.Tensor[];
-      const { mean, variance } = tf.moments(input, -1, true); // [..., 1]
-      const rstd = tf.rsqrt(tf.add(variance, eps)); // [..., 1]
-      const normalized = tf.mul(tf.sub(input, mean), rstd); // [..., width]
-      (args[3] as tf.GradSaveFunc)([normalized, rstd, g]);
-      return {
-        value: tf.add(tf.mul(normalized, g), b),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [xhat, r, gam] = saved;
-          const width = xhat.shape[xhat.rank - 1];
-          const dxhat = tf.mul(dy, gam); // [..., width]
-          const meanD = tf.mean(dxhat, -1, true); // [..., 1]
-          const meanDX = tf.mean(tf.mul(dxhat, xhat), -1, true); // [..., 1]
-          const dx = tf.mul(tf.sub(tf.sub(dxhat, meanD), tf.mul(xhat, meanDX)), r);
-          const dy2d = tf.reshape(dy, [-1, width]);
-          return [dx, sumRows(tf.mul(dy2d, tf.reshape(xhat, [-1, width]))), sumRows(dy2d)];
-        },
-      };
-    });
-    return composed(x, gamma, beta) as T;
+  return addLayerNorm(x, undefined, gamma, beta, eps);
+}
+
+/**
+ * `LayerNorm(x + residual)`, BERT's post-LN residual connection: {@linkcode layerNorm} of `tf.add(x, residual)`
+ * (the same bits). On `blas` the sum is taken inside the LayerNorm kernel (no separate add, no array for the sum), and
+ * outside gradient recording (evaluation, inference) the kernel writes no statistics for a backward pass.
+ * @param x `[..., width]`
+ * @param residual `x`'s shape, or undefined for plain LayerNorm
+ */
+export function addLayerNorm<T extends tf.Tensor>(
+  x: T,
+  residual: tf.Tensor | undefined,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  eps: number,
+): T {
+  if (!onBlasF32(x, gamma, beta, ...(residual ? [residual] : []))) {
+    return composedLayerNorm(residual ? tf.add(x, residual) : x, gamma, beta, eps) as T;
+  }
+  if (residual && !tf.util.arraysEqual(x.shape, residual.shape)) {
+    throw new Error(`addLayerNorm: residual has shape [${residual.shape}], expected x's [${x.shape}]`);
+  }
+  const inputs = (t: tf.Tensor, r: tf.Tensor | undefined, g: tf.Tensor, b: tf.Tensor): Record<string, tf.Tensor> =>
+    r ? { x: t, residual: r, gamma: g, beta: b } : { x: t, gamma: g, beta: b };
+  if (!recordingGradients()) {
+    return run("BlasLayerNorm", inputs(x, residual, gamma, beta), { eps, stats: false })[0] as T;
   }
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [input, g, b] = args as tf.Tensor[], save = args[3] as tf.GradSaveFunc;
-    const [y, xhat, rstd] = run("BlasLayerNorm", { x: input, gamma: g, beta: b }, { eps });
+    const tensors = args.filter((a) => a instanceof tf.Tensor) as tf.Tensor[];
+    const save = args[tensors.length] as tf.GradSaveFunc;
+    const [input, r, g, b] = residual ? tensors : [tensors[0], undefined, tensors[1], tensors[2]];
+    const [y, xhat, rstd] = run("BlasLayerNorm", inputs(input, r, g, b), { eps, stats: true });
     save([xhat, rstd, g]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        run("BlasLayerNormGrad", { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [dx, dgamma, dbeta] = run("BlasLayerNormGrad", { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] });
+        // The sum's gradient reaches both of its terms (a clone: each gradient is its own tensor to dispose).
+        return residual ? [dx, tf.clone(dx), dgamma, dbeta] : [dx, dgamma, dbeta];
+      },
     };
   });
-  return op(x, gamma, beta) as T;
+  return (residual ? op(x, residual, gamma, beta) : op(x, gamma, beta)) as T;
 }
 
+/** {@linkcode layerNorm} on any backend: a few tf ops with a hand-written gradient. */
+function composedLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  const composed = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, g, b] = args as tf.Tensor[];
+    const { mean, variance } = tf.moments(input, -1, true); // [..., 1]
+    const rstd = tf.rsqrt(tf.add(variance, eps)); // [..., 1]
+    const normalized = tf.mul(tf.sub(input, mean), rstd); // [..., width]
+    (args[3] as tf.GradSaveFunc)([normalized, rstd, g]);
+    return {
+      value: tf.add(tf.mul(normalized, g), b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xhat, r, gam] = saved;
+        const width = xhat.shape[xhat.rank - 1];
+        const dxhat = tf.mul(dy, gam); // [..., width]
+        const meanD = tf.mean(dxhat, -1, true); // [..., 1]
+        const meanDX = tf.mean(tf.mul(dxhat, xhat), -1, true); // [..., 1]
+        const dx = tf.mul(tf.sub(tf.sub(dxhat, meanD), tf.mul(xhat, meanDX)), r);
+        const dy2d = tf.reshape(dy, [-1, width]);
+        return [dx, sumRows(tf.mul(dy2d, tf.reshape(xhat, [-1, width]))), sumRows(dy2d)];
+      },
+    };
+  });
+  return composed(x, gamma, beta);
+}
+
+/**
+ * The `BlasLayerNorm` kernel: inputs `x`, optional `residual` (normalises `x + residual`), `gamma`, `beta`; attrs
+ * `eps`, `stats`. Outputs `[y, xhat, rstd]` with `stats`, else `[y]`.
+ */
 function layerNormKernel(args: KernelArgs): TensorInfo[] {
   const { inputs, backend, attrs } = args;
   const xi = inputs.x!;
   const x = f32(backend, xi), g = f32(backend, inputs.gamma!), b = f32(backend, inputs.beta!);
-  const eps = attrs!.eps as number;
+  const residual = inputs.residual ? f32(backend, inputs.residual) : undefined;
+  const eps = attrs!.eps as number, stats = attrs!.stats !== false;
   const w = xi.shape[xi.shape.length - 1];
   if (g.length !== w || b.length !== w) {
     throw new Error(`layerNorm: gamma/beta have ${g.length}/${b.length} values, expected the last dim ${w}`);
   }
-  const rows = w === 0 ? 0 : x.length / w;
-  const y = allocF32(x.length, false), xhat = allocF32(x.length, false);
-  const rstd = allocF32(rows, false);
-  const simd = rows * w >= 64 ? simdMath() : undefined;
-  if (simd?.layerNorm({ x, gamma: g, beta: b, eps }, { y, xhat, rstd })) {
-    const shape = xi.shape;
-    return [output(backend, shape, y), output(backend, shape, xhat), output(backend, [...shape.slice(0, -1), 1], rstd)];
+  if (residual && residual.length !== x.length) {
+    throw new Error(`layerNorm: the residual has ${residual.length} values, expected x's ${x.length}`);
   }
+  const rows = w === 0 ? 0 : x.length / w;
+  const y = allocF32(x.length, false), xhat = stats ? allocF32(x.length, false) : undefined;
+  const rstd = allocF32(rows, false);
+  const shape = xi.shape;
+  const outputs = () =>
+    stats
+      ? [output(backend, shape, y), output(backend, shape, xhat!), output(backend, [...shape.slice(0, -1), 1], rstd)]
+      : [output(backend, shape, y)];
+  const simd = rows * w >= 64 ? simdMath() : undefined;
+  if (simd?.layerNorm({ x, gamma: g, beta: b, eps, residual }, { y, xhat, rstd })) return outputs();
+  const v0 = new Float32Array(w);
   for (let r = 0; r < rows; r++) {
     const o = r * w;
+    for (let j = 0; j < w; j++) v0[j] = residual ? x[o + j] + residual[o + j] : x[o + j];
     let mean = 0;
-    for (let j = 0; j < w; j++) mean += x[o + j];
+    for (let j = 0; j < w; j++) mean += v0[j];
     mean /= w;
     let v = 0;
     for (let j = 0; j < w; j++) {
-      const d = x[o + j] - mean;
+      const d = v0[j] - mean;
       v += d * d;
     }
     const rs = 1 / Math.sqrt(v / w + eps);
     rstd[r] = rs;
     for (let j = 0; j < w; j++) {
-      const h = (x[o + j] - mean) * rs;
-      xhat[o + j] = h;
+      const h = (v0[j] - mean) * rs;
+      if (xhat) xhat[o + j] = h;
       y[o + j] = h * g[j] + b[j];
     }
   }
-  const shape = xi.shape;
-  return [output(backend, shape, y), output(backend, shape, xhat), output(backend, [...shape.slice(0, -1), 1], rstd)];
+  return outputs();
 }
 
 function layerNormGradKernel(args: KernelArgs): TensorInfo[] {

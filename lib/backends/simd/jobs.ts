@@ -26,7 +26,10 @@ export const JOB = {
   dropout: 3,
   /** `[p, g, m, v, pn, mn, vn]` (parameters preset in each region set): one AdamW step; elements. */
   adamw: 4,
-  /** `[x, y, xhat, rstd]`, nums `[width, eps]` (gamma, beta preset in region 2): LayerNorm; rows. */
+  /**
+   * `[x, y, xhat | undefined, rstd, residual | undefined]`, nums `[width, eps]` (gamma, beta preset in region 2):
+   * LayerNorm of `x + residual` (of `x` without one); `xhat` not written when undefined; rows.
+   */
   layerNorm: 5,
   /** `[dy, xhat, rstd, dx]`, nums `[width]` (gamma and zeroed sums preset in region 2): LayerNorm's gradient; rows. */
   layerNormGrad: 6,
@@ -168,14 +171,19 @@ export function runJob(
       return;
     }
     case JOB.layerNorm: {
-      const [x, y, xhat, rstd] = a as Float32Array[], [w, eps] = nums, per = Math.floor(CHUNK / w);
+      const [x, y, xhat, rstd, residual] = a, [w, eps] = nums, per = Math.floor(CHUNK / w);
       for (let r0 = start; r0 < end; r0 += per) {
         const rows = Math.min(per, end - r0), o = r0 * w, n = rows * w;
-        mem.set(x.subarray(o, o + n), b);
+        mem.set(x!.subarray(o, o + n), b);
+        if (residual) {
+          // y's region holds the residual until LayerNorm overwrites it.
+          mem.set(residual.subarray(o, o + n), b + CHUNK);
+          fns.add_second(base, n * 4);
+        }
         fns.layernorm(base, rows, w * 4, 0, eps);
-        xhat.set(mem.subarray(b, b + n), o);
-        y.set(mem.subarray(b + CHUNK, b + CHUNK + n), o);
-        rstd.set(mem.subarray(b + 3 * CHUNK, b + 3 * CHUNK + rows), r0);
+        xhat?.set(mem.subarray(b, b + n), o);
+        y!.set(mem.subarray(b + CHUNK, b + CHUNK + n), o);
+        rstd!.set(mem.subarray(b + 3 * CHUNK, b + 3 * CHUNK + rows), r0);
       }
       return;
     }

@@ -99,6 +99,14 @@ function mapFunction(a: Assembler, body: () => number[]): number[] {
   );
 }
 
+/**
+ * add_second(P0 ptr, P1 nBytes): in place, `x[i] += y[i]`, with `y` one chunk region after `x` (at ptr + i +
+ * CHUNK * 4): a residual connection added inside LayerNorm's job, rounded once as tfjs's `add` is.
+ */
+function addSecondFunction(a: Assembler): number[] {
+  return mapFunction(a, () => [...I.get(X), ...at(P0, I0), ...I.loadAt(CHUNK * 4), ...I.fadd]);
+}
+
 /** mulberry32's increment: its state after `i` draws is `seed + i * GOLDEN`. */
 export const GOLDEN = 0x6d2b79f5;
 
@@ -559,6 +567,7 @@ export const FUNCTIONS: [string, (a: Assembler) => number[]][] = [
   ["adamw", adamwFunction],
   ["layernorm", layerNormFunction],
   ["layernorm_grad", layerNormGradFunction],
+  ["add_second", addSecondFunction],
 ];
 
 /**

@@ -137,12 +137,13 @@ export interface SimdMath {
     c: { beta1: number; beta2: number; invBc2: number; eps: number; decay: number; stepSize: number },
   ): void;
   /**
-   * LayerNorm of rows of `width` floats (float32 arithmetic): fills `y`, `xhat` and `rstd` (one per row). Returns
+   * LayerNorm of rows of `width` floats (float32 arithmetic) of `x`, or of `x + residual` (each sum rounded once, as
+   * tfjs's `add`): fills `y`, `xhat` (when given: inference needs no statistics) and `rstd` (one per row). Returns
    * false, doing nothing, when the width is not a multiple of 4 or over 5,460.
    */
   layerNorm(
-    inp: { x: Float32Array; gamma: Float32Array; beta: Float32Array; eps: number },
-    out: { y: Float32Array; xhat: Float32Array; rstd: Float32Array },
+    inp: { x: Float32Array; gamma: Float32Array; beta: Float32Array; eps: number; residual?: Float32Array },
+    out: { y: Float32Array; xhat?: Float32Array; rstd: Float32Array },
   ): boolean;
   /**
    * LayerNorm's gradient: fills `dx`, `dgamma`, `dbeta` (same conditions as {@linkcode SimdMath.layerNorm}). The
@@ -529,7 +530,7 @@ function wrap(
     for (let t = 0; t < 2; t++) f.set(params, (t * THREAD_BYTES + PARAMS_BYTES) / 4);
     elementwise(JOB.adamw, [p, g, m, v, pn, mn, vn], p.length);
   };
-  const layerNorm: SimdMath["layerNorm"] = ({ x, gamma, beta, eps }, { y, xhat, rstd }) => {
+  const layerNorm: SimdMath["layerNorm"] = ({ x, gamma, beta, eps, residual }, { y, xhat, rstd }) => {
     const w = gamma.length;
     if (w === 0 || w % 4 || 3 * w > CHUNK) return false;
     const f = regions().all;
@@ -539,7 +540,7 @@ function wrap(
       f.set(beta, g + w);
     }
     const rows = rstd.length;
-    run({ kind: JOB.layerNorm, arrays: [x, y, xhat, rstd], nums: [w, eps] }, rows, rows * w);
+    run({ kind: JOB.layerNorm, arrays: [x, y, xhat, rstd, residual], nums: [w, eps] }, rows, rows * w);
     return true;
   };
   const layerNormGrad: SimdMath["layerNormGrad"] = ({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }) => {
