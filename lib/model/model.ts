@@ -691,7 +691,7 @@ export class BertModel {
     const words = embeddingLookup(this.p(`${e}.word_embeddings.weight`), inputs.inputIds); // [B, F, D]
     const positions = tf.slice(this.p(`${e}.position_embeddings.weight`), [0, 0], [seq, d]); // [F, D]
     const types = embeddingLookup(this.p(`${e}.token_type_embeddings.weight`), inputs.tokenTypeIds); // [B, F, D]
-    const embedded = this.norm(`${e}.LayerNorm`, tf.add(tf.add(words, positions), types)); // [B, F, D]
+    const embedded = this.addNorm(`${e}.LayerNorm`, tf.add(words, positions), types); // [B, F, D]
     return tf.reshape(this.dropout(embedded, this.config.hiddenDropoutProb, pass), [batch * seq, d]) as tf.Tensor2D;
   }
 
@@ -710,7 +710,7 @@ export class BertModel {
   }
 
   /** The residual connection of a sub-block, then LayerNorm: `LayerNorm(out + input)` (one kernel on blas). */
-  private addNorm(prefix: string, out: tf.Tensor2D, input: tf.Tensor2D): tf.Tensor2D {
+  private addNorm<T extends tf.Tensor>(prefix: string, out: T, input: tf.Tensor): T {
     const eps = this.config.layerNormEps;
     return fused.addLayerNorm(out, input, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), eps);
   }
