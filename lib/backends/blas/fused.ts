@@ -127,8 +127,7 @@ export function addLayerNorm<T extends tf.Tensor>(
     return run("BlasLayerNorm", inputs(x, residual, gamma, beta), { eps, stats: false })[0] as T;
   }
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const tensors = args.filter((a) => a instanceof tf.Tensor) as tf.Tensor[];
-    const save = args[tensors.length] as tf.GradSaveFunc;
+    const save = args.pop() as tf.GradSaveFunc, tensors = args as tf.Tensor[];
     const [input, r, g, b] = residual ? tensors : [tensors[0], undefined, tensors[1], tensors[2]];
     const [y, xhat, rstd] = run("BlasLayerNorm", inputs(input, r, g, b), { eps, stats: true });
     save([xhat, rstd, g]);
@@ -188,7 +187,8 @@ function layerNormKernel(args: KernelArgs): TensorInfo[] {
   }
   const rows = w === 0 ? 0 : x.length / w;
   const y = allocF32(x.length, false), xhat = stats ? allocF32(x.length, false) : undefined;
-  const rstd = allocF32(rows, false);
+  // Without statistics rstd is scratch that no tensor keeps: a pool array would leave the pool for good.
+  const rstd = stats ? allocF32(rows, false) : new Float32Array(rows);
   const shape = xi.shape;
   const outputs = () =>
     stats
