@@ -11,6 +11,7 @@
  *
  * Usage: deno task bench:pretrained [--model data/pretrained] [--tasks sst2,imdb] [--lrs 1e-4,3e-4,1e-3]
  *        [--seeds 1,2,3] [--train-n 2000] [--test-n 2000] [--epochs 3] [--inits pretrained,random] [--json FILE]
+ *        [--threads N]
  * @module
  */
 import { initBackend } from "../../lib/backends/backend.ts";
@@ -41,6 +42,7 @@ const testN = Number(flag("test-n", "2000"));
 const epochs = Number(flag("epochs", "3"));
 const jsonOut = flag("json", "");
 const inits = list(flag("inits", "pretrained,random"));
+const threads = Number(flag("threads", "0")) || undefined; // BLAS threads; default: all cores
 const sharedData = defaultImdbArchive().replace(/\/imdb\/[^/]*$/, ""); // ../shared/data
 
 /** `n` examples of `d` drawn without replacement by a seeded shuffle (all of them when `n` >= their count). */
@@ -97,7 +99,7 @@ const std = (xs: number[]) => {
 };
 const pct = (xs: number[]) => `${(100 * mean(xs)).toFixed(1)} ± ${(100 * std(xs)).toFixed(1)}`;
 
-await initBackend({ quiet: true });
+await initBackend({ quiet: true, threads });
 const probe = await loadCheckpoint(modelDir, { head: "classification", numLabels: 2, quiet: true });
 const { tokenizer, vocabPath, config } = probe;
 probe.model.dispose();
