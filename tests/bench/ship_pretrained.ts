@@ -377,8 +377,8 @@ node_modules/.bin/deno run -A tests/bench/ship_pretrained.ts --from ${runDir}${
 ## Reading the figures, and what would do better
 
 The model learned which words fit a context: masked-word accuracy is several times the baseline, on reviews it never
-saw as well. With little labelled data that turns into a small lead over random initialisation at best (the table
-above), far from what Google's BERT-Tiny gives. Masked-LM puts words that fit the same contexts close together ("good"
+saw as well. With little labelled data that turns into the lead over random initialisation in the table above (a few
+points), far from what Google's BERT-Tiny gives. Masked-LM puts words that fit the same contexts close together ("good"
 and "bad" both fit "the film was [MASK]"), so sentiment still has to be learned from the labelled examples; ${
   withNsp
     ? `and the
