@@ -296,12 +296,14 @@ export async function measureSgemm(
  * pooler, classifier; embeddings and elementwise work excluded): the forward pass for `infer`, three times it for
  * `train` (forward, then the gradients of both operands). BERT-Base at 8x128 trains at ~0.54 TFLOP per step.
  */
-export function matmulFlops(shape: BenchShape, what: "train" | "infer", numLabels = 2): number {
+export function matmulFlops(shape: BenchShape, what: "train" | "infer" | "infer-cls", numLabels = 2): number {
   const { layers, hidden: h, intermediate: f, batch, seqLength: s } = shape;
   const tokens = batch * s;
   const perLayer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * s * s * h;
   const forward = layers * perLayer + 2 * batch * (h * h + h * numLabels);
-  return what === "train" ? 3 * forward : forward;
+  // infer-cls (`forward({ clsOnly })`): the last layer's output projection and feed-forward products at [CLS] only.
+  const skipped = what === "infer-cls" && layers > 0 ? 2 * (tokens - batch) * (h * h + 2 * h * f) : 0;
+  return what === "train" ? 3 * forward : forward - skipped;
 }
 
 /**
@@ -452,7 +454,9 @@ async function timeSteps(
     msPerStep: ms,
     minMs: Math.min(...times),
     examplesPerS: shape.batch * 1000 / ms,
-    gflops: what === "train" || what === "infer" ? matmulFlops(shape, what) / ms / 1e6 : undefined,
+    gflops: what === "train" || what === "infer" || what === "infer-cls"
+      ? matmulFlops(shape, what) / ms / 1e6
+      : undefined,
     peakRssMb: mem.rss / 2 ** 20,
     peakTensorMb: mem.tensors / 2 ** 20,
   };
@@ -476,15 +480,19 @@ export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
   }
 }
 
-/** Inference (forward only, no dropout) throughput. */
-export async function benchInfer(o: ModelBenchOptions): Promise<BenchRow> {
+/**
+ * Inference (forward only, no dropout) throughput: `infer` computes every position, as PyTorch's BERT does; with
+ * `clsOnly` (row `infer-cls`) the last layer runs at [CLS] only, as `evaluate` and `predict` classify.
+ */
+export async function benchInfer(o: ModelBenchOptions, options: { clsOnly?: boolean } = {}): Promise<BenchRow> {
+  const clsOnly = options.clsOnly ?? false;
   const mem = new PeakMemory();
   mem.sample();
   const model = await buildModel(o.shape);
   const batch = randomBatch(o.shape);
   try {
-    return await timeSteps(o, "infer", async () => {
-      const logits = tf.tidy(() => model.forward(batch, { training: false }).logits!); // frees the other outputs
+    return await timeSteps(o, clsOnly ? "infer-cls" : "infer", async () => {
+      const logits = tf.tidy(() => model.forward(batch, { training: false, clsOnly }).logits!); // frees the others
       await logits.data();
       logits.dispose();
     }, mem);

@@ -27,13 +27,18 @@ export const spec = defineCommand({
   description: "Measures BERT training steps (forward + backward + AdamW), inference, matmul GFLOP/s and " +
     "tokenizer + feature conversion throughput, and prints a table with the machine, threads and peak memory. " +
     "Use `deno task bench` (adds --allow-run) for --pytorch.",
-  usage: "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,matmul,tokenizer]",
+  usage: "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,infer-cls,matmul,tokenizer]",
   flags: {
     shapes: { type: "list", default: ["tiny"], help: `model shapes: ${Object.keys(SHAPES).join(", ")}` },
     backend: { type: "list", default: ["auto"], help: "tfjs backends to compare (auto, blas, wasm, cpu, ...)" },
     steps: { type: "number", default: 5, help: "measured steps per benchmark (the median is reported)" },
     warmup: { type: "number", default: 2, help: "unmeasured steps first" },
-    what: { type: "list", default: ["train", "infer", "matmul"], help: "train, infer, matmul, tokenizer" },
+    what: {
+      type: "list",
+      default: ["train", "infer", "infer-cls", "matmul"],
+      help: "train, infer (every position, as PyTorch), infer-cls (last layer at [CLS] only, as evaluate), matmul, " +
+        "tokenizer",
+    },
     threads: { type: "number", help: "threads for the blas backend's BLAS (and wasm when threaded)" },
     vocab: {
       type: "string",
@@ -46,7 +51,7 @@ export const spec = defineCommand({
   },
 });
 
-const WHATS = ["train", "infer", "matmul", "tokenizer"];
+const WHATS = ["train", "infer", "infer-cls", "matmul", "tokenizer"];
 
 /** Runs the benchmarks. */
 export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
@@ -83,6 +88,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
       const o = { shape, steps, warmup, engine, threads: t };
       if (whats.includes("train")) show(await benchTrain(o));
       if (whats.includes("infer")) show(await benchInfer(o));
+      if (whats.includes("infer-cls")) show(await benchInfer(o, { clsOnly: true }));
     }
   }
   if (args.flags.pytorch) {

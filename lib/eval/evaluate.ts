@@ -192,7 +192,8 @@ export async function runInference(
     const indices = Array.from({ length: Math.min(batchSize, n - start) }, (_, j) => order?.[start + j] ?? start + j);
     const batch = featureBatch(features, indices);
     try {
-      const out = tf.tidy(() => model.forward(batch, { training: false }).logits!); // [batch, numLabels]
+      // clsOnly: the last layer at [CLS] only, all the classifier reads (the same logits, less work).
+      const out = tf.tidy(() => model.forward(batch, { training: false, clsOnly: true }).logits!); // [batch, numLabels]
       const values = await out.data() as Float32Array; // asynchronous: webgpu has no synchronous read
       for (let j = 0; j < indices.length; j++) logits.set(values.subarray(j * k, (j + 1) * k), indices[j] * k);
       out.dispose();

@@ -403,7 +403,7 @@ async function forwardLoop(
     const batch = makeBatch(b);
     try {
       const outs = tf.tidy(() => {
-        const o = model.forward(batch, { training: false });
+        const o = model.forward(batch, { training: false, clsOnly: model.head === "classification" }); // as runInference
         return o.logits ? [o.logits] : [o.startLogits!, o.endLogits!];
       });
       const values = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));

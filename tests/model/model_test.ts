@@ -472,6 +472,50 @@ Deno.test("padding: changing padded tokens does not change the outputs at real t
   model.dispose();
 });
 
+Deno.test("clsOnly: the last layer at [CLS] only gives the full forward's logits and [CLS] state, on every backend", async () => {
+  for (const backend of BACKENDS) {
+    await useBackend(backend);
+    for (const layers of [1, 2]) {
+      const model = new BertModel(tinyConfig({ initializerRange: 0.5, numHiddenLayers: layers }), {
+        head: "classification",
+        numLabels: 3,
+        seed: 4,
+      });
+      const inputs = {
+        inputIds: int2d([[2, 5, 3, 7, 1, 0], [4, 4, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6]]),
+        tokenTypeIds: int2d([[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 1]]),
+        attentionMask: int2d([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]),
+      };
+      const before = tf.memory().numTensors;
+      const [full, cls] = [false, true].map((clsOnly) =>
+        tf.tidy(() => {
+          const out = model.forward(inputs, { clsOnly });
+          const first = tf.slice(out.lastHiddenState, [0, 0, 0], [3, 1, 4]);
+          return { shape: out.lastHiddenState.shape, first: first.dataSync(), logits: out.logits!.dataSync() };
+        })
+      );
+      assertEquals(tf.memory().numTensors, before, `${backend}: tensors left behind`);
+      assertEquals(cls.shape, [3, 1, 4]);
+      assert(maxAbsDiff(cls.logits, full.logits) < 1e-5, `${backend}, ${layers} layers: logits differ`);
+      assert(maxAbsDiff(cls.first, full.first) < 1e-5, `${backend}, ${layers} layers: [CLS] states differ`);
+      assert(maxAbsDiff(cls.logits, new Float32Array(9)) > 1e-3, "logits must not be trivially zero");
+      for (const bad of [{ training: true }, { outputHiddenStates: true }, { outputAttentions: true }]) {
+        assertThrows(() => model.forward(inputs, { clsOnly: true, ...bad }), Error, "classification inference");
+      }
+      model.dispose();
+    }
+  }
+  const qa = new BertModel(tinyConfig(), { head: "question-answering" });
+  const ids = int2d([[2, 5, 3]]);
+  assertThrows(
+    () => qa.forward({ inputIds: ids, tokenTypeIds: ids, attentionMask: ids }, { clsOnly: true }),
+    Error,
+    "not the question-answering head",
+  );
+  ids.dispose();
+  qa.dispose();
+});
+
 Deno.test("dropout: only when training, seeded and repeatable", async () => {
   await useBackend("wasm");
   const model = new BertModel(tinyConfig({ hiddenDropoutProb: 0.3, attentionProbsDropoutProb: 0.3 }), {
