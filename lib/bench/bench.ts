@@ -301,8 +301,11 @@ export function matmulFlops(shape: BenchShape, what: "train" | "infer" | "infer-
   const tokens = batch * s;
   const perLayer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * s * s * h;
   const forward = layers * perLayer + 2 * batch * (h * h + h * numLabels);
-  // infer-cls (`forward({ clsOnly })`): the last layer's output projection and feed-forward products at [CLS] only.
-  const skipped = what === "infer-cls" && layers > 0 ? 2 * (tokens - batch) * (h * h + 2 * h * f) : 0;
+  // infer-cls (`forward({ clsOnly })`): the last layer's query, attention, output projection and feed-forward at
+  // [CLS] only (the blas backend's path; others compute that layer's query and attention at every token).
+  const skipped = what === "infer-cls" && layers > 0
+    ? 2 * (tokens - batch) * (2 * h * h + 2 * h * f) + 2 * 2 * batch * (s - 1) * s * h
+    : 0;
   return what === "train" ? 3 * forward : forward - skipped;
 }
 

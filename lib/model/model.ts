@@ -758,16 +758,21 @@ export class BertModel {
   private selfAttention(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass, clsOnly = false): tf.Tensor2D {
     const { batch, seq } = pass;
     const { hiddenSize: d, numAttentionHeads: n, attentionProbsDropoutProb: rate } = this.config;
-    const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
     const k = this.dense(`${p}.attention.self.key`, x); // [B*T, N*H]
     const v = this.dense(`${p}.attention.self.value`, x); // [B*T, N*H]
-    let context: tf.Tensor2D; // [B*F, N*H]
-    if (mask.rows) {
+    let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] if clsOnly
+    if (clsOnly && mask.rows) {
+      // blas, [CLS] only: one query row per example attends to every token (lib/backends/blas/attention.ts).
+      const q = this.dense(`${p}.attention.self.query`, this.firstTokens(x, pass)); // [B, N*H]
+      context = attention.firstTokenAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n });
+    } else if (mask.rows) {
       // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
+      const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
       const seed = pass.dropoutSeed(rate);
       const dropoutRate = seed === undefined ? 0 : rate;
       context = attention.selfAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n, dropoutRate, seed });
     } else {
+      const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
       const h = d / n;
       const split = (t: tf.Tensor2D, perm: number[]) => tf.transpose(tf.reshape(t, [batch, seq, n, h]), perm);
       const qh = split(q, [0, 2, 1, 3]); // [B, N, F, H]
@@ -778,8 +783,8 @@ export class BertModel {
       pass.attentions?.push(probs);
       const heads = batchMatMul(this.dropout(probs, rate, pass), vh); // [B, N, F, H]
       context = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
+      if (clsOnly) context = this.firstTokens(context, pass); // [B, N*H]
     }
-    if (clsOnly) context = this.firstTokens(context, pass); // [B, N*H]
     const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] if clsOnly
     return this.dropout(out, this.config.hiddenDropoutProb, pass);
   }

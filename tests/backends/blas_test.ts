@@ -21,7 +21,7 @@ import {
   sparseSoftmaxCrossEntropy,
 } from "../../lib/backends/blas/fused.ts";
 import { simdMath } from "../../lib/backends/simd/simd.ts";
-import { selfAttention } from "../../lib/backends/blas/attention.ts";
+import { firstTokenAttention, selfAttention } from "../../lib/backends/blas/attention.ts";
 
 const info = registerBlasBackend();
 // The stock cpu backend (the reference here) prints a "use tfjs-node" banner on first use; not needed in tests.
@@ -547,6 +547,26 @@ Deno.test(
   async () => {
     // seq 5 takes the JavaScript path, seq 8 (a multiple of 4) the WebAssembly SIMD one.
     for (const seq of [5, 8]) await attentionCase(seq);
+  },
+);
+
+Deno.test(
+  { name: "blas: first-token attention equals the first rows of full self-attention (padding masked)", ignore },
+  async () => {
+    const [batch, seq, heads, hidden] = [3, 6, 4, 16];
+    const mask: Arg = {
+      shape: [batch, seq],
+      values: Float32Array.from({ length: batch * seq }, (_, i) => (i % seq >= seq - (i / seq | 0) ? -3.4e38 : 0)),
+    };
+    const args = [f([batch * seq, hidden], 960), f([batch * seq, hidden], 961), f([batch * seq, hidden], 962), mask];
+    const first = (t: tf.Tensor) =>
+      tf.reshape(tf.slice(tf.reshape(t, [batch, seq, hidden]), [0, 0, 0], [batch, 1, hidden]), [batch, hidden]);
+    const [full, cls] = await on("blas", args, (q, k, v, m) => [
+      first(selfAttention({ q, k, v, maskBias: m, batch, seq, heads, dropoutRate: 0 })),
+      firstTokenAttention({ q: first(q), k, v, maskBias: m, batch, seq, heads }),
+    ]);
+    assertEquals(cls.shape, [batch, hidden]);
+    close(cls.values, full.values, "first-token context");
   },
 );
 
