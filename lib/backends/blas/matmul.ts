@@ -56,6 +56,14 @@ function rowBias(values: Float32Array, shape: number[], n: number, outRank: numb
   return undefined;
 }
 
+/**
+ * Multiply-adds up to which a product runs on one BLAS thread: waking OpenBLAS's sleeping second thread costs more than
+ * it saves. Measured in an SST-2 evaluation profile (2-core EPYC, OpenBLAS 0.3.21): the `[64, 128] x [128, 128]` and
+ * `[64, 128] x [128, 512]` products of the `[CLS]` rows ran 2-3.7x faster on one thread; products of 20M+ showed no
+ * difference beyond the noise, so they keep both.
+ */
+const SMALL_PRODUCT = 2 ** 23;
+
 /** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
 function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
   const { blas, a, b, aShape, bShape } = o;
@@ -90,7 +98,14 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
   if (nB === 1 && !transA) {
     // [batch*m, k] @ [k, n]: one call (the batch rows of a are contiguous).
     if (nA === batch) {
-      blas.sgemm({ m: batch * m, n, k, a, b, c, transB, beta });
+      const rows = batch * m;
+      const one = rows * n * k <= SMALL_PRODUCT ? blas.getThreads() : undefined;
+      if (one && one > 1) blas.setThreads(1);
+      try {
+        blas.sgemm({ m: rows, n, k, a, b, c, transB, beta });
+      } finally {
+        if (one && one > 1) blas.setThreads(one);
+      }
       return { values: c, shape };
     }
   }
