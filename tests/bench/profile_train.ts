@@ -2,8 +2,9 @@
  * Kernel profile of BertModel training steps on the `blas` backend (lib/backends/blas/blas_backend.ts's
  * `setKernelProfiling`): time per kernel, optionally per input shape, over a few steps.
  *
- * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N] [--infer]
- * (`--infer`: forward passes without dropout instead of training steps)
+ * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N] [--infer] [--cls]
+ * (`--infer`: forward passes without dropout instead of training steps; `--cls`: with the last layer at [CLS] only,
+ * as `evaluate` classifies)
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { buildModel, randomBatch, SHAPES } from "../../lib/bench/bench.ts";
@@ -23,9 +24,10 @@ const model = await buildModel(shape);
 const opt = new AdamW(model.params);
 const batch = randomBatch(shape);
 const infer = Deno.args.includes("--infer");
+const clsOnly = Deno.args.includes("--cls");
 const step = (i: number) => {
   if (infer) {
-    const logits = tf.tidy(() => model.forward(batch, { training: false }).logits!);
+    const logits = tf.tidy(() => model.forward(batch, { training: false, clsOnly }).logits!);
     const loss = logits.dataSync()[0];
     logits.dispose();
     return { loss, optMs: 0 };
