@@ -21,7 +21,7 @@ import {
   sparseSoftmaxCrossEntropy,
 } from "../../lib/backends/blas/fused.ts";
 import { simdMath } from "../../lib/backends/simd/simd.ts";
-import { firstTokenAttention, selfAttention } from "../../lib/backends/blas/attention.ts";
+import { firstTokenAttention, firstTokenBlocks, selfAttention } from "../../lib/backends/blas/attention.ts";
 
 const info = registerBlasBackend();
 // The stock cpu backend (the reference here) prints a "use tfjs-node" banner on first use; not needed in tests.
@@ -567,6 +567,18 @@ Deno.test(
     ]);
     assertEquals(cls.shape, [batch, hidden]);
     close(cls.values, full.values, "first-token context");
+    // Both paths of the kernel: sgemv (the library's) and plain loops (a library without sgemv).
+    const [q, k, v] = args.slice(0, 3).map((a) => a.values as Float32Array);
+    const firstQ = Float32Array.from(
+      { length: batch * hidden },
+      (_, i) => q[(i / hidden | 0) * seq * hidden + i % hidden],
+    );
+    const attrs = { batch, seq, heads, scale: 1 / Math.sqrt(hidden / heads) };
+    for (const lib of [info!.blas, { sgemv: undefined }]) {
+      const context = new Float32Array(batch * hidden);
+      firstTokenBlocks({ ...attrs, q: firstQ, k, v, mask: mask.values as Float32Array, context }, lib);
+      close(context, full.values, lib.sgemv ? "first-token context (sgemv)" : "first-token context (loops)");
+    }
   },
 );
 

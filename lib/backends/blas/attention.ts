@@ -140,33 +140,63 @@ export function firstTokenAttention(o: FirstTokenAttentionInputs): tf.Tensor2D {
   return tf.engine().runKernel("BlasFirstTokenAttention", inputs, attrs as never) as tf.Tensor2D;
 }
 
-/** The first-token attention of {@linkcode firstTokenAttention} on float32 arrays; `context` starts at zero. */
-function firstTokenBlocks(
-  o: { q: Float32Array; k: Float32Array; v: Float32Array; mask: Float32Array; context: Float32Array } & Attrs,
+/**
+ * The first-token attention of {@linkcode firstTokenAttention} on float32 arrays; `context` starts at zero. Per
+ * (example, head): the scores are one `sgemv` over that head's keys (`lda = hidden`, in place), the context one
+ * transposed `sgemv` over its values; plain loops where the library has no `sgemv` (exported for the test of both).
+ */
+export function firstTokenBlocks(
+  o: { q: Float32Array; k: Float32Array; v: Float32Array; mask: Float32Array; context: Float32Array } & FirstTokenAttrs,
+  blas: Pick<Blas, "sgemv">,
 ): void {
   const { q, k, v, mask, context, batch, seq, heads, scale } = o;
   const hidden = q.length / batch, dh = hidden / heads;
-  const s = work(seq);
+  const s = work(seq).subarray(0, seq);
+  const sgemv = blas.sgemv?.bind(blas);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
-      const qo = b * hidden + h * dh;
+      const qo = b * hidden + h * dh, kvo = b * seq * hidden + h * dh;
+      if (sgemv) {
+        sgemv({ m: seq, n: dh, a: k.subarray(kvo), lda: hidden, x: q.subarray(qo, qo + dh), y: s, alpha: scale });
+      } else {
+        for (let t = 0; t < seq; t++) {
+          const ko = kvo + t * hidden;
+          let dot = 0;
+          for (let j = 0; j < dh; j++) dot += q[qo + j] * k[ko + j];
+          s[t] = dot * scale;
+        }
+      }
       let max = -Infinity;
       for (let t = 0; t < seq; t++) {
-        const ko = (b * seq + t) * hidden + h * dh;
-        let dot = 0;
-        for (let j = 0; j < dh; j++) dot += q[qo + j] * k[ko + j];
-        const x = dot * scale + mask[b * seq + t];
+        const x = s[t] + mask[b * seq + t];
         s[t] = x;
         if (x > max) max = x;
       }
       let sum = 0;
       for (let t = 0; t < seq; t++) sum += s[t] = Math.exp(s[t] - max);
-      for (let t = 0; t < seq; t++) {
-        const p = s[t] / sum, vo = (b * seq + t) * hidden + h * dh;
-        for (let j = 0; j < dh; j++) context[qo + j] += p * v[vo + j];
+      for (let t = 0; t < seq; t++) s[t] /= sum;
+      if (sgemv) {
+        sgemv({ trans: true, m: seq, n: dh, a: v.subarray(kvo), lda: hidden, x: s, y: context.subarray(qo, qo + dh) });
+      } else {
+        for (let t = 0; t < seq; t++) {
+          const p = s[t], vo = kvo + t * hidden;
+          for (let j = 0; j < dh; j++) context[qo + j] += p * v[vo + j];
+        }
       }
     }
   }
+}
+
+/** Sizes of a {@linkcode firstTokenBlocks} call. */
+export interface FirstTokenAttrs {
+  /** Examples. */
+  batch: number;
+  /** Tokens per example. */
+  seq: number;
+  /** Attention heads. */
+  heads: number;
+  /** Score scale, `1 / sqrt(head size)`. */
+  scale: number;
 }
 
 interface Attrs {
@@ -455,7 +485,7 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const q = f32(backend, inputs.q!);
     const context = allocF32(q.length); // [batch, hidden], zeroed: the blocks accumulate into it
     const arrays = { q, k: f32(backend, inputs.k!), v: f32(backend, inputs.v!), mask: f32(backend, inputs.mask!) };
-    firstTokenBlocks({ ...attrs, ...arrays, context });
+    firstTokenBlocks({ ...attrs, ...arrays, context }, blas);
     return output(backend, [attrs.batch, q.length / attrs.batch], context);
   };
 
