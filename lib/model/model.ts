@@ -733,8 +733,9 @@ export class BertModel {
    * reads every token and the rest runs at the `[CLS]` rows only: `[B, D]` out.
    */
   private encoderLayer(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass, clsOnly = false): tf.Tensor2D {
-    const attended = this.selfAttention(p, x, mask, pass, clsOnly); // [B*F, D], or [B, D] if clsOnly
-    x = this.addNorm(`${p}.attention.output.LayerNorm`, attended, clsOnly ? this.firstTokens(x, pass) : x);
+    const cls = clsOnly ? this.firstTokens(x, pass) : undefined; // [B, D]
+    const attended = this.selfAttention(p, x, mask, pass, cls); // [B*F, D], or [B, D] if clsOnly
+    x = this.addNorm(`${p}.attention.output.LayerNorm`, attended, cls ?? x);
     return this.addNorm(`${p}.output.LayerNorm`, this.feedForward(p, x, pass), x); // [B*F, D] or [B, D]
   }
 
@@ -753,26 +754,25 @@ export class BertModel {
 
   /**
    * Multi-head self-attention (every token mixes the values of all unmasked tokens, per head), then its output
-   * projection and dropout.
+   * projection and dropout. Given `cls` (the `[CLS]` rows of `x`), only those rows come out.
    */
-  private selfAttention(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass, clsOnly = false): tf.Tensor2D {
+  private selfAttention(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass, cls?: tf.Tensor2D): tf.Tensor2D {
     const { batch, seq } = pass;
     const { hiddenSize: d, numAttentionHeads: n, attentionProbsDropoutProb: rate } = this.config;
+    // blas with cls: one query row per example attends to every token (lib/backends/blas/attention.ts).
+    const firstTokenOnly = cls !== undefined && mask.rows !== undefined;
+    const q = this.dense(`${p}.attention.self.query`, firstTokenOnly ? cls : x); // [B*F, N*H], or [B, N*H]
     const k = this.dense(`${p}.attention.self.key`, x); // [B*T, N*H]
     const v = this.dense(`${p}.attention.self.value`, x); // [B*T, N*H]
-    let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] if clsOnly
-    if (clsOnly && mask.rows) {
-      // blas, [CLS] only: one query row per example attends to every token (lib/backends/blas/attention.ts).
-      const q = this.dense(`${p}.attention.self.query`, this.firstTokens(x, pass)); // [B, N*H]
-      context = attention.firstTokenAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n });
+    let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] with cls
+    if (firstTokenOnly) {
+      context = attention.firstTokenAttention({ q, k, v, maskBias: mask.rows!, batch, seq, heads: n });
     } else if (mask.rows) {
       // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
-      const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
       const seed = pass.dropoutSeed(rate);
       const dropoutRate = seed === undefined ? 0 : rate;
       context = attention.selfAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n, dropoutRate, seed });
     } else {
-      const q = this.dense(`${p}.attention.self.query`, x); // [B*F, N*H]
       const h = d / n;
       const split = (t: tf.Tensor2D, perm: number[]) => tf.transpose(tf.reshape(t, [batch, seq, n, h]), perm);
       const qh = split(q, [0, 2, 1, 3]); // [B, N, F, H]
@@ -783,9 +783,9 @@ export class BertModel {
       pass.attentions?.push(probs);
       const heads = batchMatMul(this.dropout(probs, rate, pass), vh); // [B, N, F, H]
       context = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
-      if (clsOnly) context = this.firstTokens(context, pass); // [B, N*H]
+      if (cls) context = this.firstTokens(context, pass); // [B, N*H]
     }
-    const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] if clsOnly
+    const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] with cls
     return this.dropout(out, this.config.hiddenDropoutProb, pass);
   }
 

@@ -47,16 +47,7 @@ export interface SelfAttentionInputs {
  */
 export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
   const { batch, seq, heads } = o;
-  const hidden = o.q.shape[o.q.rank - 1];
-  if (hidden % heads !== 0) throw new Error(`selfAttention: hidden ${hidden} is not a multiple of heads ${heads}`);
-  for (const [name, t] of [["q", o.q], ["k", o.k], ["v", o.v]] as const) {
-    if (t.size !== batch * seq * hidden) {
-      throw new Error(`selfAttention: ${name} has shape [${t.shape}], expected [${batch * seq}, ${hidden}]`);
-    }
-  }
-  if (o.maskBias.size !== batch * seq) {
-    throw new Error(`selfAttention: maskBias has shape [${o.maskBias.shape}], expected [${batch}, ${seq}]`);
-  }
+  const hidden = checkAttentionInputs("selfAttention", o, batch * seq);
   const attrs = {
     batch,
     seq,
@@ -94,23 +85,32 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
   return op(o.q, o.k, o.v) as tf.Tensor2D;
 }
 
-/** Inputs of {@linkcode firstTokenAttention}. */
-export interface FirstTokenAttentionInputs {
-  /** Query of each example's first token `[batch, hidden]`. */
-  q: tf.Tensor;
-  /** Key layer output `[batch * seq, hidden]`. */
-  k: tf.Tensor;
-  /** Value layer output `[batch * seq, hidden]`. */
-  v: tf.Tensor;
-  /** Added to every score row of example `b` (0 attended, a large negative value at padding) `[batch, seq]`. */
-  maskBias: tf.Tensor;
-  /** Examples. */
-  batch: number;
-  /** Tokens per example. */
-  seq: number;
-  /** Attention heads. */
-  heads: number;
+/**
+ * Throws naming the input of `fn` whose size does not fit (`q` has `queryRows` rows, `k`, `v` and `maskBias` cover
+ * `batch * seq` tokens); returns the hidden size.
+ */
+function checkAttentionInputs(
+  fn: string,
+  o: Pick<SelfAttentionInputs, "q" | "k" | "v" | "maskBias" | "batch" | "seq" | "heads">,
+  queryRows: number,
+): number {
+  const { batch, seq, heads } = o;
+  const hidden = o.q.shape[o.q.rank - 1];
+  if (hidden % heads !== 0) throw new Error(`${fn}: hidden ${hidden} is not a multiple of heads ${heads}`);
+  const expected: [string, tf.Tensor, number, number][] = [
+    ["q", o.q, queryRows, hidden],
+    ["k", o.k, batch * seq, hidden],
+    ["v", o.v, batch * seq, hidden],
+    ["maskBias", o.maskBias, batch, seq],
+  ];
+  for (const [name, t, rows, cols] of expected) {
+    if (t.size !== rows * cols) throw new Error(`${fn}: ${name} has shape [${t.shape}], expected [${rows}, ${cols}]`);
+  }
+  return hidden;
 }
+
+/** Inputs of {@linkcode firstTokenAttention}: those of {@linkcode selfAttention} without dropout, `q` `[batch, hidden]`. */
+export type FirstTokenAttentionInputs = Omit<SelfAttentionInputs, "dropoutRate" | "seed">;
 
 /**
  * Self-attention for each example's first token (`[CLS]`) only, for inference (no dropout, no gradient):
@@ -120,21 +120,7 @@ export interface FirstTokenAttentionInputs {
  */
 export function firstTokenAttention(o: FirstTokenAttentionInputs): tf.Tensor2D {
   const { batch, seq, heads } = o;
-  const hidden = o.q.shape[o.q.rank - 1];
-  if (hidden % heads !== 0) {
-    throw new Error(`firstTokenAttention: hidden ${hidden} is not a multiple of heads ${heads}`);
-  }
-  const expect: [string, tf.Tensor, number][] = [
-    ["q", o.q, batch * hidden],
-    ["k", o.k, batch * seq * hidden],
-    ["v", o.v, batch * seq * hidden],
-    ["maskBias", o.maskBias, batch * seq],
-  ];
-  for (const [name, t, size] of expect) {
-    if (t.size !== size) {
-      throw new Error(`firstTokenAttention: ${name} has shape [${t.shape}], expected ${size} values`);
-    }
-  }
+  const hidden = checkAttentionInputs("firstTokenAttention", o, batch);
   const inputs = { q: o.q, k: o.k, v: o.v, mask: o.maskBias };
   const attrs = { batch, seq, heads, scale: 1 / Math.sqrt(hidden / heads) };
   return tf.engine().runKernel("BlasFirstTokenAttention", inputs, attrs as never) as tf.Tensor2D;
@@ -188,18 +174,10 @@ export function firstTokenBlocks(
 }
 
 /** Sizes of a {@linkcode firstTokenBlocks} call. */
-export interface FirstTokenAttrs {
-  /** Examples. */
-  batch: number;
-  /** Tokens per example. */
-  seq: number;
-  /** Attention heads. */
-  heads: number;
-  /** Score scale, `1 / sqrt(head size)`. */
-  scale: number;
-}
+export type FirstTokenAttrs = Pick<Attrs, "batch" | "seq" | "heads" | "scale">;
 
-interface Attrs {
+/** Attributes of the attention kernels. */
+export interface Attrs {
   /** Return the probabilities as a second output (for the backward pass; default true). */
   keepProbs?: boolean;
   batch: number;

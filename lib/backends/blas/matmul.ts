@@ -99,12 +99,12 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
     // [batch*m, k] @ [k, n]: one call (the batch rows of a are contiguous).
     if (nA === batch) {
       const rows = batch * m;
-      const one = rows * n * k <= SMALL_PRODUCT ? blas.getThreads() : undefined;
-      if (one && one > 1) blas.setThreads(1);
+      const threads = rows * n * k <= SMALL_PRODUCT ? blas.getThreads() ?? 1 : 1; // to restore after a small product
+      if (threads > 1) blas.setThreads(1);
       try {
         blas.sgemm({ m: rows, n, k, a, b, c, transB, beta });
       } finally {
-        if (one && one > 1) blas.setThreads(one);
+        if (threads > 1) blas.setThreads(threads);
       }
       return { values: c, shape };
     }
