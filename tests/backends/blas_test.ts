@@ -748,6 +748,14 @@ Deno.test({ name: "blas: same-shape Add/Sub (saxpy), Mul and broadcasts match cp
     await same(`${name} broadcast [64,128] [128]`, [a, f([128], 1304)], op);
     await same(`${name} broadcast [128] [64,128]`, [f([128], 1305), b], op);
     await same(`${name} same size, different rank [1,8192] [8192]`, [f([1, 8192], 1306), f([8192], 1307)], op);
+    // b repeated along a's leading dims (the position embeddings' add: one fill plus saxpy for add; unit-stride
+    // runs at offsets for the others), and a broadcast that is not a repetition.
+    const big = f([4, 64, 128], 1308, 100);
+    big.values.set([NaN, Infinity, -Infinity, 0, -0, 1e-40], 8190);
+    await same(`${name} broadcast [4,64,128] [64,128]`, [big, b], op);
+    await same(`${name} broadcast [4,64,128] [1,64,128]`, [big, { ...b, shape: [1, 64, 128] }], op);
+    await same(`${name} broadcast [4,64,128] [4,1,128]`, [big, f([4, 1, 128], 1309)], op);
+    await same(`${name} broadcast [8192] [1,1,8192] (b of higher rank)`, [f([8192], 1310), f([1, 1, 8192], 1311)], op);
   }
   const ints: Arg = { shape: [64, 128], values: Int32Array.from({ length: 8192 }, (_, i) => i - 4000), dtype: "int32" };
   await same("int32 add same shape (cpu kernel)", [ints, ints], tf.add);

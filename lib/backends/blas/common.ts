@@ -131,3 +131,12 @@ export function planBroadcast(shapes: number[][]): BroadcastPlan {
   }
   return { outShape, dims, strides };
 }
+
+/** Fills `c` (a whole number of `row.length`-value rows) with copies of `row`, by doubling memcpys. */
+export function fillRows(c: Float32Array, row: Float32Array): void {
+  const n = row.length, total = c.length;
+  if (total === 0) return;
+  c.set(row);
+  // copyWithin is a memmove in V8: log2(rows) calls instead of one `set` per row.
+  for (let filled = n; filled < total; filled *= 2) c.copyWithin(filled, 0, Math.min(filled, total - filled));
+}

@@ -6,7 +6,7 @@
  */
 import { type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
 import type { Blas } from "./blas.ts";
-import { allF32, cpuKernel, f32, type KernelArgs, output, planBroadcast } from "./common.ts";
+import { allF32, cpuKernel, f32, fillRows, type KernelArgs, output, planBroadcast } from "./common.ts";
 import { allocF32 } from "./pool.ts";
 import { simdMath } from "../simd/simd.ts";
 
@@ -91,6 +91,33 @@ function runContiguous(op: number, out: Float32Array, a: Float32Array, b: Float3
   }
 }
 
+// Unit-stride runs at offsets, for a broadcast whose last dim is contiguous in both operands (e.g. `[B, F, D] - [F, D]`):
+// 0.67 ms instead of 0.87 through the strided loop of `run` at BERT-Tiny's 32 x 128 x 128.
+function runContiguousAt(
+  op: number,
+  out: Float32Array,
+  o: number,
+  a: Float32Array,
+  ai: number,
+  b: Float32Array,
+  bi: number,
+  n: number,
+): void {
+  switch (op) {
+    case 0:
+      for (let i = 0; i < n; i++) out[o + i] = a[ai + i] + b[bi + i];
+      return;
+    case 1:
+      for (let i = 0; i < n; i++) out[o + i] = a[ai + i] - b[bi + i];
+      return;
+    case 2:
+      for (let i = 0; i < n; i++) out[o + i] = a[ai + i] * b[bi + i];
+      return;
+    default:
+      run(op, out, o, a, ai, 1, b, bi, 1, n);
+  }
+}
+
 function broadcastInto(
   op: number,
   out: Float32Array,
@@ -115,7 +142,8 @@ function broadcastInto(
   const idx = new Array(r).fill(0);
   let pa = 0, pb = 0;
   for (let i = 0, o = 0; i < outer; i++, o += inner) {
-    run(op, out, o, a, pa, ia, b, pb, ib, inner);
+    if (ia === 1 && ib === 1) runContiguousAt(op, out, o, a, pa, b, pb, inner);
+    else run(op, out, o, a, pa, ia, b, pb, ib, inner);
     for (let d = r - 1; d >= 0; d--) {
       idx[d]++;
       pa += sa[d];
@@ -201,6 +229,18 @@ export function applyActivation(activation: string, x: Float32Array, leakyreluAl
   }
 }
 
+/**
+ * Whether `b` broadcasts into `a` by repetition only, leaving `a`'s shape: `b`'s rank is at most `a`'s and its shape,
+ * without leading 1s, is the tail of `a`'s (so `a`'s values are whole blocks of `b`'s size, in order).
+ */
+function repeatsAlongLeadingDims(aShape: number[], bShape: number[]): boolean {
+  let lead = 0;
+  while (lead < bShape.length && bShape[lead] === 1) lead++;
+  const tail = bShape.slice(lead);
+  if (tail.length === 0 || bShape.length > aShape.length) return false;
+  return util.arraysEqual(aShape.slice(aShape.length - tail.length), tail);
+}
+
 /** Below this many values a JavaScript loop beats the FFI call of `saxpy`. */
 const SAXPY_MIN = 4096;
 
@@ -236,6 +276,14 @@ export function binaryKernels(blas: Blas | undefined, backendName: string): Kern
           out.set(av);
           saxpy(av.length, -1, bv, out);
         }
+        return output(backend, a.shape, out);
+      }
+      if (saxpy && op === "add" && av.length >= SAXPY_MIN && repeatsAlongLeadingDims(a.shape, b.shape)) {
+        // [..., F, D] + [F, D] (the position embeddings): b repeated by memcpys, then one saxpy adds a (BERT-Tiny's
+        // 32 x 128 x 128: 0.13 ms instead of 0.87; bit for bit the same sums).
+        const out = allocF32(av.length, false);
+        fillRows(out, bv);
+        saxpy(av.length, 1, av, out);
         return output(backend, a.shape, out);
       }
       const r = binaryF32(op, av, a.shape, bv, b.shape);

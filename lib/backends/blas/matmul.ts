@@ -9,7 +9,7 @@
  */
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
 import type { Blas } from "./blas.ts";
-import { allF32, cpuKernel, f32, type KernelArgs, output, planBroadcast } from "./common.ts";
+import { allF32, cpuKernel, f32, fillRows, type KernelArgs, output, planBroadcast } from "./common.ts";
 import { applyActivation, broadcastBinaryInPlace } from "./elementwise.ts";
 import { allocF32 } from "./pool.ts";
 
@@ -31,15 +31,6 @@ interface MatMulF32Options {
   transposeB?: boolean;
   /** `n` values added to every output row (the product accumulates onto them; see {@linkcode rowBias}). */
   bias?: Float32Array;
-}
-
-/** Fills `c` (a whole number of `row.length`-value rows) with copies of `row`, by doubling memcpys. */
-function fillRows(c: Float32Array, row: Float32Array): void {
-  const n = row.length, total = c.length;
-  if (total === 0) return;
-  c.set(row);
-  // copyWithin is a memmove in V8: log2(rows) calls instead of one `set` per row.
-  for (let filled = n; filled < total; filled *= 2) c.copyWithin(filled, 0, Math.min(filled, total - filled));
 }
 
 /**
