@@ -12,6 +12,7 @@ import { BertModel, configFromJson, softmaxCrossEntropy } from "../model/model.t
 import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
 import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
+import { dnnlStatus } from "../backends/blas/dnnl.ts";
 import { envVar } from "../io/env.ts";
 
 /** A benchmark shape: model size and batch. */
@@ -311,7 +312,7 @@ export function matmulFlops(shape: BenchShape, what: "train" | "infer" | "infer-
 
 /**
  * The lines printed beside every bench table so that figures from different machines can be read: the CPU, its
- * vector extensions, and the measured sgemm rate.
+ * vector extensions, the measured sgemm rate, and whether the `blas` backend's GELU runs on oneDNN.
  */
 export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVectorExtensions()): string[] {
   const { cpu, cores } = machineInfo();
@@ -327,6 +328,7 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
       ? `sgemm: ${sgemm.gflops.toFixed(1)} GFLOP/s (best ${sgemm.bestGflops.toFixed(1)}), ${sgemm.product}, ` +
         `${sgemm.threads ?? "?"} threads, ${sgemm.library}${forced}`
       : "sgemm: not measured (no CBLAS library loads: apt-get install libopenblas0-pthread, and --allow-ffi)",
+    `gelu: ${dnnlStatus()}`,
   ];
 }
 

@@ -27,6 +27,7 @@ import { layoutKernels } from "./layout.ts";
 import { reduceKernels } from "./reduce.ts";
 import { PooledCpuBackend } from "./pool.ts";
 import { fusedKernels } from "./fused.ts";
+import { loadDnnl } from "./dnnl.ts";
 import { attentionKernels } from "./attention.ts";
 import { BLAS_BACKEND_NAME } from "./common.ts";
 
@@ -46,7 +47,7 @@ export interface BlasBackendInfo {
   threads?: number;
   /** Kernel names with a fast implementation (the rest are the cpu backend's). */
   fastKernels: string[];
-  /** e.g. `blas (OpenBLAS via FFI on cpu kernels, 2 threads)`. */
+  /** e.g. `blas (OpenBLAS via FFI on cpu kernels, 2 threads; oneDNN avx2 for GELU)`. */
   description: string;
 }
 
@@ -113,7 +114,7 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
     ...unaryKernels(BLAS_BACKEND_NAME),
     ...layoutKernels(BLAS_BACKEND_NAME),
     ...reduceKernels(blas, BLAS_BACKEND_NAME),
-    ...fusedKernels(BLAS_BACKEND_NAME),
+    ...fusedKernels(BLAS_BACKEND_NAME, blas),
     ...attentionKernels(blas, BLAS_BACKEND_NAME),
   ];
   const fastNames = new Set(fast.map((k) => k.kernelName));
@@ -141,5 +142,6 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
 
 function describe(blas: Blas, threads: number | undefined): string {
   const t = threads === undefined ? "library threads" : `${threads} thread${threads === 1 ? "" : "s"}`;
-  return `blas (${blas.vendor} via FFI on cpu kernels, ${t})`;
+  const dnnl = loadDnnl();
+  return `blas (${blas.vendor} via FFI on cpu kernels, ${t}${dnnl ? `; oneDNN ${dnnl.isa} for GELU` : ""})`;
 }

@@ -18,6 +18,8 @@ import { f32, type KernelArgs, onBlasF32, output, recordingGradients } from "./c
 import { allocF32, isPrivateArray } from "./pool.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 import { simdMath } from "../simd/simd.ts";
+import type { Blas } from "./blas.ts";
+import { type Dnnl, loadDnnl } from "./dnnl.ts";
 
 function run(kernel: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}): tf.Tensor[] {
   const out = tf.engine().runKernel(kernel, inputs as never, attrs as never) as tf.Tensor | tf.Tensor[];
@@ -42,12 +44,29 @@ export function gelu<T extends tf.Tensor>(x: T): T {
   return op(x) as T;
 }
 
+/**
+ * oneDNN for the GELU kernels below when it is installed and the call is big enough to repay the FFI call, on as many
+ * threads as OpenBLAS (lib/backends/blas/dnnl.ts); else undefined.
+ */
+function dnnlFor(n: number): Dnnl | undefined {
+  if (n < DNNL_MIN || !blasForDnnl) return undefined;
+  const dnnl = loadDnnl();
+  dnnl?.setThreads(blasForDnnl.getThreads() ?? 1);
+  return dnnl;
+}
+
+/** Values from which the oneDNN kernels are used (below, the FFI call and its set-up cost more than they save). */
+const DNNL_MIN = 4096;
+/** The BLAS library of the backend (for its thread count); set by {@linkcode fusedKernels}. */
+let blasForDnnl: Blas | undefined;
+
 function geluKernel(args: KernelArgs): TensorInfo {
   const { inputs, backend } = args;
   const x = f32(backend, inputs.x!);
   const out = allocF32(x.length, false);
-  const simd = simdMath();
-  if (simd) simd.gelu(x, out);
+  const simd = simdMath(), dnnl = dnnlFor(x.length);
+  if (dnnl) dnnl.gelu(x, out);
+  else if (simd) simd.gelu(x, out);
   else {
     for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i] * (1 + erfScalar(x[i] * Math.SQRT1_2));
   }
@@ -58,8 +77,9 @@ function geluGradKernel(args: KernelArgs): TensorInfo {
   const { inputs, backend } = args;
   const x = f32(backend, inputs.x!), dy = f32(backend, inputs.dy!);
   const out = allocF32(x.length, false);
-  const simd = simdMath();
-  if (simd) simd.geluGrad(x, dy, out);
+  const simd = simdMath(), dnnl = dnnlFor(x.length);
+  if (dnnl) dnnl.geluGrad(x, dy, out);
+  else if (simd) simd.geluGrad(x, dy, out);
   else {
     for (let i = 0; i < x.length; i++) {
       const cdf = 0.5 * (1 + erfScalar(x[i] * Math.SQRT1_2));
@@ -544,8 +564,12 @@ function sparseXentKernel(args: KernelArgs): TensorInfo[] {
   return [output(backend, [], Float32Array.of(total * scale)), output(backend, li.shape, grad)];
 }
 
-/** Kernel configs of the fused ops for `backendName`. */
-export function fusedKernels(backendName: string): KernelConfig[] {
+/**
+ * Kernel configs of the fused ops for `backendName`. With `blas`, GELU and its gradient use oneDNN where it is
+ * installed, on `blas`'s thread count (lib/backends/blas/dnnl.ts).
+ */
+export function fusedKernels(backendName: string, blas?: Blas): KernelConfig[] {
+  blasForDnnl = blas;
   const k = (kernelName: string, fn: (a: KernelArgs) => TensorInfo | TensorInfo[]): KernelConfig => ({
     kernelName,
     backendName,

@@ -1,0 +1,254 @@
+/**
+ * oneDNN's JIT-compiled GELU (erf form, forward and backward) through Deno FFI with the oneDNN 2.x C API (Debian
+ * `libdnnl2`), for the `blas` backend's `BlasGelu` and `BlasGeluGrad` (lib/backends/blas/fused.ts). oneDNN generates
+ * code for the running CPU's widest vector ISA (AVX-512 where there is one) and works on the tensors' own arrays,
+ * where the WebAssembly SIMD kernels run 128-bit code on copies made through their module's memory (about 2x faster
+ * on two threads: `tests/bench/dnnl_eltwise.ts`).
+ *
+ * Not LayerNorm, although oneDNN's is 2-3x faster alone: its results depend on the number of rows in the call (one row
+ * normalised in a batch of 40 and in a batch of 64 differs in the last bit), so length-trimmed evaluation batches would
+ * no longer give the same logits as full-length ones (tests/tasks/squad/squad_test.ts). GELU, elementwise, gives each
+ * value the same bits whatever the array around it (tests/backends/dnnl_test.ts).
+ *
+ * Optional: {@linkcode loadDnnl} returns undefined when the library is absent, FFI is not permitted, or
+ * `BERT_NO_DNNL=1`, and the kernels keep their own code. oneDNN runs on OpenMP threads: as many as OpenBLAS uses (set
+ * per call), and `OMP_WAIT_POLICY=passive` is set before the library loads (unless the environment sets it) so that
+ * its idle threads sleep instead of spinning on the cores OpenBLAS's threads need next.
+ *
+ * Results agree with the SIMD kernels to float rounding (7e-7 at most), not bit for bit; every call of a kernel on one
+ * machine takes the same path, so runs stay reproducible.
+ * @module
+ */
+import { envVar } from "../../io/env.ts";
+
+/** sizeof(dnnl_memory_desc_t) and dnnl_eltwise_desc_t in oneDNN 2.x (x86-64). */
+const MD_BYTES = 696, ELTWISE_DESC_BYTES = 1416;
+const DNNL_CPU = 1, DNNL_STREAM_DEFAULT = 1, DNNL_F32 = 3, TAG_A = 2;
+/** dnnl_prop_kind_t and dnnl_alg_kind_t values. */
+const FORWARD_TRAINING = 64;
+const ELTWISE_GELU_ERF = 0x30;
+/** DNNL_ARG_* */
+const ARG = { src: 1, dst: 17, diffSrc: 129, diffDst: 145 };
+
+const SYMBOLS = {
+  dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
+  dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
+  dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
+  // (md*, ndims, const dims[12] int64, data_type, format_tag)
+  dnnl_memory_desc_init_by_tag: { parameters: ["buffer", "i32", "buffer", "i32", "i32"], result: "i32" },
+  // (desc*, prop_kind, alg_kind, data md*, alpha, beta)
+  dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "buffer", "f32", "f32"], result: "i32" },
+  // (desc*, alg_kind, diff data md*, data md*, alpha, beta)
+  dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"], result: "i32" },
+  // (pd*, op desc, attr, engine, hint forward pd)
+  dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_primitive_desc_destroy: { parameters: ["pointer"], result: "i32" },
+  dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
+  dnnl_primitive_destroy: { parameters: ["pointer"], result: "i32" },
+  // (memory*, md*, engine, handle)
+  dnnl_memory_create: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
+  dnnl_memory_destroy: { parameters: ["pointer"], result: "i32" },
+  dnnl_memory_set_data_handle: { parameters: ["pointer", "buffer"], result: "i32" },
+  // (primitive, stream, nargs, const dnnl_exec_arg_t {int arg; dnnl_memory_t memory}[])
+  dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
+  dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+} as const;
+
+const GOMP = { omp_set_num_threads: { parameters: ["i32"], result: "void" } } as const;
+
+/** oneDNN's names of the ISAs `dnnl_get_effective_cpu_isa` reports. */
+const ISA: Record<number, string> = {
+  0x1: "sse41",
+  0x3: "avx",
+  0x7: "avx2",
+  0x407: "avx2_vnni",
+  0x27: "avx512_core",
+  0x67: "avx512_core_vnni",
+  0xe7: "avx512_core_bf16",
+  0x3e7: "avx512_core_amx",
+};
+
+/** The library file. */
+export const DNNL_LIBRARY = "libdnnl.so.2";
+
+/** oneDNN's kernels on float32 arrays (see the module doc). Each call is synchronous. */
+export interface Dnnl {
+  /** The vector ISA oneDNN generates code for (`avx512_core`, `avx2`, ...). */
+  isa: string;
+  /** `out = 0.5 x (1 + erf(x / sqrt 2))`. */
+  gelu(x: Float32Array, out: Float32Array): void;
+  /** `out = dy (Phi(x) + x phi(x))`, GELU's gradient. */
+  geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
+  /** Uses `threads` OpenMP threads from now on (a no-op when it already does). */
+  setThreads(threads: number): void;
+}
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** A primitive with one memory object per argument, whose data handles are set at each call. */
+interface Primitive {
+  pd: Deno.PointerValue;
+  run(buffers: Float32Array[]): void;
+  destroy(): void;
+}
+
+let loaded: Dnnl | undefined | null = null;
+let unavailable: string | undefined;
+/** Whether {@linkcode loadDnnl} set `OMP_WAIT_POLICY` (the environment did not). */
+let waitPolicySet = false;
+
+/** Why {@linkcode loadDnnl} returned undefined (undefined while nothing has failed). */
+export function dnnlUnavailableReason(): string | undefined {
+  return unavailable;
+}
+
+/**
+ * oneDNN, opened once per process; undefined when `BERT_NO_DNNL=1`, without `--allow-ffi`, or when `libdnnl.so.2` is
+ * not installed (Debian: `apt-get install libdnnl2`), or its engine cannot be created.
+ */
+export function loadDnnl(): Dnnl | undefined {
+  if (loaded !== null) return loaded;
+  loaded = undefined;
+  if (envVar("BERT_NO_DNNL") === "1") {
+    unavailable = "BERT_NO_DNNL=1";
+    return undefined;
+  }
+  try {
+    if (envVar("OMP_WAIT_POLICY") === undefined) {
+      Deno.env.set("OMP_WAIT_POLICY", "passive");
+      waitPolicySet = true;
+    }
+  } catch { /* no --allow-env: OpenMP's default policy */ }
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  try {
+    lib = Deno.dlopen(DNNL_LIBRARY, SYMBOLS);
+  } catch (err) {
+    unavailable = `${DNNL_LIBRARY}: ${(err as Error).message}`;
+    return undefined;
+  }
+  let gomp: Deno.DynamicLibrary<typeof GOMP> | undefined;
+  try {
+    gomp = Deno.dlopen("libgomp.so.1", GOMP); // oneDNN's OpenMP runtime in Debian's build
+  } catch { /* a build on another runtime: its own thread count */ }
+  try {
+    loaded = create(lib.symbols, gomp?.symbols.omp_set_num_threads);
+  } catch (err) {
+    unavailable = `${DNNL_LIBRARY}: ${(err as Error).message}`;
+    lib.close();
+    gomp?.close();
+  }
+  return loaded;
+}
+
+function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
+  const check = (status: number, what: string) => {
+    const names = ["success", "out_of_memory", "invalid_arguments", "unimplemented", "last_impl_reached"];
+    if (status !== 0) throw new Error(`${what} returned dnnl status ${status} (${names[status] ?? "runtime error"})`);
+  };
+  /** Calls `fn` with an out-parameter slot and returns the handle it wrote. */
+  const handleOut = (what: string, fn: (slot: BigUint64Array<ArrayBuffer>) => number): Deno.PointerValue => {
+    const slot = new BigUint64Array(1);
+    check(fn(slot), what);
+    return Deno.UnsafePointer.create(slot[0]);
+  };
+  const engine = handleOut("dnnl_engine_create", (s) => dnnl.dnnl_engine_create(s, DNNL_CPU, 0n));
+  const stream = handleOut("dnnl_stream_create", (s) => dnnl.dnnl_stream_create(s, engine, DNNL_STREAM_DEFAULT));
+
+  /** A dense float32 vector's memory descriptor. */
+  const md = (n: number): Uint8Array<ArrayBuffer> => {
+    const desc = new Uint8Array(MD_BYTES), d = new BigInt64Array(12);
+    d[0] = BigInt(n);
+    check(dnnl.dnnl_memory_desc_init_by_tag(desc, 1, d, DNNL_F32, TAG_A), `memory desc [${n}]`);
+    return desc;
+  };
+
+  const primitive = (
+    what: string,
+    opDesc: Uint8Array<ArrayBuffer>,
+    args: [number, Uint8Array<ArrayBuffer>][],
+    hint: Deno.PointerValue = null,
+  ): Primitive => {
+    const pd = handleOut(
+      `${what}: primitive desc`,
+      (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, null, engine, hint),
+    );
+    const prim = handleOut(`${what}: primitive`, (s) => dnnl.dnnl_primitive_create(s, pd));
+    const mems = args.map(([, desc]) =>
+      handleOut(`${what}: memory`, (s) => dnnl.dnnl_memory_create(s, desc, engine, null))
+    );
+    const execArgs = new Uint8Array(16 * args.length), view = new DataView(execArgs.buffer);
+    args.forEach(([arg], i) => {
+      view.setInt32(16 * i, arg, true);
+      view.setBigUint64(16 * i + 8, BigInt(Deno.UnsafePointer.value(mems[i])), true);
+    });
+    return {
+      pd,
+      run(buffers) {
+        for (let i = 0; i < mems.length; i++) dnnl.dnnl_memory_set_data_handle(mems[i], buffers[i]);
+        check(dnnl.dnnl_primitive_execute(prim, stream, mems.length, execArgs), `${what}: execute`);
+        check(dnnl.dnnl_stream_wait(stream), `${what}: stream wait`);
+      },
+      destroy() {
+        for (const m of mems) dnnl.dnnl_memory_destroy(m);
+        dnnl.dnnl_primitive_destroy(prim);
+        dnnl.dnnl_primitive_desc_destroy(pd);
+      },
+    };
+  };
+
+  // Primitives are made per size (JIT code for that shape) and kept for the sizes used most recently: evaluation on
+  // length-trimmed batches meets a new size per batch, and each costs a primitive creation (oneDNN caches the code).
+  const cache = new Map<string, Primitive[]>();
+  const cached = (key: string, make: () => Primitive[]): Primitive[] => {
+    let p = cache.get(key);
+    if (p) {
+      cache.delete(key); // most recent last
+    } else {
+      p = make();
+      if (cache.size >= CACHED_SIZES) {
+        const [oldest, prims] = cache.entries().next().value!;
+        cache.delete(oldest);
+        for (const q of prims) q.destroy();
+      }
+    }
+    cache.set(key, p);
+    return p;
+  };
+  const geluPrims = (n: number) =>
+    cached(`gelu ${n}`, () => {
+      const data = md(n);
+      const fd = new Uint8Array(ELTWISE_DESC_BYTES), bd = new Uint8Array(ELTWISE_DESC_BYTES);
+      check(dnnl.dnnl_eltwise_forward_desc_init(fd, FORWARD_TRAINING, ELTWISE_GELU_ERF, data, 0, 0), "gelu desc");
+      check(dnnl.dnnl_eltwise_backward_desc_init(bd, ELTWISE_GELU_ERF, data, data, 0, 0), "gelu grad desc");
+      const fwd = primitive("gelu", fd, [[ARG.src, data], [ARG.dst, data]]);
+      const bwd = primitive("gelu grad", bd, [[ARG.src, data], [ARG.diffDst, data], [ARG.diffSrc, data]], fwd.pd);
+      return [fwd, bwd];
+    });
+
+  let threads = 0;
+  const isa = ISA[dnnl.dnnl_get_effective_cpu_isa()] ?? "unknown";
+  return {
+    isa,
+    gelu(x, out) {
+      if (x.length) geluPrims(x.length)[0].run([x, out]);
+    },
+    geluGrad(x, dy, out) {
+      if (x.length) geluPrims(x.length)[1].run([x, dy, out]);
+    },
+    setThreads(n) {
+      if (n !== threads && setOmpThreads) setOmpThreads(n);
+      threads = n;
+    },
+  };
+}
+
+/** Sizes whose primitives are kept (see `cached` in {@linkcode loadDnnl}). */
+const CACHED_SIZES = 32;
+
+/** A status line for benchmarks: oneDNN's ISA and the wait policy, or why it is not used. */
+export function dnnlStatus(): string {
+  const d = loadDnnl();
+  if (!d) return `the blas backend's own SIMD kernels (oneDNN not used: ${unavailable})`;
+  const policy = waitPolicySet ? "OMP_WAIT_POLICY=passive set here" : `OMP_WAIT_POLICY=${envVar("OMP_WAIT_POLICY")}`;
+  return `oneDNN ${d.isa} in the blas backend (${DNNL_LIBRARY}; ${policy})`;
+}
