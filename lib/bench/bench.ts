@@ -627,3 +627,57 @@ export function formatTable(rows: BenchRow[]): string {
     cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
+
+/** The median of `xs` (the lower middle value for an even count). */
+function lowerMedian(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1];
+}
+
+/**
+ * Several rounds of the same rows as one table: per row (what, engine, shape, threads), the round whose median ms is
+ * the median over the rounds (the lower middle one for an even count).
+ */
+export function medianOfRounds(rounds: BenchRow[][]): BenchRow[] {
+  const key = (r: BenchRow) => `${r.what}|${r.engine}|${r.shape}|${r.threads}`;
+  const groups = new Map<string, BenchRow[]>();
+  for (const round of rounds) for (const r of round) groups.set(key(r), [...groups.get(key(r)) ?? [], r]);
+  return [...groups.values()].map((rows) => {
+    const m = lowerMedian(rows.map((r) => r.msPerStep));
+    return rows.find((r) => r.msPerStep === m)!;
+  });
+}
+
+/**
+ * The comparison the rows are for, one line per tfjs `train`, `infer` and `infer-cls` row with PyTorch rows of the same
+ * shape: PyTorch's best thread setting (lowest median ms; `infer-cls` is compared with PyTorch's `infer`, which computes
+ * the same logits) over the tfjs median, with the ratio of each round when there were several (PyTorch and tfjs rows of
+ * one round ran minutes apart at most, so a round's ratio is less exposed to the machine's drift than a whole run's).
+ */
+export function speedupLines(rounds: BenchRow[][], target = 1.25): string[] {
+  const lines: string[] = [];
+  const ratioIn = (round: BenchRow[], t: BenchRow) => {
+    const tf = round.find((r) => r.what === t.what && r.engine === t.engine && r.shape === t.shape);
+    const torchWhat = t.what === "infer-cls" ? "infer" : t.what;
+    const torch = round.filter((r) => r.engine.startsWith("pytorch") && r.what === torchWhat && r.shape === t.shape);
+    if (!tf || !torch.length) return undefined;
+    const best = torch.reduce((a, b) => (b.msPerStep < a.msPerStep ? b : a));
+    return { ratio: best.msPerStep / tf.msPerStep, best, tf };
+  };
+  for (const t of medianOfRounds(rounds)) {
+    if (!t.engine.startsWith("tfjs") || !["train", "infer", "infer-cls"].includes(t.what)) continue;
+    const per = rounds.map((round) => ratioIn(round, t)).filter((x) => x !== undefined);
+    if (!per.length) continue;
+    const ratio = lowerMedian(per.map((p) => p.ratio));
+    const at = per.find((p) => p.ratio === ratio)!;
+    const threads = at.best.threads === undefined
+      ? ""
+      : `, ${at.best.threads} thread${at.best.threads === 1 ? "" : "s"}`;
+    const spread = per.length > 1 ? ` (rounds: ${per.map((p) => `${p.ratio.toFixed(2)}x`).join(", ")})` : "";
+    lines.push(
+      `${t.what} ${t.shape}: ${t.engine} ${at.tf.msPerStep.toFixed(1)} ms, PyTorch ${at.best.msPerStep.toFixed(1)} ms` +
+        `${threads}: ${ratio.toFixed(2)}x ${ratio >= target ? "(>= " : "(below "}${target}x)${spread}`,
+    );
+  }
+  return lines;
+}

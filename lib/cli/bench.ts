@@ -18,7 +18,9 @@ import {
   machineLines,
   matmulFlops,
   measureSgemm,
+  medianOfRounds,
   SHAPES,
+  speedupLines,
 } from "../bench/bench.ts";
 
 /** Flags of `bench`. */
@@ -27,7 +29,9 @@ export const spec = defineCommand({
   description: "Measures BERT training steps (forward + backward + AdamW), inference, matmul GFLOP/s and " +
     "tokenizer + feature conversion throughput, and prints a table with the machine, threads and peak memory. " +
     "Use `deno task bench` (adds --allow-run) for --pytorch.",
-  usage: "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,infer-cls,matmul,tokenizer]",
+  usage:
+    "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,infer-cls,matmul,tokenizer] " +
+    "[--pytorch] [--rounds N]",
   flags: {
     shapes: { type: "list", default: ["tiny"], help: `model shapes: ${Object.keys(SHAPES).join(", ")}` },
     backend: { type: "list", default: ["auto"], help: "tfjs backends to compare (auto, blas, wasm, cpu, ...)" },
@@ -47,6 +51,11 @@ export const spec = defineCommand({
     },
     texts: { type: "string", default: "data/sample/train.tsv", help: "TSV whose first column is the texts" },
     pytorch: { type: "boolean", default: false, help: "also run tests/bench/pytorch_bench.py (needs --allow-run)" },
+    rounds: {
+      type: "number",
+      default: 1,
+      help: "repeat every row this many times, tfjs and PyTorch in turn, and report each row's median round",
+    },
     python: { type: "string", default: "/usr/bin/python3", help: "Python with torch, for --pytorch" },
   },
 });
@@ -69,32 +78,48 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
   const machine = machineLines(await measureSgemm({ threads }));
   for (const l of machine) console.log(l);
-  const rows: BenchRow[] = [];
-  const show = (r: BenchRow) => {
-    rows.push(r);
-    console.log(formatTable([r]).split("\n")[2]);
-  };
-
-  if (whats.includes("tokenizer")) {
-    const texts = await readTexts(args.flags.texts);
-    show(await benchTokenizer({ vocabPath: args.flags.vocab, texts }));
-  }
-  for (const backend of args.flags.backend) {
-    const info = await initBackend({ backend: backend as BackendName | "auto", threads });
-    const t = backendThreads(info.name, threads);
-    const engine = `tfjs ${info.name}`;
-    if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
-    for (const shape of shapes) {
-      const o = { shape, steps, warmup, engine, threads: t };
-      if (whats.includes("train")) show(await benchTrain(o));
-      if (whats.includes("infer")) show(await benchInfer(o));
-      if (whats.includes("infer-cls")) show(await benchInfer(o, { clsOnly: true }));
+  const rounds: BenchRow[][] = [];
+  const roundCount = args.flags.rounds;
+  if (!(roundCount >= 1)) throw new UsageError("--rounds must be at least 1");
+  for (let round = 1; round <= roundCount; round++) {
+    if (roundCount > 1) console.log(`-- round ${round} of ${roundCount}`);
+    const rows: BenchRow[] = [];
+    rounds.push(rows);
+    const show = (r: BenchRow) => {
+      rows.push(r);
+      console.log(formatTable([r]).split("\n")[2]);
+    };
+    if (whats.includes("tokenizer")) {
+      const texts = await readTexts(args.flags.texts);
+      show(await benchTokenizer({ vocabPath: args.flags.vocab, texts }));
+    }
+    for (const backend of args.flags.backend) {
+      const info = await initBackend({ backend: backend as BackendName | "auto", threads });
+      const t = backendThreads(info.name, threads);
+      const engine = `tfjs ${info.name}`;
+      if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
+      for (const shape of shapes) {
+        const o = { shape, steps, warmup, engine, threads: t };
+        if (whats.includes("train")) show(await benchTrain(o));
+        if (whats.includes("infer")) show(await benchInfer(o));
+        if (whats.includes("infer-cls")) show(await benchInfer(o, { clsOnly: true }));
+      }
+    }
+    if (args.flags.pytorch) {
+      for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
     }
   }
-  if (args.flags.pytorch) {
-    for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
+  const rows = medianOfRounds(rounds);
+  const medianNote = roundCount > 1 ? `each row: its median round of ${roundCount}\n` : "";
+  console.log(`\n${machine.join("\n")}\n${medianNote}${formatTable(rows)}`);
+  const speedups = speedupLines(rounds);
+  if (speedups.length) {
+    console.log(
+      `\nspeed-up over PyTorch's best thread setting (its median ms / tfjs median ms${
+        roundCount > 1 ? ", the median round" : ""
+      }):\n${speedups.join("\n")}`,
+    );
   }
-  console.log(`\n${machine.join("\n")}\n${formatTable(rows)}`);
   if (rows.filter((r) => r.peakRssMb !== undefined && !r.engine.startsWith("pytorch")).length > 1) {
     console.log(
       "\npeak RSS is this process's high-water mark so far, so later rows include earlier ones: for a row's own " +

@@ -8,6 +8,7 @@ import { initBackend, tf } from "../../lib/backends/backend.ts";
 import {
   benchInfer,
   benchMatMul,
+  type BenchRow,
   type BenchShape,
   benchTrain,
   cpuVectorExtensions,
@@ -16,8 +17,10 @@ import {
   machineLines,
   matmulFlops,
   measureSgemm,
+  medianOfRounds,
   randomBatch,
   SHAPES,
+  speedupLines,
   trainStep,
 } from "../../lib/bench/bench.ts";
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
@@ -123,4 +126,42 @@ Deno.test("bench: measureSgemm reports a positive rate where a BLAS library load
   assert(r.gflops > 0 && Number.isFinite(r.gflops) && r.bestGflops >= r.gflops, `${r.gflops} / ${r.bestGflops}`);
   assertEquals(r.product, "[64x32] x [32x48]");
   assert(machineLines(r)[2].startsWith(`sgemm: ${r.gflops.toFixed(1)} GFLOP/s`), machineLines(r)[2]);
+});
+
+Deno.test("bench: medianOfRounds keeps each row's median round; speedupLines compares with PyTorch's best setting", () => {
+  const row = (what: string, engine: string, threads: number, ms: number): BenchRow => ({
+    what,
+    engine,
+    shape: "tiny 32x128",
+    threads,
+    msPerStep: ms,
+    minMs: ms - 1,
+  });
+  const rounds = [
+    [row("train", "tfjs blas", 2, 100), row("train", "pytorch 1.13", 1, 300), row("train", "pytorch 1.13", 2, 200)],
+    [row("train", "tfjs blas", 2, 140), row("train", "pytorch 1.13", 1, 150), row("train", "pytorch 1.13", 2, 400)],
+    [row("train", "tfjs blas", 2, 120), row("train", "pytorch 1.13", 1, 180), row("train", "pytorch 1.13", 2, 500)],
+  ];
+  const median = medianOfRounds(rounds);
+  assertEquals(median.map((r) => [r.engine, r.threads, r.msPerStep]), [
+    ["tfjs blas", 2, 120],
+    ["pytorch 1.13", 1, 180],
+    ["pytorch 1.13", 2, 400],
+  ]);
+  // Per round, PyTorch's best over tfjs: 200/100 = 2, 150/140 = 1.07, 180/120 = 1.5; the median round is the third.
+  const [line] = speedupLines(rounds);
+  assertEquals(
+    line,
+    "train tiny 32x128: tfjs blas 120.0 ms, PyTorch 180.0 ms, 1 thread: 1.50x (>= 1.25x) (rounds: 2.00x, 1.07x, 1.50x)",
+  );
+  // infer-cls is compared with PyTorch's infer; an even count of rounds takes the lower middle one.
+  const infer = [
+    [row("infer-cls", "tfjs blas", 2, 20), row("infer", "pytorch 1.13", 1, 22)],
+    [row("infer-cls", "tfjs blas", 2, 20), row("infer", "pytorch 1.13", 1, 30)],
+  ];
+  assertEquals(
+    speedupLines(infer),
+    ["infer-cls tiny 32x128: tfjs blas 20.0 ms, PyTorch 22.0 ms, 1 thread: 1.10x (below 1.25x) (rounds: 1.10x, 1.50x)"],
+  );
+  assertEquals(speedupLines([[row("train", "tfjs blas", 2, 100)]]), [], "no PyTorch rows: nothing to compare");
 });
