@@ -96,3 +96,24 @@ export async function withTemp(fn: (dir: string) => Promise<void>): Promise<void
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** erf in float64 (Taylor series below 3, continued fraction of erfc above): error < 1e-13. */
+export function erf64(x: number): number {
+  const a = Math.abs(x);
+  let r: number;
+  if (a < 3) {
+    let term = a, sum = a;
+    for (let n = 1; n < 100; n++) {
+      term *= -a * a / n;
+      const t = term / (2 * n + 1);
+      sum += t;
+      if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
+    }
+    r = sum * 2 / Math.sqrt(Math.PI);
+  } else {
+    let f = a;
+    for (let k = 120; k >= 1; k--) f = a + (k / 2) / f;
+    r = 1 - Math.exp(-a * a) / (Math.sqrt(Math.PI) * f);
+  }
+  return x < 0 ? -r : r;
+}

@@ -4,7 +4,7 @@
  * full ones), its primitive cache past its size limit, and the `blas` backend's GELU taking it. Skips with a message
  * where libdnnl2 is not installed.
  */
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { gelu } from "../../lib/backends/blas/fused.ts";
@@ -12,27 +12,6 @@ import { gelu } from "../../lib/backends/blas/fused.ts";
 const dnnl = loadDnnl();
 const ignore = !dnnl;
 if (!dnnl) console.log(`dnnl tests skipped: ${dnnlUnavailableReason()} (Debian: apt-get install libdnnl2)`);
-
-/** erf in float64 (Taylor series below 3, continued fraction of erfc above): error < 1e-13. */
-function erf64(x: number): number {
-  const a = Math.abs(x);
-  let r: number;
-  if (a < 3) {
-    let term = a, sum = a;
-    for (let n = 1; n < 100; n++) {
-      term *= -a * a / n;
-      const t = term / (2 * n + 1);
-      sum += t;
-      if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
-    }
-    r = sum * 2 / Math.sqrt(Math.PI);
-  } else {
-    let f = a;
-    for (let k = 120; k >= 1; k--) f = a + (k / 2) / f;
-    r = 1 - Math.exp(-a * a) / (Math.sqrt(Math.PI) * f);
-  }
-  return x < 0 ? -r : r;
-}
 
 /** Values from -8 to 8 and a few special ones, deterministic. */
 function inputs(n: number, seed: number): Float32Array {

@@ -18,7 +18,9 @@
  * estimate of a kernel's own cost when other jobs share the cores; last, what the oneDNN kernels would save in a
  * BERT-Tiny inference step (2 GELU and 5 LayerNorm forwards). A benchmark that prints figures, not a test.
  *
- * Usage: OMP_NUM_THREADS=1 deno run -A tests/bench/dnnl_eltwise.ts [--reps 61]
+ * Usage: BERT_NO_DNNL=1 OMP_NUM_THREADS=1 deno run -A tests/bench/dnnl_eltwise.ts [--reps 61]
+ * (`BERT_NO_DNNL=1`: the `op` column is the WebAssembly SIMD path; without it the `blas` backend's GELU is oneDNN's
+ * own, lib/backends/blas/dnnl.ts, and `op` measures that)
  * (the oneDNN kernels run on the OpenMP threads: set OMP_NUM_THREADS; the `blas` backend gets the same number)
  * @module
  */
@@ -26,6 +28,17 @@ import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { gelu, layerNorm } from "../../lib/backends/blas/fused.ts";
 import { simdMath, simdStatus } from "../../lib/backends/simd/simd.ts";
 import { cpuVectorExtensions } from "../../lib/bench/bench.ts";
+import { erf64 } from "../shared.ts";
+import {
+  DNNL_ISA,
+  DNNL_LIBRARY,
+  DNNL_SYMBOLS,
+  dnnlSession,
+  ELTWISE_DESC_BYTES,
+  ELTWISE_GELU_ERF,
+  FORWARD_TRAINING,
+  type Primitive,
+} from "../../lib/backends/blas/dnnl.ts";
 
 const repsAt = Deno.args.indexOf("--reps");
 const reps = repsAt >= 0 ? Number(Deno.args[repsAt + 1]) : 61;
@@ -35,12 +48,10 @@ const EPS = 1e-12; // BERT's layer_norm_eps
 
 // ---- the oneDNN 2.x C API (include/oneapi/dnnl/dnnl.h and dnnl_types.h of v2.6) ------------------------------------
 
-/** sizeof(dnnl_memory_desc_t), dnnl_eltwise_desc_t and dnnl_layer_normalization_desc_t in oneDNN 2.x (x86-64). */
-const MD_BYTES = 696, ELTWISE_DESC_BYTES = 1416, LNORM_DESC_BYTES = 3496;
-const DNNL_CPU = 1, DNNL_STREAM_DEFAULT = 1, DNNL_F32 = 3, TAG_A = 2, TAG_AB = 3;
-const FORWARD_TRAINING = 64, FORWARD_INFERENCE = 96, BACKWARD = 128;
-const ELTWISE_GELU_ERF = 0x30, USE_SCALE = 0x8, USE_SHIFT = 0x10;
-const QUERY_IMPL_INFO_STR = 8;
+/** sizeof(dnnl_layer_normalization_desc_t) in oneDNN 2.x (x86-64); the rest is lib/backends/blas/dnnl.ts's. */
+const LNORM_DESC_BYTES = 3496;
+const FORWARD_INFERENCE = 96, BACKWARD = 128;
+const USE_SCALE = 0x8, USE_SHIFT = 0x10;
 const ARG = {
   src: 1,
   dst: 17,
@@ -53,28 +64,11 @@ const ARG = {
   diffScale: 255,
   diffShift: 256,
 };
-const ISA: Record<number, string> = {
-  0x1: "sse41",
-  0x3: "avx",
-  0x7: "avx2",
-  0x27: "avx512_core",
-  0x67: "avx512_core_vnni",
-  0xe7: "avx512_core_bf16",
-  0x3e7: "avx512_core_amx",
-  0x407: "avx2_vnni",
-};
 
+/** The library's symbols plus the version and layer normalization's, which the project's kernels do not use. */
 const symbols = {
+  ...DNNL_SYMBOLS,
   dnnl_version: { parameters: [], result: "pointer" },
-  dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
-  dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
-  dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
-  // (md*, ndims, const dims[12] int64, data_type, format_tag)
-  dnnl_memory_desc_init_by_tag: { parameters: ["buffer", "i32", "buffer", "i32", "i32"], result: "i32" },
-  // (desc*, prop_kind, alg_kind, data md*, alpha, beta)
-  dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "buffer", "f32", "f32"], result: "i32" },
-  // (desc*, alg_kind, diff data md*, data md*, alpha, beta)
-  dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"], result: "i32" },
   // (desc*, prop_kind, data md*, stat md*, epsilon, flags)
   dnnl_layer_normalization_forward_desc_init: {
     parameters: ["buffer", "i32", "buffer", "buffer", "f32", "u32"],
@@ -85,92 +79,17 @@ const symbols = {
     parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "f32", "u32"],
     result: "i32",
   },
-  // (pd*, op desc, attr, engine, hint forward pd)
-  dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
-  dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
-  dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
-  // (memory*, md*, engine, handle)
-  dnnl_memory_create: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
-  dnnl_memory_set_data_handle: { parameters: ["pointer", "buffer"], result: "i32" },
-  // (primitive, stream, nargs, const dnnl_exec_arg_t {int arg; dnnl_memory_t memory}[])
-  dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
-  dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols>;
 try {
-  lib = Deno.dlopen("libdnnl.so.2", symbols);
+  lib = Deno.dlopen(DNNL_LIBRARY, symbols);
 } catch (err) {
-  console.log(`libdnnl.so.2 could not be opened (${(err as Error).message}): install it with apt (libdnnl2)`);
+  console.log(`${DNNL_LIBRARY} could not be opened (${(err as Error).message}): install it with apt (libdnnl2)`);
   Deno.exit(0);
 }
 const dnnl = lib.symbols;
-
-function check(status: number, what: string): void {
-  const names = ["success", "out_of_memory", "invalid_arguments", "unimplemented", "last_impl_reached"];
-  if (status !== 0) throw new Error(`${what} returned dnnl status ${status} (${names[status] ?? "runtime error"})`);
-}
-
-/** Calls `fn` with an out-parameter slot and returns the handle it wrote. */
-function handleOut(what: string, fn: (slot: BigUint64Array) => number): Deno.PointerValue {
-  const slot = new BigUint64Array(1);
-  check(fn(slot), what);
-  return Deno.UnsafePointer.create(slot[0]);
-}
-
-const engine = handleOut("dnnl_engine_create", (s) => dnnl.dnnl_engine_create(s, DNNL_CPU, 0n));
-const stream = handleOut("dnnl_stream_create", (s) => dnnl.dnnl_stream_create(s, engine, DNNL_STREAM_DEFAULT));
-
-/** A plain row-major f32 memory descriptor. */
-function md(dims: number[]): Uint8Array<ArrayBuffer> {
-  const desc = new Uint8Array(MD_BYTES), d = new BigInt64Array(12);
-  dims.forEach((v, i) => d[i] = BigInt(v));
-  check(
-    dnnl.dnnl_memory_desc_init_by_tag(desc, dims.length, d, DNNL_F32, dims.length === 1 ? TAG_A : TAG_AB),
-    `dnnl_memory_desc_init_by_tag [${dims}]`,
-  );
-  return desc;
-}
-
-/** A created primitive with one memory object per argument, whose data handles are set at each call. */
-interface Primitive {
-  pd: Deno.PointerValue;
-  impl: string;
-  run(buffers: Float32Array<ArrayBuffer>[]): void;
-}
-
-function primitive(
-  what: string,
-  opDesc: Uint8Array<ArrayBuffer>,
-  args: [number, Uint8Array<ArrayBuffer>][],
-  hint: Deno.PointerValue = null,
-): Primitive {
-  const pd = handleOut(
-    `${what}: dnnl_primitive_desc_create`,
-    (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, null, engine, hint),
-  );
-  const implSlot = new BigUint64Array(1);
-  check(dnnl.dnnl_primitive_desc_query(pd, QUERY_IMPL_INFO_STR, 0, implSlot), `${what}: impl_info_str`);
-  const impl = new Deno.UnsafePointerView(Deno.UnsafePointer.create(implSlot[0])!).getCString();
-  const prim = handleOut(`${what}: dnnl_primitive_create`, (s) => dnnl.dnnl_primitive_create(s, pd));
-  const mems = args.map(([, desc]) =>
-    handleOut(`${what}: dnnl_memory_create`, (s) => dnnl.dnnl_memory_create(s, desc, engine, null))
-  );
-  const execArgs = new Uint8Array(16 * args.length), view = new DataView(execArgs.buffer);
-  args.forEach(([arg], i) => {
-    view.setInt32(16 * i, arg, true);
-    view.setBigUint64(16 * i + 8, BigInt(Deno.UnsafePointer.value(mems[i])), true);
-  });
-  return {
-    pd,
-    impl,
-    run(buffers) {
-      for (let i = 0; i < mems.length; i++) dnnl.dnnl_memory_set_data_handle(mems[i], buffers[i]);
-      check(dnnl.dnnl_primitive_execute(prim, stream, mems.length, execArgs), `${what}: dnnl_primitive_execute`);
-      check(dnnl.dnnl_stream_wait(stream), `${what}: dnnl_stream_wait`);
-    },
-  };
-}
+const { check, md, primitive } = dnnlSession(dnnl);
 
 function geluPrimitives(rows: number, cols: number): { fwd: Primitive; bwd: Primitive } {
   const data = md([rows, cols]);
@@ -231,27 +150,6 @@ function normal(n: number, seed: number, std = 1, mean = 0): Float32Array<ArrayB
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = mean + std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   return a;
-}
-
-/** erf in float64 (Taylor series below 3, continued fraction of erfc above): error < 1e-13. */
-function erf64(x: number): number {
-  const a = Math.abs(x);
-  let r: number;
-  if (a < 3) {
-    let term = a, sum = a;
-    for (let n = 1; n < 100; n++) {
-      term *= -a * a / n;
-      const t = term / (2 * n + 1);
-      sum += t;
-      if (Math.abs(t) < 1e-17 * sum) break;
-    }
-    r = sum * 2 / Math.sqrt(Math.PI);
-  } else {
-    let f = a;
-    for (let k = 120; k >= 1; k--) f = a + (k / 2) / f;
-    r = 1 - Math.exp(-a * a) / (Math.sqrt(Math.PI) * f);
-  }
-  return x < 0 ? -r : r;
 }
 
 const geluRef = (x: number) => 0.5 * x * (1 + erf64(x * Math.SQRT1_2));
@@ -511,7 +409,9 @@ const ver = new Deno.UnsafePointerView(dnnl.dnnl_version()!);
 const isa = dnnl.dnnl_get_effective_cpu_isa();
 console.log(`cpu vector extensions: ${cpuVectorExtensions().join(" ")}`);
 console.log(
-  `oneDNN ${ver.getInt32(0)}.${ver.getInt32(4)}.${ver.getInt32(8)} (ISA ${ISA[isa] ?? `0x${isa.toString(16)}`}), ` +
+  `oneDNN ${ver.getInt32(0)}.${ver.getInt32(4)}.${ver.getInt32(8)} (ISA ${
+    DNNL_ISA[isa] ?? `0x${isa.toString(16)}`
+  }), ` +
     `OMP_NUM_THREADS=${ompThreads ?? "(unset: oneDNN uses every core)"}; tfjs backend ${tf.getBackend()} ` +
     `(${threads} BLAS thread${threads > 1 ? "s" : ""}), wasm SIMD ${
       status.available && status.fma ? "with" : "without"

@@ -22,15 +22,21 @@
 import { envVar } from "../../io/env.ts";
 
 /** sizeof(dnnl_memory_desc_t) and dnnl_eltwise_desc_t in oneDNN 2.x (x86-64). */
-const MD_BYTES = 696, ELTWISE_DESC_BYTES = 1416;
-const DNNL_CPU = 1, DNNL_STREAM_DEFAULT = 1, DNNL_F32 = 3, TAG_A = 2;
+const MD_BYTES = 696;
+export const ELTWISE_DESC_BYTES = 1416;
+const DNNL_CPU = 1, DNNL_STREAM_DEFAULT = 1, DNNL_F32 = 3, TAG_A = 2, TAG_AB = 3;
+const QUERY_IMPL_INFO_STR = 8;
 /** dnnl_prop_kind_t and dnnl_alg_kind_t values. */
-const FORWARD_TRAINING = 64;
-const ELTWISE_GELU_ERF = 0x30;
+export const FORWARD_TRAINING = 64;
+export const ELTWISE_GELU_ERF = 0x30;
 /** DNNL_ARG_* */
 const ARG = { src: 1, dst: 17, diffSrc: 129, diffDst: 145 };
 
-const SYMBOLS = {
+/**
+ * The C functions of the oneDNN 2.x API that {@linkcode dnnlSession} and the GELU kernels call (a caller may open the
+ * library with more: tests/bench/dnnl_eltwise.ts adds layer normalization's).
+ */
+export const DNNL_SYMBOLS = {
   dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
   dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
   dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
@@ -42,6 +48,7 @@ const SYMBOLS = {
   dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"], result: "i32" },
   // (pd*, op desc, attr, engine, hint forward pd)
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
   dnnl_primitive_desc_destroy: { parameters: ["pointer"], result: "i32" },
   dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
   dnnl_primitive_destroy: { parameters: ["pointer"], result: "i32" },
@@ -57,7 +64,7 @@ const SYMBOLS = {
 const GOMP = { omp_set_num_threads: { parameters: ["i32"], result: "void" } } as const;
 
 /** oneDNN's names of the ISAs `dnnl_get_effective_cpu_isa` reports. */
-const ISA: Record<number, string> = {
+export const DNNL_ISA: Record<number, string> = {
   0x1: "sse41",
   0x3: "avx",
   0x7: "avx2",
@@ -83,13 +90,33 @@ export interface Dnnl {
   setThreads(threads: number): void;
 }
 
-type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type Lib = Deno.DynamicLibrary<typeof DNNL_SYMBOLS>["symbols"];
 
 /** A primitive with one memory object per argument, whose data handles are set at each call. */
-interface Primitive {
+export interface Primitive {
+  /** Its primitive descriptor (the hint for a backward primitive). */
   pd: Deno.PointerValue;
+  /** oneDNN's name of the implementation it chose (e.g. `jit:avx512_core`). */
+  impl: string;
+  /** Executes it on `buffers`, one per argument in order, and waits. */
   run(buffers: Float32Array[]): void;
+  /** Frees it, its descriptor and its memory objects. */
   destroy(): void;
+}
+
+/** An engine and a stream of oneDNN's CPU engine, with what it takes to make primitives on them. */
+export interface DnnlSession {
+  /** Throws naming `what` unless `status` is dnnl_success. */
+  check(status: number, what: string): void;
+  /** A dense row-major float32 memory descriptor of 1 or 2 dims. */
+  md(dims: number[]): Uint8Array<ArrayBuffer>;
+  /** The primitive of the op descriptor `opDesc`, with a memory object for each `[DNNL_ARG_*, descriptor]`. */
+  primitive(
+    what: string,
+    opDesc: Uint8Array<ArrayBuffer>,
+    args: [number, Uint8Array<ArrayBuffer>][],
+    hint?: Deno.PointerValue,
+  ): Primitive;
 }
 
 let loaded: Dnnl | undefined | null = null;
@@ -119,9 +146,9 @@ export function loadDnnl(): Dnnl | undefined {
       waitPolicySet = true;
     }
   } catch { /* no --allow-env: OpenMP's default policy */ }
-  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  let lib: Deno.DynamicLibrary<typeof DNNL_SYMBOLS>;
   try {
-    lib = Deno.dlopen(DNNL_LIBRARY, SYMBOLS);
+    lib = Deno.dlopen(DNNL_LIBRARY, DNNL_SYMBOLS);
   } catch (err) {
     unavailable = `${DNNL_LIBRARY}: ${(err as Error).message}`;
     return undefined;
@@ -140,7 +167,8 @@ export function loadDnnl(): Dnnl | undefined {
   return loaded;
 }
 
-function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
+/** Opens an engine and a stream on `dnnl` (the symbols of {@linkcode DNNL_SYMBOLS}, or more). */
+export function dnnlSession(dnnl: Lib): DnnlSession {
   const check = (status: number, what: string) => {
     const names = ["success", "out_of_memory", "invalid_arguments", "unimplemented", "last_impl_reached"];
     if (status !== 0) throw new Error(`${what} returned dnnl status ${status} (${names[status] ?? "runtime error"})`);
@@ -154,11 +182,11 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
   const engine = handleOut("dnnl_engine_create", (s) => dnnl.dnnl_engine_create(s, DNNL_CPU, 0n));
   const stream = handleOut("dnnl_stream_create", (s) => dnnl.dnnl_stream_create(s, engine, DNNL_STREAM_DEFAULT));
 
-  /** A dense float32 vector's memory descriptor. */
-  const md = (n: number): Uint8Array<ArrayBuffer> => {
+  const md = (dims: number[]): Uint8Array<ArrayBuffer> => {
     const desc = new Uint8Array(MD_BYTES), d = new BigInt64Array(12);
-    d[0] = BigInt(n);
-    check(dnnl.dnnl_memory_desc_init_by_tag(desc, 1, d, DNNL_F32, TAG_A), `memory desc [${n}]`);
+    dims.forEach((v, i) => d[i] = BigInt(v));
+    const tag = dims.length === 1 ? TAG_A : TAG_AB;
+    check(dnnl.dnnl_memory_desc_init_by_tag(desc, dims.length, d, DNNL_F32, tag), `memory desc [${dims}]`);
     return desc;
   };
 
@@ -172,6 +200,9 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       `${what}: primitive desc`,
       (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, null, engine, hint),
     );
+    const implSlot = new BigUint64Array(1);
+    check(dnnl.dnnl_primitive_desc_query(pd, QUERY_IMPL_INFO_STR, 0, implSlot), `${what}: impl_info_str`);
+    const impl = new Deno.UnsafePointerView(Deno.UnsafePointer.create(implSlot[0])!).getCString();
     const prim = handleOut(`${what}: primitive`, (s) => dnnl.dnnl_primitive_create(s, pd));
     const mems = args.map(([, desc]) =>
       handleOut(`${what}: memory`, (s) => dnnl.dnnl_memory_create(s, desc, engine, null))
@@ -183,6 +214,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     });
     return {
       pd,
+      impl,
       run(buffers) {
         for (let i = 0; i < mems.length; i++) dnnl.dnnl_memory_set_data_handle(mems[i], buffers[i]);
         check(dnnl.dnnl_primitive_execute(prim, stream, mems.length, execArgs), `${what}: execute`);
@@ -195,6 +227,11 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       },
     };
   };
+  return { check, md, primitive };
+}
+
+function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
+  const { check, md, primitive } = dnnlSession(dnnl);
 
   // Primitives are made per size (JIT code for that shape) and kept for the sizes used most recently: evaluation on
   // length-trimmed batches meets a new size per batch, and each costs a primitive creation (oneDNN caches the code).
@@ -216,7 +253,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
   };
   const geluPrims = (n: number) =>
     cached(`gelu ${n}`, () => {
-      const data = md(n);
+      const data = md([n]);
       const fd = new Uint8Array(ELTWISE_DESC_BYTES), bd = new Uint8Array(ELTWISE_DESC_BYTES);
       check(dnnl.dnnl_eltwise_forward_desc_init(fd, FORWARD_TRAINING, ELTWISE_GELU_ERF, data, 0, 0), "gelu desc");
       check(dnnl.dnnl_eltwise_backward_desc_init(bd, ELTWISE_GELU_ERF, data, data, 0, 0), "gelu grad desc");
@@ -226,7 +263,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     });
 
   let threads = 0;
-  const isa = ISA[dnnl.dnnl_get_effective_cpu_isa()] ?? "unknown";
+  const isa = DNNL_ISA[dnnl.dnnl_get_effective_cpu_isa()] ?? "unknown";
   return {
     isa,
     gelu(x, out) {
