@@ -19,6 +19,7 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
+  sgemmShareLines,
   SHAPES,
   speedupLines,
 } from "../bench/bench.ts";
@@ -76,7 +77,8 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const threads = args.flags.threads;
   // The CPU's vector extensions and its measured sgemm rate go beside every table, so that figures from different
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
-  const machine = machineLines(await measureSgemm({ threads }));
+  const sgemm = await measureSgemm({ threads });
+  const machine = machineLines(sgemm);
   for (const l of machine) console.log(l);
   const rounds: BenchRow[][] = [];
   const roundCount = args.flags.rounds;
@@ -119,6 +121,10 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
         roundCount > 1 ? ", the median round" : ""
       }):\n${speedups.join("\n")}`,
     );
+  }
+  const shares = sgemmShareLines(rows, sgemm);
+  if (shares.length) {
+    console.log(`\nmatrix products of a training step against the measured sgemm:\n${shares.join("\n")}`);
   }
   if (rows.filter((r) => r.peakRssMb !== undefined && !r.engine.startsWith("pytorch")).length > 1) {
     console.log(

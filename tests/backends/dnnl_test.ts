@@ -1,13 +1,15 @@
 /**
- * oneDNN's GELU (lib/backends/blas/dnnl.ts) against a float64 reference, the property that lets the `blas` backend use
- * it (each value's bits do not depend on the array around it: trimmed evaluation batches give the same logits as
- * full ones), its primitive cache past its size limit, and the `blas` backend's GELU taking it. Skips with a message
- * where libdnnl2 is not installed.
+ * oneDNN's GELU and `sgemm` (lib/backends/blas/dnnl.ts) against float64 references, the property that lets the `blas`
+ * backend use them (a value's bits do not depend on the array around it, nor a product row's on the number of rows in
+ * the call or the thread count: trimmed evaluation batches give the same logits as full ones), the GELU primitive
+ * cache past its size limit, and the `blas` backend's GELU and dense products taking them. Skips with a message where
+ * libdnnl2 is not installed.
  */
 import { assert, assertEquals, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { gelu } from "../../lib/backends/blas/fused.ts";
+import { linear } from "../../lib/model/model.ts";
 
 const dnnl = loadDnnl();
 const ignore = !dnnl;
@@ -86,3 +88,108 @@ Deno.test(
     }
   },
 );
+
+/** `op(a) @ op(b)` in float64, row-major, `[m, n]`. */
+function product64(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+) {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let p = 0; p < k; p++) sum += a[transA ? p * m + i : i * k + p] * b[transB ? j * k + p : p * n + j];
+      c[i * n + j] = sum;
+    }
+  }
+  return c;
+}
+
+Deno.test({ name: "dnnl: sgemm in every transpose, with beta, matches a float64 product", ignore }, () => {
+  for (const [m, n, k] of [[1, 7, 5], [2, 3, 130], [37, 65, 129], [64, 128, 256]]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const a = inputs(m * k, m + k), b = inputs(k * n, n + 3), c0 = inputs(m * n, 11);
+        const expected = product64(a, b, m, n, k, transA, transB);
+        for (const beta of [0, 1]) {
+          const c = c0.slice();
+          dnnl!.setThreads(2);
+          dnnl!.sgemm({ m, n, k, a, b, c, transA, transB, beta, alpha: 0.5 });
+          let err = 0;
+          for (let i = 0; i < m * n; i++) {
+            const want = 0.5 * expected[i] + beta * c0[i];
+            err = Math.max(err, Math.abs(c[i] - want) / Math.max(1, Math.abs(want)));
+          }
+          assert(err < 1e-5 * Math.sqrt(k), `[${m}x${k}]x[${k}x${n}] ${transA} ${transB} beta ${beta}: error ${err}`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test({ name: "dnnl: a product row has the same bits whatever the rows around it and the threads", ignore }, () => {
+  for (
+    const [n, k, transB] of [[128, 128, false], [512, 128, false], [128, 512, true], [2, 128, true], [
+      1,
+      64,
+      false,
+    ]] as const
+  ) {
+    const rows = 300, a = inputs(rows * k, n), b = inputs(k * n, k), bias = inputs(n, 9);
+    const call = (m: number, offset: number, threads: number) => {
+      const c = new Float32Array(m * n);
+      for (let r = 0; r < m; r++) c.set(bias, r * n);
+      dnnl!.setThreads(threads);
+      dnnl!.sgemm({ m, n, k, a: a.subarray(offset * k, (offset + m) * k), b, c, transB, beta: 1 });
+      return c;
+    };
+    const whole = call(rows, 0, 2);
+    for (
+      const [m, offset, threads] of [
+        [1, 0, 2],
+        [1, 17, 1],
+        [2, 5, 2],
+        [7, 100, 1],
+        [15, 9, 2],
+        [16, 9, 1],
+        [64, 3, 2],
+        [299, 1, 1],
+      ]
+    ) {
+      assertEquals(call(m, offset, threads), whole.slice(offset * n, (offset + m) * n), `${m} rows at ${offset}`);
+    }
+  }
+  dnnl!.setThreads(2);
+});
+
+Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on oneDNN", ignore }, async () => {
+  const backend = await initBackend({ quiet: true });
+  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
+  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  const m = 70, k = 96, n = 40, x = inputs(m * k, 1), w = inputs(k * n, 2), bias = inputs(n, 3), dy = inputs(m * n, 4);
+  const expected = new Float32Array(m * n), dx = new Float32Array(m * k), dw = new Float32Array(k * n);
+  for (let r = 0; r < m; r++) expected.set(bias, r * n);
+  dnnl!.sgemm({ m, n, k, a: x, b: w, c: expected, beta: 1 });
+  dnnl!.sgemm({ m, n: k, k: n, a: dy, b: w, c: dx, transB: true });
+  dnnl!.sgemm({ m: k, n, k: m, a: x, b: dy, c: dw, transA: true });
+  const [xt, wt, bt, dyt] = [
+    tf.tensor2d(x, [m, k]),
+    tf.tensor2d(w, [k, n]),
+    tf.tensor1d(bias),
+    tf.tensor2d(dy, [m, n]),
+  ];
+  try {
+    assertEquals(linear(xt, wt, bt).dataSync(), expected);
+    const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(linear(a, b, bt), dyt)))([xt, wt]);
+    assertEquals(gx.dataSync(), dx);
+    assertEquals(gw.dataSync(), dw);
+    tf.dispose([gx, gw]);
+  } finally {
+    tf.dispose([xt, wt, bt, dyt]);
+  }
+});

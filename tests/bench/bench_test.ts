@@ -19,6 +19,8 @@ import {
   measureSgemm,
   medianOfRounds,
   randomBatch,
+  type SgemmRate,
+  sgemmShareLines,
   SHAPES,
   speedupLines,
   trainStep,
@@ -126,6 +128,34 @@ Deno.test("bench: measureSgemm reports a positive rate where a BLAS library load
   assert(r.gflops > 0 && Number.isFinite(r.gflops) && r.bestGflops >= r.gflops, `${r.gflops} / ${r.bestGflops}`);
   assertEquals(r.product, "[64x32] x [32x48]");
   assert(machineLines(r)[2].startsWith(`sgemm: ${r.gflops.toFixed(1)} GFLOP/s`), machineLines(r)[2]);
+});
+
+Deno.test("bench: sgemmShareLines reads a training row against the faster of OpenBLAS's and oneDNN's sgemm", () => {
+  const row = (what: string, engine: string, gflops: number): BenchRow => ({
+    what,
+    engine,
+    shape: "base 8x128",
+    threads: 2,
+    msPerStep: 1,
+    minMs: 1,
+    gflops,
+  });
+  const rows = [row("train", "tfjs blas", 270), row("infer", "tfjs blas", 300), row("train", "pytorch", 250)];
+  const sgemm: SgemmRate = {
+    library: "OpenBLAS (0.3.21)",
+    product: "[4096x768] x [768x768]",
+    gflops: 340,
+    bestGflops: 350,
+  };
+  assertEquals(sgemmShareLines(rows, sgemm), [
+    "train base 8x128: tfjs blas 270.0 GFLOP/s = 79% of sgemm's 340.0 (OpenBLAS) (>= 75%)",
+  ]);
+  const withDnnl = { ...sgemm, dnnl: { isa: "avx512_core", gflops: 380, bestGflops: 390 } };
+  assertEquals(sgemmShareLines(rows, withDnnl), [
+    "train base 8x128: tfjs blas 270.0 GFLOP/s = 71% of sgemm's 380.0 (oneDNN avx512_core) (below 75%)",
+  ]);
+  assertEquals(sgemmShareLines(rows, undefined), []);
+  assert(machineLines(withDnnl)[3].includes("oneDNN avx512_core") && machineLines(withDnnl)[3].includes("380.0"));
 });
 
 Deno.test("bench: medianOfRounds keeps each row's median round; speedupLines compares with PyTorch's best setting", () => {

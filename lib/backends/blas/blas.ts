@@ -218,6 +218,40 @@ function quietIdleThreads(): void {
   setHere[name] = OPENBLAS_THREAD_TIMEOUT;
 }
 
+/** The leading dimensions of an {@linkcode SgemmArgs}, checked against its arrays. */
+export interface SgemmLayout {
+  transA: boolean;
+  transB: boolean;
+  lda: number;
+  ldb: number;
+  ldc: number;
+}
+
+/**
+ * Checks `args` (sizes, leading dimensions, array lengths) and returns its layout with the default strides filled in;
+ * undefined when `c` is empty (nothing to compute). Throws `sgemm: ...` naming what is inconsistent.
+ */
+export function sgemmLeadingDims(args: SgemmArgs): SgemmLayout | undefined {
+  const { m, n, k, a, b, c } = args;
+  const transA = !!args.transA, transB = !!args.transB;
+  const lda = args.lda ?? (transA ? m : k);
+  const ldb = args.ldb ?? (transB ? k : n);
+  const ldc = args.ldc ?? n;
+  check(m >= 0 && n >= 0 && k >= 0, `negative size m=${m} n=${n} k=${k}`);
+  if (m === 0 || n === 0) return undefined;
+  // Row-major storage: a is [rowsA, lda]; the last row only needs its used columns.
+  const rowsA = transA ? k : m, colsA = transA ? m : k;
+  const rowsB = transB ? n : k, colsB = transB ? k : n;
+  check(
+    lda >= Math.max(1, colsA) && ldb >= Math.max(1, colsB) && ldc >= Math.max(1, n),
+    "leading dimension too small",
+  );
+  check(rowsA === 0 || a.length >= (rowsA - 1) * lda + colsA, `a has ${a.length} values, needs ${rowsA}x${colsA}`);
+  check(rowsB === 0 || b.length >= (rowsB - 1) * ldb + colsB, `b has ${b.length} values, needs ${rowsB}x${colsB}`);
+  check(c.length >= (m - 1) * ldc + n, `c has ${c.length} values, needs ${m}x${n}`);
+  return { transA, transB, lda, ldb, ldc };
+}
+
 function open(path: string): Blas | undefined {
   if (!ffiGranted()) {
     unavailable = NO_FFI;
@@ -277,22 +311,9 @@ function open(path: string): Blas | undefined {
       : undefined,
     sgemm(args: SgemmArgs): void {
       const { m, n, k, a, b, c } = args;
-      const transA = !!args.transA, transB = !!args.transB;
-      const lda = args.lda ?? (transA ? m : k);
-      const ldb = args.ldb ?? (transB ? k : n);
-      const ldc = args.ldc ?? n;
-      check(m >= 0 && n >= 0 && k >= 0, `negative size m=${m} n=${n} k=${k}`);
-      if (m === 0 || n === 0) return;
-      // Row-major storage: a is [rowsA, lda]; the last row only needs its used columns.
-      const rowsA = transA ? k : m, colsA = transA ? m : k;
-      const rowsB = transB ? n : k, colsB = transB ? k : n;
-      check(
-        lda >= Math.max(1, colsA) && ldb >= Math.max(1, colsB) && ldc >= Math.max(1, n),
-        "leading dimension too small",
-      );
-      check(rowsA === 0 || a.length >= (rowsA - 1) * lda + colsA, `a has ${a.length} values, needs ${rowsA}x${colsA}`);
-      check(rowsB === 0 || b.length >= (rowsB - 1) * ldb + colsB, `b has ${b.length} values, needs ${rowsB}x${colsB}`);
-      check(c.length >= (m - 1) * ldc + n, `c has ${c.length} values, needs ${m}x${n}`);
+      const lead = sgemmLeadingDims(args);
+      if (!lead) return;
+      const { transA, transB, lda, ldb, ldc } = lead;
       sgemm(
         CBLAS_ROW_MAJOR,
         transA ? CBLAS_TRANS : CBLAS_NO_TRANS,

@@ -21,13 +21,13 @@ import {
   registerKernel,
 } from "@tensorflow/tfjs-core";
 import { type Blas, loadBlas } from "./blas.ts";
-import { matMulKernels } from "./matmul.ts";
+import { type DenseSgemm, matMulKernels } from "./matmul.ts";
 import { binaryKernels, unaryKernels } from "./elementwise.ts";
 import { layoutKernels } from "./layout.ts";
 import { reduceKernels } from "./reduce.ts";
 import { PooledCpuBackend } from "./pool.ts";
 import { fusedKernels } from "./fused.ts";
-import { loadDnnl } from "./dnnl.ts";
+import { dnnlForDense, loadDnnl } from "./dnnl.ts";
 import { attentionKernels } from "./attention.ts";
 import { BLAS_BACKEND_NAME } from "./common.ts";
 
@@ -109,7 +109,7 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
   const blas = loadBlas({ path: options.libraryPath, threads: options.threads });
   if (!blas) return undefined;
   const fast: KernelConfig[] = [
-    ...matMulKernels(blas, BLAS_BACKEND_NAME),
+    ...matMulKernels(blas, BLAS_BACKEND_NAME, denseSgemm()),
     ...binaryKernels(blas, BLAS_BACKEND_NAME),
     ...unaryKernels(BLAS_BACKEND_NAME),
     ...layoutKernels(BLAS_BACKEND_NAME),
@@ -140,8 +140,18 @@ export function registerBlasBackend(options: BlasBackendOptions = {}): BlasBacke
   return registered;
 }
 
+function denseSgemm(): DenseSgemm | undefined {
+  const dnnl = dnnlForDense();
+  if (!dnnl) return undefined;
+  return (args, threads) => {
+    dnnl.setThreads(threads);
+    dnnl.sgemm(args);
+  };
+}
+
 function describe(blas: Blas, threads: number | undefined): string {
   const t = threads === undefined ? "library threads" : `${threads} thread${threads === 1 ? "" : "s"}`;
   const dnnl = loadDnnl();
-  return `blas (${blas.vendor} via FFI on cpu kernels, ${t}${dnnl ? `; oneDNN ${dnnl.isa} for GELU` : ""})`;
+  const uses = dnnlForDense() ? "GELU and dense products" : "GELU";
+  return `blas (${blas.vendor} via FFI on cpu kernels, ${t}${dnnl ? `; oneDNN ${dnnl.isa} for ${uses}` : ""})`;
 }

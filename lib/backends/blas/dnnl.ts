@@ -1,6 +1,7 @@
 /**
- * oneDNN's JIT-compiled GELU (erf form, forward and backward) through Deno FFI with the oneDNN 2.x C API (Debian
- * `libdnnl2`), for the `blas` backend's `BlasGelu` and `BlasGeluGrad` (lib/backends/blas/fused.ts). oneDNN generates
+ * oneDNN's JIT-compiled GELU (erf form, forward and backward) and `sgemm` through Deno FFI with the oneDNN 2.x C API
+ * (Debian `libdnnl2`), for the `blas` backend's `BlasGelu` and `BlasGeluGrad` (lib/backends/blas/fused.ts) and its
+ * dense-layer products (lib/backends/blas/matmul.ts; {@linkcode dnnlForDense}). oneDNN generates
  * code for the running CPU's widest vector ISA (AVX-512 where there is one) and works on the tensors' own arrays,
  * where the WebAssembly SIMD kernels run 128-bit code on copies made through their module's memory (about 2x faster
  * on two threads: `tests/bench/dnnl_eltwise.ts`).
@@ -8,7 +9,9 @@
  * Not LayerNorm, although oneDNN's is 2-3x faster alone: its results depend on the number of rows in the call (one row
  * normalised in a batch of 40 and in a batch of 64 differs in the last bit), so length-trimmed evaluation batches would
  * no longer give the same logits as full-length ones (tests/tasks/squad/squad_test.ts). GELU, elementwise, gives each
- * value the same bits whatever the array around it (tests/backends/dnnl_test.ts).
+ * value the same bits whatever the array around it (tests/backends/dnnl_test.ts). Its `sgemm` gives a row the same bits
+in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so smaller
+calls run on a copy padded with zero rows.
  *
  * Optional: {@linkcode loadDnnl} returns undefined when the library is absent, FFI is not permitted, or
  * `BERT_NO_DNNL=1`, and the kernels keep their own code. oneDNN runs on OpenMP threads: as many as OpenBLAS uses (set
@@ -20,6 +23,7 @@
  * @module
  */
 import { envVar } from "../../io/env.ts";
+import { type SgemmArgs, sgemmLeadingDims } from "./blas.ts";
 
 /** sizeof(dnnl_memory_desc_t) and dnnl_eltwise_desc_t in oneDNN 2.x (x86-64). */
 const MD_BYTES = 696;
@@ -59,6 +63,11 @@ export const DNNL_SYMBOLS = {
   // (primitive, stream, nargs, const dnnl_exec_arg_t {int arg; dnnl_memory_t memory}[])
   dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
   dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+  // Row-major: (transa 'N'|'T', transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+  dnnl_sgemm: {
+    parameters: ["u8", "u8", "i64", "i64", "i64", "f32", "buffer", "i64", "buffer", "i64", "f32", "buffer", "i64"],
+    result: "i32",
+  },
 } as const;
 
 const GOMP = { omp_set_num_threads: { parameters: ["i32"], result: "void" } } as const;
@@ -86,6 +95,12 @@ export interface Dnnl {
   gelu(x: Float32Array, out: Float32Array): void;
   /** `out = dy (Phi(x) + x phi(x))`, GELU's gradient. */
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
+  /**
+   * `c = alpha * op(a) @ op(b) + beta * c` (row-major) with oneDNN's JIT `sgemm`. A row of `c` has the same bits
+   * whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a one-row product,
+   * which oneDNN would compute as a matrix-vector product in another order, is computed as two equal rows.
+   */
+  sgemm(args: SgemmArgs): void;
   /** Uses `threads` OpenMP threads from now on (a no-op when it already does). */
   setThreads(threads: number): void;
 }
@@ -264,6 +279,48 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
 
   let threads = 0;
   const isa = DNNL_ISA[dnnl.dnnl_get_effective_cpu_isa()] ?? "unknown";
+  const N = 78, T = 84; // 'N', 'T'
+  const sgemm = (args: SgemmArgs): void => {
+    const lead = sgemmLeadingDims(args);
+    if (!lead) return;
+    const { transA, transB, lda, ldb, ldc } = lead;
+    const { m, n, k, a, b, c } = args;
+    const alpha = args.alpha ?? 1, beta = args.beta ?? 0;
+    // oneDNN computes a one-row product as a matrix-vector product, and one of fewer than 16 rows times a transposed
+    // right operand with another kernel: both sum in another order than the same rows in a bigger call, so such a
+    // call runs on a copy padded with zero rows (tests/backends/dnnl_test.ts).
+    const minRows = transB ? 16 : 2;
+    if (m < minRows) {
+      const a2 = new Float32Array(minRows * k), c2 = new Float32Array(minRows * n);
+      for (let i = 0; i < m; i++) {
+        if (transA) { for (let p = 0; p < k; p++) a2[p * minRows + i] = a[p * lda + i]; }
+        else a2.set(a.subarray(i * lda, i * lda + k), i * k);
+        if (beta !== 0) c2.set(c.subarray(i * ldc, i * ldc + n), i * n);
+      }
+      const padded = { ...args, m: minRows, a: a2, c: c2, lda: transA ? minRows : k, ldc: n };
+      sgemm(padded);
+      for (let i = 0; i < m; i++) c.set(c2.subarray(i * n, i * n + n), i * ldc);
+      return;
+    }
+    check(
+      dnnl.dnnl_sgemm(
+        transA ? T : N,
+        transB ? T : N,
+        BigInt(m),
+        BigInt(n),
+        BigInt(k),
+        alpha,
+        a,
+        BigInt(lda),
+        b,
+        BigInt(ldb),
+        beta,
+        c,
+        BigInt(ldc),
+      ),
+      "dnnl_sgemm",
+    );
+  };
   return {
     isa,
     gelu(x, out) {
@@ -272,11 +329,22 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     geluGrad(x, dy, out) {
       if (x.length) geluPrims(x.length)[1].run([x, dy, out]);
     },
+    sgemm,
     setThreads(n) {
       if (n !== threads && setOmpThreads) setOmpThreads(n);
       threads = n;
     },
   };
+}
+
+/**
+ * oneDNN for the products of a dense layer and its gradients, when it is installed and `BERT_NO_DNNL_SGEMM` is not
+ * 1: its JIT `sgemm` ran 1.0-1.4x OpenBLAS 0.3.21's own AVX-512 kernels on this project's AVX-512 EPYC for BERT's
+ * dense shapes (BENCHMARKS.md). The attention kernel's many small per-head products stay on the BLAS library, which
+ * is faster there.
+ */
+export function dnnlForDense(): Dnnl | undefined {
+  return envVar("BERT_NO_DNNL_SGEMM") === "1" ? undefined : loadDnnl();
 }
 
 /** Sizes whose primitives are kept (see `cached` in {@linkcode loadDnnl}). */

@@ -8,7 +8,7 @@
  * @module
  */
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
-import type { Blas } from "./blas.ts";
+import type { Blas, SgemmArgs } from "./blas.ts";
 import { allF32, cpuKernel, f32, fillRows, type KernelArgs, output, planBroadcast } from "./common.ts";
 import { applyActivation, broadcastBinaryInPlace } from "./elementwise.ts";
 import { allocF32 } from "./pool.ts";
@@ -31,7 +31,16 @@ interface MatMulF32Options {
   transposeB?: boolean;
   /** `n` values added to every output row (the product accumulates onto them; see {@linkcode rowBias}). */
   bias?: Float32Array;
+  /** Where the products of a dense layer run instead of `blas` (see {@linkcode DenseSgemm}). */
+  dense?: DenseSgemm;
 }
+
+/**
+ * An `sgemm` for the products whose right operand is one matrix and whose left one is one call's worth of rows (dense
+ * layers and their gradients), e.g. oneDNN's (lib/backends/blas/dnnl.ts). Chosen by the operands' batch dims, never by
+ * their row counts, so that a row of a length-trimmed batch is computed by the same code as in a full one.
+ */
+export type DenseSgemm = (args: SgemmArgs, threads: number) => void;
 
 /**
  * The bias as one row of `n` values when it broadcasts along every output row without changing the output's
@@ -86,6 +95,14 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
   if (batch === 0 || m === 0 || n === 0 || k === 0) return { values: c, shape };
   const sizeA = m * k, sizeB = k * n, sizeC = m * n;
   const nA = util.sizeFromShape(batchA), nB = util.sizeFromShape(batchB);
+  // One matrix on the right (a weight; tfjs hands 2-D operands over as [1, m, k]) and one call's worth of rows on the
+  // left: a dense layer or its gradient.
+  if (o.dense && nB === 1 && (nA === 1 || (!transA && nA === batch))) {
+    const rows = batch * m; // batch is nA here
+    const threads = rows * n * k <= SMALL_PRODUCT ? 1 : blas.getThreads() ?? 1;
+    o.dense({ m: rows, n, k, a, b, c, transA, transB, beta }, threads);
+    return { values: c, shape };
+  }
   if (nB === 1 && !transA) {
     // [batch*m, k] @ [k, n]: one call (the batch rows of a are contiguous).
     if (nA === batch) {
@@ -130,8 +147,11 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
   return { values: c, shape };
 }
 
-/** Creates the BatchMatMul and _FusedMatMul kernel configs for `backendName`, calling `blas`. */
-export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
+/**
+ * Creates the BatchMatMul and _FusedMatMul kernel configs for `backendName`, calling `blas`, and `dense` (when given)
+ * for products of two rank-2 operands.
+ */
+export function matMulKernels(blas: Blas, backendName: string, dense?: DenseSgemm): KernelConfig[] {
   const cpuBatchMatMul = cpuKernel("BatchMatMul");
   const cpuFused = cpuKernel("_FusedMatMul");
 
@@ -147,6 +167,7 @@ export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
       bShape: b.shape,
       transposeA: !!attrs?.transposeA,
       transposeB: !!attrs?.transposeB,
+      dense,
     });
     return output(backend, shape, values);
   };
@@ -169,6 +190,7 @@ export function matMulKernels(blas: Blas, backendName: string): KernelConfig[] {
       transposeA: !!attrs?.transposeA,
       transposeB,
       bias: row,
+      dense,
     });
     let out = values, outShape = shape;
     if (bias && !row) {
