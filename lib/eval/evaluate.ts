@@ -136,10 +136,20 @@ export interface PaddedRows {
 }
 
 /**
- * Columns that rows `indices` of `rows` use: 1 + the last position whose attention mask is not 0 in any of them
- * (at least 1). Cutting a batch to it changes no output at the real tokens: padding is masked out of attention.
+ * Columns a trimmed batch keeps: {@linkcode usedLength} rounded up to a multiple of this (at most the rows' full
+ * length). The `blas` backend's attention runs its SIMD kernels on both threads only when the sequence length is a
+ * multiple of 4 (a Tiny batch of 32 x 150 tokens: 38 ms of attention against 10 ms at 152), and a coarser step makes
+ * neighbouring batches of a length-sorted evaluation share one shape (a new shape costs fresh memory).
  */
-export function usedLength(rows: PaddedRows, indices: ArrayLike<number>): number {
+export const TRIM_MULTIPLE = 8;
+
+/**
+ * Columns that rows `indices` of `rows` use: 1 + the last position whose attention mask is not 0 in any of them
+ * (at least 1), rounded up to a multiple of `multipleOf` (default {@linkcode TRIM_MULTIPLE}; 1 for the exact count)
+ * but not past `rows.maxSeqLength`. Cutting a batch to it changes no output at the real tokens: padding is masked out
+ * of attention.
+ */
+export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipleOf = TRIM_MULTIPLE): number {
   const L = rows.maxSeqLength;
   let seq = 1;
   for (let r = 0; r < indices.length; r++) {
@@ -151,7 +161,7 @@ export function usedLength(rows: PaddedRows, indices: ArrayLike<number>): number
       }
     }
   }
-  return seq;
+  return Math.min(L, Math.ceil(seq / multipleOf) * multipleOf);
 }
 
 /**

@@ -3,8 +3,10 @@
  * `setKernelProfiling`): time per kernel, optionally per input shape, over a few steps.
  *
  * Usage: deno run -A tests/bench/profile_train.ts [tiny|mini|base] [steps] [--by-shape] [--threads N] [--infer] [--cls]
+ *   [--batch B] [--seq F]
  * (`--infer`: forward passes without dropout instead of training steps; `--cls`: with the last layer at [CLS] only,
- * as `evaluate` classifies)
+ * as `evaluate` classifies; `--batch`/`--seq`: another batch shape than the bench's, e.g. an SST-2 dev batch of
+ * 64 x 27 tokens)
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { buildModel, randomBatch, SHAPES } from "../../lib/bench/bench.ts";
@@ -13,11 +15,16 @@ import { AdamW } from "../../lib/training/optim.ts";
 import { setKernelProfiling } from "../../lib/backends/blas/blas_backend.ts";
 import { lossAndGrads } from "../../lib/training/step.ts";
 
-const args = Deno.args.filter((a) => !a.startsWith("--"));
+const flag = (name: string) => {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Number(Deno.args[i + 1]) : undefined;
+};
+const valued = new Set(["--threads", "--batch", "--seq"].map((f) => Deno.args.indexOf(f) + 1).filter((i) => i > 0));
+const args = Deno.args.filter((a, i) => !a.startsWith("--") && !valued.has(i));
 const byShape = Deno.args.includes("--by-shape");
-const ti = Deno.args.indexOf("--threads");
-const threads = ti >= 0 ? Number(Deno.args[ti + 1]) : undefined;
-const shape = SHAPES[args[0] ?? "tiny"];
+const threads = flag("--threads");
+const base = SHAPES[args[0] ?? "tiny"];
+const shape = { ...base, batch: flag("--batch") ?? base.batch, seqLength: flag("--seq") ?? base.seqLength };
 const steps = Number(args[1] ?? 3);
 await initBackend({ backend: "blas", threads, quiet: true });
 const model = await buildModel(shape);
