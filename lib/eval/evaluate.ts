@@ -54,6 +54,12 @@ export interface FeatureBatch {
 export interface FeatureBatchOptions {
   /** Cut trailing columns that are padding in every row of the batch (default true). */
   trimPadding?: boolean;
+  /**
+   * Keep a multiple of this many columns when trimming (default 1: exactly the used columns). Evaluation passes
+   * {@linkcode TRIM_MULTIPLE}; training keeps 1, because dropout draws its masks over the batch's shape, so a training
+   * run's results depend on it.
+   */
+  multipleOf?: number;
 }
 
 /** Builds the tensors for rows `indices` of `features`. */
@@ -65,7 +71,7 @@ export function featureBatch(
   const L = features.maxSeqLength;
   const b = indices.length;
   if (b === 0) throw new Error("featureBatch: no rows");
-  const seq = options.trimPadding ?? true ? usedLength(features, indices) : L;
+  const seq = options.trimPadding ?? true ? usedLength(features, indices, options.multipleOf) : L;
   poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
   const ids = new Int32Array(b * seq), types = new Int32Array(b * seq), mask = new Int32Array(b * seq);
   const labels = new Int32Array(b);
@@ -136,8 +142,8 @@ export interface PaddedRows {
 }
 
 /**
- * Columns a trimmed batch keeps: {@linkcode usedLength} rounded up to a multiple of this (at most the rows' full
- * length). The `blas` backend's attention runs its SIMD kernels on both threads only when the sequence length is a
+ * Columns an evaluation batch keeps: {@linkcode usedLength} rounded up to a multiple of this (at most the rows' full
+ * length; {@linkcode runInference}, and SQuAD's `squadLogits`). The `blas` backend's attention runs its SIMD kernels on both threads only when the sequence length is a
  * multiple of 4 (a Tiny batch of 32 x 150 tokens: 38 ms of attention against 10 ms at 152), and a coarser step makes
  * neighbouring batches of a length-sorted evaluation share one shape (a new shape costs fresh memory).
  */
@@ -145,11 +151,11 @@ export const TRIM_MULTIPLE = 8;
 
 /**
  * Columns that rows `indices` of `rows` use: 1 + the last position whose attention mask is not 0 in any of them
- * (at least 1), rounded up to a multiple of `multipleOf` (default {@linkcode TRIM_MULTIPLE}; 1 for the exact count)
- * but not past `rows.maxSeqLength`. Cutting a batch to it changes no output at the real tokens: padding is masked out
+ * (at least 1), rounded up to a multiple of `multipleOf` (default 1: the exact count; evaluation uses
+ * {@linkcode TRIM_MULTIPLE}) but not past `rows.maxSeqLength`. Cutting a batch to it changes no output at the real tokens: padding is masked out
  * of attention.
  */
-export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipleOf = TRIM_MULTIPLE): number {
+export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipleOf = 1): number {
   const L = rows.maxSeqLength;
   let seq = 1;
   for (let r = 0; r < indices.length; r++) {
@@ -200,7 +206,7 @@ export async function runInference(
   const order = options.sortByLength === false ? undefined : lengthOrder(features);
   for (let start = 0; start < n; start += batchSize) {
     const indices = Array.from({ length: Math.min(batchSize, n - start) }, (_, j) => order?.[start + j] ?? start + j);
-    const batch = featureBatch(features, indices);
+    const batch = featureBatch(features, indices, { multipleOf: TRIM_MULTIPLE });
     try {
       // clsOnly: the last layer at [CLS] only, all the classifier reads (the same logits, less work).
       const out = tf.tidy(() => model.forward(batch, { training: false, clsOnly: true }).logits!); // [batch, numLabels]

@@ -60,12 +60,15 @@ Deno.test("featureBatch: trimming trailing padding changes nothing in the logits
   const trimmed = featureBatch(features, rows);
   const full = featureBatch(features, rows, { trimPadding: false });
   assertEquals(full.seqLength, 12);
-  // The longest of rows 0, 1, 3 is [CLS] + 4 words + [SEP]: 6 columns, rounded up to a multiple of TRIM_MULTIPLE (8).
-  assertEquals(usedLength(features, rows, 1), 6);
-  assertEquals(usedLength(features, rows), 8);
-  assertEquals(trimmed.seqLength, 8);
-  assertEquals(usedLength(features, [2], 1), 9); // 9 rounds up to 16, past the rows' 12 columns: 12
-  assertEquals(usedLength(features, [2]), 12);
+  assertEquals(trimmed.seqLength, 6); // the longest of rows 0, 1, 3 is [CLS] + 4 words + [SEP]
+  // Evaluation rounds the kept columns up to a multiple of 8, at most the rows' 12.
+  assertEquals(usedLength(features, rows), 6);
+  assertEquals(usedLength(features, rows, 8), 8);
+  const rounded = featureBatch(features, rows, { multipleOf: 8 });
+  assertEquals(rounded.seqLength, 8);
+  disposeBatch(rounded);
+  assertEquals(usedLength(features, [2]), 9);
+  assertEquals(usedLength(features, [2], 8), 12);
   const a = tf.tidy(() => model.forward(trimmed).logits!.arraySync() as number[][]);
   const b = tf.tidy(() => model.forward(full).logits!.arraySync() as number[][]);
   a.flat().forEach((v, i) => assert(Math.abs(v - b.flat()[i]) < 1e-6, `logit ${i}: ${v} vs ${b.flat()[i]}`));

@@ -12,7 +12,7 @@ import { loadCheckpoint } from "../../model/checkpoint.ts";
 import { join, sha256Hex, writeJsonAtomic } from "../../io/fsutil.ts";
 import { type BertModel, softmaxCrossEntropy } from "../../model/model.ts";
 import { type AdamW, clipGradsByGlobalNorm, globalNorm } from "../../training/optim.ts";
-import { lengthOrder, usedLength } from "../../eval/evaluate.ts";
+import { lengthOrder, TRIM_MULTIPLE, usedLength } from "../../eval/evaluate.ts";
 import { poolShape } from "../../backends/blas/pool.ts";
 import { type NBestEntry, postprocessSquad, type WindowLogits, writeSquadPredictions } from "./squad.ts";
 import { checkSquadFeaturesMatch, loadSquadFeatures, type SquadFeatures } from "./features.ts";
@@ -65,8 +65,9 @@ export interface SquadBatch {
 /** Options of {@linkcode squadBatch}. */
 export interface SquadBatchOptions {
   /**
-   * Cut the trailing columns that are padding in every window of the batch (default false). Only for prediction:
-   * run_squad.py's training loss is a softmax over all `maxSeqLength` positions, padding included.
+   * Cut the trailing columns that are padding in every window of the batch, keeping a multiple of `TRIM_MULTIPLE`
+   * (lib/eval/evaluate.ts; default false). Only for prediction: run_squad.py's training loss is a softmax over all
+   * `maxSeqLength` positions, padding included.
    */
   trimPadding?: boolean;
 }
@@ -83,7 +84,7 @@ export function squadBatch(
     const r = rows[i];
     if (!(r >= 0 && r < features.n)) throw new Error(`squadBatch: window ${r} outside 0..${features.n - 1}`);
   }
-  const seq = options.trimPadding ? usedLength(features, rows) : L;
+  const seq = options.trimPadding ? usedLength(features, rows, TRIM_MULTIPLE) : L;
   poolShape(`${b}x${seq}`); // a new batch shape: the blas backend's pool drops arrays sized for earlier ones
   const ids = new Int32Array(b * seq), types = new Int32Array(b * seq), mask = new Int32Array(b * seq);
   for (let i = 0; i < b; i++) {
