@@ -1,7 +1,8 @@
 /**
  * The `blas` TensorFlow.js backend: the stock cpu backend (MathBackendCPU, tensors in JavaScript
  * Float32Arrays, so no wasm 4 GB heap cap) with its slow kernels replaced: matrix products go to a CBLAS
- * library through FFI (lib/backends/blas/blas.ts) and the hot elementwise, reduction, layout, softmax and embedding
+ * library through FFI (lib/backends/blas/blas.ts), a dense layer's products and GELU to oneDNN's JIT code where
+ * `libdnnl2` loads (lib/backends/blas/dnnl.ts), and the hot elementwise, reduction, layout, softmax and embedding
  * kernels of BERT training are strided TypedArray loops (lib/backends/blas/*.ts), with large same-shape adds and sums
  * handed to the library's `saxpy` and `sgemv`. Every other kernel is the cpu one.
  *

@@ -4,7 +4,9 @@
  * Batch dims broadcast (numpy rules); when the right operand has no batch (a weight matrix) and the left one
  * is not transposed, the whole batch is one `sgemm` call with `m = batch * rows`. A fused bias that is one row
  * (`[n]`, `[1, n]`, a scalar) is copied into every output row first and `sgemm` accumulates onto it (`beta = 1`):
- * a memcpy-speed fill instead of a broadcasting add that cost more than the product itself.
+ * a memcpy-speed fill instead of a broadcasting add that cost more than the product itself. A dense layer's products
+ * (one weight matrix on the right, one call's rows on the left, either transposed) go to the `dense` sgemm when the
+ * backend passes one (oneDNN's; {@linkcode DenseSgemm}).
  * @module
  */
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo, util } from "@tensorflow/tfjs-core";
@@ -149,7 +151,7 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
 
 /**
  * Creates the BatchMatMul and _FusedMatMul kernel configs for `backendName`, calling `blas`, and `dense` (when given)
- * for products of two rank-2 operands.
+ * for a dense layer's products (see {@linkcode DenseSgemm}).
  */
 export function matMulKernels(blas: Blas, backendName: string, dense?: DenseSgemm): KernelConfig[] {
   const cpuBatchMatMul = cpuKernel("BatchMatMul");
