@@ -10,8 +10,8 @@
  * normalised in a batch of 40 and in a batch of 64 differs in the last bit), so length-trimmed evaluation batches would
  * no longer give the same logits as full-length ones (tests/tasks/squad/squad_test.ts). GELU, elementwise, gives each
  * value the same bits whatever the array around it (tests/backends/dnnl_test.ts). Its `sgemm` gives a row the same bits
-in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so smaller
-calls run on a copy padded with zero rows.
+ * in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so smaller
+ * calls run on a copy padded with zero rows.
  *
  * Optional: {@linkcode loadDnnl} returns undefined when the library is absent, FFI is not permitted, or
  * `BERT_NO_DNNL=1`, and the kernels keep their own code. oneDNN runs on OpenMP threads: as many as OpenBLAS uses (set
@@ -97,8 +97,9 @@ export interface Dnnl {
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
   /**
    * `c = alpha * op(a) @ op(b) + beta * c` (row-major) with oneDNN's JIT `sgemm`. A row of `c` has the same bits
-   * whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a one-row product,
-   * which oneDNN would compute as a matrix-vector product in another order, is computed as two equal rows.
+   * whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a one-row product
+   * (which oneDNN would compute as a matrix-vector product, summing in another order) and one of fewer than 16 rows
+   * times a transposed `b` (another kernel) run on a copy padded with zero rows.
    */
   sgemm(args: SgemmArgs): void;
   /** Uses `threads` OpenMP threads from now on (a no-op when it already does). */
