@@ -724,3 +724,15 @@ export function sgemmShareLines(rows: BenchRow[], sgemm: SgemmRate | undefined, 
       `${best.toFixed(1)} (${which}) ${share >= target ? "(>= " : "(below "}${(100 * target).toFixed(0)}%)`;
   });
 }
+
+/**
+ * A line comparing the sgemm rate measured after a run with the one measured before it (OpenBLAS's medians), so that
+ * a run during which the machine's speed drifted says so: shared VMs speed up and slow down by 30% within minutes.
+ */
+export function sgemmDriftLine(start: SgemmRate, end: SgemmRate, tolerance = 0.1): string {
+  const change = end.gflops / start.gflops - 1;
+  const head = `sgemm after the run: ${end.gflops.toFixed(1)} GFLOP/s against ${start.gflops.toFixed(1)} before`;
+  if (Math.abs(change) <= tolerance) return `${head} (within ${(100 * tolerance).toFixed(0)}%)`;
+  return `${head} (${(100 * Math.abs(change)).toFixed(0)}% ${change < 0 ? "slower" : "faster"}): the machine's ` +
+    "speed moved during the run; compare tfjs and PyTorch within a round, not figures across runs";
+}

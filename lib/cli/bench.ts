@@ -19,6 +19,7 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
+  sgemmDriftLine,
   sgemmShareLines,
   SHAPES,
   speedupLines,
@@ -122,6 +123,8 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
       }):\n${speedups.join("\n")}`,
     );
   }
+  const after = sgemm ? await measureSgemm({ threads }) : undefined;
+  if (sgemm && after) console.log(`\n${sgemmDriftLine(sgemm, after)}`);
   const shares = sgemmShareLines(rows, sgemm);
   if (shares.length) {
     console.log(`\nmatrix products of a training step against the measured sgemm:\n${shares.join("\n")}`);

@@ -19,6 +19,7 @@ import {
   measureSgemm,
   medianOfRounds,
   randomBatch,
+  sgemmDriftLine,
   type SgemmRate,
   sgemmShareLines,
   SHAPES,
@@ -156,6 +157,17 @@ Deno.test("bench: sgemmShareLines reads a training row against the faster of Ope
   ]);
   assertEquals(sgemmShareLines(rows, undefined), []);
   assert(machineLines(withDnnl)[3].includes("oneDNN avx512_core") && machineLines(withDnnl)[3].includes("380.0"));
+});
+
+Deno.test("bench: sgemmDriftLine says when the machine's speed moved during a run", () => {
+  const rate = (gflops: number): SgemmRate => ({ library: "OpenBLAS", product: "p", gflops, bestGflops: gflops });
+  assertEquals(
+    sgemmDriftLine(rate(350), rate(340)),
+    "sgemm after the run: 340.0 GFLOP/s against 350.0 before (within 10%)",
+  );
+  const slower = sgemmDriftLine(rate(350), rate(219));
+  assert(slower.includes("(37% slower)") && slower.includes("speed moved"), slower);
+  assert(sgemmDriftLine(rate(200), rate(260)).includes("(30% faster)"));
 });
 
 Deno.test("bench: medianOfRounds keeps each row's median round; speedupLines compares with PyTorch's best setting", () => {
