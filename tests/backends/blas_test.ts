@@ -433,6 +433,9 @@ Deno.test(
         `row ${r} grad`,
       );
     }
+    // An upstream gradient other than 1 (a scaled loss) scales the saved gradient; 1 hands it over unchanged.
+    const scaled = await on("blas", [logits, labels], (x, y) => [tf.grad((u: tf.Tensor) => tf.mul(xent(u, y), 3))(x)]);
+    scaled[0].values.forEach((v, i) => assertEquals(v, Math.fround(blas[1].values[i] * 3), `scaled dlogits ${i}`));
     // No valid row: loss 0, gradient 0.
     const none: Arg = { shape: [6], values: new Int32Array(6).fill(-1), dtype: "int32" };
     const empty = await on("blas", [logits, none], withGrad);

@@ -2,7 +2,7 @@
  * Kernel profile of pre-training steps on the `blas` backend, beside a fine-tuning step of the same shape and
  * batch: real IMDB instances (lib/tasks/pretraining/instances.ts), time per kernel over a few steps.
  *
- * Usage: deno run -A tests/bench/profile_pretrain.ts [steps] [--vocab FILE] [--batch 32] [--seq 128]
+ * Usage: deno run -A tests/bench/profile_pretrain.ts [steps] [--vocab FILE] [--batch 32] [--seq 128] [--by-shape]
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { BertModel, softmaxCrossEntropy } from "../../lib/model/model.ts";
@@ -31,14 +31,14 @@ const config = await standardConfig("tiny", vocab.size);
 function profile(label: string, step: (i: number) => void) {
   step(0);
   step(1);
-  setKernelProfiling(true, {});
+  setKernelProfiling(true, { byShape: Deno.args.includes("--by-shape") });
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) step(i + 2);
   const ms = (performance.now() - t0) / steps;
   const prof = [...setKernelProfiling(false)].sort((a, b) => b[1].ms - a[1].ms);
   const total = prof.reduce((s, [, t]) => s + t.ms, 0);
   console.log(`\n== ${label}: ${ms.toFixed(0)} ms/step, kernels ${(total / steps).toFixed(0)} ms`);
-  for (const [name, t] of prof.slice(0, 14)) {
+  for (const [name, t] of prof.slice(0, Deno.args.includes("--by-shape") ? 24 : 14)) {
     console.log(`${(t.ms / steps).toFixed(1).padStart(8)} ms  ${String(t.calls / steps).padStart(6)} calls  ${name}`);
   }
 }

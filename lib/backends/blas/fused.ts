@@ -521,7 +521,12 @@ export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor
     save([grad]);
     return {
       value: loss,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(saved[0], dy), tf.zerosLike(y)],
+      // The upstream gradient of a loss is usually exactly 1 (the loss itself, or a sum of losses): then the saved
+      // gradient is the answer as it is (x * 1 = x in every bit), without another pass over [n, classes].
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        dy.size === 1 && dy.dataSync()[0] === 1 ? saved[0].clone() : tf.mul(saved[0], dy),
+        tf.zerosLike(y),
+      ],
     };
   });
   return op(logits, labels) as tf.Scalar;
