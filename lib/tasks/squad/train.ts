@@ -323,8 +323,9 @@ export interface SquadLogitsOptions {
   /**
    * Batch windows of similar length together (sorted by their unpadded length; the logits come back in the
    * features' order) and cut each batch's trailing padding columns. Default true: about twice as fast on the
-   * short windows of a SQuAD dev set. The logits at real tokens then differ from full-length batches only by float
-   * rounding; the cut padding positions get -Infinity, so post-processing never takes one of them into its
+   * short windows of a SQuAD dev set (a batch keeps a multiple of `TRIM_MULTIPLE` columns). The logits at real tokens
+   * then differ from full-length batches only by float rounding; the padding positions past the batch's longest window
+   * get -Infinity, so post-processing never takes one of them into its
    * top-`nBestSize` start or end indexes, where run_squad.py (whose padding logits are finite) may take one and
    * then drop it as invalid. `false` runs run_squad.py's full-length batches in file order.
    */
@@ -360,10 +361,13 @@ export function squadLogits(
       const sd = s.dataSync() as Float32Array, ed = e.dataSync() as Float32Array; // [batch * seq]
       s.dispose();
       e.dispose();
+      // The batch keeps a multiple of TRIM_MULTIPLE columns; past the columns its windows use, the logits stay
+      // -Infinity as if those had been cut too.
+      const used = sorted ? usedLength(features, rows) : seq;
       for (let i = 0; i < rows.length; i++) {
         const startLogits = new Float32Array(L).fill(-Infinity), endLogits = new Float32Array(L).fill(-Infinity);
-        startLogits.set(sd.subarray(i * seq, (i + 1) * seq));
-        endLogits.set(ed.subarray(i * seq, (i + 1) * seq));
+        startLogits.set(sd.subarray(i * seq, i * seq + used));
+        endLogits.set(ed.subarray(i * seq, i * seq + used));
         out[rows[i]] = { startLogits, endLogits };
       }
     } finally {
