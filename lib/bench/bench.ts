@@ -355,7 +355,17 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
       ]
       : []),
     `gelu: ${dnnlStatus()}`,
+    ...isaCaps(),
   ];
+}
+
+/** Environment variables that cap the code a library runs below what the CPU can do, as one line (none when unset). */
+function isaCaps(): string[] {
+  const caps = [
+    ["DNNL_MAX_CPU_ISA", "oneDNN, PyTorch's included"],
+    ["ATEN_CPU_CAPABILITY", "PyTorch's own kernels"],
+  ].filter(([name]) => envVar(name) !== undefined).map(([name, who]) => `${name}=${envVar(name)} (${who})`);
+  return caps.length ? [`instruction sets capped by the environment: ${caps.join(", ")}`] : [];
 }
 
 function median(xs: number[]): number {

@@ -156,6 +156,14 @@ Deno.test("bench: sgemmShareLines reads a training row against the faster of Ope
     "train base 8x128: tfjs blas 270.0 GFLOP/s = 71% of sgemm's 380.0 (oneDNN avx512_core) (below 75%)",
   ]);
   assertEquals(sgemmShareLines(rows, undefined), []);
+  const had = Deno.env.get("DNNL_MAX_CPU_ISA");
+  Deno.env.set("DNNL_MAX_CPU_ISA", "AVX2");
+  try {
+    assert(machineLines(undefined, []).some((l) => l.includes("DNNL_MAX_CPU_ISA=AVX2")));
+  } finally {
+    if (had === undefined) Deno.env.delete("DNNL_MAX_CPU_ISA");
+    else Deno.env.set("DNNL_MAX_CPU_ISA", had);
+  }
   assert(machineLines(withDnnl)[3].includes("oneDNN avx512_core") && machineLines(withDnnl)[3].includes("380.0"));
 });
 
