@@ -266,9 +266,9 @@ export interface SgemmRate {
 }
 
 /**
- * The machine's `sgemm` rate: CBLAS `sgemm` called directly (lib/backends/blas/blas.ts, outside tfjs) on BERT-Base's dense-layer
- * product `[m x k] x [k x n]` (default 4096 x 768 x 768, 4.8 GFLOP per call), median of `reps` calls after five
- * warm-ups; and oneDNN's `sgemm` on the same product where the `blas` backend runs its dense products there. The
+ * The machine's `sgemm` rate: CBLAS `sgemm` called directly (lib/backends/blas/blas.ts, outside tfjs) on BERT-Base's
+ * dense-layer product `[m x k] x [k x n]` (default 4096 x 768 x 768, 4.8 GFLOP per call), median of `reps` calls after
+ * five warm-ups; and oneDNN's `sgemm` on the same product where the `blas` backend runs its dense products there. The
  * reference for the training rows' GFLOP/s ({@linkcode sgemmShareLines}). Undefined where no BLAS library loads.
  */
 export async function measureSgemm(
@@ -284,8 +284,7 @@ export async function measureSgemm(
   const flops = 2 * m * n * k;
   const rate = (call: () => void) => {
     const times: number[] = [];
-    // Five warm-up calls: oneDNN's first calls on a large product run up to 1.4x slower (until the C library keeps
-    // its packing buffers instead of mapping fresh pages for each call).
+    // Five warm-up calls: oneDNN's first calls on a large product ran up to 1.4x slower than its later ones.
     for (let r = 0; r < (o.reps ?? 7) + 5; r++) {
       const t0 = performance.now();
       call();

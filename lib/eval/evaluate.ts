@@ -143,17 +143,18 @@ export interface PaddedRows {
 
 /**
  * Columns an evaluation batch keeps: {@linkcode usedLength} rounded up to a multiple of this (at most the rows' full
- * length; {@linkcode runInference}, and SQuAD's `squadLogits`). The `blas` backend's attention runs its SIMD kernels on both threads only when the sequence length is a
- * multiple of 4 (a Tiny batch of 32 x 150 tokens: 38 ms of attention against 10 ms at 152), and a coarser step makes
- * neighbouring batches of a length-sorted evaluation share one shape (a new shape costs fresh memory).
+ * length; {@linkcode runInference}, and SQuAD's `squadLogits`). The `blas` backend's attention runs its SIMD kernels
+ * on both threads only when the sequence length is a multiple of 4 (a Tiny batch of 32 x 150 tokens: 38 ms of
+ * attention against 10 ms at 152), and a coarser step makes neighbouring batches of a length-sorted evaluation share
+ * one shape (a new shape costs fresh memory).
  */
 export const TRIM_MULTIPLE = 8;
 
 /**
  * Columns that rows `indices` of `rows` use: 1 + the last position whose attention mask is not 0 in any of them
  * (at least 1), rounded up to a multiple of `multipleOf` (default 1: the exact count; evaluation uses
- * {@linkcode TRIM_MULTIPLE}) but not past `rows.maxSeqLength`. Cutting a batch to it changes no output at the real tokens: padding is masked out
- * of attention.
+ * {@linkcode TRIM_MULTIPLE}) but not past `rows.maxSeqLength`. Cutting a batch to it changes no output at the real
+ * tokens: padding is masked out of attention.
  */
 export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipleOf = 1): number {
   const L = rows.maxSeqLength;

@@ -9,9 +9,9 @@
  * Not LayerNorm, although oneDNN's is 2-3x faster alone: its results depend on the number of rows in the call (one row
  * normalised in a batch of 40 and in a batch of 64 differs in the last bit), so length-trimmed evaluation batches would
  * no longer give the same logits as full-length ones (tests/tasks/squad/squad_test.ts). GELU, elementwise, gives each
- * value the same bits whatever the array around it (tests/backends/dnnl_test.ts). Its `sgemm` gives a row the same bits
- * in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so smaller
- * calls run on a copy padded with zero rows.
+ * value the same bits whatever the array around it (tests/backends/dnnl_test.ts). Its `sgemm` gives a row the same
+ * bits in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so
+ * smaller calls run on a copy padded with zero rows.
  *
  * Optional: {@linkcode loadDnnl} returns undefined when the library is absent, FFI is not permitted, or
  * `BERT_NO_DNNL=1`, and the kernels keep their own code. oneDNN runs on OpenMP threads: as many as OpenBLAS uses (set

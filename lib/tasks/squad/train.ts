@@ -325,9 +325,9 @@ export interface SquadLogitsOptions {
    * features' order) and cut each batch's trailing padding columns. Default true: about twice as fast on the
    * short windows of a SQuAD dev set (a batch keeps a multiple of `TRIM_MULTIPLE` columns). The logits at real tokens
    * then differ from full-length batches only by float rounding; the padding positions past the batch's longest window
-   * get -Infinity, so post-processing never takes one of them into its
-   * top-`nBestSize` start or end indexes, where run_squad.py (whose padding logits are finite) may take one and
-   * then drop it as invalid. `false` runs run_squad.py's full-length batches in file order.
+   * get -Infinity, so post-processing never takes one of them into its top-`nBestSize` start or end indexes, where
+   * run_squad.py (whose padding logits are finite) may take one and then drop it as invalid. `false` runs
+   * run_squad.py's full-length batches in file order.
    */
   sortByLength?: boolean;
 }
