@@ -276,7 +276,10 @@ export function linearTransposed(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tenso
     const [a, w, b] = args as tf.Tensor2D[];
     (args[3] as tf.GradSaveFunc)([a, w]);
     return {
-      value: tf.add(matMul(a, w, false, true), b), // [n, out]
+      // On blas the bias is the product's starting value (one pass less over [n, out]).
+      value: onBlasF32(a, w, b)
+        ? tf.fused.matMul({ a, b: w, transposeB: true, bias: b })
+        : tf.add(matMul(a, w, false, true), b), // [n, out]
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sa, sw] = saved;
         return [

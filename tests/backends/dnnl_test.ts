@@ -8,7 +8,7 @@
 import { assert, assertEquals, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import { gelu } from "../../lib/backends/blas/fused.ts";
+import { gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
 import { linear } from "../../lib/model/model.ts";
 
 const dnnl = loadDnnl();
@@ -187,4 +187,46 @@ Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on one
   } finally {
     tf.dispose([xt, wt, bt, dyt]);
   }
+});
+
+Deno.test(
+  { name: "dnnl: softmax matches float64 and a row's bits do not depend on the rows around it", ignore },
+  () => {
+    const rows = 37, cols = 1003, x = inputs(rows * cols, 5);
+    x.fill(-80, 3 * cols, 3 * cols + 500); // a row with probabilities near underflow
+    const out = new Float32Array(x.length);
+    dnnl!.softmax(x, out, cols);
+    let err = 0;
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(x.subarray(r * cols, (r + 1) * cols)), m = Math.max(...row);
+      const sum = row.reduce((s, v) => s + Math.exp(v - m), 0);
+      row.forEach((v, j) => err = Math.max(err, Math.abs(out[r * cols + j] - Math.exp(v - m) / sum)));
+    }
+    assert(err < 1e-6, `softmax: max absolute error ${err}`);
+    for (const [start, n] of [[0, 1], [5, 2], [20, 17], [36, 1]]) {
+      const part = new Float32Array(n * cols);
+      dnnl!.softmax(x.slice(start * cols, (start + n) * cols), part, cols);
+      assertEquals(part, out.slice(start * cols, (start + n) * cols), `rows [${start}, +${n})`);
+    }
+    const scaled = out.slice();
+    dnnl!.scale(scaled, 1 / 3);
+    scaled.forEach((v, i) => assertEquals(v, Math.fround(out[i] * Math.fround(1 / 3)), `scale ${i}`));
+  },
+);
+
+Deno.test({ name: "dnnl: the sparse cross-entropy kernel agrees with its JavaScript path", ignore }, () => {
+  // 9 rows over 2000 classes; rows 2 and 7 ignored (label -1); row 4's label is ~80 below its max logit.
+  const rows = 9, classes = 2000, x = inputs(rows * classes, 6);
+  x[4 * classes + 11] = -85;
+  const labels = Int32Array.of(3, 1999, -1, 0, 11, 500, 7, -1, 1234);
+  const gradJs = new Float32Array(x.length), gradDnnl = new Float32Array(x.length).fill(NaN);
+  const lossJs = sparseXentArrays(x, labels, classes, gradJs);
+  const lossDnnl = sparseXentArrays(x, labels, classes, gradDnnl, dnnl);
+  assert(Math.abs(lossJs - lossDnnl) < 1e-6 * lossJs, `loss ${lossDnnl} vs ${lossJs}`);
+  assert(lossJs > 10, "not vacuous: row 4's large loss counts");
+  let err = 0;
+  gradJs.forEach((v, i) => err = Math.max(err, Math.abs(v - gradDnnl[i])));
+  assert(err < 1e-8, `gradient: max difference ${err}`);
+  for (const r of [2, 7]) assert(gradDnnl.subarray(r * classes, (r + 1) * classes).every((v) => v === 0), `row ${r}`);
+  assert(gradDnnl[classes + 1999] < 0, "the label's entry is (p - 1) / valid < 0");
 });

@@ -33,8 +33,12 @@ const QUERY_IMPL_INFO_STR = 8;
 /** dnnl_prop_kind_t and dnnl_alg_kind_t values. */
 export const FORWARD_TRAINING = 64;
 export const ELTWISE_GELU_ERF = 0x30;
+/** dnnl_binary_mul. */
+const BINARY_MUL = 0x1fff1;
+/** Room for dnnl_softmax_desc_t (1408 bytes in oneDNN 2.x) and dnnl_binary_desc_t (2800). */
+const DESC_BYTES = 4096;
 /** DNNL_ARG_* */
-const ARG = { src: 1, dst: 17, diffSrc: 129, diffDst: 145 };
+const ARG = { src: 1, src1: 2, dst: 17, diffSrc: 129, diffDst: 145 };
 
 /**
  * The C functions of the oneDNN 2.x API that {@linkcode dnnlSession} and the GELU kernels call (a caller may open the
@@ -50,6 +54,10 @@ export const DNNL_SYMBOLS = {
   dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "buffer", "f32", "f32"], result: "i32" },
   // (desc*, alg_kind, diff data md*, data md*, alpha, beta)
   dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"], result: "i32" },
+  // (desc*, prop_kind, data md*, softmax_axis)
+  dnnl_softmax_forward_desc_init: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
+  // (desc*, alg_kind, src0 md*, src1 md*, dst md*)
+  dnnl_binary_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "buffer"], result: "i32" },
   // (pd*, op desc, attr, engine, hint forward pd)
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
@@ -102,6 +110,13 @@ export interface Dnnl {
    * times a transposed `b` (another kernel) run on a copy padded with zero rows.
    */
   sgemm(args: SgemmArgs): void;
+  /**
+   * `out = softmax(x)` over each row of `cols` values (`x.length / cols` rows). A row's result does not depend on the
+   * rows around it (tests/backends/dnnl_test.ts).
+   */
+  softmax(x: Float32Array, out: Float32Array, cols: number): void;
+  /** `x = alpha * x`, in place. */
+  scale(x: Float32Array, alpha: number): void;
   /** Uses `threads` OpenMP threads from now on (a no-op when it already does). */
   setThreads(threads: number): void;
 }
@@ -322,8 +337,29 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       "dnnl_sgemm",
     );
   };
+  const softmaxPrim = (rows: number, cols: number) =>
+    cached(`softmax ${rows}x${cols}`, () => {
+      const data = md([rows, cols]), desc = new Uint8Array(DESC_BYTES);
+      check(dnnl.dnnl_softmax_forward_desc_init(desc, FORWARD_TRAINING, data, 1), "softmax desc");
+      return [primitive("softmax", desc, [[ARG.src, data], [ARG.dst, data]])];
+    })[0];
+  // A binary product with a one-value second operand (read at run time: one primitive per size, whatever alpha is).
+  const scalePrim = (n: number) =>
+    cached(`scale ${n}`, () => {
+      const data = md([n]), one = md([1]), desc = new Uint8Array(DESC_BYTES);
+      check(dnnl.dnnl_binary_desc_init(desc, BINARY_MUL, data, one, data), "scale desc");
+      return [primitive("scale", desc, [[ARG.src, data], [ARG.src1, one], [ARG.dst, data]])];
+    })[0];
+  const alphaSlot = new Float32Array(1);
   return {
     isa,
+    softmax(x, out, cols) {
+      if (x.length) softmaxPrim(x.length / cols, cols).run([x, out]);
+    },
+    scale(x, alpha) {
+      alphaSlot[0] = alpha;
+      if (x.length) scalePrim(x.length).run([x, alphaSlot, x]);
+    },
     gelu(x, out) {
       if (x.length) geluPrims(x.length)[0].run([x, out]);
     },

@@ -535,11 +535,30 @@ export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor
 function sparseXentKernel(args: KernelArgs): TensorInfo[] {
   const { inputs, backend } = args;
   const li = inputs.logits!;
-  const x = f32(backend, li);
-  const labels = backend.data.get(inputs.labels!.dataId).values as Int32Array;
   const [n, classes] = li.shape;
   const grad = allocF32(n * classes, false);
-  softmaxRowsInto(x, grad, classes); // grad = softmax(x), row by row
+  const labels = backend.data.get(inputs.labels!.dataId).values as Int32Array;
+  const loss = sparseXentArrays(f32(backend, li), labels, classes, grad, dnnlFor(grad.length));
+  return [output(backend, [], Float32Array.of(loss)), output(backend, li.shape, grad)];
+}
+
+/**
+ * The sparse cross-entropy kernel on arrays: returns the mean loss over the rows whose label is >= 0 and writes its
+ * gradient `(softmax(x) - onehot(label)) / valid` into `grad` (zero rows where the label is negative). With `dnnl`,
+ * the softmax and the scaling are oneDNN's JIT kernels (a pre-training step's `[640, 8000]` logits: ~28 ms in
+ * JavaScript passes, BENCHMARKS.md); else JavaScript with the WebAssembly SIMD `exp`. Exported for the test that
+ * holds the two paths to each other.
+ */
+export function sparseXentArrays(
+  x: Float32Array,
+  labels: Int32Array,
+  classes: number,
+  grad: Float32Array,
+  dnnl?: Dnnl,
+): number {
+  const n = labels.length;
+  if (dnnl) dnnl.softmax(x, grad, classes); // grad = softmax(x), row by row
+  else softmaxRowsInto(x, grad, classes);
   let valid = 0;
   for (let r = 0; r < n; r++) if (labels[r] >= 0) valid++;
   const scale = 1 / Math.max(valid, 1);
@@ -563,10 +582,11 @@ function sparseXentKernel(args: KernelArgs): TensorInfo[] {
       for (let j = 0; j < classes; j++) s += Math.exp(x[o + j] - m);
       total += m + Math.log(s) - x[o + label];
     }
-    for (let j = 0; j < classes; j++) grad[o + j] *= scale;
-    grad[o + label] -= scale;
+    if (!dnnl) { for (let j = 0; j < classes; j++) grad[o + j] *= scale; }
   }
-  return [output(backend, [], Float32Array.of(total * scale)), output(backend, li.shape, grad)];
+  if (dnnl) dnnl.scale(grad, scale);
+  for (let r = 0; r < n; r++) if (labels[r] >= 0) grad[r * classes + labels[r]] -= scale;
+  return total * scale;
 }
 
 /**
