@@ -451,6 +451,12 @@ export interface ForwardOptions {
   /** Pre-training head only: compute MLM logits at these positions `[batch, k]` instead of at every token. */
   mlmPositions?: tf.Tensor2D;
   /**
+   * Pre-training head only, instead of `mlmPositions`: MLM logits at these tokens only, `[M]` int32 indices into the
+   * batch's `batch * seq` tokens (example `b`'s position `p` is `b * seq + p`); `mlmLogits` is then `[1, M, vocab]`.
+   * Training uses it to skip the unused prediction slots that `[batch, k]` positions pad with.
+   */
+  mlmTokens?: tf.Tensor1D;
+  /**
    * Classification inference: run the last encoder layer's output projection, feed-forward block and LayerNorms at
    * each example's first token (`[CLS]`) only, all that the pooler and the classifier read. Its attention still
    * reads every token, so the logits are the same (to float rounding) for about a third less work on BERT-Tiny
@@ -668,7 +674,7 @@ export class BertModel {
       } else if (this.head === "question-answering") {
         Object.assign(result, this.answerSpan(x, pass)); // startLogits, endLogits: [B, F]
       } else if (this.head === "pretraining") {
-        result.mlmLogits = this.maskedLm(x, pass, options.mlmPositions); // [B, K, V]
+        result.mlmLogits = this.maskedLm(x, pass, options.mlmPositions, options.mlmTokens); // [B, K, V] or [1, M, V]
         result.nspLogits = this.nextSentence(result.pooledOutput!); // [B, 2]
       }
       return result;
@@ -691,9 +697,12 @@ export class BertModel {
     if (seq > this.config.maxPositionEmbeddings) {
       throw new Error(`sequence length ${seq} exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`);
     }
-    if (options.mlmPositions && this.head !== "pretraining") {
-      throw new Error(`mlmPositions needs the pretraining head (this model's head is "${this.head}")`);
+    for (const name of ["mlmPositions", "mlmTokens"] as const) {
+      if (options[name] && this.head !== "pretraining") {
+        throw new Error(`${name} needs the pretraining head (this model's head is "${this.head}")`);
+      }
     }
+    if (options.mlmPositions && options.mlmTokens) throw new Error("give mlmPositions or mlmTokens, not both");
     if (options.clsOnly) {
       const clash = options.training
         ? "training"
@@ -823,11 +832,12 @@ export class BertModel {
 
   /**
    * Masked LM: transform (dense + activation + LayerNorm), then the decoder tied to the word embeddings; at every
-   * token (K = F), or at `positions` `[B, K]` only.
+   * token (K = F), at `positions` `[B, K]` only, or at the `[M]` flat token indices `tokens` (as `[1, M]`).
    */
-  private maskedLm(x: tf.Tensor2D, pass: Pass, positions?: tf.Tensor2D): tf.Tensor3D {
-    const { batch, seq } = pass;
-    let tokens = x; // [B*F, D], or [B*K, D] at `positions`
+  private maskedLm(x: tf.Tensor2D, pass: Pass, positions?: tf.Tensor2D, tokens?: tf.Tensor1D): tf.Tensor3D {
+    let { batch } = pass;
+    const { seq } = pass;
+    let rowsAt = x; // [B*F, D], or [B*K, D] at `positions`, or [M, D] at `tokens`
     let k = seq;
     if (positions) {
       if (positions.rank !== 2 || positions.shape[0] !== batch) {
@@ -836,12 +846,16 @@ export class BertModel {
       k = positions.shape[1];
       const rows = tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]); // [B, 1]
       const rowStart = tf.mul(rows, tf.scalar(seq, "int32")); // [B, 1]
-      tokens = embeddingLookup(x, tf.add(tf.cast(positions, "int32"), rowStart)) as tf.Tensor2D; // [B, K, D]
-      tokens = tf.reshape(tokens, [batch * k, this.config.hiddenSize]); // [B*K, D]
+      rowsAt = embeddingLookup(x, tf.add(tf.cast(positions, "int32"), rowStart)) as tf.Tensor2D; // [B, K, D]
+      rowsAt = tf.reshape(rowsAt, [batch * k, this.config.hiddenSize]); // [B*K, D]
+    } else if (tokens) {
+      if (tokens.rank !== 1) throw new Error(`mlmTokens has shape [${tokens.shape}], expected [m]`);
+      rowsAt = embeddingLookup(x, tf.cast(tokens, "int32")) as tf.Tensor2D; // [M, D]
+      [batch, k] = [1, tokens.shape[0]];
     }
     const transformed = this.norm(
       "cls.predictions.transform.LayerNorm",
-      this.act(this.dense("cls.predictions.transform.dense", tokens)),
+      this.act(this.dense("cls.predictions.transform.dense", rowsAt)),
     ) as tf.Tensor2D; // [B*K, D]
     const words = this.p("bert.embeddings.word_embeddings.weight"); // [V, D], used as [out, in]
     const logits = linearTransposed(transformed, words, this.p("cls.predictions.bias")); // [B*K, V]

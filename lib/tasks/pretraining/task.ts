@@ -34,6 +34,10 @@ export interface PretrainingBatch {
   mlmPositions: tf.Tensor2D;
   /** int32 `[batch, maxPredictions]`, -1 in unused slots */
   mlmIds: tf.Tensor2D;
+  /** int32 `[M]`: the used slots of `mlmPositions` as indices into the batch's `batch * seq` tokens */
+  mlmTokens: tf.Tensor1D;
+  /** int32 `[M]`: their original tokens (`mlmIds` without the unused slots) */
+  mlmTokenIds: tf.Tensor1D;
   /** int32 `[batch]` */
   nspLabels: tf.Tensor1D;
   size: number;
@@ -67,12 +71,20 @@ export function pretrainingBatch(set: PretrainingSet, rows: ArrayLike<number>): 
     labels.set(set.mlmIds.subarray(i * P, (i + 1) * P), r * P);
     nsp[r] = set.nspLabels[i];
   }
+  const tokens: number[] = [], tokenIds: number[] = [];
+  for (let j = 0; j < b * P; j++) {
+    if (labels[j] < 0) continue;
+    tokens.push(Math.floor(j / P) * seq + pos[j]);
+    tokenIds.push(labels[j]);
+  }
   return {
     inputIds: tf.tensor2d(ids, [b, seq], "int32"),
     tokenTypeIds: tf.tensor2d(types, [b, seq], "int32"),
     attentionMask: tf.tensor2d(mask, [b, seq], "int32"),
     mlmPositions: tf.tensor2d(pos, [b, P], "int32"),
     mlmIds: tf.tensor2d(labels, [b, P], "int32"),
+    mlmTokens: tf.tensor1d(tokens, "int32"),
+    mlmTokenIds: tf.tensor1d(tokenIds, "int32"),
     nspLabels: tf.tensor1d(nsp, "int32"),
     size: b,
   };
@@ -83,7 +95,7 @@ export function disposePretrainingBatch(batch: PretrainingBatch): void {
   for (const t of [batch.inputIds, batch.tokenTypeIds, batch.attentionMask, batch.mlmPositions, batch.mlmIds]) {
     t.dispose();
   }
-  batch.nspLabels.dispose();
+  tf.dispose([batch.nspLabels, batch.mlmTokens, batch.mlmTokenIds]);
 }
 
 /** The pre-training loss and its two parts (scalars; dispose them, or call inside `tf.tidy`). */
@@ -110,16 +122,10 @@ export function pretrainingLoss(
     throw new Error(`pre-training needs a model with the "pretraining" head, this one has "${model.head}"`);
   }
   return tf.tidy(() => {
-    const out = model.forward(batch, {
-      training: options.training,
-      seed: options.seed,
-      mlmPositions: batch.mlmPositions,
-    });
+    // Logits at the chosen tokens only: the unused slots of [batch, P] would be rows of the [*, vocab] products too.
+    const out = model.forward(batch, { training: options.training, seed: options.seed, mlmTokens: batch.mlmTokens });
     const v = out.mlmLogits!.shape[2];
-    const mlm = sparseSoftmaxCrossEntropy(
-      tf.reshape(out.mlmLogits!, [-1, v]), // [batch*P, vocab]
-      tf.reshape(batch.mlmIds, [-1]), // [batch*P], -1 in unused slots
-    );
+    const mlm = sparseSoftmaxCrossEntropy(tf.reshape(out.mlmLogits!, [-1, v]), batch.mlmTokenIds); // [M, vocab], [M]
     const nsp = options.nsp === false ? tf.scalar(0) : softmaxCrossEntropy(out.nspLogits!, batch.nspLabels); // [batch, 2]
     return { loss: tf.add(mlm, nsp) as tf.Scalar, mlm, nsp };
   });

@@ -72,6 +72,9 @@ Deno.test("pretrainingLoss: MLM mean over chosen tokens + NSP mean, against a ha
       }
       nspSum -= logSoftmax(nspLogits[b], set.nspLabels[r]);
     });
+    // The loss reads logits at the chosen tokens only (mlmTokens), not at the [batch, P] slots some of which are unused.
+    assert(count < rows.length * set.maxPredictions, "not vacuous: the batch has unused prediction slots");
+    assertEquals(batch.mlmTokens.shape, [count]);
     const expected = [sum / count + nspSum / rows.length, sum / count, nspSum / rows.length];
     for (let i = 0; i < 3; i++) assert(Math.abs(got[i] - expected[i]) < 1e-4, `${got} vs ${expected}`);
     disposePretrainingBatch(batch);
