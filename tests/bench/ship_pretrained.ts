@@ -376,7 +376,7 @@ node_modules/.bin/deno run -A tests/bench/ship_pretrained.ts --from ${runDir}${
 
 Re-runs agree figure for figure on the same code and kernels. oneDNN (used where \`libdnnl2\` is installed;
 \`BERT_NO_DNNL=1\` turns it off) and OpenBLAS's kernel choice (\`OPENBLAS_CORETYPE\`) change results in the last bits,
-which over thousands of updates moves the figures slightly.
+which over thousands of updates moves the figures slightly; so does a change of those kernels in this project's code.
 
 ## Reading the figures, and what would do better
 
