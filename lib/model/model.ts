@@ -835,24 +835,21 @@ export class BertModel {
    * token (K = F), at `positions` `[B, K]` only, or at the `[M]` flat token indices `tokens` (as `[1, M]`).
    */
   private maskedLm(x: tf.Tensor2D, pass: Pass, positions?: tf.Tensor2D, tokens?: tf.Tensor1D): tf.Tensor3D {
-    let { batch } = pass;
     const { seq } = pass;
-    let rowsAt = x; // [B*F, D], or [B*K, D] at `positions`, or [M, D] at `tokens`
-    let k = seq;
+    let [batch, k] = [pass.batch, seq];
+    let flat = tokens; // [M] or [B*K] indices into the B*F rows of x; none: every row
     if (positions) {
       if (positions.rank !== 2 || positions.shape[0] !== batch) {
         throw new Error(`mlmPositions has shape [${positions.shape}], expected [${batch}, k]`);
       }
       k = positions.shape[1];
-      const rows = tf.reshape(tf.range(0, batch, 1, "int32"), [batch, 1]); // [B, 1]
-      const rowStart = tf.mul(rows, tf.scalar(seq, "int32")); // [B, 1]
-      rowsAt = embeddingLookup(x, tf.add(tf.cast(positions, "int32"), rowStart)) as tf.Tensor2D; // [B, K, D]
-      rowsAt = tf.reshape(rowsAt, [batch * k, this.config.hiddenSize]); // [B*K, D]
+      const rowStart = tf.mul(tf.range(0, batch, 1, "int32"), tf.scalar(seq, "int32")); // [B]
+      flat = tf.reshape(tf.add(tf.cast(positions, "int32"), tf.reshape(rowStart, [batch, 1])), [-1]); // [B*K]
     } else if (tokens) {
       if (tokens.rank !== 1) throw new Error(`mlmTokens has shape [${tokens.shape}], expected [m]`);
-      rowsAt = embeddingLookup(x, tf.cast(tokens, "int32")) as tf.Tensor2D; // [M, D]
       [batch, k] = [1, tokens.shape[0]];
     }
+    const rowsAt = flat ? embeddingLookup(x, tf.cast(flat, "int32")) as tf.Tensor2D : x; // [B*K, D]
     const transformed = this.norm(
       "cls.predictions.transform.LayerNorm",
       this.act(this.dense("cls.predictions.transform.dense", rowsAt)),

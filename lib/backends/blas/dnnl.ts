@@ -1,7 +1,8 @@
 /**
- * oneDNN's JIT-compiled GELU (erf form, forward and backward) and `sgemm` through Deno FFI with the oneDNN 2.x C API
- * (Debian `libdnnl2`), for the `blas` backend's `BlasGelu` and `BlasGeluGrad` (lib/backends/blas/fused.ts) and its
- * dense-layer products (lib/backends/blas/matmul.ts; {@linkcode dnnlForDense}). oneDNN generates
+ * oneDNN's JIT-compiled GELU (erf form, forward and backward), softmax, scaling and `sgemm` through Deno FFI with the
+ * oneDNN 2.x C API (Debian `libdnnl2`), for the `blas` backend's `BlasGelu` and `BlasGeluGrad`, its sparse
+ * cross-entropy `BlasSparseXent` (lib/backends/blas/fused.ts) and its dense-layer products (lib/backends/blas/matmul.ts;
+ * {@linkcode dnnlForDense}). oneDNN generates
  * code for the running CPU's widest vector ISA (AVX-512 where there is one) and works on the tensors' own arrays,
  * where the WebAssembly SIMD kernels run 128-bit code on copies made through their module's memory (about 2x faster
  * on two threads: `tests/bench/dnnl_eltwise.ts`).
