@@ -274,8 +274,8 @@ Deno.test({
         child.kill("SIGINT");
         child.kill("SIGINT");
         const o = await child.output();
-        assertEquals(o.code, 130);
         const stderr = new TextDecoder().decode(o.stderr);
+        assertEquals(o.code, 130, `exit status; stderr:\n${stderr}`);
         assert(/SIGINT again: stopping at once|interrupted by SIGINT/.test(stderr), stderr);
       });
 
