@@ -25,6 +25,7 @@
  */
 import { envVar } from "../../io/env.ts";
 import { type SgemmArgs, sgemmLeadingDims } from "./blas.ts";
+import { withSignalsBlocked } from "./signal_mask.ts";
 
 /** sizeof(dnnl_memory_desc_t) and dnnl_eltwise_desc_t in oneDNN 2.x (x86-64). */
 const MD_BYTES = 696;
@@ -190,7 +191,9 @@ export function loadDnnl(): Dnnl | undefined {
     gomp = Deno.dlopen("libgomp.so.1", GOMP); // oneDNN's OpenMP runtime in Debian's build
   } catch { /* a build on another runtime: its own thread count */ }
   try {
-    loaded = create(lib.symbols, gomp?.symbols.omp_set_num_threads);
+    // Every oneDNN call runs with asynchronous signals blocked on this thread (a signal taken during one corrupted
+    // the heap: lib/backends/blas/signal_mask.ts).
+    loaded = create(withSignalsBlocked(lib.symbols), gomp?.symbols.omp_set_num_threads);
   } catch (err) {
     unavailable = `${DNNL_LIBRARY}: ${(err as Error).message}`;
     lib.close();
