@@ -398,8 +398,9 @@ fast. What would change that: much more pre-training (Google's BERT-Tiny saw bil
 Wikipedia, this model ~${(totalTokens / 1e6).toFixed(0)}M); an objective that trains every position,
 ELECTRA's replaced-token detection (ELECTRA-Small beat BERT-Small by 4.8 GLUE points for the same compute)${
   withNsp ? ", or longer next-sentence training for `[CLS]`" : ", or\nnext-sentence prediction for `[CLS]`"
-}; more text (the other train splits of \`../shared/data\`); and more labelled
-examples or epochs in the fine-tuning, where pre-trained starts usually pull ahead.
+}; and more text (the other train splits of \`../shared/data\`). More labelled
+examples in the comparison are not the lever: the lead is largest when they are few (\`--train-n\` of \`deno task
+bench:pretrained\` measures it).
 `;
 await writeFileAtomic(join(to, "README.md"), card);
 console.log(`wrote ${to}/README.md`);
