@@ -27,7 +27,7 @@ function blocked(): Set<number> {
 Deno.test({ name: "signal mask: asynchronous signals blocked during a wrapped call, restored after", ignore }, () => {
   const before = blocked();
   assert(!before.has(2), "SIGINT is not blocked to begin with");
-  let inside = new Set<number>();
+  let inside = new Set<number>(), afterInner = new Set<number>();
   const fns = withSignalsBlocked({
     probe: (x: number) => {
       inside = blocked();
@@ -35,6 +35,10 @@ Deno.test({ name: "signal mask: asynchronous signals blocked during a wrapped ca
     },
     fail: () => {
       throw new Error("boom");
+    },
+    nested: () => {
+      fns.probe(1);
+      afterInner = blocked();
     },
     value: 7,
   });
@@ -51,4 +55,9 @@ Deno.test({ name: "signal mask: asynchronous signals blocked during a wrapped ca
   }
   assert(threw, "the error passes through");
   assertEquals(blocked(), before, "mask restored after a throwing call");
+  // A wrapped call inside another (of the same object, as a library's symbols would be): still blocked after the inner
+  // one returns, restored after the outer one.
+  fns.nested();
+  assert(afterInner.has(2), "SIGINT still blocked inside the outer call");
+  assertEquals(blocked(), before, "mask restored after nested calls");
 });

@@ -36,6 +36,13 @@ function loadSigmask(): typeof sigmask {
   return sigmask;
 }
 
+/**
+ * The mask to restore, saved by the outermost wrapped call; `depth` counts the wrapped calls under way, so a wrapped
+ * function that calls another one does not save the blocked mask as the one to restore.
+ */
+const saved = new Uint8Array(128);
+let depth = 0;
+
 /** glibc's sigset_t (1024 bits) with signals 1-64 set but for {@linkcode NOT_BLOCKED}. */
 function asyncSignalSet(): Uint8Array<ArrayBuffer> {
   const set = new Uint8Array(128);
@@ -50,7 +57,7 @@ function asyncSignalSet(): Uint8Array<ArrayBuffer> {
 export function withSignalsBlocked<T extends Record<string, unknown>>(fns: T): T {
   const mask = loadSigmask();
   if (!mask) return fns;
-  const block = asyncSignalSet(), saved = new Uint8Array(128);
+  const block = asyncSignalSet();
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(fns)) {
     if (typeof fn !== "function") {
@@ -58,11 +65,11 @@ export function withSignalsBlocked<T extends Record<string, unknown>>(fns: T): T
       continue;
     }
     wrapped[name] = (...args: unknown[]) => {
-      mask(SIG_BLOCK, block, saved);
+      if (depth++ === 0) mask(SIG_BLOCK, block, saved);
       try {
         return fn(...args);
       } finally {
-        mask(SIG_SETMASK, saved, null);
+        if (--depth === 0) mask(SIG_SETMASK, saved, null);
       }
     };
   }
