@@ -92,10 +92,8 @@ export function pretrainingBatch(set: PretrainingSet, rows: ArrayLike<number>): 
 
 /** Frees a {@linkcode PretrainingBatch}. */
 export function disposePretrainingBatch(batch: PretrainingBatch): void {
-  for (const t of [batch.inputIds, batch.tokenTypeIds, batch.attentionMask, batch.mlmPositions, batch.mlmIds]) {
-    t.dispose();
-  }
-  tf.dispose([batch.nspLabels, batch.mlmTokens, batch.mlmTokenIds]);
+  const { inputIds, tokenTypeIds, attentionMask, mlmPositions, mlmIds, mlmTokens, mlmTokenIds, nspLabels } = batch;
+  tf.dispose([inputIds, tokenTypeIds, attentionMask, mlmPositions, mlmIds, mlmTokens, mlmTokenIds, nspLabels]);
 }
 
 /** The pre-training loss and its two parts (scalars; dispose them, or call inside `tf.tidy`). */
