@@ -301,9 +301,14 @@ function checkResumeData(resume: ResumePoint, task: TrainTask, fingerprint: stri
   const saved = resume.state;
   if (saved.train_features.fingerprint !== fingerprint) {
     const was = saved.train_features;
+    const now: Record<string, unknown> = task.describe?.() ?? {};
+    const differ = [...new Set([...Object.keys(now), ...Object.keys(was)])]
+      .filter((k) => k !== "fingerprint" && k !== "n" && JSON.stringify(now[k]) !== JSON.stringify(was[k]))
+      .map((k) => `${k}: ${JSON.stringify(was[k]) ?? "absent"} then, ${JSON.stringify(now[k]) ?? "absent"} now`);
     throw new Error(
       `cannot resume from ${resume.dir}: it was trained on other data (${was.source ?? was.task ?? "?"}, ` +
-        `n=${was.n}) than ${task.describe?.().source ?? task.name} (n=${task.n})`,
+        `n=${was.n}) than ${now.source ?? task.name} (n=${task.n})` +
+        (differ.length ? `; they differ in ${differ.join(", ")}` : ""),
     );
   }
   if (saved.head !== undefined && saved.head !== task.head) {

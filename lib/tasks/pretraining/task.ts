@@ -98,7 +98,7 @@ export function disposePretrainingBatch(batch: PretrainingBatch): void {
 
 /** The pre-training loss and its two parts (scalars; dispose them, or call inside `tf.tidy`). */
 export interface PretrainingLoss {
-  /** `mlm + nsp` */
+  /** `mlm + nspWeight * nsp` */
   loss: tf.Scalar;
   /** Mean cross-entropy over the chosen tokens of the batch. */
   mlm: tf.Scalar;
@@ -109,12 +109,13 @@ export interface PretrainingLoss {
 /**
  * Runs the `pretraining` head on a batch and returns BERT's loss: the masked-LM cross-entropy averaged over all
  * chosen tokens of the batch (Google's `sum(weights * ce) / sum(weights)`), plus the next-sentence
- * cross-entropy averaged over the batch (`nsp: false`: masked-LM alone, `nsp` is then 0).
+ * cross-entropy averaged over the batch, times `nspWeight` (default 1, BERT's; `nsp: false`: masked-LM alone, `nsp`
+ * is then 0).
  */
 export function pretrainingLoss(
   model: BertModel,
   batch: PretrainingBatch,
-  options: { training?: boolean; seed?: number; nsp?: boolean } = {},
+  options: { training?: boolean; seed?: number; nsp?: boolean; nspWeight?: number } = {},
 ): PretrainingLoss {
   if (model.head !== "pretraining") {
     throw new Error(`pre-training needs a model with the "pretraining" head, this one has "${model.head}"`);
@@ -125,7 +126,8 @@ export function pretrainingLoss(
     const v = out.mlmLogits!.shape[2];
     const mlm = sparseSoftmaxCrossEntropy(tf.reshape(out.mlmLogits!, [-1, v]), batch.mlmTokenIds); // [M, vocab], [M]
     const nsp = options.nsp === false ? tf.scalar(0) : softmaxCrossEntropy(out.nspLogits!, batch.nspLabels); // [batch, 2]
-    return { loss: tf.add(mlm, nsp) as tf.Scalar, mlm, nsp };
+    const w = options.nspWeight ?? 1;
+    return { loss: tf.add(mlm, w === 1 ? nsp : tf.mul(nsp, w)) as tf.Scalar, mlm, nsp };
   });
 }
 
@@ -207,6 +209,8 @@ export interface PretrainingTaskOptions {
   dev?: PretrainingSet;
   /** `do_lower_case` recorded in the checkpoints (default true). */
   lowerCase?: boolean;
+  /** Weight of the next-sentence loss in the training loss (default 1, BERT's); the evaluation reports both parts. */
+  nspWeight?: number;
 }
 
 /** The metrics the pre-training evaluation reports (`loss` = MLM + NSP, lower is better). */
@@ -239,6 +243,11 @@ export function pretrainingHeadline(m: PretrainingMetrics): string {
 export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<PretrainingBatch, PretrainingMetrics> {
   const { train: set, dev } = options;
   const nsp = set.options.nextSentence;
+  const nspWeight = options.nspWeight ?? 1;
+  if (!(nspWeight >= 0 && Number.isFinite(nspWeight))) {
+    throw new Error(`pre-training: the next-sentence loss weight must be a number >= 0, got ${options.nspWeight}`);
+  }
+  if (nspWeight !== 1 && !nsp) throw new Error("pre-training: a next-sentence loss weight needs next-sentence pairs");
   if (dev && dev.options.nextSentence !== nsp) {
     throw new Error("pre-training: the training and held-out data differ in nextSentence (pairs vs single spans)");
   }
@@ -283,7 +292,8 @@ export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<Pret
         all.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), at);
         at += p.byteLength;
       }
-      return (await sha256Hex(all)).slice(0, 16);
+      const hash = (await sha256Hex(all)).slice(0, 16);
+      return nspWeight === 1 ? hash : `${hash}-nsp${nspWeight}`; // resuming with another weight is refused
     },
     describe: () => ({
       source: set.metadata.source,
@@ -295,13 +305,14 @@ export function pretrainingTask(options: PretrainingTaskOptions): TrainTask<Pret
       dupe_factor: set.options.dupeFactor,
       data_seed: set.options.seed,
       next_sentence: nsp,
+      ...(nspWeight === 1 ? {} : { nsp_weight: nspWeight }),
       whole_word_mask: set.options.wholeWordMask,
       documents: set.stats.documents,
       vocab_size: set.metadata.vocabSize,
     }),
     batch: (rows) => pretrainingBatch(set, rows),
     loss(model, batch, { training, seed }) {
-      const parts = pretrainingLoss(model, batch, { training, seed, nsp });
+      const parts = pretrainingLoss(model, batch, { training, seed, nsp, nspWeight });
       parts.mlm.dispose();
       parts.nsp.dispose();
       return parts.loss;
@@ -343,6 +354,8 @@ export interface PretrainOptions extends Omit<TrainOptions<PretrainingBatch, Pre
   dev?: PretrainingSet;
   /** `do_lower_case` of the checkpoints (default true). */
   lowerCase?: boolean;
+  /** Weight of the next-sentence loss (default 1). */
+  nspWeight?: number;
 }
 
 /**
@@ -357,7 +370,7 @@ export interface PretrainOptions extends Omit<TrainOptions<PretrainingBatch, Pre
  * ```
  */
 export async function pretrain(options: PretrainOptions): Promise<TrainResult<PretrainingMetrics>> {
-  const { train: set, dev, lowerCase, ...rest } = options;
+  const { train: set, dev, lowerCase, nspWeight, ...rest } = options;
   let resuming = false; // then the checkpoint's hyper-parameters apply
   if (options.resume) {
     const target = typeof options.resume === "string" ? options.resume : options.outputDir;
@@ -370,6 +383,6 @@ export async function pretrain(options: PretrainOptions): Promise<TrainResult<Pr
     model: options.model,
     vocabPath: options.vocabPath,
     outputDir: options.outputDir,
-    task: pretrainingTask({ train: set, dev, lowerCase }),
+    task: pretrainingTask({ train: set, dev, lowerCase, nspWeight }),
   });
 }

@@ -115,6 +115,53 @@ Deno.test("pretrainingLoss nsp: false: masked-LM alone; evaluation reports no NS
   }
 });
 
+Deno.test("pretrainingLoss nspWeight: mlm + weight x nsp; pretrain refuses to resume with another weight", async () => {
+  const tokenizer = await smallTokenizer();
+  const data = { maxSeqLength: 24, maxPredictionsPerSeq: 4, seed: 8, dupeFactor: 3 };
+  const set = createPretrainingData(parseCorpusText(TEXT), tokenizer, data);
+  const model = tinyModel(tokenizer.vocab.size);
+  const dir = await Deno.makeTempDir();
+  try {
+    const batch = pretrainingBatch(set, [0, 1, 2, 3]);
+    const plain = pretrainingLoss(model, batch);
+    const heavy = pretrainingLoss(model, batch, { nspWeight: 3 });
+    const [l1, m1, n1, l3, m3, n3] = [plain.loss, plain.mlm, plain.nsp, heavy.loss, heavy.mlm, heavy.nsp].map((t) =>
+      t.dataSync()[0]
+    );
+    tf.dispose([...Object.values(plain), ...Object.values(heavy)]);
+    disposePretrainingBatch(batch);
+    assert(n1 > 0.1, "not vacuous: the NSP term is not ~0");
+    assertEquals([m3, n3], [m1, n1], "the parts are the same");
+    assert(Math.abs(l3 - (m1 + 3 * n1)) < 1e-5 && Math.abs(l1 - (m1 + n1)) < 1e-5, `${l1} ${l3} ${m1} ${n1}`);
+
+    const vocabPath = `${dir}/vocab.txt`;
+    await tokenizer.vocab.save(vocabPath);
+    const hp = { learningRate: 5e-3, batchSize: 8, maxSteps: 4, warmupRatio: 0, seed: 3, quiet: true, saveSteps: 2 };
+    const outputDir = `${dir}/run`;
+    await assertRejects(
+      () => pretrain({ ...hp, model, vocabPath, train: set, outputDir, stopAt: 2, nspWeight: 4 }),
+      Error,
+      "--stop-at 2",
+    );
+    const state = JSON.parse(await Deno.readTextFile(`${outputDir}/checkpoint-2/trainer_state.json`));
+    assertEquals(state.train_features.nsp_weight, 4);
+    await assertRejects(
+      () => pretrain({ model, vocabPath, train: set, outputDir, resume: true, quiet: true }),
+      Error,
+      "nsp_weight: 4 then, absent now",
+    );
+    const noPairs = createPretrainingData(parseCorpusText(TEXT), tokenizer, { ...data, nextSentence: false });
+    await assertRejects(
+      () => pretrain({ ...hp, model, vocabPath, train: noPairs, outputDir: `${dir}/mlm`, nspWeight: 2 }),
+      Error,
+      "needs next-sentence pairs",
+    );
+  } finally {
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // ---- training through lib/training/train.ts ----
 
 function weightsOf(m: BertModel): Map<string, Float32Array> {
