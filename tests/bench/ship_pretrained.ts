@@ -153,6 +153,11 @@ model.dispose();
 // 3. The model card.
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const log = state.log_history as { step: number; loss: number }[];
+const nspWeight = Number(data.nsp_weight ?? 1);
+/** What the logged training loss is: `train()` logs the task's loss, masked-LM plus the weighted next-sentence loss. */
+const lossName = withNsp
+  ? `training loss: masked-LM + ${nspWeight === 1 ? "" : `${nspWeight} × `}next-sentence`
+  : "training masked-LM loss";
 const every = Math.max(1, Math.round(state.global_step / 10));
 const curve: string[] = [];
 for (let s = every; s <= state.global_step; s += every) {
@@ -302,9 +307,9 @@ head) with new masks and a new learning-rate schedule; together about ${(totalTo
     : ""
 }- Objective: ${
   withNsp ? "masked-LM + next-sentence prediction" : "masked-LM only (RoBERTa-style, no next-sentence pairs)"
-}${data.whole_word_mask ? ", whole-word masking" : ""}; ${
-  pct(data.masked_lm_prob as number)
-} of the tokens chosen (80% \`[MASK]\`, 10% random, 10% unchanged),
+}${nspWeight === 1 ? "" : ` (the next-sentence loss weighted ${nspWeight}× in the training loss)`}${
+  data.whole_word_mask ? ", whole-word masking" : ""
+}; ${pct(data.masked_lm_prob as number)} of the tokens chosen (80% \`[MASK]\`, 10% random, 10% unchanged),
   at most ${data.max_predictions_per_seq} per instance; instances of up to ${data.max_seq_length} tokens (consecutive
   sentences of one review), ${data.dupe_factor} masks per sentence (dupe factor).
 - Why this objective: ${whyText}
@@ -318,7 +323,7 @@ head) with new masks and a new learning-rate schedule; together about ${(totalTo
 } on ${cpu} (${cores} cores,
   shared with other work).
 
-${beforeCard ? "####" : "##"} Loss curve (training masked-LM loss, mean per window)
+${beforeCard ? "####" : "##"} Loss curve (${lossName}, mean per window)
 
 | step | loss |
 |---|---|
