@@ -255,7 +255,7 @@ if (beforeCard) {
   }
 }
 const totalTokens = tokensSeen + earlierTokens;
-const PHASES = ["One", "Two", "Three", "Four", "Five", "Six"];
+const PHASES = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten"];
 const isDefault = to.replace(/\/+$/, "") === "data/pretrained";
 const whyText = why ||
   (withNsp
