@@ -11,7 +11,7 @@ import { Rng } from "../../lib/training/rng.ts";
 import { tf } from "../../lib/backends/backend.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { dropout, gelu, layerNorm } from "../../lib/backends/blas/fused.ts";
-import { selfAttention } from "../../lib/backends/blas/attention.ts";
+import { backwardBlocks, forwardBlocks, selfAttention } from "../../lib/backends/blas/attention.ts";
 
 const simd = simdMath();
 const ready = simd !== undefined && simdWorkerReady();
@@ -46,11 +46,11 @@ function on<T>(threads: number, f: () => T, minWork?: number): T {
 }
 
 /** The same bits (NaN included), with the first difference in the message. */
-function assertSameBits(a: Float32Array, b: Float32Array, what: string): void {
+function assertSameBits(a: Float32Array, b: Float32Array, what: string, names = ["one thread", "two threads"]): void {
   assertEquals(a.length, b.length, `${what}: length`);
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) {
-    if (ua[i] !== ub[i]) throw new Error(`${what}[${i}]: one thread ${a[i]}, two threads ${b[i]}`);
+    if (ua[i] !== ub[i]) throw new Error(`${what}[${i}]: ${names[0]} ${a[i]}, ${names[1]} ${b[i]}`);
   }
 }
 
@@ -313,6 +313,53 @@ Deno.test({
   const one = layer(1), two = layer(2);
   ["output", "dq", "dk", "dv"].forEach((name, i) => assertSameBits(one[i], two[i], name));
   assert(one[1].some((v) => v !== 0), "gradients are not all zero");
+});
+
+Deno.test({
+  name:
+    "simd threads: attention at lengths that are not a multiple of 4 gives the JavaScript loops' bits, 1 and 2 threads",
+  ignore: !blasInfo,
+}, () => {
+  const cases: [number, number, number, number, number][] = [
+    [3, 5, 2, 8, 0.1], // blocks of 25 floats: under dropout's 64-float JavaScript cut-off
+    [2, 37, 2, 16, 0],
+    [4, 50, 2, 32, 0.1],
+    [3, 150, 2, 32, 0.1],
+  ];
+  for (const [batch, seq, heads, hidden, rate] of cases) {
+    const n = batch * seq * hidden;
+    const [q, k, v, dy] = [1, 2, 3, 4].map((s) => rand(n, s));
+    // Example b has its last 2b positions masked out.
+    const mask = Float32Array.from({ length: batch * seq }, (_, i) => (i % seq >= seq - 2 * (i / seq | 0) ? -1e4 : 0));
+    const job = {
+      batch,
+      seq,
+      heads,
+      scale: 1 / Math.sqrt(hidden / heads),
+      rate,
+      seed: 7,
+      blas: blasInfo!.blas,
+      q,
+      k,
+      v,
+    };
+    const run = (simd: null | undefined) => {
+      const context = new Float32Array(n), probs = new Float32Array(batch * heads * seq * seq);
+      const dq = new Float32Array(n), dk = new Float32Array(n), dv = new Float32Array(n);
+      forwardBlocks({ ...job, mask, probs, context, simd });
+      backwardBlocks({ ...job, dy, probs, dq, dk, dv, simd });
+      return { context, probs, dq, dk, dv };
+    };
+    const loops = run(null); // the JavaScript path
+    assert(loops.dq.some((x) => x !== 0) && loops.context.some((x) => x !== 0), "outputs are not all zero");
+    for (const threads of [1, 2]) {
+      const kernels = on(threads, () => run(undefined), 0);
+      for (const [name, values] of Object.entries(kernels)) {
+        const what = `seq ${seq}, ${threads} thread(s), ${name}`;
+        assertSameBits(loops[name as keyof typeof loops], values, what, ["JavaScript loops", "SIMD path"]);
+      }
+    }
+  }
 });
 
 Deno.test({ name: "simd threads: a process with the worker running exits by itself", ignore }, async () => {

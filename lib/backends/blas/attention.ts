@@ -16,7 +16,7 @@ import { f32, type KernelArgs, output, recordingGradients } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
 import { setSimdThreads, type SimdMath, simdMath } from "../simd/simd.ts";
-import { JOB } from "../simd/jobs.ts";
+import { blockStride, JOB } from "../simd/jobs.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 
 /** Inputs of {@linkcode selfAttention}. */
@@ -197,9 +197,10 @@ function work(n: number): Float32Array {
 }
 
 /**
- * The `[seq, seq]` blocks of one kernel call on the JavaScript path (no WebAssembly SIMD, or `seq` not a multiple
- * of 4), and the elementwise steps on them as JavaScript loops. The SIMD path keeps its blocks in the SIMD module's
- * memory, where `sgemm` writes through FFI ({@linkcode blockJob}).
+ * The `[seq, seq]` blocks of one kernel call on the JavaScript path (no WebAssembly SIMD module), and the elementwise
+ * steps on them as JavaScript loops. The SIMD path keeps its blocks in the SIMD module's memory, where `sgemm` writes
+ * through FFI ({@linkcode blockJob}); for a `seq` that is not a multiple of 4 its softmax and softmax gradient repeat
+ * these loops' arithmetic (lib/backends/simd/jobs.ts), so that either path gives the same bits.
  */
 interface BlockOps {
   /** `count` scratch blocks of `seq * seq` floats. */
@@ -238,11 +239,16 @@ function blockOps(seq: number, count: number, rate: number, seed: number): Block
 }
 
 /** Arrays and sizes of one attention kernel call. */
-interface Job extends Attrs {
+export interface Job extends Attrs {
   q: Float32Array;
   k: Float32Array;
   v: Float32Array;
   blas: Blas;
+  /**
+   * The SIMD module's kernels to use: by default the loaded ones ({@linkcode simdMath}); `null` takes the JavaScript
+   * loops (where there is no module; tests compare the two paths bit for bit).
+   */
+  simd?: SimdMath | null;
 }
 
 /** Floats of scores per group of blocks on the SIMD path (512 KB: the group stays in a core's L2 cache). */
@@ -277,12 +283,12 @@ function blockJob(
 ): void {
   const { batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = o.q.length / (batch * seq), block = seq * seq, total = batch * heads;
-  const work = total * block * perBlock;
+  const work = total * block * perBlock, bs = blockStride(seq);
   const split = total >= 2 && simd.splits(work, true);
   // Split: the threads claim 2 blocks at a time. Not: groups big enough for their steps to be split.
   const g = split ? 2 : groupSize(seq, total);
   // Per thread: `perBlock` blocks per group block, and the group's mask rows (forward).
-  const stride = 4 * (perBlock * g * block + (Math.ceil(g / heads) + 1) * seq);
+  const stride = 4 * (perBlock * g * bs + (Math.ceil(g / heads) + 1) * seq);
   const space = simd.workspace(stride / 2);
   const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, ...dropNums(rate, seed)];
   const threads = split ? blas.getThreads() : undefined;
@@ -299,8 +305,10 @@ function blockJob(
  * and the dropout run in place on it, and `sgemm` reads it back for `P V`. Only the undropped probabilities are
  * copied out (saved for the backward pass, when `probs` is given). The SIMD path is {@linkcode blockJob}.
  */
-function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
-  const simd = o.seq % 4 === 0 ? simdMath() : undefined;
+export function forwardBlocks(
+  o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array },
+): void {
+  const simd = o.simd === undefined ? simdMath() : o.simd ?? undefined;
   if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
@@ -343,10 +351,10 @@ function forwardBlocks(o: Job & { mask: Float32Array; probs?: Float32Array; cont
  * The backward pass, block by block: the dropped probabilities are regenerated from the saved ones, and the
  * dropout mask and softmax gradient are applied in place to `dC V^T`. The SIMD path is {@linkcode blockJob}.
  */
-function backwardBlocks(
+export function backwardBlocks(
   o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
-  const simd = o.seq % 4 === 0 ? simdMath() : undefined;
+  const simd = o.simd === undefined ? simdMath() : o.simd ?? undefined;
   const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
   if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
   const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;

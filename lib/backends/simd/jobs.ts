@@ -111,6 +111,58 @@ export interface Job {
 /** Vector bytes covering `n` floats (rounded up to whole 4-float vectors). */
 const vecBytes = (n: number) => ((n + 3) >> 2) << 4;
 
+/**
+ * Floats from one attention block to the next in module memory: `seq * seq` rounded up to whole 4-float vectors, so
+ * that a vector step over a block (dropout, `exp`) never reaches into the next one.
+ */
+export const blockStride = (seq: number) => ((seq * seq + 3) >> 2) << 2;
+
+/**
+ * `softmax(rows + mask)` in place on `rows` rows of `cols` floats at float index `at` of `mem`, the mask row at float
+ * index `mask`, for a width that is not a multiple of 4: the arithmetic of lib/backends/blas/attention.ts's
+ * JavaScript path (the mask added in float32; `x - max` in float32; the module's `exp`; the row sum and `1 / sum` in
+ * float64, each value scaled in float64 and rounded once), so both give the same bits. `exp` is the module's `exp`
+ * (in place, over whole vectors: the block needs {@linkcode blockStride} floats).
+ */
+function softmaxRowsExact(
+  mem: Float32Array,
+  exp: SimdFn,
+  at: number,
+  rows: number,
+  cols: number,
+  mask: number,
+): void {
+  const end = at + rows * cols;
+  for (let r = at; r < end; r += cols) {
+    let m = -Infinity;
+    for (let j = 0; j < cols; j++) {
+      const z = Math.fround(mem[r + j] + mem[mask + j]); // the float32 value stored, as `+=` into the block rounds
+      mem[r + j] = z;
+      if (z > m) m = z;
+    }
+    for (let j = 0; j < cols; j++) mem[r + j] = mem[r + j] - m;
+  }
+  exp(at * 4, vecBytes(rows * cols));
+  for (let r = at; r < end; r += cols) {
+    let sum = 0;
+    for (let j = 0; j < cols; j++) sum += mem[r + j];
+    const inv = 1 / sum;
+    for (let j = 0; j < cols; j++) mem[r + j] = mem[r + j] * inv;
+  }
+}
+
+/**
+ * `ds = p * (ds - rowsum(ds * p))` in place on `rows` rows of `cols` floats (float indexes `ds` and `p` of `mem`), in
+ * float64 as lib/backends/blas/attention.ts's JavaScript path computes it: for widths that are not a multiple of 4.
+ */
+function softmaxGradRowsExact(mem: Float32Array, ds: number, p: number, rows: number, cols: number): void {
+  for (let r = 0; r < rows * cols; r += cols) {
+    let dot = 0;
+    for (let j = 0; j < cols; j++) dot += mem[ds + r + j] * mem[p + r + j];
+    for (let j = 0; j < cols; j++) mem[ds + r + j] = mem[p + r + j] * (mem[ds + r + j] - dot);
+  }
+}
+
 /** The mulberry32 state before draw `offset` of the stream whose state before draw 0 is `state`. */
 const stateAt = (state: number, offset: number) => (state + Math.imul(offset, GOLDEN)) | 0;
 
@@ -217,11 +269,13 @@ export function runJob(
     case JOB.attentionForward: {
       const [probs] = a;
       const [ptr, seq, heads, maskPtr, firstBlock, firstExample, drop, seed, threshold, scale] = nums;
-      const block = seq * seq;
+      const block = seq * seq, bs = blockStride(seq);
       for (let i = start; i < end; i++) {
-        const at = ptr + i * block * 4, global = firstBlock + i, po = global * block;
+        const at = ptr + i * bs * 4, global = firstBlock + i, po = global * block;
         const example = Math.floor(global / heads) - firstExample;
-        fns.softmax_rows(at, seq, seq * 4, maskPtr + example * seq * 4);
+        const maskAt = maskPtr + example * seq * 4;
+        if (seq % 4) softmaxRowsExact(mem, fns.exp, at >> 2, seq, seq, maskAt >> 2);
+        else fns.softmax_rows(at, seq, seq * 4, maskAt);
         probs?.set(mem.subarray(at >> 2, (at >> 2) + block), po);
         if (drop) fns.dropout(at, block * 4, stateAt(seed, po), threshold | 0, scale);
       }
@@ -229,9 +283,9 @@ export function runJob(
     }
     case JOB.attentionProbs: {
       const probs = a[0]!, [pPtr, pdPtr, seq, firstBlock, drop, seed, threshold, scale] = nums;
-      const block = seq * seq;
+      const block = seq * seq, bs = blockStride(seq);
       for (let i = start; i < end; i++) {
-        const p = (pPtr >> 2) + i * block, pd = (pdPtr >> 2) + i * block, po = (firstBlock + i) * block;
+        const p = (pPtr >> 2) + i * bs, pd = (pdPtr >> 2) + i * bs, po = (firstBlock + i) * block;
         mem.set(probs.subarray(po, po + block), p);
         if (!drop) continue;
         mem.copyWithin(pd, p, p + block);
@@ -241,11 +295,12 @@ export function runJob(
     }
     case JOB.attentionGrad: {
       const [dsPtr, pPtr, seq, firstBlock, drop, seed, threshold, scale] = nums;
-      const block = seq * seq;
+      const block = seq * seq, bs = blockStride(seq);
       for (let i = start; i < end; i++) {
-        const ds = dsPtr + i * block * 4, po = (firstBlock + i) * block;
+        const ds = dsPtr + i * bs * 4, p = pPtr + i * bs * 4, po = (firstBlock + i) * block;
         if (drop) fns.dropout(ds, block * 4, stateAt(seed, po), threshold | 0, scale);
-        fns.softmax_grad_rows(ds, pPtr + i * block * 4, seq, seq * 4);
+        if (seq % 4) softmaxGradRowsExact(mem, ds >> 2, p >> 2, seq, seq);
+        else fns.softmax_grad_rows(ds, p, seq, seq * 4);
       }
       return;
     }
@@ -266,7 +321,7 @@ export function runJob(
 /** The attention block geometry of a job's nums (see {@linkcode JOB.attentionForwardBlocks}). */
 function blockGeometry(nums: number[]) {
   const [, , seq, heads, hidden, scale, group, ...drop] = nums;
-  return { seq, heads, hidden, dh: hidden / heads, scale, group, drop, block: seq * seq };
+  return { seq, heads, hidden, dh: hidden / heads, scale, group, drop, block: seq * seq, bs: blockStride(seq) };
 }
 
 /** Where block `global` (example `b`, head `h`) starts in the `[batch * seq, hidden]` arrays. */
@@ -275,11 +330,11 @@ const blockOffset = (global: number, heads: number, seq: number, hidden: number)
 
 function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: number, end: number): void {
   const { mem, sgemm } = ctx, [q, k, v, mask, context, probs] = job.arrays as Float32Array[];
-  const { seq, heads, hidden, dh, scale, group, drop, block } = blockGeometry(job.nums);
-  const w = ws >> 2, maskPtr = ws + 4 * group * block;
+  const { seq, heads, hidden, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
+  const w = ws >> 2, maskPtr = ws + 4 * group * bs;
   for (let g0 = start; g0 < end; g0 += group) {
     const n = Math.min(group, end - g0), e0 = Math.floor(g0 / heads), e1 = Math.floor((g0 + n - 1) / heads);
-    mem.set(mask.subarray(e0 * seq, (e1 + 1) * seq), w + group * block);
+    mem.set(mask.subarray(e0 * seq, (e1 + 1) * seq), w + group * bs);
     for (let i = 0; i < n; i++) {
       const off = blockOffset(g0 + i, heads, seq, hidden);
       sgemm!({
@@ -291,7 +346,7 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
         b: k.subarray(off),
         ldb: hidden,
         transB: true,
-        c: mem.subarray(w + i * block, w + (i + 1) * block),
+        c: mem.subarray(w + i * bs, w + i * bs + block),
         alpha: scale,
       });
     }
@@ -310,7 +365,7 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
         m: seq,
         n: dh,
         k: seq,
-        a: mem.subarray(w + i * block, w + (i + 1) * block),
+        a: mem.subarray(w + i * bs, w + i * bs + block),
         b: v.subarray(off),
         ldb: hidden,
         c: context.subarray(off),
@@ -322,11 +377,11 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
 
 function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: number, end: number): void {
   const { mem, sgemm } = ctx, [dy, q, k, v, probs, dq, dk, dv] = job.arrays as Float32Array[];
-  const { seq, heads, hidden, dh, scale, group, drop, block } = blockGeometry(job.nums);
+  const { seq, heads, hidden, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
   const P = 0, PD = 1, DS = 2, dropping = drop[0] !== 0;
   const at = (region: number, i: number) =>
-    mem.subarray((ws >> 2) + (region * group + i) * block, (ws >> 2) + (region * group + i + 1) * block);
-  const ptr = (region: number) => ws + 4 * region * group * block;
+    mem.subarray((ws >> 2) + (region * group + i) * bs, (ws >> 2) + (region * group + i) * bs + block);
+  const ptr = (region: number) => ws + 4 * region * group * bs;
   for (let g0 = start; g0 < end; g0 += group) {
     const n = Math.min(group, end - g0);
     ctx.sub!(
