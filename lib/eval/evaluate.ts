@@ -145,7 +145,7 @@ export interface PaddedRows {
  * Columns an evaluation batch keeps: {@linkcode usedLength} rounded up to a multiple of this (at most the rows' full
  * length; {@linkcode runInference}, and SQuAD's `squadLogits`). The `blas` backend's attention runs its vector
  * softmax only when the sequence length is a multiple of 4 (other lengths take float64 row sums, to keep the
- * JavaScript path's bits: a Tiny batch of 32 x 150 tokens spends ~22 ms in attention against ~10 ms at 152), and a
+ * JavaScript path's bits: a Tiny batch of 32 x 150 tokens spends ~15 ms in attention against ~10 ms at 152), and a
  * coarser step makes neighbouring batches of a length-sorted evaluation share one shape (a new shape costs fresh
  * memory).
  */

@@ -71,8 +71,18 @@ export const I = {
   constI: (a: number, b = a, c = a, d = a) => [...simd(0x0c), ...i32x4bytes(a, b, c, d)], // v128.const i32x4
   f32: (v: number) => [0x43, ...f32bytes(v)],
   faddS: [0x92],
+  fsubS: [0x93],
   fdivS: [0x95],
   fmaxS: [0x97],
+  fgtS: [0x5e], // f32.gt
+  select: [0x1b],
+  f64: (v: number) => [0x44, ...new Uint8Array(new Float64Array([v]).buffer)],
+  dadd: [0xa0], // f64.add
+  dsub: [0xa1],
+  dmul: [0xa2],
+  ddiv: [0xa3],
+  promote: [0xbb], // f64.promote_f32
+  demote: [0xb6], // f32.demote_f64
   lt: simd(0x43),
   gt: simd(0x44),
   geUI: simd(0x40), // i32x4.ge_u
@@ -108,8 +118,12 @@ export const P0 = 0, P1 = 1, P2 = 2, P3 = 3, P4 = 4;
 export const I0 = 5, I1 = 6, I2 = 7, I3 = 8;
 /** v128 locals. */
 export const X = 9, FX = 10, R = 11, Y = 12, T = 13, V = 14, N = 15, Z = 16, E = 17, A = 18, B = 19, C = 20;
+/** f32 locals. */
+export const F0 = 21, F1 = 22;
+/** f64 locals. */
+export const D0 = 23, D1 = 24;
 /** The first hoisted constant's local. */
-const FIRST_CONST = 21;
+const FIRST_CONST = 25;
 
 /** Options for {@linkcode Assembler}. */
 export interface AssemblerOptions {
@@ -152,11 +166,15 @@ export class Assembler {
     this.#hoisted = null;
     const prologue = consts.flatMap((v, i) => [...I.f32(v), ...I.splatF, ...I.set(FIRST_CONST + i)]);
     const locals = [
-      ...uleb(consts.length ? 3 : 2),
+      ...uleb(consts.length ? 5 : 4),
       ...uleb(4),
       0x7f, // i32 x 4
       ...uleb(12),
       0x7b, // v128 x 12
+      ...uleb(2),
+      0x7d, // f32 x 2
+      ...uleb(2),
+      0x7c, // f64 x 2
       ...(consts.length ? [...uleb(consts.length), 0x7b] : []),
     ];
     const all = [...locals, ...prologue, ...code, ...I.end];
@@ -200,6 +218,9 @@ function forLoop(counter: number, end: number, step: number, body: number[]): nu
 
 /** Over the bytes of 16-byte vectors: `for (counter = 0; counter < local end; counter += 16) body`. */
 export const forBytes = (counter: number, end: number, body: number[]) => forLoop(counter, end, 16, body);
+
+/** Over the bytes of floats: `for (counter = 0; counter < local end; counter += 4) body`. */
+export const forFloatBytes = (counter: number, end: number, body: number[]) => forLoop(counter, end, 4, body);
 
 /** Over rows: `for (counter = 0; counter < local end; counter++) body`. */
 export const forCount = (counter: number, end: number, body: number[]) => forLoop(counter, end, 1, body);

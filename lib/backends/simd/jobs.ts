@@ -118,49 +118,15 @@ const vecBytes = (n: number) => ((n + 3) >> 2) << 4;
 export const blockStride = (seq: number) => ((seq * seq + 3) >> 2) << 2;
 
 /**
- * `softmax(rows + mask)` in place on `rows` rows of `cols` floats at float index `at` of `mem`, the mask row at float
- * index `mask`, for a width that is not a multiple of 4: the arithmetic of lib/backends/blas/attention.ts's
- * JavaScript path (the mask added in float32; `x - max` in float32; the module's `exp`; the row sum and `1 / sum` in
- * float64, each value scaled in float64 and rounded once), so both give the same bits. `exp` is the module's `exp`
- * (in place, over whole vectors: the block needs {@linkcode blockStride} floats).
+ * `softmax(rows + mask)` in place on `rows` rows of `cols` floats at byte `at` of the module's memory, the mask row at
+ * byte `mask`, for a width that is not a multiple of 4: the arithmetic of lib/backends/blas/attention.ts's JavaScript
+ * path (the module's scalar `softmax_exact_pre`, its vector `exp`, then `softmax_exact_post`: float64 row sums), so
+ * that both give the same bits. `exp` runs over whole vectors: the block needs {@linkcode blockStride} floats.
  */
-function softmaxRowsExact(
-  mem: Float32Array,
-  exp: SimdFn,
-  at: number,
-  rows: number,
-  cols: number,
-  mask: number,
-): void {
-  const end = at + rows * cols;
-  for (let r = at; r < end; r += cols) {
-    let m = -Infinity;
-    for (let j = 0; j < cols; j++) {
-      const z = Math.fround(mem[r + j] + mem[mask + j]); // the float32 value stored, as `+=` into the block rounds
-      mem[r + j] = z;
-      if (z > m) m = z;
-    }
-    for (let j = 0; j < cols; j++) mem[r + j] = mem[r + j] - m;
-  }
-  exp(at * 4, vecBytes(rows * cols));
-  for (let r = at; r < end; r += cols) {
-    let sum = 0;
-    for (let j = 0; j < cols; j++) sum += mem[r + j];
-    const inv = 1 / sum;
-    for (let j = 0; j < cols; j++) mem[r + j] = mem[r + j] * inv;
-  }
-}
-
-/**
- * `ds = p * (ds - rowsum(ds * p))` in place on `rows` rows of `cols` floats (float indexes `ds` and `p` of `mem`), in
- * float64 as lib/backends/blas/attention.ts's JavaScript path computes it: for widths that are not a multiple of 4.
- */
-function softmaxGradRowsExact(mem: Float32Array, ds: number, p: number, rows: number, cols: number): void {
-  for (let r = 0; r < rows * cols; r += cols) {
-    let dot = 0;
-    for (let j = 0; j < cols; j++) dot += mem[ds + r + j] * mem[p + r + j];
-    for (let j = 0; j < cols; j++) mem[ds + r + j] = mem[p + r + j] * (mem[ds + r + j] - dot);
-  }
+function softmaxRowsExact(fns: Record<string, SimdFn>, at: number, rows: number, cols: number, mask: number): void {
+  fns.softmax_exact_pre(at, rows, cols * 4, mask);
+  fns.exp(at, vecBytes(rows * cols));
+  fns.softmax_exact_post(at, rows, cols * 4);
 }
 
 /** The mulberry32 state before draw `offset` of the stream whose state before draw 0 is `state`. */
@@ -274,7 +240,7 @@ export function runJob(
         const at = ptr + i * bs * 4, global = firstBlock + i, po = global * block;
         const example = Math.floor(global / heads) - firstExample;
         const maskAt = maskPtr + example * seq * 4;
-        if (seq % 4) softmaxRowsExact(mem, fns.exp, at >> 2, seq, seq, maskAt >> 2);
+        if (seq % 4) softmaxRowsExact(fns, at, seq, seq, maskAt);
         else fns.softmax_rows(at, seq, seq * 4, maskAt);
         probs?.set(mem.subarray(at >> 2, (at >> 2) + block), po);
         if (drop) fns.dropout(at, block * 4, stateAt(seed, po), threshold | 0, scale);
@@ -299,7 +265,7 @@ export function runJob(
       for (let i = start; i < end; i++) {
         const ds = dsPtr + i * bs * 4, p = pPtr + i * bs * 4, po = (firstBlock + i) * block;
         if (drop) fns.dropout(ds, block * 4, stateAt(seed, po), threshold | 0, scale);
-        if (seq % 4) softmaxGradRowsExact(mem, ds >> 2, p >> 2, seq, seq);
+        if (seq % 4) fns.softmax_grad_exact(ds, p, seq, seq * 4); // float64 row sums: the JavaScript path's bits
         else fns.softmax_grad_rows(ds, p, seq, seq * 4);
       }
       return;

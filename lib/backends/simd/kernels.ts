@@ -11,9 +11,14 @@ import {
   at,
   B,
   C,
+  D0,
+  D1,
   E,
+  F0,
+  F1,
   forBytes,
   forCount,
+  forFloatBytes,
   FX,
   horizontal,
   I,
@@ -295,6 +300,131 @@ function softmaxGradRowsFunction(a: Assembler): number[] {
   );
 }
 
+/** `local = P0 + I1 * P2` (the start of row I1 of P2 bytes) into local `to`. */
+const rowStart = (to: number) => [...I.get(P0), ...I.get(I1), ...I.get(P2), ...I.mul, ...I.add, ...I.set(to)];
+
+/**
+ * softmax_exact_pre(P0 ptr, P1 rows, P2 rowBytes, P3 maskPtr), for rows of any width: each row becomes `x + mask -
+ * max(x + mask)`, in float32 (the first step of lib/backends/simd/jobs.ts's `softmaxRowsExact`, which then runs `exp`
+ * and softmax_exact_post). Scalar code with the arithmetic of the JavaScript loops it replaces (float32 results of
+ * float32 operands are those of JavaScript's float64 operations rounded once), so the bits are theirs.
+ */
+function softmaxExactPreFunction(a: Assembler): number[] {
+  return a.func(() =>
+    forCount(I1, P1, [
+      ...rowStart(I2),
+      ...I.f32(-Infinity),
+      ...I.set(F0), // the running max
+      ...forFloatBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.loadF(0),
+        ...at(P3, I0),
+        ...I.loadF(0),
+        ...I.faddS,
+        ...I.tee(F1),
+        ...I.storeF(0),
+        // if (z > m) m = z
+        ...I.get(F1),
+        ...I.get(F0),
+        ...I.get(F1),
+        ...I.get(F0),
+        ...I.fgtS,
+        ...I.select,
+        ...I.set(F0),
+      ]),
+      ...forFloatBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.loadF(0),
+        ...I.get(F0),
+        ...I.fsubS,
+        ...I.storeF(0),
+      ]),
+    ])
+  );
+}
+
+/**
+ * softmax_exact_post(P0 ptr, P1 rows, P2 rowBytes): each row of `exp` values becomes `e * (1 / sum(e))`, the sum
+ * added in float64 in row order and each product rounded once to float32, as the JavaScript loops compute it.
+ */
+function softmaxExactPostFunction(a: Assembler): number[] {
+  return a.func(() =>
+    forCount(I1, P1, [
+      ...rowStart(I2),
+      ...I.f64(0),
+      ...I.set(D0),
+      ...forFloatBytes(I0, P2, [...I.get(D0), ...at(I2, I0), ...I.loadF(0), ...I.promote, ...I.dadd, ...I.set(D0)]),
+      ...I.f64(1),
+      ...I.get(D0),
+      ...I.ddiv,
+      ...I.set(D1),
+      ...forFloatBytes(I0, P2, [
+        ...at(I2, I0),
+        ...at(I2, I0),
+        ...I.loadF(0),
+        ...I.promote,
+        ...I.get(D1),
+        ...I.dmul,
+        ...I.demote,
+        ...I.storeF(0),
+      ]),
+    ])
+  );
+}
+
+/**
+ * softmax_grad_exact(P0 dsPtr, P1 pPtr, P2 rows, P3 rowBytes), for rows of any width: `ds = p * (ds - rowsum(ds *
+ * p))` in place, in float64 (products of two float32 values are exact there) with one rounding to float32 per value,
+ * as the JavaScript loops compute it.
+ */
+function softmaxGradExactFunction(a: Assembler): number[] {
+  return a.func(() =>
+    forCount(I1, P2, [
+      ...I.get(I1),
+      ...I.get(P3),
+      ...I.mul,
+      ...I.tee(I3),
+      ...I.get(P0),
+      ...I.add,
+      ...I.set(I2), // ds row
+      ...I.get(I3),
+      ...I.get(P1),
+      ...I.add,
+      ...I.set(I3), // p row
+      ...I.f64(0),
+      ...I.set(D0),
+      ...forFloatBytes(I0, P3, [
+        ...I.get(D0),
+        ...at(I2, I0),
+        ...I.loadF(0),
+        ...I.promote,
+        ...at(I3, I0),
+        ...I.loadF(0),
+        ...I.promote,
+        ...I.dmul,
+        ...I.dadd,
+        ...I.set(D0),
+      ]),
+      ...forFloatBytes(I0, P3, [
+        ...at(I2, I0),
+        ...at(I3, I0),
+        ...I.loadF(0),
+        ...I.promote,
+        ...at(I2, I0),
+        ...I.loadF(0),
+        ...I.promote,
+        ...I.get(D0),
+        ...I.dsub,
+        ...I.dmul,
+        ...I.demote,
+        ...I.storeF(0),
+      ]),
+    ])
+  );
+}
+
 /** `E = splat(1 / (P2 / 4))`: one over the row width in floats (P2 is the row length in bytes). */
 const invWidth = () => [...I.f32(4), ...I.get(P2), ...I.fromU32, ...I.fdivS, ...I.splatF, ...I.set(E)];
 
@@ -568,6 +698,9 @@ export const FUNCTIONS: [string, (a: Assembler) => number[]][] = [
   ["layernorm", layerNormFunction],
   ["layernorm_grad", layerNormGradFunction],
   ["add_second", addSecondFunction],
+  ["softmax_exact_pre", softmaxExactPreFunction],
+  ["softmax_exact_post", softmaxExactPostFunction],
+  ["softmax_grad_exact", softmaxGradExactFunction],
 ];
 
 /**
