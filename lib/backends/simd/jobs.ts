@@ -41,19 +41,19 @@ export const JOB = {
   dropoutAt: 9,
   /**
    * `[probs | undefined]`, nums `[ptr, seq, heads, maskPtr, firstBlock, firstExample, rate > 0, seed, threshold,
-   * scale]`: attention blocks of `seq * seq` floats at `ptr` become softmax(block + its example's mask row, at
-   * `maskPtr + 4 seq (example - firstExample)`), are copied to `probs` (at their place in the whole tensor) and
-   * dropped out in place; blocks.
+   * scale]`: attention blocks of `seq * seq` floats at `ptr`, {@linkcode blockStride} floats apart, become
+   * softmax(block + its example's mask row, at `maskPtr + 4 seq (example - firstExample)`), are copied to `probs`
+   * (at their place in the whole tensor) and dropped out in place; blocks.
    */
   attentionForward: 10,
   /**
    * `[probs]`, nums `[pPtr, pdPtr, seq, firstBlock, rate > 0, seed, threshold, scale]`: each block of `probs`
-   * copied to `pPtr`, and with its dropout applied to `pdPtr`; blocks.
+   * copied to `pPtr`, and with its dropout applied to `pdPtr` (blocks {@linkcode blockStride} floats apart); blocks.
    */
   attentionProbs: 11,
   /**
    * nums `[dsPtr, pPtr, seq, firstBlock, rate > 0, seed, threshold, scale]`: the dropout mask, then the softmax
-   * gradient, applied in place to each `ds` block; blocks.
+   * gradient, applied in place to each `ds` block (blocks {@linkcode blockStride} floats apart); blocks.
    */
   attentionGrad: 12,
   /**
