@@ -182,6 +182,24 @@ function dropoutFunction(a: Assembler): number[] {
   ]);
 }
 
+/** `local to = P0 + I1 * P2`: the start of row I1 of rows of P2 bytes at P0. */
+const rowStart = (to: number) => [...I.get(P0), ...I.get(I1), ...I.get(P2), ...I.mul, ...I.add, ...I.set(to)];
+
+/** `I2 = P0 + I1 * P3`, `I3 = P1 + I1 * P3`: the starts of row I1 of two arrays (`ds`, `p`) of rows of P3 bytes. */
+const pairRowStarts = () => [
+  ...I.get(I1),
+  ...I.get(P3),
+  ...I.mul,
+  ...I.tee(I3),
+  ...I.get(P0),
+  ...I.add,
+  ...I.set(I2), // ds row
+  ...I.get(I3),
+  ...I.get(P1),
+  ...I.add,
+  ...I.set(I3), // p row
+];
+
 /**
  * softmax_rows(P0 ptr, P1 rows, P2 rowBytes, P3 maskPtr): each row of `rowBytes / 4` floats (a multiple of 4)
  * becomes `softmax(row + mask)` in place.
@@ -189,13 +207,7 @@ function dropoutFunction(a: Assembler): number[] {
 function softmaxRowsFunction(a: Assembler): number[] {
   return a.func(() =>
     forCount(I1, P1, [
-      // I2 = row start
-      ...I.get(P0),
-      ...I.get(I1),
-      ...I.get(P2),
-      ...I.mul,
-      ...I.add,
-      ...I.set(I2),
+      ...rowStart(I2),
       // z = x + mask (stored), running max in A
       ...a.splat(-3.4e38),
       ...I.set(A),
@@ -259,17 +271,7 @@ function softmaxRowsFunction(a: Assembler): number[] {
 function softmaxGradRowsFunction(a: Assembler): number[] {
   return a.func(() =>
     forCount(I1, P2, [
-      ...I.get(I1),
-      ...I.get(P3),
-      ...I.mul,
-      ...I.tee(I3),
-      ...I.get(P0),
-      ...I.add,
-      ...I.set(I2), // ds row
-      ...I.get(I3),
-      ...I.get(P1),
-      ...I.add,
-      ...I.set(I3), // p row
+      ...pairRowStarts(),
       ...a.splat(0),
       ...I.set(A),
       ...forBytes(I0, P3, [
@@ -299,9 +301,6 @@ function softmaxGradRowsFunction(a: Assembler): number[] {
     ])
   );
 }
-
-/** `local = P0 + I1 * P2` (the start of row I1 of P2 bytes) into local `to`. */
-const rowStart = (to: number) => [...I.get(P0), ...I.get(I1), ...I.get(P2), ...I.mul, ...I.add, ...I.set(to)];
 
 /**
  * softmax_exact_pre(P0 ptr, P1 rows, P2 rowBytes, P3 maskPtr), for rows of any width: each row becomes `x + mask -
@@ -382,17 +381,7 @@ function softmaxExactPostFunction(a: Assembler): number[] {
 function softmaxGradExactFunction(a: Assembler): number[] {
   return a.func(() =>
     forCount(I1, P2, [
-      ...I.get(I1),
-      ...I.get(P3),
-      ...I.mul,
-      ...I.tee(I3),
-      ...I.get(P0),
-      ...I.add,
-      ...I.set(I2), // ds row
-      ...I.get(I3),
-      ...I.get(P1),
-      ...I.add,
-      ...I.set(I3), // p row
+      ...pairRowStarts(),
       ...I.f64(0),
       ...I.set(D0),
       ...forFloatBytes(I0, P3, [
@@ -450,12 +439,7 @@ function layerNormFunction(a: Assembler): number[] {
     ...at(P0, P2),
     ...I.set(P3), // P3 = base + rowBytes: beta - G
     ...forCount(I1, P1, [
-      ...I.get(I1),
-      ...I.get(P2),
-      ...I.mul,
-      ...I.get(P0),
-      ...I.add,
-      ...I.set(I2),
+      ...rowStart(I2),
       // mean
       ...a.splat(0),
       ...I.set(A),
@@ -532,12 +516,7 @@ function layerNormGradFunction(a: Assembler): number[] {
     ...I.add,
     ...I.set(I3), // base + 2 rowBytes: the beta gradient - G
     ...forCount(I1, P1, [
-      ...I.get(I1),
-      ...I.get(P2),
-      ...I.mul,
-      ...I.get(P0),
-      ...I.add,
-      ...I.set(I2),
+      ...rowStart(I2),
       // A = sum(dy g), B = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
       ...a.splat(0),
       ...I.set(A),
