@@ -652,14 +652,23 @@ export class BertModel {
       const record = (x: tf.Tensor2D) => {
         if (options.outputHiddenStates) hiddenStates.push(tf.reshape(x, [batch, seq, d]));
       };
-      let x = this.embed(inputs, pass); // [B*F, D]
+      // Outside gradient recording nothing reads a stage's intermediates, or a layer's input, once its output
+      // exists: disposing them there gives their arrays back to the `blas` pool for the next layer, so a forward pass
+      // holds about one layer's activations instead of all L layers' (at BERT-Base, 32 x 128 tokens: ~0.25 GB, not
+      // ~3 GB, which outgrew the pool and faulted in fresh pages every batch). The same arithmetic, so the same bits.
+      const eager = !tf.engine().isTapeOn() && !options.outputAttentions;
+      const stage = <T extends tf.Tensor>(f: () => T): T => eager ? tf.tidy(f) : f();
+      let x = stage(() => this.embed(inputs, pass)); // [B*F, D]
       record(x);
       // The fused attention kernel (blas) cannot return the probabilities.
       const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && onBlasF32(x));
       const layers = this.config.numHiddenLayers;
       for (let i = 0; i < layers; i++) {
         const clsOnly = options.clsOnly && i === layers - 1;
-        x = this.encoderLayer(`bert.encoder.layer.${i}`, x, mask, pass, clsOnly); // [B*F, D], or [B, D] if clsOnly
+        const input = x;
+        // [B*F, D], or [B, D] if clsOnly
+        x = stage(() => this.encoderLayer(`bert.encoder.layer.${i}`, input, mask, pass, clsOnly));
+        if (eager) input.dispose(); // record() holds its own reference when hidden states are returned
         record(x);
       }
       if (options.clsOnly && layers === 0) x = this.firstTokens(x, pass); // [B, D]

@@ -20,6 +20,7 @@ import {
 } from "../../lib/model/model.ts";
 import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
+import { clearPool, poolStats } from "../../lib/backends/blas/pool.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
 import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";
@@ -587,6 +588,63 @@ Deno.test("memory: repeated forward passes, tidy calls and gradient steps do not
     tf.dispose([inputs, labels]);
     model.dispose();
   }
+});
+
+Deno.test({
+  name:
+    "memory: inference frees each layer's activations as it goes, with the same bits as under a gradient tape (blas)",
+  ignore: !HAVE_BLAS,
+  fn: async () => {
+    await useBackend("blas");
+    // Arrays of 2 x 32 x 64 floats and more go through the blas pool (lib/backends/blas/pool.ts).
+    const config = (layers: number) =>
+      tinyConfig({
+        vocabSize: 50,
+        hiddenSize: 64,
+        numHiddenLayers: layers,
+        numAttentionHeads: 4,
+        intermediateSize: 256,
+        maxPositionEmbeddings: 64,
+      });
+    const ids = Array.from({ length: 2 }, (_, b) => Array.from({ length: 32 }, (_, t) => (7 * b + 3 * t) % 48 + 2));
+    const inputs = {
+      inputIds: int2d(ids),
+      tokenTypeIds: int2d(ids.map((r) => r.map((_, t) => t < 16 ? 0 : 1))),
+      attentionMask: int2d(ids.map((r, b) => r.map((_, t) => b === 1 && t >= 28 ? 0 : 1))),
+    };
+    // New arrays a first forward pass needs: with one layer's activations alive at a time, layers 2-6 reuse layer
+    // 1's arrays (kept: each layer's output, for the hidden states); with every layer's kept to the end of the pass
+    // (as before), each layer would add about ten.
+    const allocated: number[] = [];
+    for (const layers of [1, 6]) {
+      const model = new BertModel(config(layers), { head: "classification", seed: 3 });
+      clearPool();
+      poolStats();
+      const before = tf.memory().numTensors;
+      tf.tidy(() => model.forward(inputs).logits!.dataSync());
+      allocated.push(poolStats().allocated);
+      assertEquals(tf.memory().numTensors, before, "forward leaked tensors");
+      model.dispose();
+    }
+    assert(allocated[1] - allocated[0] <= 5, `6 layers allocated ${allocated[1]} arrays, 1 layer ${allocated[0]}`);
+
+    // Under a gradient tape every intermediate is kept (the backward pass reads them): the same logits and hidden
+    // states, bit for bit.
+    const model = new BertModel(config(3), { head: "classification", seed: 5 });
+    const eager = model.forward(inputs, { outputHiddenStates: true });
+    const values = [eager.logits!, ...eager.hiddenStates!].map((t) => t.dataSync());
+    let taped: Float32Array[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const out = model.forward(inputs, { outputHiddenStates: true });
+      taped = [out.logits!, ...out.hiddenStates!].map((t) => t.dataSync() as Float32Array);
+      return tf.sum(out.logits!) as tf.Scalar;
+    });
+    tf.dispose([value, grads, eager]);
+    assertEquals(values.length, 5);
+    values.forEach((v, i) => assertEquals(Array.from(v), Array.from(taped[i]), `output ${i} differs`));
+    tf.dispose(inputs);
+    model.dispose();
+  },
 });
 
 // ---------------------------------------------------------------------------------------------------------------
