@@ -8,6 +8,7 @@ import {
   allocF32,
   capacityOf,
   clearPool,
+  poolCapBytes,
   PooledCpuBackend,
   poolShape,
   poolStats,
@@ -110,4 +111,14 @@ Deno.test("pool: BERT_POOL_MB that is not a number of megabytes is an error, not
   const bad = await run("1GB");
   assert(!bad.ok && bad.stderr.includes('BERT_POOL_MB must be megabytes >= 0 (0: no pool), got "1GB"'), bad.stderr);
   assert((await run("0")).ok);
+});
+
+Deno.test("pool: the default cap is a quarter of the machine's memory, between 1 and 8 GiB (BERT_POOL_MB overrides)", () => {
+  const GiB = 2 ** 30, mb = Deno.env.get("BERT_POOL_MB");
+  if (mb) return assertEquals(poolCapBytes(), Number(mb) * 2 ** 20);
+  const total = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" }).state === "granted"
+    ? Deno.systemMemoryInfo().total
+    : 0;
+  assertEquals(poolCapBytes(), Math.min(8 * GiB, Math.max(GiB, Math.floor(total / 4))));
+  assert(poolCapBytes() >= GiB && poolCapBytes() <= 8 * GiB);
 });

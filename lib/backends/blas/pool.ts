@@ -32,10 +32,29 @@ const owned = new WeakMap<ArrayBuffer, Owned>();
 /** Free buffers by capacity in floats (a size class: see {@linkcode capacityOf}). */
 const free = new Map<number, ArrayBuffer[]>();
 let pooledBytes = 0;
-/** The most bytes kept for reuse: `BERT_POOL_MB` (default 1 GiB); 0 disables recycling. */
+/**
+ * The default of {@linkcode maxPooledBytes}: a quarter of the machine's memory, at least 1 GiB and at most 8 GiB; 1 GiB
+ * where the process may not read the memory size (no `--allow-sys`; asked without a prompt). The pool only ever holds
+ * one input shape's working set (see {@linkcode poolShape}), so the cap matters where that set is larger: BERT-Base
+ * training at 32 x 128 tokens needs ~3.6 GB of arrays per step, and with a 1 GiB cap each step faulted in ~0.7-1.1 GB
+ * of fresh pages (about 10% of its time) for the same peak memory.
+ */
+function defaultPoolBytes(): number {
+  const GiB = 2 ** 30;
+  let total = 0;
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" }).state === "granted") {
+      total = Deno.systemMemoryInfo().total;
+    }
+  } catch {
+    // Not readable here: the floor.
+  }
+  return Math.min(8 * GiB, Math.max(GiB, Math.floor(total / 4)));
+}
+/** The most bytes kept for reuse: `BERT_POOL_MB`, else {@linkcode defaultPoolBytes}; 0 disables recycling. */
 const maxPooledBytes = (() => {
   const mb = envVar("BERT_POOL_MB");
-  if (mb === undefined) return 2 ** 30;
+  if (mb === undefined) return defaultPoolBytes();
   // A typo must not pass as NaN, which no size exceeds: the pool would then grow without limit.
   if (!(Number(mb) >= 0)) throw new Error(`BERT_POOL_MB must be megabytes >= 0 (0: no pool), got "${mb}"`);
   return Number(mb) * 2 ** 20;
@@ -124,7 +143,7 @@ export function isPrivateArray(values: unknown): values is Float32Array {
  * an older shape, while the last shape's (its activations, the weights' gradients and optimiser temporaries) stay,
  * and serve the next shape's arrays of the same or up to half the size. So the pool holds at most about one shape's
  * working set. Without this a training run on padding-trimmed batches, whose sequence length changes from batch to
- * batch, filled the pool with one set of activation arrays per length seen, up to `BERT_POOL_MB` (1 GiB): that was
+ * batch, filled the pool with one set of activation arrays per length seen, up to its cap (then 1 GiB): that was
  * most of a real `train` run's 1.2-1.7 GB. (An earlier rule kept only classes requested under both of the last two
  * shapes; evaluation in length order, where every batch is a new, shorter shape, then allocated all its activations
  * afresh for every batch: SST-2 dev on BERT-Tiny spent about a third of its time faulting in new pages.)
@@ -139,6 +158,11 @@ export function poolShape(key: string): void {
     free.delete(capacity);
   }
   requestedNow = new Set();
+}
+
+/** The most bytes the pool keeps for reuse (`BERT_POOL_MB`, else {@linkcode defaultPoolBytes}). */
+export function poolCapBytes(): number {
+  return maxPooledBytes;
 }
 
 /** Empties the pool (its arrays are then freed by V8's garbage collector). */
