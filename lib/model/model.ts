@@ -543,7 +543,12 @@ export class BertModel {
 
     const { hiddenSize: h, intermediateSize: inter, vocabSize, initializerRange: std } = config;
     let seed = options.seed ?? 0;
-    const normal = (shape: number[]) => tf.randomNormal(shape, 0, std, "float32", seed++);
+    // tfjs draws an unseeded (Math.random) stream for a falsy seed, so seed 0 gets a stand-in that no integer seed
+    // can produce; every other seed keeps its stream.
+    const normal = (shape: number[]) => {
+      const s = seed++;
+      return tf.randomNormal(shape, 0, std, "float32", s === 0 ? Number.MIN_VALUE : s);
+    };
     const add = (name: string, value: tf.Tensor) => {
       this.params.set(name, tf.variable(value, true));
       value.dispose();

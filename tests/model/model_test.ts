@@ -430,6 +430,28 @@ Deno.test("tiny model: HF-style initialisation (seeded, zero [PAD] row, LayerNor
   for (const m of [a, b, c, big]) m.dispose();
 });
 
+Deno.test("initialisation: the same seed gives the same weights, seed 0 (the default) included", async () => {
+  await useBackend("cpu");
+  for (const seed of [undefined, 0, 1, -1]) {
+    const a = new BertModel(tinyConfig(), { head: "pretraining", seed });
+    const b = new BertModel(tinyConfig(), { head: "pretraining", seed });
+    for (const [name, p] of a.params) {
+      assertEquals(Array.from(p.dataSync()), Array.from(b.params.get(name)!.dataSync()), `seed ${seed}: ${name}`);
+    }
+    a.dispose();
+    b.dispose();
+  }
+  // Seed 0's stand-in stream is its own: its first weights are not seed 1's.
+  const [m0, m1] = [0, 1].map((seed) => new BertModel(tinyConfig(), { head: "pretraining", seed }));
+  const first = m0.params.keys().next().value!;
+  assert(
+    m0.params.get(first)!.dataSync().some((v, i) => v !== m1.params.get(first)!.dataSync()[i]),
+    `seeds 0 and 1 gave the same ${first}`,
+  );
+  m0.dispose();
+  m1.dispose();
+});
+
 Deno.test("attention: zero query/key weights give uniform attention over unmasked tokens only", async () => {
   await useBackend("wasm");
   const model = new BertModel(tinyConfig(), { head: "none", seed: 1 });
