@@ -54,11 +54,28 @@ step(0);
 step(1);
 setKernelProfiling(true, { byShape });
 const times: number[] = [];
+/**
+ * Minor page faults of this process so far (/proc/self/stat's 10th field; 0 where it cannot be read): fresh pages
+ * faulted in, e.g. when a step's arrays outgrow the blas pool (BENCHMARKS.md, 2026-12-07).
+ */
+function minorFaults(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ")[7]);
+  } catch {
+    return 0;
+  }
+}
 for (let i = 0; i < steps; i++) {
+  const f0 = minorFaults();
   const t0 = performance.now();
   const { loss, optMs } = step(i + 2);
   times.push(performance.now() - t0);
-  console.log(`step ${i}: ${times[i].toFixed(0)} ms (optimizer ${optMs.toFixed(0)} ms), loss ${loss.toFixed(6)}`);
+  const faults = minorFaults() - f0;
+  console.log(
+    `step ${i}: ${times[i].toFixed(0)} ms (optimizer ${optMs.toFixed(0)} ms), loss ${
+      loss.toFixed(6)
+    }, ${faults} minor faults`,
+  );
 }
 const prof = [...setKernelProfiling(false)].sort((a, b) => b[1].ms - a[1].ms);
 const total = prof.reduce((s, [, t]) => s + t.ms, 0);
