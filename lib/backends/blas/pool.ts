@@ -36,7 +36,7 @@ let pooledBytes = 0;
  * The default of {@linkcode maxPooledBytes}: a quarter of the machine's memory, at least 1 GiB and at most 8 GiB; 1 GiB
  * where the process may not read the memory size (no `--allow-sys`; asked without a prompt). The pool only ever holds
  * one input shape's working set (see {@linkcode poolShape}), so the cap matters where that set is larger: BERT-Base
- * training at 32 x 128 tokens needs ~3.6 GB of arrays per step, and with a 1 GiB cap each step faulted in ~0.7-1.1 GB
+ * training at 32 x 128 tokens needs ~3.6 GB of arrays per step, and with a 1 GiB cap each step faulted in ~0.6-1.1 GB
  * of fresh pages (about 10% of its time) for the same peak memory.
  */
 function defaultPoolBytes(): number {
