@@ -20,7 +20,32 @@ export function printResult(r: TrainResult<unknown>): void {
   if (r.finalEval) {
     const loss = r.finalEval.scalars.loss;
     console.log(`final dev ${r.finalEval.headline.text}${loss === undefined ? "" : `, loss ${loss.toFixed(4)}`}`);
+    const hint = oneClassHint(r.finalEval.metrics);
+    if (hint) console.log(hint);
   }
+}
+
+/**
+ * A note for a classifier whose every prediction is one class, or undefined: its accuracy is then that class's share
+ * and says nothing of what it learned. The usual cause is a learning rate too small for the model (BERT's 2e-5 barely
+ * moves a small model such as `data/pretrained`; the main job fine-tunes it at 1e-3), or too few updates.
+ * @param metrics an evaluation's metrics (classification: with a confusion matrix, rows gold, columns predicted)
+ */
+export function oneClassHint(metrics: unknown): string | undefined {
+  const m = metrics as { confusionMatrix?: number[][]; labelNames?: string[] } | undefined;
+  const cm = m?.confusionMatrix;
+  if (!Array.isArray(cm) || cm.length < 2) return undefined;
+  const predicted = cm[0].map((_, j) => cm.reduce((sum, row) => sum + row[j], 0)); // per predicted class
+  const used = predicted.flatMap((count, j) => count > 0 ? [j] : []);
+  // Only when the gold labels have more than one class: a one-class dev set predicted right needs no note.
+  if (used.length !== 1 || cm.filter((row) => row.some((c) => c > 0)).length < 2) return undefined;
+  const j = used[0], total = predicted[j];
+  const gold = cm[j].reduce((a, b) => a + b, 0);
+  const share = (100 * gold / total).toFixed(1);
+  return `note: all ${total} predictions are "${m!.labelNames?.[j] ?? j}", the gold label of ${share}% of the ` +
+    "examples, so accuracy is that share: the classifier has not learned to tell the classes apart. Small models " +
+    "(BERT-Tiny, data/pretrained) need a larger learning rate than BERT's 2e-5: try --lr 1e-3 (the main job's) or " +
+    "3e-4, or more epochs.";
 }
 
 /** Prints each seed's final headline metric and their mean ± std (sample standard deviation). */
@@ -60,5 +85,7 @@ export function printEvaluation(r: EvaluationResult): void {
     }),
   );
   console.log(tableText(m.perClass.map((c) => ({ ...c }))));
+  const hint = oneClassHint(m);
+  if (hint) console.log(hint);
   if (r.resultsPath) console.log(`wrote ${r.resultsPath} and ${r.predictionsPath}`);
 }
