@@ -21,7 +21,7 @@
 import { tf } from "../backends/backend.ts";
 import * as fused from "../backends/blas/fused.ts";
 import * as attention from "../backends/blas/attention.ts";
-import { onBlasF32 } from "../backends/blas/common.ts";
+import { onBlasF32, recordingGradients } from "../backends/blas/common.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Configuration
@@ -661,7 +661,7 @@ export class BertModel {
       // exists: disposing them there gives their arrays back to the `blas` pool for the next layer, so a forward pass
       // holds about one layer's activations instead of all L layers' (at BERT-Base, 32 x 128 tokens: ~0.25 GB, not
       // ~3 GB, which outgrew the pool and faulted in fresh pages every batch). The same arithmetic, so the same bits.
-      const eager = !tf.engine().isTapeOn() && !options.outputAttentions;
+      const eager = !recordingGradients() && !options.outputAttentions;
       const stage = <T extends tf.Tensor>(f: () => T): T => eager ? tf.tidy(f) : f();
       let x = stage(() => this.embed(inputs, pass)); // [B*F, D]
       record(x);

@@ -251,6 +251,9 @@ export interface Job extends Attrs {
   simd?: SimdMath | null;
 }
 
+/** The SIMD module a job runs on: `job.simd` when given (`null`: none, the JavaScript loops), else the loaded one. */
+const jobSimd = (job: Job): SimdMath | undefined => job.simd === undefined ? simdMath() : job.simd ?? undefined;
+
 /** Floats of scores per group of blocks on the SIMD path (512 KB: the group stays in a core's L2 cache). */
 const GROUP_FLOATS = 131072;
 
@@ -308,7 +311,7 @@ function blockJob(
 export function forwardBlocks(
   o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array },
 ): void {
-  const simd = o.simd === undefined ? simdMath() : o.simd ?? undefined;
+  const simd = jobSimd(o);
   if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
@@ -354,7 +357,7 @@ export function forwardBlocks(
 export function backwardBlocks(
   o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
-  const simd = o.simd === undefined ? simdMath() : o.simd ?? undefined;
+  const simd = jobSimd(o);
   const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
   if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
   const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
