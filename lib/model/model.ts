@@ -815,9 +815,15 @@ export class BertModel {
     return this.dropout(out, this.config.hiddenDropoutProb, pass);
   }
 
-  /** Feed-forward: expand to the intermediate size, activation, project back, dropout. */
+  /**
+   * Feed-forward: expand to the intermediate size, activation, project back, dropout. The expansion and an exact GELU
+   * run as one oneDNN call where that gives the same bits (inference on `blas`: fused.ts's `denseGeluFused`).
+   */
   private feedForward(p: string, x: tf.Tensor2D, pass: Pass): tf.Tensor2D {
-    const inner = this.act(this.dense(`${p}.intermediate.dense`, x)) as tf.Tensor2D; // [B*F, I]
+    const up = `${p}.intermediate.dense`;
+    const inner =
+      (this.act === gelu ? fused.denseGeluFused(x, this.p(`${up}.weight`), this.p(`${up}.bias`)) : undefined) ??
+        this.act(this.dense(up, x)) as tf.Tensor2D; // [B*F, I]
     return this.dropout(this.dense(`${p}.output.dense`, inner), this.config.hiddenDropoutProb, pass); // [B*F, D]
   }
 

@@ -8,7 +8,7 @@
 import { assert, assertEquals, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import { gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
+import { denseGeluFused, gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
 import { linear } from "../../lib/model/model.ts";
 
 const dnnl = loadDnnl();
@@ -187,6 +187,42 @@ Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on one
   } finally {
     tf.dispose([xt, wt, bt, dyt]);
   }
+});
+
+Deno.test({
+  name: "dnnl: a dense layer and its GELU in one call (inference) have the bits of the two steps, at any row count",
+  ignore,
+}, async () => {
+  const backend = await initBackend({ quiet: true });
+  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
+  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  // BERT-Tiny's feed-forward [128, 512], a smaller one, and BERT-Base's [768, 3072] (where the matmul primitive sums
+  // in another order on the AVX-512 EPYC, so the fused call must not be used).
+  const verdicts: string[] = [];
+  for (const [k, n] of [[128, 512], [64, 256], [768, 3072]]) {
+    const matches = dnnl!.denseGeluMatches(k, n);
+    verdicts.push(`${k}x${n}: ${matches ? "fused" : "two steps"}`);
+    const w = tf.tensor2d(inputs(k * n, 5).map((v) => v / Math.sqrt(k)), [k, n]), b = tf.tensor1d(inputs(n, 6));
+    // 7 rows x 512 is below oneDNN's GELU threshold (4,096 values): the two steps' GELU would be another kernel.
+    for (const m of [7, 16, 40, 333, k === 768 ? 64 : 1024]) {
+      const x = tf.tensor2d(inputs(m * k, m), [m, k]);
+      const separate = gelu(linear(x, w, b)), fusedOut = denseGeluFused(x, w, b);
+      assertEquals(fusedOut !== undefined, matches && m * n >= 4096, `${m}x${k}x${n}: fused call used or not`);
+      if (fusedOut) {
+        const a = new Uint32Array(separate.dataSync().buffer), c = new Uint32Array(fusedOut.dataSync().buffer);
+        const differ = a.filter((bits, i) => bits !== c[i]).length;
+        assertEquals(differ, 0, `${m}x${k}x${n}: ${differ} of ${a.length} values differ from the two steps`);
+      }
+      // Under a gradient tape the two steps always run (the backward pass needs the product before GELU).
+      tf.grads((xx: tf.Tensor) => {
+        assertEquals(denseGeluFused(xx, w, b), undefined);
+        return tf.sum(xx);
+      })([x])[0].dispose();
+      tf.dispose([x, separate, fusedOut!].filter(Boolean));
+    }
+    tf.dispose([w, b]);
+  }
+  console.log(`matmul + GELU post-op on ${dnnl!.isa}: ${verdicts.join(", ")}`);
 });
 
 Deno.test(

@@ -6,7 +6,8 @@
  * model), median of three timed rounds after one. Also prints how far the two results are apart and the share of
  * identical bits: the matmul primitive sums in another order than `dnnl_sgemm`.
  *
- * Usage: OMP_WAIT_POLICY=passive deno run -A tests/bench/dnnl_matmul.ts [threads, default 2]
+ * Usage: OMP_WAIT_POLICY=passive deno run -A tests/bench/dnnl_matmul.ts [threads, default 2] [--tiny]
+ * (`--tiny`: BERT-Tiny's dense shapes at 32 x 128 rows, and the fused query-key-value product `[128, 384]`)
  * Needs Debian's libdnnl2 (oneDNN 2.x); a benchmark that prints figures, not a test.
  * @module
  */
@@ -87,7 +88,7 @@ const execArgs = (pairs: [number, Deno.PointerValue][]) => {
 const mem = (d: Uint8Array<ArrayBuffer>) => out("mem", (s) => lib.dnnl_memory_create(s, d, engine, null));
 
 function matmulPrim(m: number, k: number, n: number, gelu: boolean, weights: Float32Array) {
-  const src = md([m, k], AB), wAny = md([k, n], ANY), bias = md([1, n], AB), dst = md([m, n], AB);
+  const src = md([m, k], AB), wAny = md([k, n], plainWeights ? AB : ANY), bias = md([1, n], AB), dst = md([m, n], AB);
   const desc = new Uint8Array(8192);
   check(lib.dnnl_matmul_desc_init(desc, src, wAny, bias, dst), "matmul desc");
   let attr: Deno.PointerValue = null;
@@ -147,8 +148,13 @@ function geluPrim(len: number) {
 
 console.log(`cpu vector extensions: ${cpuVectorExtensions().join(" ")}; ${threads} OpenMP thread(s)`);
 const rand = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-const M = 1024;
-const shapes: [number, number, boolean][] = [[768, 768, false], [768, 3072, true], [3072, 768, false]];
+const tiny = Deno.args.includes("--tiny");
+const plainWeights = Deno.args.includes("--plain");
+const rowsAt = Deno.args.indexOf("--rows");
+const M = rowsAt >= 0 ? Number(Deno.args[rowsAt + 1]) : tiny ? 4096 : 1024;
+const shapes: [number, number, boolean][] = tiny
+  ? [[128, 128, false], [128, 384, false], [128, 512, true], [512, 128, false]]
+  : [[768, 768, false], [768, 3072, true], [3072, 768, false]];
 for (const [k, n, gelu] of shapes) {
   // several distinct weights, as in a model: each call sees weights not in cache
   const layers = 12;

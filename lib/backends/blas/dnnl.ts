@@ -37,10 +37,10 @@ export const FORWARD_TRAINING = 64;
 export const ELTWISE_GELU_ERF = 0x30;
 /** dnnl_binary_mul. */
 const BINARY_MUL = 0x1fff1;
-/** Room for dnnl_softmax_desc_t (1408 bytes in oneDNN 2.x) and dnnl_binary_desc_t (2800). */
+/** Room for dnnl_softmax_desc_t (1408 bytes in oneDNN 2.x), dnnl_binary_desc_t (2800) and dnnl_matmul_desc_t (2792). */
 const DESC_BYTES = 4096;
 /** DNNL_ARG_* */
-const ARG = { src: 1, src1: 2, dst: 17, diffSrc: 129, diffDst: 145 };
+const ARG = { src: 1, src1: 2, dst: 17, weights: 33, bias: 41, diffSrc: 129, diffDst: 145 };
 
 /**
  * The C functions of the oneDNN 2.x API that {@linkcode dnnlSession} and the GELU kernels call (a caller may open the
@@ -60,6 +60,15 @@ export const DNNL_SYMBOLS = {
   dnnl_softmax_forward_desc_init: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
   // (desc*, alg_kind, src0 md*, src1 md*, dst md*)
   dnnl_binary_desc_init: { parameters: ["buffer", "i32", "buffer", "buffer", "buffer"], result: "i32" },
+  // (desc*, src md*, weights md*, bias md*, dst md*)
+  dnnl_matmul_desc_init: { parameters: ["buffer", "buffer", "buffer", "buffer", "buffer"], result: "i32" },
+  dnnl_primitive_attr_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_primitive_attr_destroy: { parameters: ["pointer"], result: "i32" },
+  dnnl_post_ops_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_post_ops_destroy: { parameters: ["pointer"], result: "i32" },
+  // (post_ops, scale, alg_kind, alpha, beta)
+  dnnl_post_ops_append_eltwise: { parameters: ["pointer", "f32", "i32", "f32", "f32"], result: "i32" },
+  dnnl_primitive_attr_set_post_ops: { parameters: ["pointer", "pointer"], result: "i32" },
   // (pd*, op desc, attr, engine, hint forward pd)
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
@@ -121,6 +130,20 @@ export interface Dnnl {
   scale(x: Float32Array, alpha: number): void;
   /** Uses `threads` OpenMP threads from now on (a no-op when it already does). */
   setThreads(threads: number): void;
+  /**
+   * Whether {@linkcode Dnnl.denseGelu} gives every value the bits of {@linkcode Dnnl.sgemm} onto the bias rows followed
+   * by {@linkcode Dnnl.gelu}, for a `[k, n]` weight. Decided once per `k x n` by computing both on 256 rows of fixed
+   * values and comparing them bit for bit. Where it holds, a layer's output does not depend on which of the two ran:
+   * on the AVX-512 EPYC of BENCHMARKS.md that is so for `k` = 128 (BERT-Tiny's feed-forward input) on the AVX-512
+   * and the AVX2 code, and not for `k` = 512 or 768, where the matmul primitive sums in another order.
+   */
+  denseGeluMatches(k: number, n: number): boolean;
+  /**
+   * `out = gelu(x @ w + bias)` for `x` `[m, k]`, `w` `[k, n]`, `bias` `[n]`, row-major: oneDNN's matmul primitive with
+   * GELU as a post-op, one pass over `out` instead of a product and a GELU pass. Call only where
+   * {@linkcode Dnnl.denseGeluMatches} holds.
+   */
+  denseGelu(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, m: number): void;
 }
 
 type Lib = Deno.DynamicLibrary<typeof DNNL_SYMBOLS>["symbols"];
@@ -143,13 +166,19 @@ export interface DnnlSession {
   check(status: number, what: string): void;
   /** A dense row-major float32 memory descriptor of 1 or 2 dims. */
   md(dims: number[]): Uint8Array<ArrayBuffer>;
-  /** The primitive of the op descriptor `opDesc`, with a memory object for each `[DNNL_ARG_*, descriptor]`. */
+  /**
+   * The primitive of the op descriptor `opDesc`, with a memory object for each `[DNNL_ARG_*, descriptor]`; `attr`: a
+   * primitive attribute (post-ops), which the caller still owns.
+   */
   primitive(
     what: string,
     opDesc: Uint8Array<ArrayBuffer>,
     args: [number, Uint8Array<ArrayBuffer>][],
     hint?: Deno.PointerValue,
+    attr?: Deno.PointerValue,
   ): Primitive;
+  /** Calls `fn` with an out-parameter slot, checks its status as `what` and returns the handle it wrote. */
+  handleOut(what: string, fn: (slot: BigUint64Array<ArrayBuffer>) => number): Deno.PointerValue;
 }
 
 let loaded: Dnnl | undefined | null = null;
@@ -230,10 +259,11 @@ export function dnnlSession(dnnl: Lib): DnnlSession {
     opDesc: Uint8Array<ArrayBuffer>,
     args: [number, Uint8Array<ArrayBuffer>][],
     hint: Deno.PointerValue = null,
+    attr: Deno.PointerValue = null,
   ): Primitive => {
     const pd = handleOut(
       `${what}: primitive desc`,
-      (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, null, engine, hint),
+      (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, attr, engine, hint),
     );
     const implSlot = new BigUint64Array(1);
     check(dnnl.dnnl_primitive_desc_query(pd, QUERY_IMPL_INFO_STR, 0, implSlot), `${what}: impl_info_str`);
@@ -262,11 +292,11 @@ export function dnnlSession(dnnl: Lib): DnnlSession {
       },
     };
   };
-  return { check, md, primitive };
+  return { check, md, primitive, handleOut };
 }
 
 function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
-  const { check, md, primitive } = dnnlSession(dnnl);
+  const { check, md, primitive, handleOut } = dnnlSession(dnnl);
 
   // Primitives are made per size (JIT code for that shape) and kept for the sizes used most recently: evaluation on
   // length-trimmed batches meets a new size per batch, and each costs a primitive creation (oneDNN caches the code).
@@ -355,7 +385,65 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       return [primitive("scale", desc, [[ARG.src, data], [ARG.src1, one], [ARG.dst, data]])];
     })[0];
   const alphaSlot = new Float32Array(1);
+  // GELU as the matmul primitive's post-op: one attribute for every size (the primitive keeps its own copy of it).
+  let geluAttr: Deno.PointerValue | undefined;
+  const geluPostOp = (): Deno.PointerValue => {
+    if (geluAttr === undefined) {
+      const attr = handleOut("primitive attr", (s) => dnnl.dnnl_primitive_attr_create(s));
+      const ops = handleOut("post-ops", (s) => dnnl.dnnl_post_ops_create(s));
+      try {
+        check(dnnl.dnnl_post_ops_append_eltwise(ops, 1, ELTWISE_GELU_ERF, 0, 0), "gelu post-op");
+        check(dnnl.dnnl_primitive_attr_set_post_ops(attr, ops), "set post-ops"); // copies them
+      } finally {
+        dnnl.dnnl_post_ops_destroy(ops);
+      }
+      geluAttr = attr;
+    }
+    return geluAttr;
+  };
+  const denseGeluPrim = (m: number, k: number, n: number) =>
+    cached(`dense gelu ${m}x${k}x${n}`, () => {
+      const src = md([m, k]), weights = md([k, n]), bias = md([1, n]), dst = md([m, n]);
+      const desc = new Uint8Array(DESC_BYTES);
+      check(dnnl.dnnl_matmul_desc_init(desc, src, weights, bias, dst), "matmul desc");
+      const args: [number, Uint8Array<ArrayBuffer>][] = [
+        [ARG.src, src],
+        [ARG.weights, weights],
+        [ARG.bias, bias],
+        [ARG.dst, dst],
+      ];
+      return [primitive("dense gelu", desc, args, null, geluPostOp())];
+    })[0];
+  const denseGelu = (x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, m: number) => {
+    const n = bias.length, k = w.length / n;
+    if (m) denseGeluPrim(m, k, n).run([x, w, bias, out]);
+  };
+  const matches = new Map<string, boolean>();
+  const denseGeluMatches = (k: number, n: number): boolean => {
+    const key = `${k}x${n}`;
+    let same = matches.get(key);
+    if (same === undefined) {
+      const m = 256,
+        fixed = (len: number, scale: number) => {
+          const v = new Float32Array(len);
+          for (let i = 0; i < len; i++) v[i] = (((i * 2654435761) % 8191) / 4095 - 1) * scale; // fixed, spread values
+          return v;
+        };
+      const x = fixed(m * k, 1), w = fixed(k * n, 2 / Math.sqrt(k)), bias = fixed(n, 0.5);
+      const product = new Float32Array(m * n), separate = new Float32Array(m * n), fused = new Float32Array(m * n);
+      for (let r = 0; r < m; r++) product.set(bias, r * n);
+      sgemm({ m, n, k, a: x, b: w, c: product, beta: 1 });
+      if (product.length) geluPrims(product.length)[0].run([product, separate]);
+      denseGelu(x, w, bias, fused, m);
+      const a = new Uint32Array(separate.buffer), b = new Uint32Array(fused.buffer);
+      same = a.every((bits, i) => bits === b[i]);
+      matches.set(key, same);
+    }
+    return same;
+  };
   return {
+    denseGeluMatches,
+    denseGelu,
     isa,
     softmax(x, out, cols) {
       if (x.length) softmaxPrim(x.length / cols, cols).run([x, out]);

@@ -4,6 +4,7 @@
  * same maths with ordinary tf ops, so model code can call them unconditionally.
  *
  * - {@linkcode gelu}: exact (erf) GELU with its gradient.
+ * - {@linkcode denseGeluFused}: a dense layer and its GELU in one oneDNN call, for inference where that keeps the bits.
  * - {@linkcode layerNorm}: LayerNorm over the last axis with its gradient.
  * - {@linkcode dropout}: inverted dropout with a seeded mask, gradient `dy * mask`.
  * - {@linkcode adamwUpdate}: one AdamW step of a parameter (new parameter, first and second moments).
@@ -16,10 +17,11 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { f32, type KernelArgs, onBlasF32, output, recordingGradients } from "./common.ts";
 import { allocF32, isPrivateArray } from "./pool.ts";
+import { SMALL_PRODUCT } from "./matmul.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 import { simdMath } from "../simd/simd.ts";
 import type { Blas } from "./blas.ts";
-import { type Dnnl, loadDnnl } from "./dnnl.ts";
+import { type Dnnl, dnnlForDense, loadDnnl } from "./dnnl.ts";
 
 function run(kernel: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}): tf.Tensor[] {
   const out = tf.engine().runKernel(kernel, inputs as never, attrs as never) as tf.Tensor | tf.Tensor[];
@@ -42,6 +44,39 @@ export function gelu<T extends tf.Tensor>(x: T): T {
     };
   });
   return op(x) as T;
+}
+
+/**
+ * `gelu(x @ kernel + bias)` (a dense layer and its exact GELU, the feed-forward's first half) as one oneDNN matmul
+ * with GELU as a post-op, so that the `[m, n]` output is written once instead of written, read and written again.
+ * Only outside gradient recording (the backward pass needs the product before GELU), and only where the result has
+ * the same bits as the two steps it replaces: the product on oneDNN's `sgemm` (the backend's dense products) and
+ * oneDNN's GELU (at least {@linkcode DNNL_MIN} values), and `Dnnl.denseGeluMatches` for this weight shape (true for
+ * BERT-Tiny's `[128, 512]` on this project's machines, false for BERT-Base's `[768, 3072]`). Returns undefined
+ * where it does not apply; the caller then runs the dense layer and {@linkcode gelu}.
+ * @param x `[m, k]`
+ * @param kernel `[k, n]`
+ * @param bias `[n]`
+ */
+export function denseGeluFused(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D | undefined {
+  if (x.rank !== 2 || kernel.rank !== 2 || bias.rank !== 1 || recordingGradients()) return undefined;
+  if (!onBlasF32(x, kernel, bias) || !blasForDnnl) return undefined;
+  const [m, k] = x.shape, n = bias.shape[0];
+  if (kernel.shape[0] !== k || kernel.shape[1] !== n || m < 2 || m * n < DNNL_MIN) return undefined;
+  const dnnl = dnnlForDense();
+  if (!dnnl?.denseGeluMatches(k, n)) return undefined;
+  return run("BlasDenseGelu", { x, kernel, bias })[0] as tf.Tensor2D;
+}
+
+function denseGeluKernel(args: KernelArgs): TensorInfo {
+  const { inputs, backend } = args;
+  const [m, k] = inputs.x!.shape, n = inputs.bias!.shape[0];
+  const out = allocF32(m * n, false);
+  const dnnl = dnnlForDense()!;
+  // The thread count matmul.ts gives the same product on the dense path.
+  dnnl.setThreads(m * n * k <= SMALL_PRODUCT ? 1 : blasForDnnl?.getThreads() ?? 1);
+  dnnl.denseGelu(f32(backend, inputs.x!), f32(backend, inputs.kernel!), f32(backend, inputs.bias!), out, m);
+  return output(backend, [m, n], out);
 }
 
 /**
@@ -602,6 +637,7 @@ export function fusedKernels(backendName: string, blas?: Blas): KernelConfig[] {
   });
   return [
     k("BlasGelu", geluKernel),
+    k("BlasDenseGelu", denseGeluKernel),
     k("BlasGeluGrad", geluGradKernel),
     k("BlasLayerNorm", layerNormKernel),
     k("BlasLayerNormGrad", layerNormGradKernel),

@@ -64,7 +64,7 @@ function rowBias(values: Float32Array, shape: number[], n: number, outRank: numb
  * `[64, 128] x [128, 512]` products of the `[CLS]` rows ran 2-3.7x faster on one thread; products of 20M+ showed no
  * difference beyond the noise, so they keep both.
  */
-const SMALL_PRODUCT = 2 ** 23;
+export const SMALL_PRODUCT = 2 ** 23;
 
 /** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
 function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
