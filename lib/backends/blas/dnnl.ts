@@ -12,7 +12,8 @@
  * no longer give the same logits as full-length ones (tests/tasks/squad/squad_test.ts). GELU, elementwise, gives each
  * value the same bits whatever the array around it (tests/backends/dnnl_test.ts). Its `sgemm` gives a row the same
  * bits in any call of two or more rows (16 or more times a transposed right operand) and on any number of threads, so
- * smaller calls run on a copy padded with zero rows.
+ * smaller calls run on a copy padded with zero rows; that holds for its AVX-512 code, not for its AVX2 code (a row's
+ * last bits there depend on the call's row count; BENCHMARKS.md).
  *
  * Optional: {@linkcode loadDnnl} returns undefined when the library is absent, FFI is not permitted, or
  * `BERT_NO_DNNL=1`, and the kernels keep their own code. oneDNN runs on OpenMP threads: as many as OpenBLAS uses (set
@@ -115,10 +116,11 @@ export interface Dnnl {
   /** `out = dy (Phi(x) + x phi(x))`, GELU's gradient. */
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
   /**
-   * `c = alpha * op(a) @ op(b) + beta * c` (row-major) with oneDNN's JIT `sgemm`. A row of `c` has the same bits
-   * whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a one-row product
-   * (which oneDNN would compute as a matrix-vector product, summing in another order) and one of fewer than 16 rows
-   * times a transposed `b` (another kernel) run on a copy padded with zero rows.
+   * `c = alpha * op(a) @ op(b) + beta * c` (row-major) with oneDNN's JIT `sgemm`. On its AVX-512 code a row of `c`
+   * has the same bits whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a
+   * one-row product (which oneDNN would compute as a matrix-vector product, summing in another order) and one of
+   * fewer than 16 rows times a transposed `b` (another kernel) run on a copy padded with zero rows. Its AVX2 code
+   * (CPUs without AVX-512) does not keep that: there a row's last bits depend on the call's row count.
    */
   sgemm(args: SgemmArgs): void;
   /**
