@@ -785,40 +785,45 @@ export class BertModel {
   private selfAttention(p: string, x: tf.Tensor2D, mask: AttentionMask, pass: Pass, cls?: tf.Tensor2D): tf.Tensor2D {
     const { batch, seq } = pass;
     const { hiddenSize: d, numAttentionHeads: n, attentionProbsDropoutProb: rate } = this.config;
+    const names = ["query", "key", "value"].map((l) => `${p}.attention.self.${l}`);
     // blas with cls: one query row per example attends to every token (lib/backends/blas/attention.ts).
     const firstTokenOnly = cls !== undefined && mask.rows !== undefined;
-    const q = this.dense(`${p}.attention.self.query`, firstTokenOnly ? cls : x); // [B*F, N*H], or [B, N*H]
-    const k = this.dense(`${p}.attention.self.key`, x); // [B*T, N*H]
-    const v = this.dense(`${p}.attention.self.value`, x); // [B*T, N*H]
     let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] with cls
-    if (firstTokenOnly) {
-      context = attention.firstTokenAttention({ q, k, v, maskBias: mask.rows!, batch, seq, heads: n });
-    } else if (mask.rows) {
-      // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask.
-      const seed = pass.dropoutSeed(rate);
-      const dropoutRate = seed === undefined ? 0 : rate;
-      context = attention.selfAttention({ q, k, v, maskBias: mask.rows, batch, seq, heads: n, dropoutRate, seed });
+    if (mask.rows && !firstTokenOnly) {
+      // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask. In
+      // inference the three layers run as one product where that keeps the bits (fused.ts's denseSideBySide).
+      const seed = pass.dropoutSeed(rate), shape = { maskBias: mask.rows, batch, seq, heads: n };
+      const param = (suffix: string) => names.map((l) => this.p(`${l}.${suffix}`));
+      const qkv = seed === undefined ? fused.denseSideBySide(x, param("weight"), param("bias")) : undefined;
+      if (qkv) context = attention.packedSelfAttention({ qkv, ...shape }); // qkv: [B*F, 3*N*H]
+      else {
+        const [q, k, v] = names.map((l) => this.dense(l, x)); // [B*F, N*H] each
+        context = attention.selfAttention({ ...shape, q, k, v, dropoutRate: seed === undefined ? 0 : rate, seed });
+      }
     } else {
-      const h = d / n;
-      const split = (t: tf.Tensor2D, perm: number[]) => tf.transpose(tf.reshape(t, [batch, seq, n, h]), perm);
-      const qh = split(q, [0, 2, 1, 3]); // [B, N, F, H]
-      const kT = split(k, [0, 2, 3, 1]); // [B, N, H, T]
-      const vh = split(v, [0, 2, 1, 3]); // [B, N, T, H]
-      const scores = tf.add(tf.div(batchMatMul(qh, kT), Math.sqrt(h)), mask.bias); // [B, N, F, T]
-      const probs = tf.softmax(scores) as tf.Tensor4D; // [B, N, F, T]
-      pass.attentions?.push(probs);
-      const heads = batchMatMul(this.dropout(probs, rate, pass), vh); // [B, N, F, H]
-      context = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
-      if (cls) context = this.firstTokens(context, pass); // [B, N*H]
+      const q = this.dense(names[0], firstTokenOnly ? cls : x); // [B*F, N*H], or [B, N*H]
+      const [k, v] = names.slice(1).map((l) => this.dense(l, x)); // [B*T, N*H] each
+      if (firstTokenOnly) {
+        context = attention.firstTokenAttention({ q, k, v, maskBias: mask.rows!, batch, seq, heads: n });
+      } else {
+        const h = d / n;
+        const split = (t: tf.Tensor2D, perm: number[]) => tf.transpose(tf.reshape(t, [batch, seq, n, h]), perm);
+        const qh = split(q, [0, 2, 1, 3]); // [B, N, F, H]
+        const kT = split(k, [0, 2, 3, 1]); // [B, N, H, T]
+        const vh = split(v, [0, 2, 1, 3]); // [B, N, T, H]
+        const scores = tf.add(tf.div(batchMatMul(qh, kT), Math.sqrt(h)), mask.bias); // [B, N, F, T]
+        const probs = tf.softmax(scores) as tf.Tensor4D; // [B, N, F, T]
+        pass.attentions?.push(probs);
+        const heads = batchMatMul(this.dropout(probs, rate, pass), vh); // [B, N, F, H]
+        context = tf.reshape(tf.transpose(heads, [0, 2, 1, 3]), [batch * seq, d]) as tf.Tensor2D;
+        if (cls) context = this.firstTokens(context, pass); // [B, N*H]
+      }
     }
     const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] with cls
     return this.dropout(out, this.config.hiddenDropoutProb, pass);
   }
 
-  /**
-   * Feed-forward: expand to the intermediate size, activation, project back, dropout. The expansion and an exact GELU
-   * run as one oneDNN call where that gives the same bits (inference on `blas`: fused.ts's `denseGeluFused`).
-   */
+  /** Feed-forward: expand and activate (one call where that keeps the bits), project back, dropout. */
   private feedForward(p: string, x: tf.Tensor2D, pass: Pass): tf.Tensor2D {
     const up = `${p}.intermediate.dense`;
     const inner =

@@ -8,12 +8,15 @@
 import { assert, assertEquals, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import { denseGeluFused, gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
+import { denseGeluFused, denseSideBySide, gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
 import { linear } from "../../lib/model/model.ts";
 
 const dnnl = loadDnnl();
 const ignore = !dnnl;
 if (!dnnl) console.log(`dnnl tests skipped: ${dnnlUnavailableReason()} (Debian: apt-get install libdnnl2)`);
+
+/** The bits of a float32 view (only its own elements: a pooled array's buffer can be longer). */
+const bitsOf = (v: Float32Array | Int32Array | Uint8Array) => new Uint32Array(v.buffer, v.byteOffset, v.byteLength / 4);
 
 /** Values from -8 to 8 and a few special ones, deterministic. */
 function inputs(n: number, seed: number): Float32Array {
@@ -214,6 +217,43 @@ Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on one
 });
 
 Deno.test({
+  name: "dnnl: three dense layers of one input as one product (inference) have the bits of the three, at any row count",
+  ignore,
+}, async () => {
+  const backend = await initBackend({ quiet: true });
+  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
+  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  const verdicts: string[] = [];
+  for (const k of [128, 64, 768]) {
+    const matches = dnnl!.sgemmColumnsMatch(k, k, 3);
+    verdicts.push(`${k}: ${matches ? "one product" : "three"}`);
+    const ws = [5, 6, 7].map((s) => tf.tensor2d(inputs(k * k, s).map((v) => v / Math.sqrt(k)), [k, k]));
+    const bs = [8, 9, 10].map((s) => tf.tensor1d(inputs(k, s)));
+    for (const m of [1, 7, 40, 333, 1024]) {
+      const x = tf.tensor2d(inputs(m * k, m), [m, k]);
+      const wide = denseSideBySide(x, ws, bs);
+      // BERT-Base's width (768) is past the limit: three products whatever the probe says.
+      assertEquals(wide !== undefined, matches && k <= 256, `${m}x${k}: one product used or not`);
+      if (wide) {
+        const parts = ws.map((w, i) => linear(x, w, bs[i]));
+        const expected = tf.concat(parts, 1);
+        const a = bitsOf(expected.dataSync()), c = bitsOf(wide.dataSync());
+        const differ = a.filter((bits, i) => bits !== c[i]).length;
+        assertEquals(differ, 0, `${m} rows, width ${k}: ${differ} of ${a.length} values differ from three products`);
+        tf.dispose([...parts, expected, wide]);
+      }
+      tf.grads((xx: tf.Tensor) => {
+        assertEquals(denseSideBySide(xx, ws, bs), undefined, "under a gradient tape");
+        return tf.sum(xx);
+      })([x])[0].dispose();
+      x.dispose();
+    }
+    tf.dispose([...ws, ...bs]);
+  }
+  console.log(`query, key and value side by side on ${dnnl!.isa}: ${verdicts.join(", ")}`);
+});
+
+Deno.test({
   name: "dnnl: a dense layer and its GELU in one call (inference) have the bits of the two steps, at any row count",
   ignore,
 }, async () => {
@@ -233,7 +273,7 @@ Deno.test({
       const separate = gelu(linear(x, w, b)), fusedOut = denseGeluFused(x, w, b);
       assertEquals(fusedOut !== undefined, matches && m * n >= 4096, `${m}x${k}x${n}: fused call used or not`);
       if (fusedOut) {
-        const a = new Uint32Array(separate.dataSync().buffer), c = new Uint32Array(fusedOut.dataSync().buffer);
+        const a = bitsOf(separate.dataSync()), c = bitsOf(fusedOut.dataSync());
         const differ = a.filter((bits, i) => bits !== c[i]).length;
         assertEquals(differ, 0, `${m}x${k}x${n}: ${differ} of ${a.length} values differ from the two steps`);
       }

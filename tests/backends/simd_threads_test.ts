@@ -362,6 +362,49 @@ Deno.test({
   }
 });
 
+Deno.test({
+  name: "simd threads: attention on packed q, k, v (one [tokens, 3 * hidden] array) gives the bits of three arrays",
+  ignore: !blasInfo,
+}, () => {
+  // Aligned and unaligned lengths, one and several heads; the JavaScript path and the SIMD path on 1 and 2 threads.
+  for (const [batch, seq, heads, hidden] of [[3, 37, 2, 16], [2, 64, 4, 32], [4, 8, 1, 8]]) {
+    const n = batch * seq * hidden, rows = batch * seq;
+    const [q, k, v] = [1, 2, 3].map((s) => rand(n, s));
+    const packed = new Float32Array(3 * n);
+    for (let r = 0; r < rows; r++) {
+      [q, k, v].forEach((a, i) => packed.set(a.subarray(r * hidden, (r + 1) * hidden), (3 * r + i) * hidden));
+    }
+    const mask = Float32Array.from({ length: rows }, (_, i) => (i % seq >= seq - 2 * (i / seq | 0) ? -1e4 : 0));
+    const attrs = { batch, seq, heads, scale: 1 / Math.sqrt(hidden / heads), rate: 0, seed: 0, blas: blasInfo!.blas };
+    const run = (simd: null | undefined, pack: boolean) => {
+      const context = new Float32Array(n);
+      const arrays = pack
+        ? { q: packed, k: packed.subarray(hidden), v: packed.subarray(2 * hidden), packed: true }
+        : { q, k, v };
+      forwardBlocks({ ...attrs, ...arrays, mask, context, simd });
+      return context;
+    };
+    const loops = run(null, false);
+    assert(loops.some((x) => x !== 0), "the context is not all zero");
+    assertSameBits(loops, run(null, true), `seq ${seq}, JavaScript path`, ["three arrays", "packed"]);
+    // (At lengths that are multiples of 4 the SIMD softmax has its own bits, so each path is compared with itself.)
+    for (const threads of [1, 2]) {
+      const [three, one] = on(threads, () => [run(undefined, false), run(undefined, true)], 0);
+      assertSameBits(three, one, `seq ${seq}, SIMD path, ${threads} thread(s)`, ["three arrays", "packed"]);
+    }
+  }
+  // Training never sees packed arrays: the backward pass refuses them.
+  const z = new Float32Array(48);
+  const job = { batch: 1, seq: 2, heads: 1, scale: 1, rate: 0, seed: 0, blas: blasInfo!.blas, packed: true };
+  let refused = "";
+  try {
+    backwardBlocks({ ...job, q: z, k: z, v: z, dy: z, probs: z, dq: z, dk: z, dv: z });
+  } catch (err) {
+    refused = (err as Error).message;
+  }
+  assert(refused.includes("inference only"), `backwardBlocks on packed arrays: "${refused}"`);
+});
+
 Deno.test({ name: "simd threads: a process with the worker running exits by itself", ignore }, async () => {
   const module = new URL("../../lib/backends/simd/simd.ts", import.meta.url).href;
   const script = await Deno.makeTempFile({ suffix: ".ts" });

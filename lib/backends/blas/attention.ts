@@ -85,6 +85,42 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
   return op(o.q, o.k, o.v) as tf.Tensor2D;
 }
 
+/** Inputs of {@linkcode packedSelfAttention}: those of {@linkcode SelfAttentionInputs} without dropout or q, k, v. */
+export type PackedSelfAttentionInputs = Omit<SelfAttentionInputs, "q" | "k" | "v" | "dropoutRate" | "seed"> & {
+  /**
+   * The query, key and value layers' outputs side by side, `[batch * seq, 3 * hidden]`: the output of one dense layer
+   * whose weight is the three weights concatenated along their columns.
+   */
+  qkv: tf.Tensor;
+};
+
+/**
+ * {@linkcode selfAttention} for inference (no dropout, no gradient) on the query, key and value outputs packed in one
+ * array, so that the three dense layers can run as one product (`[M, H] x [H, 3H]`): the blocks read each head's
+ * columns in place, rows `3 * hidden` apart. Same arithmetic as on three arrays, so the same bits.
+ */
+export function packedSelfAttention(o: PackedSelfAttentionInputs): tf.Tensor2D {
+  const { batch, seq, heads, qkv } = o;
+  if (recordingGradients()) throw new Error("packedSelfAttention: inference only (it has no gradient)");
+  const width = qkv.shape[qkv.rank - 1];
+  if (width % 3 !== 0 || qkv.size !== batch * seq * width) {
+    throw new Error(`packedSelfAttention: qkv has shape [${qkv.shape}], expected [${batch * seq}, 3 * hidden]`);
+  }
+  const hidden = width / 3;
+  if (hidden % heads !== 0) {
+    throw new Error(`packedSelfAttention: hidden ${hidden} is not a multiple of heads ${heads}`);
+  }
+  if (o.maskBias.size !== batch * seq) {
+    throw new Error(`packedSelfAttention: maskBias has shape [${o.maskBias.shape}], expected [${batch}, ${seq}]`);
+  }
+  const attrs = { batch, seq, heads, scale: 1 / Math.sqrt(hidden / heads), rate: 0, seed: 0, keepProbs: false };
+  const [context] = tf.engine().runKernel("BlasAttention", { q: qkv, mask: o.maskBias }, {
+    ...attrs,
+    packed: true,
+  } as never) as tf.Tensor[];
+  return context as tf.Tensor2D;
+}
+
 /**
  * Throws naming the input of `fn` whose size does not fit (`q` has `queryRows` rows, `k`, `v` and `maskBias` cover
  * `batch * seq` tokens); returns the hidden size.
@@ -186,6 +222,11 @@ export interface Attrs {
   scale: number;
   rate: number;
   seed: number;
+  /**
+   * Forward only: `q` is one `[batch * seq, 3 * hidden]` array holding q, k and v side by side (`k` and `v` are then
+   * views of it, `hidden` and `2 * hidden` floats in), rows `3 * hidden` apart ({@linkcode packedSelfAttention}).
+   */
+  packed?: boolean;
 }
 
 let scratch = new Float32Array(0);
@@ -251,6 +292,15 @@ export interface Job extends Attrs {
   simd?: SimdMath | null;
 }
 
+/**
+ * The hidden size of a job, and the floats from one token's row of `q` (`k`, `v`) to the next: `hidden`, or `3 *
+ * hidden` when packed.
+ */
+function rowGeometry(o: Job): { hidden: number; rowFloats: number } {
+  const width = o.q.length / (o.batch * o.seq);
+  return o.packed ? { hidden: width / 3, rowFloats: width } : { hidden: width, rowFloats: width };
+}
+
 /** The SIMD module a job runs on: `job.simd` when given (`null`: none, the JavaScript loops), else the loaded one. */
 const jobSimd = (job: Job): SimdMath | undefined => job.simd === undefined ? simdMath() : job.simd ?? undefined;
 
@@ -285,7 +335,7 @@ function blockJob(
   perBlock: number,
 ): void {
   const { batch, seq, heads, scale, rate, seed, blas } = o;
-  const hidden = o.q.length / (batch * seq), block = seq * seq, total = batch * heads;
+  const { hidden, rowFloats } = rowGeometry(o), block = seq * seq, total = batch * heads;
   const work = total * block * perBlock, bs = blockStride(seq);
   const split = total >= 2 && simd.splits(work, true);
   // Split: the threads claim 2 blocks at a time. Not: groups big enough for their steps to be split.
@@ -293,7 +343,7 @@ function blockJob(
   // Per thread: `perBlock` blocks per group block, and the group's mask rows (forward).
   const stride = 4 * (perBlock * g * bs + (Math.ceil(g / heads) + 1) * seq);
   const space = simd.workspace(stride / 2);
-  const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, ...dropNums(rate, seed)];
+  const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, rowFloats, ...dropNums(rate, seed)];
   const threads = split ? blas.getThreads() : undefined;
   if (split) blas.setThreads(1);
   try {
@@ -314,21 +364,21 @@ export function forwardBlocks(
   const simd = jobSimd(o);
   if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
-  const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
+  const { hidden, rowFloats } = rowGeometry(o), dh = hidden / heads, block = seq * seq;
   const ops = blockOps(seq, 1, rate, seed);
   const [s] = ops.blocks;
   for (let b = 0; b < batch; b++) {
     ops.maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
     for (let h = 0; h < heads; h++) {
-      const off = b * seq * hidden + h * dh, po = (b * heads + h) * block;
+      const off = b * seq * rowFloats + h * dh, out = b * seq * hidden + h * dh, po = (b * heads + h) * block;
       blas.sgemm({
         m: seq,
         n: seq,
         k: dh,
         a: q.subarray(off),
-        lda: hidden,
+        lda: rowFloats,
         b: k.subarray(off),
-        ldb: hidden,
+        ldb: rowFloats,
         transB: true,
         c: s,
         alpha: scale,
@@ -342,8 +392,8 @@ export function forwardBlocks(
         k: seq,
         a: s,
         b: v.subarray(off),
-        ldb: hidden,
-        c: context.subarray(off),
+        ldb: rowFloats,
+        c: context.subarray(out),
         ldc: hidden,
       });
     }
@@ -357,6 +407,7 @@ export function forwardBlocks(
 export function backwardBlocks(
   o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
+  if (o.packed) throw new Error("attention backwardBlocks: packed q, k, v are for inference only");
   const simd = jobSimd(o);
   const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
   if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
@@ -438,12 +489,16 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
     const { batch, seq, heads } = attrs;
-    const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
-    const context = allocF32(q.length, false); // [batch * seq, hidden], heads merged
+    const q = f32(backend, inputs.q!);
+    // Packed: q, k and v side by side in one array (packedSelfAttention), read in place.
+    const hidden = q.length / (batch * seq) / (attrs.packed ? 3 : 1);
+    const k = attrs.packed ? q.subarray(hidden) : f32(backend, inputs.k!);
+    const v = attrs.packed ? q.subarray(2 * hidden) : f32(backend, inputs.v!);
+    const context = allocF32(batch * seq * hidden, false); // [batch * seq, hidden], heads merged
     // [batch, heads, seq, seq], for the backward pass
     const probs = attrs.keepProbs !== false ? allocF32(batch * heads * seq * seq, false) : undefined;
     forwardBlocks({ ...attrs, q, k, v, mask: f32(backend, inputs.mask!), probs, context, blas });
-    const out = output(backend, inputs.q!.shape, context);
+    const out = output(backend, attrs.packed ? [batch * seq, hidden] : inputs.q!.shape, context);
     return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
   };
 

@@ -146,6 +146,12 @@ export interface Dnnl {
    * {@linkcode Dnnl.denseGeluMatches} holds.
    */
   denseGelu(x: Float32Array, w: Float32Array, bias: Float32Array, out: Float32Array, m: number): void;
+  /**
+   * Whether {@linkcode Dnnl.sgemm} onto bias rows, `[m, k] x [k, parts * n]`, gives each block of `n` output columns
+   * the bits of the product with that block's `[k, n]` weight alone (so that the query, key and value layers can run
+   * as one product). Decided once per shape on 256 rows of fixed values, as {@linkcode Dnnl.denseGeluMatches}.
+   */
+  sgemmColumnsMatch(k: number, n: number, parts: number): boolean;
 }
 
 type Lib = Deno.DynamicLibrary<typeof DNNL_SYMBOLS>["symbols"];
@@ -420,30 +426,60 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     const n = bias.length, k = w.length / n;
     if (m) denseGeluPrim(m, k, n).run([x, w, bias, out]);
   };
-  const matches = new Map<string, boolean>();
-  const denseGeluMatches = (k: number, n: number): boolean => {
-    const key = `${k}x${n}`;
-    let same = matches.get(key);
+  // The probes of denseGeluMatches and sgemmColumnsMatch: 256 rows of fixed values, each verdict kept per shape.
+  const verdicts = new Map<string, boolean>();
+  const probe = (key: string, decide: (fixed: (len: number, scale: number) => Float32Array) => boolean) => {
+    let same = verdicts.get(key);
     if (same === undefined) {
-      const m = 256,
-        fixed = (len: number, scale: number) => {
-          const v = new Float32Array(len);
-          for (let i = 0; i < len; i++) v[i] = (((i * 2654435761) % 8191) / 4095 - 1) * scale; // fixed, spread values
-          return v;
-        };
-      const x = fixed(m * k, 1), w = fixed(k * n, 2 / Math.sqrt(k)), bias = fixed(n, 0.5);
-      const product = new Float32Array(m * n), separate = new Float32Array(m * n), fused = new Float32Array(m * n);
-      for (let r = 0; r < m; r++) product.set(bias, r * n);
-      sgemm({ m, n, k, a: x, b: w, c: product, beta: 1 });
-      if (product.length) geluPrims(product.length)[0].run([product, separate]);
-      denseGelu(x, w, bias, fused, m);
-      const a = new Uint32Array(separate.buffer), b = new Uint32Array(fused.buffer);
-      same = a.every((bits, i) => bits === b[i]);
-      matches.set(key, same);
+      same = decide((len, scale) => {
+        const v = new Float32Array(len);
+        for (let i = 0; i < len; i++) v[i] = (((i * 2654435761) % 8191) / 4095 - 1) * scale; // fixed, spread values
+        return v;
+      });
+      verdicts.set(key, same);
     }
     return same;
   };
+  const PROBE_ROWS = 256;
+  const sameBits = (a: Float32Array, b: Float32Array) => {
+    const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    return x.length === y.length && x.every((bits, i) => bits === y[i]);
+  };
+  /** `x @ w` onto bias rows with the dense path's `sgemm`. */
+  const biasProduct = (x: Float32Array, w: Float32Array, bias: Float32Array, m: number, k: number) => {
+    const n = bias.length, c = new Float32Array(m * n);
+    for (let r = 0; r < m; r++) c.set(bias, r * n);
+    sgemm({ m, n, k, a: x, b: w, c, beta: 1 });
+    return c;
+  };
+  const denseGeluMatches = (k: number, n: number): boolean =>
+    probe(`gelu ${k}x${n}`, (fixed) => {
+      const m = PROBE_ROWS, x = fixed(m * k, 1), w = fixed(k * n, 2 / Math.sqrt(k)), bias = fixed(n, 0.5);
+      const product = biasProduct(x, w, bias, m, k), separate = new Float32Array(m * n);
+      const fused = new Float32Array(m * n);
+      if (product.length) geluPrims(product.length)[0].run([product, separate]);
+      denseGelu(x, w, bias, fused, m);
+      return sameBits(separate, fused);
+    });
+  const sgemmColumnsMatch = (k: number, n: number, parts: number): boolean =>
+    probe(`columns ${k}x${n}x${parts}`, (fixed) => {
+      const m = PROBE_ROWS, wide = n * parts, x = fixed(m * k, 1);
+      const w = fixed(k * wide, 2 / Math.sqrt(k)), bias = fixed(wide, 0.5);
+      const all = biasProduct(x, w, bias, m, k);
+      for (let p = 0; p < parts; p++) {
+        const wp = new Float32Array(k * n);
+        for (let r = 0; r < k; r++) wp.set(w.subarray(r * wide + p * n, r * wide + (p + 1) * n), r * n);
+        const one = biasProduct(x, wp, bias.slice(p * n, (p + 1) * n), m, k);
+        for (let r = 0; r < m; r++) {
+          if (!sameBits(one.subarray(r * n, (r + 1) * n), all.subarray(r * wide + p * n, r * wide + (p + 1) * n))) {
+            return false;
+          }
+        }
+      }
+      return true;
+    });
   return {
+    sgemmColumnsMatch,
     denseGeluMatches,
     denseGelu,
     isa,

@@ -5,6 +5,7 @@
  *
  * - {@linkcode gelu}: exact (erf) GELU with its gradient.
  * - {@linkcode denseGeluFused}: a dense layer and its GELU in one oneDNN call, for inference where that keeps the bits.
+ * - {@linkcode denseSideBySide}: dense layers of one input as one product, for inference where that keeps the bits.
  * - {@linkcode layerNorm}: LayerNorm over the last axis with its gradient.
  * - {@linkcode dropout}: inverted dropout with a seeded mask, gradient `dy * mask`.
  * - {@linkcode adamwUpdate}: one AdamW step of a parameter (new parameter, first and second moments).
@@ -46,6 +47,16 @@ export function gelu<T extends tf.Tensor>(x: T): T {
   return op(x) as T;
 }
 
+let inferenceFusion = true;
+
+/**
+ * Turns {@linkcode denseGeluFused} and {@linkcode denseSideBySide} on (the default) or off, for benchmarks that compare
+ * the two ways step by step in one process (tests/bench/inference_fusion.ts). Either way gives the same bits.
+ */
+export function setInferenceFusion(on: boolean): void {
+  inferenceFusion = on;
+}
+
 /**
  * `gelu(x @ kernel + bias)` (a dense layer and its exact GELU, the feed-forward's first half) as one oneDNN matmul
  * with GELU as a post-op, so that the `[m, n]` output is written once instead of written, read and written again.
@@ -59,13 +70,49 @@ export function gelu<T extends tf.Tensor>(x: T): T {
  * @param bias `[n]`
  */
 export function denseGeluFused(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D | undefined {
-  if (x.rank !== 2 || kernel.rank !== 2 || bias.rank !== 1 || recordingGradients()) return undefined;
+  if (!inferenceFusion || x.rank !== 2 || kernel.rank !== 2 || bias.rank !== 1 || recordingGradients()) {
+    return undefined;
+  }
   if (!onBlasF32(x, kernel, bias) || !blasForDnnl) return undefined;
   const [m, k] = x.shape, n = bias.shape[0];
   if (kernel.shape[0] !== k || kernel.shape[1] !== n || m < 2 || m * n < DNNL_MIN) return undefined;
   const dnnl = dnnlForDense();
   if (!dnnl?.denseGeluMatches(k, n)) return undefined;
   return run("BlasDenseGelu", { x, kernel, bias })[0] as tf.Tensor2D;
+}
+
+/**
+ * Widths up to which {@linkcode denseSideBySide} runs the layers as one product. At BERT-Tiny's 128 one
+ * `[M, 128] x [128, 384]` product took 1.9-2.1 ms against 2.3-2.4 for three (4,096 rows; 0.06 against 0.15 ms at 40);
+ * at BERT-Base's 768 it was slower (17.1-17.5 against 16.4 ms at 1,024 rows), and concatenating its weights would
+ * copy 7 MB per layer (BENCHMARKS.md, `tests/bench/fused_qkv.ts`).
+ */
+const SIDE_BY_SIDE_MAX_WIDTH = 256;
+
+/**
+ * The dense layers `x @ kernels[i] + biases[i]` of one input as one product with the weights side by side:
+ * `[m, k] x [k, parts * n]`, the outputs' columns in the order given (the query, key and value layers for
+ * lib/backends/blas/attention.ts's `packedSelfAttention`). Only outside gradient recording, on `blas` with the dense
+ * products on oneDNN, for widths `n` up to {@linkcode SIDE_BY_SIDE_MAX_WIDTH}, and where `Dnnl.sgemmColumnsMatch`
+ * says each block of columns has the bits of its own product. Returns undefined where it does not apply.
+ * @param x `[m, k]`
+ * @param kernels each `[k, n]`
+ * @param biases each `[n]`
+ * @returns `[m, parts * n]`
+ */
+export function denseSideBySide(x: tf.Tensor, kernels: tf.Tensor[], biases: tf.Tensor[]): tf.Tensor2D | undefined {
+  if (
+    !inferenceFusion || x.rank !== 2 || recordingGradients() || !onBlasF32(x, ...kernels, ...biases) || !blasForDnnl
+  ) return undefined;
+  const k = x.shape[1]!, n = biases[0].size, parts = kernels.length;
+  const fits = (w: tf.Tensor, b: tf.Tensor) => w.rank === 2 && w.shape[0] === k && w.shape[1] === n && b.size === n;
+  if (n > SIDE_BY_SIDE_MAX_WIDTH || parts !== biases.length || !kernels.every((w, i) => fits(w, biases[i]))) {
+    return undefined;
+  }
+  if (!dnnlForDense()?.sgemmColumnsMatch(k, n, parts)) return undefined;
+  return tf.tidy(() =>
+    tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.concat(kernels, 1) as tf.Tensor2D, bias: tf.concat(biases) })
+  ) as tf.Tensor2D;
 }
 
 function denseGeluKernel(args: KernelArgs): TensorInfo {

@@ -58,14 +58,16 @@ export const JOB = {
   attentionGrad: 12,
   /**
    * `[q, k, v, mask, context, probs | undefined]`, nums `[wsPtr, wsStride, seq, heads, hidden, scale, group,
-   * rate > 0, seed, threshold, scale]`: the attention forward pass of blocks (`(example, head)` pairs, in order),
-   * `group` at a time in the workspace of the thread (`wsPtr + thread * wsStride`): `sgemm` for the scores, then
-   * {@linkcode JOB.attentionForward}, then `sgemm` for `P V` into `context`; blocks.
+   * rowFloats, rate > 0, seed, threshold, scale]`: the attention forward pass of blocks (`(example, head)` pairs, in
+   * order), `group` at a time in the workspace of the thread (`wsPtr + thread * wsStride`): `sgemm` for the scores,
+   * then {@linkcode JOB.attentionForward}, then `sgemm` for `P V` into `context`; blocks. Rows of `q`, `k` and `v` are
+   * `rowFloats` apart (`hidden`, or `3 hidden` when they are the column blocks of one packed array); `context`'s are
+   * `hidden` apart.
    */
   attentionForwardBlocks: 13,
   /**
-   * `[dy, q, k, v, probs, dq, dk, dv]`, nums as {@linkcode JOB.attentionForwardBlocks}: the attention backward pass
-   * of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between the `sgemm` calls;
+   * `[dy, q, k, v, probs, dq, dk, dv]`, nums as {@linkcode JOB.attentionForwardBlocks} (`rowFloats` = `hidden`): the
+   * attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between the `sgemm` calls;
    * blocks.
    */
   attentionBackwardBlocks: 14,
@@ -286,31 +288,35 @@ export function runJob(
 
 /** The attention block geometry of a job's nums (see {@linkcode JOB.attentionForwardBlocks}). */
 function blockGeometry(nums: number[]) {
-  const [, , seq, heads, hidden, scale, group, ...drop] = nums;
-  return { seq, heads, hidden, dh: hidden / heads, scale, group, drop, block: seq * seq, bs: blockStride(seq) };
+  const [, , seq, heads, hidden, scale, group, rowFloats, ...drop] = nums;
+  const dh = hidden / heads;
+  return { seq, heads, hidden, rowFloats, dh, scale, group, drop, block: seq * seq, bs: blockStride(seq) };
 }
 
-/** Where block `global` (example `b`, head `h`) starts in the `[batch * seq, hidden]` arrays. */
-const blockOffset = (global: number, heads: number, seq: number, hidden: number) =>
-  Math.floor(global / heads) * seq * hidden + (global % heads) * (hidden / heads);
+/**
+ * Where block `global` (example `b`, head `h`) starts in a `[batch * seq, ...]` array whose rows are `rowFloats`
+ * apart, heads `dh` floats wide.
+ */
+const blockOffset = (global: number, heads: number, seq: number, rowFloats: number, dh: number) =>
+  Math.floor(global / heads) * seq * rowFloats + (global % heads) * dh;
 
 function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: number, end: number): void {
   const { mem, sgemm } = ctx, [q, k, v, mask, context, probs] = job.arrays as Float32Array[];
-  const { seq, heads, hidden, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
+  const { seq, heads, hidden, rowFloats, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
   const w = ws >> 2, maskPtr = ws + 4 * group * bs;
   for (let g0 = start; g0 < end; g0 += group) {
     const n = Math.min(group, end - g0), e0 = Math.floor(g0 / heads), e1 = Math.floor((g0 + n - 1) / heads);
     mem.set(mask.subarray(e0 * seq, (e1 + 1) * seq), w + group * bs);
     for (let i = 0; i < n; i++) {
-      const off = blockOffset(g0 + i, heads, seq, hidden);
+      const off = blockOffset(g0 + i, heads, seq, rowFloats, dh);
       sgemm!({
         m: seq,
         n: seq,
         k: dh,
         a: q.subarray(off),
-        lda: hidden,
+        lda: rowFloats,
         b: k.subarray(off),
-        ldb: hidden,
+        ldb: rowFloats,
         transB: true,
         c: mem.subarray(w + i * bs, w + i * bs + block),
         alpha: scale,
@@ -326,15 +332,15 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
       n * block,
     );
     for (let i = 0; i < n; i++) {
-      const off = blockOffset(g0 + i, heads, seq, hidden);
+      const off = blockOffset(g0 + i, heads, seq, rowFloats, dh), out = blockOffset(g0 + i, heads, seq, hidden, dh);
       sgemm!({
         m: seq,
         n: dh,
         k: seq,
         a: mem.subarray(w + i * bs, w + i * bs + block),
         b: v.subarray(off),
-        ldb: hidden,
-        c: context.subarray(off),
+        ldb: rowFloats,
+        c: context.subarray(out),
         ldc: hidden,
       });
     }
@@ -360,7 +366,7 @@ function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: nu
       n * block * (dropping ? 2 : 1),
     );
     for (let i = 0; i < n; i++) {
-      const off = blockOffset(g0 + i, heads, seq, hidden);
+      const off = blockOffset(g0 + i, heads, seq, hidden, dh);
       // dV = dropped^T @ dC; dP = dC @ V^T (times the dropout mask, in attentionGrad)
       sgemm!({
         m: seq,
@@ -387,7 +393,7 @@ function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: nu
     }
     ctx.sub!({ kind: JOB.attentionGrad, arrays: [], nums: [ptr(DS), ptr(P), seq, g0, ...drop] }, n, n * block);
     for (let i = 0; i < n; i++) {
-      const off = blockOffset(g0 + i, heads, seq, hidden);
+      const off = blockOffset(g0 + i, heads, seq, hidden, dh);
       // dQ = scale * dS @ K, dK = scale * dS^T @ Q
       sgemm!({
         m: seq,
