@@ -125,6 +125,61 @@ Deno.test({ name: "simd threads: LayerNorm and its gradient split give the one-t
   }
 });
 
+/**
+ * The SIMD LayerNorm's arithmetic, emulated in float32 (`Math.fround` after every operation): each row summed in four
+ * lanes, lane `l` taking elements `l, l + 4, ...`, then `((l0 + l1) + l2) + l3`; the mean and variance as that sum
+ * times `1 / width`. It pins the kernel's bits to its documented order of operations.
+ */
+function layerNormLanes(
+  x: Float32Array,
+  residual: Float32Array | undefined,
+  gamma: Float32Array,
+  beta: Float32Array,
+  eps: number,
+): { y: Float32Array; xhat: Float32Array; rstd: Float32Array } {
+  const f = Math.fround, w = gamma.length, rows = x.length / w, invW = f(4 / (4 * w)), e = f(eps);
+  const y = new Float32Array(x.length), xhat = new Float32Array(x.length), rstd = new Float32Array(rows);
+  const laneSum = (values: (j: number) => number) => {
+    const lanes = [0, 0, 0, 0];
+    for (let j = 0; j < w; j++) lanes[j % 4] = f(lanes[j % 4] + values(j));
+    return f(f(f(f(lanes[0] + lanes[1]) + lanes[2]) + lanes[3]) * invW);
+  };
+  for (let r = 0; r < rows; r++) {
+    const z = Float32Array.from({ length: w }, (_, j) => f(x[r * w + j] + (residual ? residual[r * w + j] : 0)));
+    if (!residual) z.set(x.subarray(r * w, (r + 1) * w));
+    const mean = laneSum((j) => z[j]);
+    const variance = laneSum((j) => f(f(z[j] - mean) * f(z[j] - mean)));
+    const rs = f(1 / f(Math.sqrt(f(variance + e))));
+    rstd[r] = rs;
+    for (let j = 0; j < w; j++) {
+      const h = f(f(z[j] - mean) * rs);
+      xhat[r * w + j] = h;
+      y[r * w + j] = f(f(h * gamma[j]) + beta[j]);
+    }
+  }
+  return { y, xhat, rstd };
+}
+
+Deno.test({ name: "simd threads: LayerNorm has the bits of its float32 emulation, odd and even rows", ignore }, () => {
+  const s = simd!;
+  // Odd and even row counts (the kernel takes rows in pairs, then a last one alone), Tiny and Base widths; calls of more
+  // than one chunk's rows (16,384 floats) are also split over two threads, in chunks of 128 and 21 rows here.
+  for (const [rows, w] of [[1, 128], [2, 8], [37, 128], [64, 768], [5, 36], [301, 128], [43, 768]]) {
+    const n = rows * w, x = rand(n, rows), r = rand(n, rows + 1), gamma = rand(w, 3), beta = rand(w, 4);
+    for (const residual of [undefined, r]) {
+      const expected = layerNormLanes(x, residual, gamma, beta, 1e-12);
+      for (const threads of rows * w > 16384 ? [1, 2] : [1]) {
+        const y = new Float32Array(n), xhat = new Float32Array(n), rstd = new Float32Array(rows);
+        on(threads, () => assert(s.layerNorm({ x, gamma, beta, eps: 1e-12, residual }, { y, xhat, rstd })), 0);
+        const what = `${rows}x${w}${residual ? " + residual" : ""}, ${threads} thread(s)`;
+        assertSameBits(expected.y, y, `y, ${what}`, ["float32 emulation", "kernel"]);
+        assertSameBits(expected.xhat, xhat, `xhat, ${what}`, ["float32 emulation", "kernel"]);
+        assertSameBits(expected.rstd, rstd, `rstd, ${what}`, ["float32 emulation", "kernel"]);
+      }
+    }
+  }
+});
+
 Deno.test({
   name: "simd threads: rows and blocks in module memory (softmax, its gradient, dropout, attention)",
   ignore,

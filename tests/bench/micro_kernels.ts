@@ -6,6 +6,7 @@
  * Usage: deno run -A tests/bench/micro_kernels.ts [filter] [--reps N]
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { addLayerNorm } from "../../lib/backends/blas/fused.ts";
 
 await initBackend({ backend: "blas", quiet: true });
 
@@ -54,6 +55,12 @@ time("sum [4096,512] axis 0", 4096 * 512, () => tf.sum(x512, 0));
 const x3 = tf.randomNormal([32, 128, 128]);
 time("sum [32,128,128] axes 0,1", x3.size, () => tf.sum(x3, [0, 1]));
 time("sum [32,128,128] axis 0", x3.size, () => tf.sum(x3, 0));
+
+// LayerNorm of x + residual as a layer's output (no gradient tape: no statistics written), at Tiny and Base widths.
+const x768 = tf.randomNormal([1024, 768]), y768 = tf.randomNormal([1024, 768]);
+const [g128, g768] = [128, 768].map((w) => tf.randomNormal([w], 1, 0.1));
+time("addLayerNorm [4096,128] + residual", 4096 * 128, () => addLayerNorm(x128, y128, g128, b128, 1e-12));
+time("addLayerNorm [1024,768] + residual", 1024 * 768, () => addLayerNorm(x768, y768, g768, g768, 1e-12));
 
 time("add [4096,128] same shape", 4096 * 128, () => tf.add(x128, y128));
 time("sub [4096,128] same shape", 4096 * 128, () => tf.sub(x128, y128));

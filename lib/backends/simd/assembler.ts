@@ -75,6 +75,7 @@ export const I = {
   fdivS: [0x95],
   fmaxS: [0x97],
   fgtS: [0x5e], // f32.gt
+  feqS: [0x5b], // f32.eq
   select: [0x1b],
   f64: (v: number) => [0x44, ...new Uint8Array(new Float64Array([v]).buffer)],
   dadd: [0xa0], // f64.add

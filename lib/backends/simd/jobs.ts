@@ -195,12 +195,9 @@ export function runJob(
       for (let r0 = start; r0 < end; r0 += per) {
         const rows = Math.min(per, end - r0), o = r0 * w, n = rows * w;
         mem.set(x!.subarray(o, o + n), b);
-        if (residual) {
-          // y's region holds the residual until LayerNorm overwrites it.
-          mem.set(residual.subarray(o, o + n), b + CHUNK);
-          fns.add_second(base, n * 4);
-        }
-        fns.layernorm(base, rows, w * 4, 0, eps);
+        // y's region holds the residual until LayerNorm overwrites it (it adds it first).
+        if (residual) mem.set(residual.subarray(o, o + n), b + CHUNK);
+        fns.layernorm(base, rows, w * 4, residual ? 1 : 0, eps);
         xhat?.set(mem.subarray(b, b + n), o);
         y!.set(mem.subarray(b + CHUNK, b + CHUNK + n), o);
         rstd!.set(mem.subarray(b + 3 * CHUNK, b + 3 * CHUNK + rows), r0);

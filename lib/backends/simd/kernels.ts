@@ -104,14 +104,6 @@ function mapFunction(a: Assembler, body: () => number[]): number[] {
   );
 }
 
-/**
- * add_second(P0 ptr, P1 nBytes): in place, `x[i] += y[i]`, with `y` one chunk region after `x` (at ptr + i +
- * CHUNK * 4): a residual connection added inside LayerNorm's job, rounded once as tfjs's `add` is.
- */
-function addSecondFunction(a: Assembler): number[] {
-  return mapFunction(a, () => [...I.get(X), ...at(P0, I0), ...I.loadAt(CHUNK * 4), ...I.fadd]);
-}
-
 /** mulberry32's increment: its state after `i` draws is `seed + i * GOLDEN`. */
 export const GOLDEN = 0x6d2b79f5;
 
@@ -423,81 +415,156 @@ const rowMean = (
   dst: number,
 ) => [...horizontal(v, I.faddS), ...I.splatF, ...I.get(E), ...I.fmul, ...I.set(dst)];
 
+/** The locals of one row in {@linkcode layerNormFunction}: its address, sum, mean, `1 / sqrt(var + eps)`, scratch. */
+interface NormRow {
+  addr: number;
+  acc: number;
+  mean: number;
+  rs: number;
+  tmp: number;
+}
+
 /**
- * layernorm(P0 base, P1 rows, P2 rowBytes, P3 unused, P4 eps) over the chunk regions of one thread (region 0 at byte
- * P0): rows of x in region 0 become `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta` goes to
- * region 1, `1 / sqrt(var + eps)` of each row to region 3; gamma and beta are at the start of region 2, beta
- * `rowBytes` after gamma.
+ * LayerNorm of `rows.length` rows (one or two) from row I1 on, their passes interleaved so that the rows' sums are
+ * independent chains (each row's own sums run in the order one row alone would take: the same bits).
  */
-function layerNormFunction(a: Assembler): number[] {
+function layerNormRows(a: Assembler, rows: NormRow[]): number[] {
   const Y1 = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
-  return a.func(() => [
-    ...invWidth(),
+  const each = (f: (r: NormRow, i: number) => number[]) => rows.flatMap(f);
+  const vectors = (f: (r: NormRow) => number[]) => forBytes(I0, P2, each(f));
+  return [
+    ...rowStart(I2),
+    ...(rows.length > 1 ? [...I.get(I2), ...I.get(P2), ...I.add, ...I.set(I3)] : []),
+    // sum (after x += residual, stored, when P4 != 0), mean
+    ...each((r) => [...a.splat(0), ...I.set(r.acc)]),
+    ...I.block,
+    ...I.block,
     ...I.get(P4),
-    ...I.splatF,
-    ...I.set(C),
-    ...at(P0, P2),
-    ...I.set(P3), // P3 = base + rowBytes: beta - G
-    ...forCount(I1, P1, [
-      ...rowStart(I2),
-      // mean
-      ...a.splat(0),
-      ...I.set(A),
-      ...forBytes(I0, P2, [...I.get(A), ...at(I2, I0), ...I.load, ...I.fadd, ...I.set(A)]),
-      ...rowMean(A, Z),
-      // variance (two-pass), then B = 1 / sqrt(var + eps)
-      ...a.splat(0),
-      ...I.set(A),
-      ...forBytes(I0, P2, [
-        ...at(I2, I0),
-        ...I.load,
-        ...I.get(Z),
-        ...I.fsub,
-        ...I.tee(X),
-        ...I.get(X),
-        ...I.fmul,
-        ...I.get(A),
-        ...I.fadd,
-        ...I.set(A),
-      ]),
-      ...rowMean(A, B),
+    ...I.f32(0),
+    ...I.feqS,
+    ...I.brIf(0),
+    ...vectors((r) => [
+      ...at(r.addr, I0),
+      ...at(r.addr, I0),
+      ...I.load,
+      ...at(r.addr, I0),
+      ...I.loadAt(Y1),
+      ...I.fadd,
+      ...I.tee(r.tmp),
+      ...I.store,
+      ...I.get(r.acc),
+      ...I.get(r.tmp),
+      ...I.fadd,
+      ...I.set(r.acc),
+    ]),
+    ...I.br(1),
+    ...I.end,
+    ...vectors((r) => [...I.get(r.acc), ...at(r.addr, I0), ...I.load, ...I.fadd, ...I.set(r.acc)]),
+    ...I.end,
+    ...each((r) => rowMean(r.acc, r.mean)),
+    // variance (two-pass), then rs = 1 / sqrt(var + eps), stored to region 3
+    ...each((r) => [...a.splat(0), ...I.set(r.acc)]),
+    ...vectors((r) => [
+      ...at(r.addr, I0),
+      ...I.load,
+      ...I.get(r.mean),
+      ...I.fsub,
+      ...I.tee(r.tmp),
+      ...I.get(r.tmp),
+      ...I.fmul,
+      ...I.get(r.acc),
+      ...I.fadd,
+      ...I.set(r.acc),
+    ]),
+    ...each((r, i) => [
+      ...rowMean(r.acc, r.rs),
       ...a.splat(1),
-      ...I.get(B),
+      ...I.get(r.rs),
       ...I.get(C),
       ...I.fadd,
       ...I.sqrt,
       ...I.fdiv,
-      ...I.set(B),
+      ...I.set(r.rs),
       ...I.get(I1),
       ...I.i32(4),
       ...I.mul,
       ...I.get(P0),
       ...I.add,
-      ...I.get(B),
+      ...I.get(r.rs),
       ...I.lane(0),
-      ...I.storeF(RS),
-      // xhat in place, y = xhat gamma + beta
-      ...forBytes(I0, P2, [
-        ...at(I2, I0),
-        ...at(I2, I0),
-        ...I.load,
-        ...I.get(Z),
-        ...I.fsub,
-        ...I.get(B),
-        ...I.fmul,
-        ...I.tee(X),
-        ...I.store,
-        ...at(I2, I0),
-        ...I.get(X),
-        ...at(P0, I0),
-        ...I.loadAt(G),
-        ...I.fmul,
-        ...at(P3, I0),
-        ...I.loadAt(G),
-        ...I.fadd,
-        ...I.storeAt(Y1),
-      ]),
+      ...I.storeF(RS + 4 * i),
     ]),
+    // xhat in place, y = xhat gamma + beta
+    ...vectors((r) => [
+      ...at(r.addr, I0),
+      ...at(r.addr, I0),
+      ...I.load,
+      ...I.get(r.mean),
+      ...I.fsub,
+      ...I.get(r.rs),
+      ...I.fmul,
+      ...I.tee(r.tmp),
+      ...I.store,
+      ...at(r.addr, I0),
+      ...I.get(r.tmp),
+      ...at(P0, I0),
+      ...I.loadAt(G),
+      ...I.fmul,
+      ...at(P3, I0),
+      ...I.loadAt(G),
+      ...I.fadd,
+      ...I.storeAt(Y1),
+    ]),
+  ];
+}
+
+/**
+ * layernorm(P0 base, P1 rows, P2 rowBytes, P3 residual, P4 eps) over the chunk regions of one thread (region 0 at
+ * byte P0): rows of x in region 0 (plus, when P3 is not 0, the residual rows at the same place in region 1, added and
+ * rounded first as tfjs's `add` does) become `xhat = (x - mean) / sqrt(var + eps)` in place, `y = xhat gamma + beta`
+ * goes to region 1, `1 / sqrt(var + eps)` of each row to region 3; gamma and beta are at the start of region 2, beta
+ * `rowBytes` after gamma. Two rows at a time (their sums interleaved), then a last odd row alone.
+ */
+function layerNormFunction(a: Assembler): number[] {
+  const first: NormRow = { addr: I2, acc: A, mean: Z, rs: B, tmp: X };
+  const second: NormRow = { addr: I3, acc: T, mean: V, rs: N, tmp: Y };
+  return a.func(() => [
+    ...invWidth(),
+    ...I.get(P4),
+    ...I.splatF,
+    ...I.set(C),
+    ...I.get(P3),
+    ...I.fromU32,
+    ...I.set(P4), // P4 = the residual flag (eps is in C)
+    ...at(P0, P2),
+    ...I.set(P3), // P3 = base + rowBytes: beta - G
+    // rows in pairs: for (I1 = 0; I1 + 1 < P1; I1 += 2)
+    ...I.i32(0),
+    ...I.set(I1),
+    ...I.block,
+    ...I.loop,
+    ...I.get(I1),
+    ...I.i32(1),
+    ...I.add,
+    ...I.get(P1),
+    ...I.geU,
+    ...I.brIf(1),
+    ...layerNormRows(a, [first, second]),
+    ...I.get(I1),
+    ...I.i32(2),
+    ...I.add,
+    ...I.set(I1),
+    ...I.br(0),
+    ...I.end,
+    ...I.end,
+    // the last row of an odd count
+    ...I.block,
+    ...I.get(I1),
+    ...I.get(P1),
+    ...I.geU,
+    ...I.brIf(0),
+    ...layerNormRows(a, [first]),
+    ...I.end,
   ]);
 }
 
@@ -676,7 +743,6 @@ export const FUNCTIONS: [string, (a: Assembler) => number[]][] = [
   ["adamw", adamwFunction],
   ["layernorm", layerNormFunction],
   ["layernorm_grad", layerNormGradFunction],
-  ["add_second", addSecondFunction],
   ["softmax_exact_pre", softmaxExactPreFunction],
   ["softmax_exact_post", softmaxExactPostFunction],
   ["softmax_grad_exact", softmaxGradExactFunction],
