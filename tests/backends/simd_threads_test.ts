@@ -164,19 +164,27 @@ Deno.test({ name: "simd threads: LayerNorm has the bits of its float32 emulation
   const s = simd!;
   // Odd and even row counts (the kernel takes rows in pairs, then a last one alone), Tiny and Base widths; calls of more
   // than one chunk's rows (16,384 floats) are also split over two threads, in chunks of 128 and 21 rows here.
-  for (const [rows, w] of [[1, 128], [2, 8], [37, 128], [64, 768], [5, 36], [301, 128], [43, 768]]) {
+  const cases = [[1, 128], [2, 8], [37, 128], [64, 768], [5, 36], [1501, 128], [301, 768]].flatMap(([rows, w]) => {
     const n = rows * w, x = rand(n, rows), r = rand(n, rows + 1), gamma = rand(w, 3), beta = rand(w, 4);
-    for (const residual of [undefined, r]) {
+    return [undefined, r].map((residual) => ({ rows, w, x, residual, gamma, beta }));
+  });
+  const runAll = (list: typeof cases) =>
+    list.map(({ rows, w, x, residual, gamma, beta }) => {
+      const y = new Float32Array(rows * w), xhat = new Float32Array(rows * w), rstd = new Float32Array(rows);
+      assert(s.layerNorm({ x, gamma, beta, eps: 1e-12, residual }, { y, xhat, rstd }));
+      return { y, xhat, rstd };
+    });
+  const splittable = cases.filter((c) => c.rows * c.w > 16384);
+  // (Two threads: all splittable calls in one go, so that the worker surely claims some of their chunks.)
+  for (const [threads, list] of [[1, cases], [2, splittable]] as const) {
+    const got = on(threads, () => runAll(list), 0);
+    list.forEach(({ rows, w, x, residual, gamma, beta }, i) => {
       const expected = layerNormLanes(x, residual, gamma, beta, 1e-12);
-      for (const threads of rows * w > 16384 ? [1, 2] : [1]) {
-        const y = new Float32Array(n), xhat = new Float32Array(n), rstd = new Float32Array(rows);
-        on(threads, () => assert(s.layerNorm({ x, gamma, beta, eps: 1e-12, residual }, { y, xhat, rstd })), 0);
-        const what = `${rows}x${w}${residual ? " + residual" : ""}, ${threads} thread(s)`;
-        assertSameBits(expected.y, y, `y, ${what}`, ["float32 emulation", "kernel"]);
-        assertSameBits(expected.xhat, xhat, `xhat, ${what}`, ["float32 emulation", "kernel"]);
-        assertSameBits(expected.rstd, rstd, `rstd, ${what}`, ["float32 emulation", "kernel"]);
+      const what = `${rows}x${w}${residual ? " + residual" : ""}, ${threads} thread(s)`;
+      for (const k of ["y", "xhat", "rstd"] as const) {
+        assertSameBits(expected[k], got[i][k], `${k}, ${what}`, ["float32 emulation", "kernel"]);
       }
-    }
+    });
   }
 });
 
