@@ -160,7 +160,34 @@ function layerNormLanes(
   return { y, xhat, rstd };
 }
 
-Deno.test({ name: "simd threads: LayerNorm has the bits of its float32 emulation, odd and even rows", ignore }, () => {
+/**
+ * The SIMD LayerNorm gradient's arithmetic in float32, as {@linkcode layerNormLanes}: per row the lane sums of `dy g`
+ * and `dy g xhat`, then `dx = ((dy g - mean(dy g)) - xhat mean(dy g xhat)) rstd`; the gamma and beta gradients summed
+ * row by row over the first `ceil(rows / 2)` rows and over the rest, then the two parts added.
+ */
+function layerNormGradLanes(dy: Float32Array, xhat: Float32Array, rstd: Float32Array, gamma: Float32Array) {
+  const f = Math.fround, w = gamma.length, rows = rstd.length, invW = f(4 / (4 * w)), half = Math.ceil(rows / 2);
+  const dx = new Float32Array(dy.length), parts = [0, 1].map(() => [new Float32Array(w), new Float32Array(w)]);
+  const laneSum = (values: (j: number) => number) => {
+    const lanes = [0, 0, 0, 0];
+    for (let j = 0; j < w; j++) lanes[j % 4] = f(lanes[j % 4] + values(j));
+    return f(f(f(f(lanes[0] + lanes[1]) + lanes[2]) + lanes[3]) * invW);
+  };
+  for (let r = 0; r < rows; r++) {
+    const o = r * w, dyg = (j: number) => f(dy[o + j] * gamma[j]);
+    const mean = laneSum(dyg), meanX = laneSum((j) => f(dyg(j) * xhat[o + j]));
+    const [dgamma, dbeta] = parts[r < half ? 0 : 1];
+    for (let j = 0; j < w; j++) {
+      dx[o + j] = f(f(f(dyg(j) - mean) - f(xhat[o + j] * meanX)) * rstd[r]);
+      dgamma[j] = f(dgamma[j] + f(dy[o + j] * xhat[o + j]));
+      dbeta[j] = f(dbeta[j] + dy[o + j]);
+    }
+  }
+  const sum = (k: number) => parts[0][k].map((v, j) => f(v + parts[1][k][j]));
+  return { dx, dgamma: sum(0), dbeta: sum(1) };
+}
+
+Deno.test({ name: "simd threads: LayerNorm and its gradient have the bits of their float32 emulation", ignore }, () => {
   const s = simd!;
   // Odd and even row counts (the kernel takes rows in pairs, then a last one alone), Tiny and Base widths; calls of more
   // than one chunk's rows (16,384 floats) are also split over two threads, in chunks of 128 and 21 rows here.
@@ -172,7 +199,11 @@ Deno.test({ name: "simd threads: LayerNorm has the bits of its float32 emulation
     list.map(({ rows, w, x, residual, gamma, beta }) => {
       const y = new Float32Array(rows * w), xhat = new Float32Array(rows * w), rstd = new Float32Array(rows);
       assert(s.layerNorm({ x, gamma, beta, eps: 1e-12, residual }, { y, xhat, rstd }));
-      return { y, xhat, rstd };
+      // The gradient, for an upstream gradient of 0.5 - x (the emulation takes the kernel's own xhat and rstd).
+      const dy = x.map((v) => 0.5 - v), dx = new Float32Array(rows * w);
+      const dgamma = new Float32Array(w), dbeta = new Float32Array(w);
+      assert(s.layerNormGrad({ dy, xhat, rstd, gamma }, { dx, dgamma, dbeta }));
+      return { y, xhat, rstd, dy, dx, dgamma, dbeta };
     });
   const splittable = cases.filter((c) => c.rows * c.w > 16384);
   // (Two threads: all splittable calls in one go, so that the worker surely claims some of their chunks.)
@@ -183,6 +214,10 @@ Deno.test({ name: "simd threads: LayerNorm has the bits of its float32 emulation
       const what = `${rows}x${w}${residual ? " + residual" : ""}, ${threads} thread(s)`;
       for (const k of ["y", "xhat", "rstd"] as const) {
         assertSameBits(expected[k], got[i][k], `${k}, ${what}`, ["float32 emulation", "kernel"]);
+      }
+      const grad = layerNormGradLanes(got[i].dy, got[i].xhat, got[i].rstd, gamma);
+      for (const k of ["dx", "dgamma", "dbeta"] as const) {
+        assertSameBits(grad[k], got[i][k], `${k}, ${what}`, ["float32 emulation", "kernel"]);
       }
     });
   }

@@ -568,93 +568,142 @@ function layerNormFunction(a: Assembler): number[] {
   ]);
 }
 
+/** The locals of one row in {@linkcode layerNormGradFunction}: address, the two sums, dy, xhat, dy gamma, rstd. */
+interface NormGradRow {
+  addr: number;
+  sum: number;
+  sumX: number;
+  dy: number;
+  xhat: number;
+  dyg: number;
+  rs: number;
+}
+
 /**
- * layernorm_grad(P0 base, P1 rows, P2 rowBytes) over the chunk regions of one thread (region 0 at byte P0): rows of
- * dy in region 0 become dx in place, with xhat in region 1, `1 / sqrt(var + eps)` per row in region 3, and in
- * region 2 gamma, then the gamma and beta gradients (added to, `rowBytes` and `2 rowBytes` after gamma).
+ * LayerNorm's gradient for `rows.length` rows (one or two) from row I1 on, their passes interleaved. Each row's sums
+ * run in the order one row alone takes, and each column of the gamma and beta gradients takes the rows' terms in row
+ * order, so the bits are those of one row at a time.
  */
-function layerNormGradFunction(a: Assembler): number[] {
+function layerNormGradRows(a: Assembler, rows: NormGradRow[]): number[] {
   const H = CHUNK * 4, G = 2 * CHUNK * 4, RS = 3 * CHUNK * 4;
-  return a.func(() => [
-    ...invWidth(),
-    ...at(P0, P2),
-    ...I.tee(P3), // base + rowBytes: the gamma gradient - G
-    ...I.get(P2),
-    ...I.add,
-    ...I.set(I3), // base + 2 rowBytes: the beta gradient - G
-    ...forCount(I1, P1, [
-      ...rowStart(I2),
-      // A = sum(dy g), B = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
-      ...a.splat(0),
-      ...I.set(A),
-      ...a.splat(0),
-      ...I.set(B),
-      ...forBytes(I0, P2, [
-        ...at(I2, I0),
+  const each = (f: (r: NormGradRow, i: number) => number[]) => rows.flatMap(f);
+  const dbeta = [...I.get(P3), ...I.get(P2), ...I.add, ...I.get(I0), ...I.add]; // base + 2 rowBytes + I0 - G
+  return [
+    ...rowStart(I2),
+    ...(rows.length > 1 ? [...I.get(I2), ...I.get(P2), ...I.add, ...I.set(I3)] : []),
+    // sum = sum(dy g), sumX = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
+    ...each((r) => [...a.splat(0), ...I.set(r.sum), ...a.splat(0), ...I.set(r.sumX)]),
+    ...forBytes(I0, P2, [
+      ...each((r) => [
+        ...at(r.addr, I0),
         ...I.load,
-        ...I.set(X),
-        ...at(I2, I0),
+        ...I.set(r.dy),
+        ...at(r.addr, I0),
         ...I.loadAt(H),
-        ...I.set(Y),
-        ...I.get(X),
+        ...I.set(r.xhat),
+        ...I.get(r.dy),
         ...at(P0, I0),
         ...I.loadAt(G),
         ...I.fmul,
-        ...I.tee(V),
-        ...I.get(A),
+        ...I.tee(r.dyg),
+        ...I.get(r.sum),
         ...I.fadd,
-        ...I.set(A),
-        ...I.get(V),
-        ...I.get(Y),
+        ...I.set(r.sum),
+        ...I.get(r.dyg),
+        ...I.get(r.xhat),
         ...I.fmul,
-        ...I.get(B),
+        ...I.get(r.sumX),
         ...I.fadd,
-        ...I.set(B),
-        ...at(P3, I0),
-        ...at(P3, I0),
-        ...I.loadAt(G),
-        ...I.get(X),
-        ...I.get(Y),
-        ...I.fmul,
-        ...I.fadd,
-        ...I.storeAt(G),
-        ...at(I3, I0),
-        ...at(I3, I0),
-        ...I.loadAt(G),
-        ...I.get(X),
-        ...I.fadd,
-        ...I.storeAt(G),
+        ...I.set(r.sumX),
       ]),
-      ...rowMean(A, A),
-      ...rowMean(B, B),
+      ...at(P3, I0),
+      ...at(P3, I0),
+      ...I.loadAt(G),
+      ...each((r) => [...I.get(r.dy), ...I.get(r.xhat), ...I.fmul, ...I.fadd]),
+      ...I.storeAt(G),
+      ...dbeta,
+      ...dbeta,
+      ...I.loadAt(G),
+      ...each((r) => [...I.get(r.dy), ...I.fadd]),
+      ...I.storeAt(G),
+    ]),
+    ...each((r, i) => [
+      ...rowMean(r.sum, r.sum),
+      ...rowMean(r.sumX, r.sumX),
       ...I.get(I1),
       ...I.i32(4),
       ...I.mul,
       ...I.get(P0),
       ...I.add,
-      ...I.loadF(RS),
+      ...I.loadF(RS + 4 * i),
       ...I.splatF,
-      ...I.set(N),
-      // dx = (dy g - mean(dy g) - xhat mean(dy g xhat)) rstd
-      ...forBytes(I0, P2, [
-        ...at(I2, I0),
-        ...at(I2, I0),
+      ...I.set(r.rs),
+    ]),
+    // dx = (dy g - mean(dy g) - xhat mean(dy g xhat)) rstd
+    ...forBytes(
+      I0,
+      P2,
+      each((r) => [
+        ...at(r.addr, I0),
+        ...at(r.addr, I0),
         ...I.load,
         ...at(P0, I0),
         ...I.loadAt(G),
         ...I.fmul,
-        ...I.get(A),
+        ...I.get(r.sum),
         ...I.fsub,
-        ...at(I2, I0),
+        ...at(r.addr, I0),
         ...I.loadAt(H),
-        ...I.get(B),
+        ...I.get(r.sumX),
         ...I.fmul,
         ...I.fsub,
-        ...I.get(N),
+        ...I.get(r.rs),
         ...I.fmul,
         ...I.store,
       ]),
-    ]),
+    ),
+  ];
+}
+
+/**
+ * layernorm_grad(P0 base, P1 rows, P2 rowBytes) over the chunk regions of one thread (region 0 at byte P0): rows of
+ * dy in region 0 become dx in place, with xhat in region 1, `1 / sqrt(var + eps)` per row in region 3, and in
+ * region 2 gamma, then the gamma and beta gradients (added to, `rowBytes` and `2 rowBytes` after gamma). Two rows at
+ * a time, then a last odd row alone.
+ */
+function layerNormGradFunction(a: Assembler): number[] {
+  const first: NormGradRow = { addr: I2, sum: A, sumX: B, dy: X, xhat: Y, dyg: V, rs: N };
+  // (C holds the second row's dy in the first pass and its rstd after it.)
+  const second: NormGradRow = { addr: I3, sum: T, sumX: Z, dy: C, xhat: R, dyg: FX, rs: C };
+  return a.func(() => [
+    ...invWidth(),
+    ...at(P0, P2),
+    ...I.set(P3), // base + rowBytes: the gamma gradient - G (the beta gradient is rowBytes further)
+    ...I.i32(0),
+    ...I.set(I1),
+    ...I.block,
+    ...I.loop,
+    ...I.get(I1),
+    ...I.i32(1),
+    ...I.add,
+    ...I.get(P1),
+    ...I.geU,
+    ...I.brIf(1),
+    ...layerNormGradRows(a, [first, second]),
+    ...I.get(I1),
+    ...I.i32(2),
+    ...I.add,
+    ...I.set(I1),
+    ...I.br(0),
+    ...I.end,
+    ...I.end,
+    ...I.block,
+    ...I.get(I1),
+    ...I.get(P1),
+    ...I.geU,
+    ...I.brIf(0),
+    ...layerNormGradRows(a, [first]),
+    ...I.end,
   ]);
 }
 
