@@ -189,10 +189,17 @@ function assertClose(actual: Float32Array, expected: Float32Array, tol: number, 
   }
 }
 
-Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on oneDNN", ignore }, async () => {
+/** Whether the blas backend is up with its dense products on oneDNN; says why not (the test then skips). */
+async function denseOnDnnl(): Promise<boolean> {
   const backend = await initBackend({ quiet: true });
-  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
-  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  if (backend.name !== "blas") console.log("skipped: no blas backend here");
+  else if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  else return true;
+  return false;
+}
+
+Deno.test({ name: "dnnl: the blas backend's dense layer runs its products on oneDNN", ignore }, async () => {
+  if (!(await denseOnDnnl())) return;
   const m = 70, k = 96, n = 40, x = inputs(m * k, 1), w = inputs(k * n, 2), bias = inputs(n, 3), dy = inputs(m * n, 4);
   const expected = new Float32Array(m * n), dx = new Float32Array(m * k), dw = new Float32Array(k * n);
   for (let r = 0; r < m; r++) expected.set(bias, r * n);
@@ -220,9 +227,7 @@ Deno.test({
   name: "dnnl: three dense layers of one input as one product (inference) have the bits of the three, at any row count",
   ignore,
 }, async () => {
-  const backend = await initBackend({ quiet: true });
-  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
-  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  if (!(await denseOnDnnl())) return;
   const verdicts: string[] = [];
   for (const k of [128, 64, 768]) {
     const matches = dnnl!.sgemmColumnsMatch(k, k, 3);
@@ -257,9 +262,7 @@ Deno.test({
   name: "dnnl: a dense layer and its GELU in one call (inference) have the bits of the two steps, at any row count",
   ignore,
 }, async () => {
-  const backend = await initBackend({ quiet: true });
-  if (backend.name !== "blas") return console.log("skipped: no blas backend here");
-  if (Deno.env.get("BERT_NO_DNNL_SGEMM") === "1") return console.log("skipped: BERT_NO_DNNL_SGEMM=1");
+  if (!(await denseOnDnnl())) return;
   // BERT-Tiny's feed-forward [128, 512], a smaller one, and BERT-Base's [768, 3072] (where the matmul primitive sums
   // in another order on the AVX-512 EPYC, so the fused call must not be used).
   const verdicts: string[] = [];

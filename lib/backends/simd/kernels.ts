@@ -538,7 +538,16 @@ function layerNormFunction(a: Assembler): number[] {
     ...I.set(P4), // P4 = the residual flag (eps is in C)
     ...at(P0, P2),
     ...I.set(P3), // P3 = base + rowBytes: beta - G
-    // rows in pairs: for (I1 = 0; I1 + 1 < P1; I1 += 2)
+    ...rowPairs(layerNormRows(a, [first, second]), layerNormRows(a, [first])),
+  ]);
+}
+
+/**
+ * Rows two at a time, `for (I1 = 0; I1 + 1 < P1; I1 += 2) pair`, then `single` for the last row of an odd count (I1
+ * is the first row of the code's rows).
+ */
+function rowPairs(pair: number[], single: number[]): number[] {
+  return [
     ...I.i32(0),
     ...I.set(I1),
     ...I.block,
@@ -549,7 +558,7 @@ function layerNormFunction(a: Assembler): number[] {
     ...I.get(P1),
     ...I.geU,
     ...I.brIf(1),
-    ...layerNormRows(a, [first, second]),
+    ...pair,
     ...I.get(I1),
     ...I.i32(2),
     ...I.add,
@@ -557,15 +566,14 @@ function layerNormFunction(a: Assembler): number[] {
     ...I.br(0),
     ...I.end,
     ...I.end,
-    // the last row of an odd count
     ...I.block,
     ...I.get(I1),
     ...I.get(P1),
     ...I.geU,
     ...I.brIf(0),
-    ...layerNormRows(a, [first]),
+    ...single,
     ...I.end,
-  ]);
+  ];
 }
 
 /** The locals of one row in {@linkcode layerNormGradFunction}: address, the two sums, dy, xhat, dy gamma, rstd. */
@@ -679,31 +687,7 @@ function layerNormGradFunction(a: Assembler): number[] {
     ...invWidth(),
     ...at(P0, P2),
     ...I.set(P3), // base + rowBytes: the gamma gradient - G (the beta gradient is rowBytes further)
-    ...I.i32(0),
-    ...I.set(I1),
-    ...I.block,
-    ...I.loop,
-    ...I.get(I1),
-    ...I.i32(1),
-    ...I.add,
-    ...I.get(P1),
-    ...I.geU,
-    ...I.brIf(1),
-    ...layerNormGradRows(a, [first, second]),
-    ...I.get(I1),
-    ...I.i32(2),
-    ...I.add,
-    ...I.set(I1),
-    ...I.br(0),
-    ...I.end,
-    ...I.end,
-    ...I.block,
-    ...I.get(I1),
-    ...I.get(P1),
-    ...I.geU,
-    ...I.brIf(0),
-    ...layerNormGradRows(a, [first]),
-    ...I.end,
+    ...rowPairs(layerNormGradRows(a, [first, second]), layerNormGradRows(a, [first])),
   ]);
 }
 
