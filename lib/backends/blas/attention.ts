@@ -323,9 +323,9 @@ function dropNums(rate: number, seed: number): number[] {
 /**
  * Runs an attention block job (lib/backends/simd/jobs.ts's `attentionForwardBlocks` / `attentionBackwardBlocks`:
  * the `sgemm` calls and the elementwise steps of `group` blocks at a time in the module's memory) over all
- * `batch * heads` blocks. With two threads allowed, both threads claim blocks two at a time, `sgemm` included, and
- * BLAS runs single-threaded meanwhile (one block's products are too small to share); otherwise this thread runs
- * them all, BLAS with its threads, and the steps between are split.
+ * `batch * heads` blocks. With two threads allowed, both threads claim blocks two at a time, `sgemm` included;
+ * otherwise this thread runs them all and the steps between are split. BLAS runs single-threaded either way
+ * ({@linkcode withOneBlasThread}).
  */
 function blockJob(
   o: Job,
@@ -344,12 +344,25 @@ function blockJob(
   const stride = 4 * (perBlock * g * bs + (Math.ceil(g / heads) + 1) * seq);
   const space = simd.workspace(stride / 2);
   const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, rowFloats, ...dropNums(rate, seed)];
-  const threads = split ? blas.getThreads() : undefined;
-  if (split) blas.setThreads(1);
+  withOneBlasThread(
+    blas,
+    () => simd.split({ kind, arrays, nums }, total, work, { sgemm: (a) => blas.sgemm(a), split }),
+  );
+}
+
+/**
+ * `fn()` with BLAS on one thread (its thread count restored after). Every per-block attention product runs so, on
+ * every path: one block's products are too small to share, and OpenBLAS's AVX2 (Haswell) kernels give a product other
+ * bits on two threads than on one, which would make a block's result depend on whether the call was split, and the
+ * JavaScript path differ from the SIMD one.
+ */
+function withOneBlasThread<T>(blas: Blas, fn: () => T): T {
+  const threads = blas.getThreads() ?? 1;
+  if (threads > 1) blas.setThreads(1);
   try {
-    simd.split({ kind, arrays, nums }, total, work, { sgemm: (a) => blas.sgemm(a), split });
+    return fn();
   } finally {
-    if (threads) blas.setThreads(threads);
+    if (threads > 1) blas.setThreads(threads);
   }
 }
 
@@ -363,6 +376,11 @@ export function forwardBlocks(
 ): void {
   const simd = jobSimd(o);
   if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
+  withOneBlasThread(o.blas, () => forwardLoops(o));
+}
+
+/** {@linkcode forwardBlocks} where there is no SIMD module: JavaScript loops around the `sgemm` calls. */
+function forwardLoops(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
   const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
   const { hidden, rowFloats } = rowGeometry(o), dh = hidden / heads, block = seq * seq;
   const ops = blockOps(seq, 1, rate, seed);
@@ -411,6 +429,13 @@ export function backwardBlocks(
   const simd = jobSimd(o);
   const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
   if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
+  withOneBlasThread(o.blas, () => backwardLoops(o));
+}
+
+/** {@linkcode backwardBlocks} where there is no SIMD module: JavaScript loops around the `sgemm` calls. */
+function backwardLoops(
+  o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
+): void {
   const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
   const ops = blockOps(seq, 3, rate, seed);
