@@ -1,9 +1,10 @@
 /**
  * Fused multi-head self-attention for the `blas` backend: `softmax(scale * Q K^T + mask)`, dropout on the
  * probabilities and `P V`, forward and backward, straight from the `[batch * seq, hidden]` outputs of the query,
- * key and value layers. Each head's block is addressed in place with BLAS leading dimensions (`lda = hidden`), so
- * the head split and merge transposes disappear, the `1 / sqrt(headSize)` scale rides on `sgemm`'s alpha, and the
- * mask add, softmax and its gradient are one pass each.
+ * key and value layers. Each head's block is addressed in place with BLAS leading dimensions (`lda = hidden`, or
+ * `3 * hidden` where the three layers ran as one product: {@linkcode packedSelfAttention}), so the head split and
+ * merge transposes disappear, the `1 / sqrt(headSize)` scale rides on `sgemm`'s alpha, and the mask add, softmax and
+ * its gradient are one pass each.
  *
  * The dropout mask is {@linkcode applyDropoutMask}'s over the whole `[batch, heads, seq, seq]` probability tensor,
  * the same mask `dropout(probs, rate, seed)` draws on any backend; the backward pass regenerates it block by block.
