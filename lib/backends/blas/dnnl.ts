@@ -26,6 +26,7 @@
  */
 import { envVar } from "../../io/env.ts";
 import { type SgemmArgs, sgemmLeadingDims } from "./blas.ts";
+import { fillRows } from "./common.ts";
 import { withSignalsBlocked } from "./signal_mask.ts";
 
 /** sizeof(dnnl_memory_desc_t) and dnnl_eltwise_desc_t in oneDNN 2.x (x86-64). */
@@ -64,7 +65,6 @@ export const DNNL_SYMBOLS = {
   // (desc*, src md*, weights md*, bias md*, dst md*)
   dnnl_matmul_desc_init: { parameters: ["buffer", "buffer", "buffer", "buffer", "buffer"], result: "i32" },
   dnnl_primitive_attr_create: { parameters: ["buffer"], result: "i32" },
-  dnnl_primitive_attr_destroy: { parameters: ["pointer"], result: "i32" },
   dnnl_post_ops_create: { parameters: ["buffer"], result: "i32" },
   dnnl_post_ops_destroy: { parameters: ["pointer"], result: "i32" },
   // (post_ops, scale, alg_kind, alpha, beta)
@@ -447,9 +447,9 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
   };
   /** `x @ w` onto bias rows with the dense path's `sgemm`. */
   const biasProduct = (x: Float32Array, w: Float32Array, bias: Float32Array, m: number, k: number) => {
-    const n = bias.length, c = new Float32Array(m * n);
-    for (let r = 0; r < m; r++) c.set(bias, r * n);
-    sgemm({ m, n, k, a: x, b: w, c, beta: 1 });
+    const c = new Float32Array(m * bias.length);
+    fillRows(c, bias);
+    sgemm({ m, n: bias.length, k, a: x, b: w, c, beta: 1 });
     return c;
   };
   const denseGeluMatches = (k: number, n: number): boolean =>

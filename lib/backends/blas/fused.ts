@@ -18,7 +18,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { f32, type KernelArgs, onBlasF32, output, recordingGradients } from "./common.ts";
 import { allocF32, isPrivateArray } from "./pool.ts";
-import { SMALL_PRODUCT } from "./matmul.ts";
+import { denseProductThreads } from "./matmul.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 import { simdMath } from "../simd/simd.ts";
 import type { Blas } from "./blas.ts";
@@ -70,15 +70,24 @@ export function setInferenceFusion(on: boolean): void {
  * @param bias `[n]`
  */
 export function denseGeluFused(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D | undefined {
-  if (!inferenceFusion || x.rank !== 2 || kernel.rank !== 2 || bias.rank !== 1 || recordingGradients()) {
+  if (kernel.rank !== 2 || bias.rank !== 1) return undefined;
+  const dnnl = inferenceDnnl(x, kernel, bias);
+  const [m, k] = x.shape, n = bias.shape[0];
+  if (!dnnl || kernel.shape[0] !== k || kernel.shape[1] !== n || m < 2 || m * n < DNNL_MIN) return undefined;
+  if (!dnnl.denseGeluMatches(k, n)) return undefined;
+  return run("BlasDenseGelu", { x, kernel, bias })[0] as tf.Tensor2D;
+}
+
+/**
+ * oneDNN for an inference fusion of a dense layer on `x` `[m, k]` and `params`: only where the fusions are on, no
+ * gradient is being recorded, the tensors are float32 on `blas` and the backend's dense products run on oneDNN (the
+ * calls a fusion must match bit for bit); else undefined.
+ */
+function inferenceDnnl(x: tf.Tensor, ...params: tf.Tensor[]): Dnnl | undefined {
+  if (!inferenceFusion || x.rank !== 2 || recordingGradients() || !onBlasF32(x, ...params) || !blasForDnnl) {
     return undefined;
   }
-  if (!onBlasF32(x, kernel, bias) || !blasForDnnl) return undefined;
-  const [m, k] = x.shape, n = bias.shape[0];
-  if (kernel.shape[0] !== k || kernel.shape[1] !== n || m < 2 || m * n < DNNL_MIN) return undefined;
-  const dnnl = dnnlForDense();
-  if (!dnnl?.denseGeluMatches(k, n)) return undefined;
-  return run("BlasDenseGelu", { x, kernel, bias })[0] as tf.Tensor2D;
+  return dnnlForDense();
 }
 
 /**
@@ -101,15 +110,13 @@ const SIDE_BY_SIDE_MAX_WIDTH = 256;
  * @returns `[m, parts * n]`
  */
 export function denseSideBySide(x: tf.Tensor, kernels: tf.Tensor[], biases: tf.Tensor[]): tf.Tensor2D | undefined {
-  if (
-    !inferenceFusion || x.rank !== 2 || recordingGradients() || !onBlasF32(x, ...kernels, ...biases) || !blasForDnnl
-  ) return undefined;
+  const dnnl = inferenceDnnl(x, ...kernels, ...biases);
   const k = x.shape[1]!, n = biases[0].size, parts = kernels.length;
   const fits = (w: tf.Tensor, b: tf.Tensor) => w.rank === 2 && w.shape[0] === k && w.shape[1] === n && b.size === n;
-  if (n > SIDE_BY_SIDE_MAX_WIDTH || parts !== biases.length || !kernels.every((w, i) => fits(w, biases[i]))) {
+  if (!dnnl || n > SIDE_BY_SIDE_MAX_WIDTH || parts !== biases.length || !kernels.every((w, i) => fits(w, biases[i]))) {
     return undefined;
   }
-  if (!dnnlForDense()?.sgemmColumnsMatch(k, n, parts)) return undefined;
+  if (!dnnl.sgemmColumnsMatch(k, n, parts)) return undefined;
   return tf.tidy(() =>
     tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.concat(kernels, 1) as tf.Tensor2D, bias: tf.concat(biases) })
   ) as tf.Tensor2D;
@@ -121,7 +128,7 @@ function denseGeluKernel(args: KernelArgs): TensorInfo {
   const out = allocF32(m * n, false);
   const dnnl = dnnlForDense()!;
   // The thread count matmul.ts gives the same product on the dense path.
-  dnnl.setThreads(m * n * k <= SMALL_PRODUCT ? 1 : blasForDnnl?.getThreads() ?? 1);
+  dnnl.setThreads(denseProductThreads(m, n, k, blasForDnnl!));
   dnnl.denseGelu(f32(backend, inputs.x!), f32(backend, inputs.kernel!), f32(backend, inputs.bias!), out, m);
   return output(backend, [m, n], out);
 }

@@ -64,7 +64,15 @@ function rowBias(values: Float32Array, shape: number[], n: number, outRank: numb
  * `[64, 128] x [128, 512]` products of the `[CLS]` rows ran 2-3.7x faster on one thread; products of 20M+ showed no
  * difference beyond the noise, so they keep both.
  */
-export const SMALL_PRODUCT = 2 ** 23;
+const SMALL_PRODUCT = 2 ** 23;
+
+/**
+ * The threads a dense layer's product of `rows x n x k` multiply-adds runs on: one up to {@linkcode SMALL_PRODUCT},
+ * else the library's.
+ */
+export function denseProductThreads(rows: number, n: number, k: number, blas: Pick<Blas, "getThreads">): number {
+  return rows * n * k <= SMALL_PRODUCT ? 1 : blas.getThreads() ?? 1;
+}
 
 /** `op(a) @ op(b)` with broadcast batch dims; returns the values and the output shape `[...batch, m, n]`. */
 function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[] } {
@@ -101,7 +109,7 @@ function matMulF32(o: MatMulF32Options): { values: Float32Array; shape: number[]
   // left: a dense layer or its gradient.
   if (o.dense && nB === 1 && (nA === 1 || (!transA && nA === batch))) {
     const rows = batch * m; // batch is nA here
-    const threads = rows * n * k <= SMALL_PRODUCT ? 1 : blas.getThreads() ?? 1;
+    const threads = denseProductThreads(rows, n, k, blas);
     o.dense({ m: rows, n, k, a, b, c, transA, transB, beta }, threads);
     return { values: c, shape };
   }

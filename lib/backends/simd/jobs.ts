@@ -67,8 +67,8 @@ export const JOB = {
   attentionForwardBlocks: 13,
   /**
    * `[dy, q, k, v, probs, dq, dk, dv]`, nums as {@linkcode JOB.attentionForwardBlocks} (`rowFloats` = `hidden`): the
-   * attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between the `sgemm` calls;
-   * blocks.
+   * attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between
+   * the `sgemm` calls; blocks.
    */
   attentionBackwardBlocks: 14,
 } as const;

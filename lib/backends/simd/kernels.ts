@@ -177,6 +177,12 @@ function dropoutFunction(a: Assembler): number[] {
 /** `local to = P0 + I1 * P2`: the start of row I1 of rows of P2 bytes at P0. */
 const rowStart = (to: number) => [...I.get(P0), ...I.get(I1), ...I.get(P2), ...I.mul, ...I.add, ...I.set(to)];
 
+/** `I2` = the start of row I1 of rows of P2 bytes at P0, and with `count` 2 `I3` = the start of the next row. */
+const pairStarts = (count: number) => [
+  ...rowStart(I2),
+  ...(count > 1 ? [...I.get(I2), ...I.get(P2), ...I.add, ...I.set(I3)] : []),
+];
+
 /** `I2 = P0 + I1 * P3`, `I3 = P1 + I1 * P3`: the starts of row I1 of two arrays (`ds`, `p`) of rows of P3 bytes. */
 const pairRowStarts = () => [
   ...I.get(I1),
@@ -433,8 +439,7 @@ function layerNormRows(a: Assembler, rows: NormRow[]): number[] {
   const each = (f: (r: NormRow, i: number) => number[]) => rows.flatMap(f);
   const vectors = (f: (r: NormRow) => number[]) => forBytes(I0, P2, each(f));
   return [
-    ...rowStart(I2),
-    ...(rows.length > 1 ? [...I.get(I2), ...I.get(P2), ...I.add, ...I.set(I3)] : []),
+    ...pairStarts(rows.length),
     // sum (after x += residual, stored, when P4 != 0), mean
     ...each((r) => [...a.splat(0), ...I.set(r.acc)]),
     ...I.block,
@@ -597,8 +602,7 @@ function layerNormGradRows(a: Assembler, rows: NormGradRow[]): number[] {
   const each = (f: (r: NormGradRow, i: number) => number[]) => rows.flatMap(f);
   const dbeta = [...I.get(P3), ...I.get(P2), ...I.add, ...I.get(I0), ...I.add]; // base + 2 rowBytes + I0 - G
   return [
-    ...rowStart(I2),
-    ...(rows.length > 1 ? [...I.get(I2), ...I.get(P2), ...I.add, ...I.set(I3)] : []),
+    ...pairStarts(rows.length),
     // sum = sum(dy g), sumX = sum(dy g xhat); dgamma += dy xhat, dbeta += dy
     ...each((r) => [...a.splat(0), ...I.set(r.sum), ...a.splat(0), ...I.set(r.sumX)]),
     ...forBytes(I0, P2, [
