@@ -50,6 +50,18 @@ export function assertEquals<T>(actual: unknown, expected: T, message?: string):
   }
 }
 
+/**
+ * The same bits (NaN included) in `a` and `b`, their own elements only (a pooled array's buffer can be longer); the
+ * first difference, named after `names`, in the message.
+ */
+export function assertSameBits(a: Float32Array, b: Float32Array, what: string, names = ["expected", "actual"]): void {
+  assertEquals(a.length, b.length, `${what}: length`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) throw new Error(`${what}[${i}]: ${names[0]} ${a[i]}, ${names[1]} ${b[i]}`);
+  }
+}
+
 /** Asserts that `fn` throws an instance of `type` (default Error) and returns the error for further checks. */
 export function assertThrows<E extends Error = Error>(
   fn: () => unknown,

@@ -5,7 +5,7 @@
  * cache past its size limit, and the `blas` backend's GELU and dense products taking them. Skips with a message where
  * libdnnl2 is not installed.
  */
-import { assert, assertEquals, erf64 } from "../shared.ts";
+import { assert, assertEquals, assertSameBits, erf64 } from "../shared.ts";
 import { dnnlUnavailableReason, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { denseGeluFused, denseSideBySide, gelu, sparseXentArrays } from "../../lib/backends/blas/fused.ts";
@@ -14,9 +14,6 @@ import { linear } from "../../lib/model/model.ts";
 const dnnl = loadDnnl();
 const ignore = !dnnl;
 if (!dnnl) console.log(`dnnl tests skipped: ${dnnlUnavailableReason()} (Debian: apt-get install libdnnl2)`);
-
-/** The bits of a float32 view (only its own elements: a pooled array's buffer can be longer). */
-const bitsOf = (v: Float32Array | Int32Array | Uint8Array) => new Uint32Array(v.buffer, v.byteOffset, v.byteLength / 4);
 
 /** Values from -8 to 8 and a few special ones, deterministic. */
 function inputs(n: number, seed: number): Float32Array {
@@ -189,6 +186,14 @@ function assertClose(actual: Float32Array, expected: Float32Array, tol: number, 
   }
 }
 
+/** Runs `check` on `x` inside a gradient tape (`tf.grads` of the sum of `x`). */
+function underTape(x: tf.Tensor, check: (x: tf.Tensor) => void): void {
+  tf.grads((xx: tf.Tensor) => {
+    check(xx);
+    return tf.sum(xx);
+  })([x])[0].dispose();
+}
+
 /** Whether the blas backend is up with its dense products on oneDNN; says why not (the test then skips). */
 async function denseOnDnnl(): Promise<boolean> {
   const backend = await initBackend({ quiet: true });
@@ -242,15 +247,13 @@ Deno.test({
       if (wide) {
         const parts = ws.map((w, i) => linear(x, w, bs[i]));
         const expected = tf.concat(parts, 1);
-        const a = bitsOf(expected.dataSync()), c = bitsOf(wide.dataSync());
-        const differ = a.filter((bits, i) => bits !== c[i]).length;
-        assertEquals(differ, 0, `${m} rows, width ${k}: ${differ} of ${a.length} values differ from three products`);
+        assertSameBits(expected.dataSync<"float32">(), wide.dataSync<"float32">(), `${m} rows, width ${k}`, [
+          "three products",
+          "one",
+        ]);
         tf.dispose([...parts, expected, wide]);
       }
-      tf.grads((xx: tf.Tensor) => {
-        assertEquals(denseSideBySide(xx, ws, bs), undefined, "under a gradient tape");
-        return tf.sum(xx);
-      })([x])[0].dispose();
+      underTape(x, (xx) => assertEquals(denseSideBySide(xx, ws, bs), undefined, "under a gradient tape"));
       x.dispose();
     }
     tf.dispose([...ws, ...bs]);
@@ -276,15 +279,13 @@ Deno.test({
       const separate = gelu(linear(x, w, b)), fusedOut = denseGeluFused(x, w, b);
       assertEquals(fusedOut !== undefined, matches && m * n >= 4096, `${m}x${k}x${n}: fused call used or not`);
       if (fusedOut) {
-        const a = bitsOf(separate.dataSync()), c = bitsOf(fusedOut.dataSync());
-        const differ = a.filter((bits, i) => bits !== c[i]).length;
-        assertEquals(differ, 0, `${m}x${k}x${n}: ${differ} of ${a.length} values differ from the two steps`);
+        assertSameBits(separate.dataSync<"float32">(), fusedOut.dataSync<"float32">(), `${m}x${k}x${n}`, [
+          "two steps",
+          "fused",
+        ]);
       }
       // Under a gradient tape the two steps always run (the backward pass needs the product before GELU).
-      tf.grads((xx: tf.Tensor) => {
-        assertEquals(denseGeluFused(xx, w, b), undefined);
-        return tf.sum(xx);
-      })([x])[0].dispose();
+      underTape(x, (xx) => assertEquals(denseGeluFused(xx, w, b), undefined, "under a gradient tape"));
       tf.dispose([x, separate, fusedOut!].filter(Boolean));
     }
     tf.dispose([w, b]);

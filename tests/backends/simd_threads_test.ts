@@ -4,7 +4,7 @@
  * the split must really happen (the worker's call count grows), also on memory that grew before the worker received
  * it or between its jobs. A child process with the worker running must exit by itself. Skips (with a message) when the worker cannot run here (no WebAssembly SIMD or shared memory).
  */
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, assertSameBits as sameBits } from "../shared.ts";
 import { setSimdThreads, simdMath, simdThreadsStatus, simdWorkerReady } from "../../lib/backends/simd/simd.ts";
 import { JOB } from "../../lib/backends/simd/jobs.ts";
 import { Rng } from "../../lib/training/rng.ts";
@@ -45,14 +45,9 @@ function on<T>(threads: number, f: () => T, minWork?: number): T {
   }
 }
 
-/** The same bits (NaN included), with the first difference in the message. */
-function assertSameBits(a: Float32Array, b: Float32Array, what: string, names = ["one thread", "two threads"]): void {
-  assertEquals(a.length, b.length, `${what}: length`);
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) {
-    if (ua[i] !== ub[i]) throw new Error(`${what}[${i}]: ${names[0]} ${a[i]}, ${names[1]} ${b[i]}`);
-  }
-}
+/** tests/shared.ts's `assertSameBits`, its two sides named after this file's usual comparison. */
+const assertSameBits = (a: Float32Array, b: Float32Array, what: string, names = ["one thread", "two threads"]) =>
+  sameBits(a, b, what, names);
 
 Deno.test(
   { name: "simd threads: GELU, its gradient, dropout and AdamW split give the one-thread bits", ignore },
