@@ -377,7 +377,7 @@ function median(xs: number[]): number {
  * Linux: the true peak, the figure PyTorch's script reads); where that cannot be called, the RSS at the points it
  * is sampled (between steps), which can miss a peak inside a step.
  */
-class PeakMemory {
+export class PeakMemory {
   rss = 0;
   tensors = 0;
   sample(): void {
@@ -424,7 +424,7 @@ function maxRss(): number | undefined {
 }
 
 /** User + system CPU seconds of the process so far, or undefined where getrusage cannot be called. */
-function cpuSeconds(): number | undefined {
+export function cpuSeconds(): number | undefined {
   const u = rusage();
   if (!u) return undefined;
   const tv = (o: number) => Number(u.getBigInt64(o, true)) + Number(u.getBigInt64(o + 8, true)) / 1e6;
@@ -462,10 +462,9 @@ export function buildModel(shape: BenchShape): Promise<BertModel> {
 async function timeSteps(
   o: ModelBenchOptions,
   what: string,
-  step: () => void | Promise<void>,
+  step: () => unknown,
   mem: PeakMemory,
 ): Promise<BenchRow> {
-  const { shape } = o;
   const times: number[] = [];
   let cpu0: number | undefined, wall0 = 0;
   for (let i = 0; i < (o.warmup ?? 2) + (o.steps ?? 5); i++) {
@@ -484,38 +483,73 @@ async function timeSteps(
   const cpuPct = cpu0 === undefined || cpu1 === undefined
     ? undefined
     : (cpu1 - cpu0) * 1e5 / (performance.now() - wall0);
-  const ms = median(times);
-  return {
-    what,
+  const engine = o.engine ?? `tfjs ${tf.getBackend()}`;
+  return stepRow(
+    o.shape,
+    { what, engine, threads: o.threads },
+    times,
     cpuPct,
-    engine: o.engine ?? `tfjs ${tf.getBackend()}`,
+    mem.rss / 2 ** 20,
+    mem.tensors / 2 ** 20,
+  );
+}
+
+/** A table row from the measured step times of one engine (`what`, `engine`, `threads` as given). */
+export function stepRow(
+  shape: BenchShape,
+  id: { what: string; engine: string; threads?: number },
+  times: number[],
+  cpuPct: number | undefined,
+  peakRssMb: number | undefined,
+  peakTensorMb?: number,
+): BenchRow {
+  const ms = median(times), { what } = id;
+  return {
+    ...id,
+    cpuPct,
     shape: `${shape.name} ${shape.batch}x${shape.seqLength}`,
-    threads: o.threads,
     msPerStep: ms,
     minMs: Math.min(...times),
     examplesPerS: shape.batch * 1000 / ms,
     gflops: what === "train" || what === "infer" || what === "infer-cls"
       ? matmulFlops(shape, what) / ms / 1e6
       : undefined,
-    peakRssMb: mem.rss / 2 ** 20,
-    peakTensorMb: mem.tensors / 2 ** 20,
+    peakRssMb,
+    peakTensorMb,
   };
+}
+
+/** A training step of a fresh classification model on a random batch of `shape`, and what frees them. */
+export async function trainStepper(shape: BenchShape): Promise<{ step: () => Promise<number>; dispose: () => void }> {
+  const model = await buildModel(shape);
+  const batch = randomBatch(shape);
+  const opt = new AdamW(model.params);
+  return {
+    step: () => trainStep(model, opt, batch),
+    dispose: () => {
+      opt.dispose();
+      model.dispose();
+      disposeBatch(batch);
+    },
+  };
+}
+
+/** One forward pass without dropout, its logits read back (asynchronously) and freed. */
+export async function inferOnce(model: BertModel, batch: BatchInputs, clsOnly: boolean): Promise<void> {
+  const logits = tf.tidy(() => model.forward(batch, { training: false, clsOnly }).logits!); // frees the others
+  await logits.data();
+  logits.dispose();
 }
 
 /** Training steps (forward, backward, AdamW) of a classification model on a random batch. */
 export async function benchTrain(o: ModelBenchOptions): Promise<BenchRow> {
   const mem = new PeakMemory();
   mem.sample();
-  const model = await buildModel(o.shape);
-  const batch = randomBatch(o.shape);
-  const opt = new AdamW(model.params);
-  const optimizer = { step: async () => void await trainStep(model, opt, batch), dispose: () => opt.dispose() };
+  const t = await trainStepper(o.shape);
   try {
-    return await timeSteps(o, "train", optimizer.step, mem);
+    return await timeSteps(o, "train", t.step, mem);
   } finally {
-    optimizer.dispose();
-    model.dispose();
-    disposeBatch(batch);
+    t.dispose();
     clearPool(); // arrays kept for this shape's sizes would only crowd the next benchmark
   }
 }
@@ -531,11 +565,7 @@ export async function benchInfer(o: ModelBenchOptions, options: { clsOnly?: bool
   const model = await buildModel(o.shape);
   const batch = randomBatch(o.shape);
   try {
-    return await timeSteps(o, clsOnly ? "infer-cls" : "infer", async () => {
-      const logits = tf.tidy(() => model.forward(batch, { training: false, clsOnly }).logits!); // frees the others
-      await logits.data();
-      logits.dispose();
-    }, mem);
+    return await timeSteps(o, clsOnly ? "infer-cls" : "infer", () => inferOnce(model, batch, clsOnly), mem);
   } finally {
     model.dispose();
     disposeBatch(batch);
@@ -687,7 +717,8 @@ export function medianOfRounds(rounds: BenchRow[][]): BenchRow[] {
  * The comparison the rows are for, one line per tfjs `train`, `infer` and `infer-cls` row with PyTorch rows of the same
  * shape: PyTorch's best thread setting (lowest median ms; `infer-cls` is compared with PyTorch's `infer`, which computes
  * the same logits) over the tfjs median, with the ratio of each round when there were several (PyTorch and tfjs rows of
- * one round ran minutes apart at most, so a round's ratio is less exposed to the machine's drift than a whole run's).
+ * one round ran step by step in turns, lib/bench/turns.ts, or minutes apart at most with `--no-paired`, so a round's
+ * ratio is less exposed to the machine's drift than a whole run's).
  */
 export function speedupLines(rounds: BenchRow[][], target = 1.25): string[] {
   const lines: string[] = [];

@@ -12,6 +12,7 @@ import {
   benchInfer,
   benchMatMul,
   type BenchRow,
+  type BenchShape,
   benchTokenizer,
   benchTrain,
   formatTable,
@@ -24,6 +25,7 @@ import {
   SHAPES,
   speedupLines,
 } from "../bench/bench.ts";
+import { pytorchTurnEngines, takeTurns, tfjsTurnEngines } from "../bench/turns.ts";
 
 /** Flags of `bench`. */
 export const spec = defineCommand({
@@ -33,7 +35,7 @@ export const spec = defineCommand({
     "Use `deno task bench` (adds --allow-run) for --pytorch.",
   usage:
     "[--shapes tiny,mini,base] [--backend blas,wasm] [--steps N] [--what train,infer,infer-cls,matmul,tokenizer] " +
-    "[--pytorch] [--rounds N]",
+    "[--pytorch [--no-paired]] [--rounds N]",
   flags: {
     shapes: { type: "list", default: ["tiny"], help: `model shapes: ${Object.keys(SHAPES).join(", ")}` },
     backend: { type: "list", default: ["auto"], help: "tfjs backends to compare (auto, blas, wasm, cpu, ...)" },
@@ -53,10 +55,16 @@ export const spec = defineCommand({
     },
     texts: { type: "string", default: "data/sample/train.tsv", help: "TSV whose first column is the texts" },
     pytorch: { type: "boolean", default: false, help: "also run tests/bench/pytorch_bench.py (needs --allow-run)" },
+    paired: {
+      type: "boolean",
+      default: true,
+      help: "with --pytorch and one backend: tfjs and PyTorch take turns step by step, so that the machine's drift " +
+        "meets both (--no-paired: all tfjs rows, then all PyTorch rows, as before 2026-12-07)",
+    },
     rounds: {
       type: "number",
       default: 1,
-      help: "repeat every row this many times, tfjs and PyTorch in turn, and report each row's median round",
+      help: "repeat every row this many times and report each row's median round",
     },
     python: { type: "string", default: "/usr/bin/python3", help: "Python with torch, for --pytorch" },
   },
@@ -83,6 +91,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   for (const l of machine) console.log(l);
   const rounds: BenchRow[][] = [];
   const roundCount = args.flags.rounds;
+  const paired = args.flags.pytorch && args.flags.paired && args.flags.backend.length === 1;
   if (!(roundCount >= 1)) throw new UsageError("--rounds must be at least 1");
   for (let round = 1; round <= roundCount; round++) {
     if (roundCount > 1) console.log(`-- round ${round} of ${roundCount}`);
@@ -103,12 +112,16 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
       if (whats.includes("matmul")) { for (const r of await benchMatMul(undefined, Math.min(steps, 5), t)) show(r); }
       for (const shape of shapes) {
         const o = { shape, steps, warmup, engine, threads: t };
+        if (paired) {
+          for (const r of await turnRows(args, o, whats)) show(r);
+          continue;
+        }
         if (whats.includes("train")) show(await benchTrain(o));
         if (whats.includes("infer")) show(await benchInfer(o));
         if (whats.includes("infer-cls")) show(await benchInfer(o, { clsOnly: true }));
       }
     }
-    if (args.flags.pytorch) {
+    if (args.flags.pytorch && !paired) {
       for (const r of await runPytorch(args, shapes.map((s) => s.name), whats, steps, warmup)) show(r);
     }
   }
@@ -224,6 +237,33 @@ async function runPytorch(
     });
   }
   if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
+  return rows;
+}
+
+/**
+ * One shape's rows with tfjs and PyTorch taking turns (lib/bench/turns.ts): the training step, then the forward
+ * passes (`infer` and `infer-cls` against PyTorch's `infer`), each group in its own turns, PyTorch on 1 and 2 threads.
+ */
+async function turnRows(
+  args: ParsedArgs<typeof spec.flags>,
+  o: { shape: BenchShape; steps: number; warmup: number; engine: string; threads?: number },
+  whats: string[],
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  // PyTorch runs with the environment as the user gave it (not with what the blas backend set for itself).
+  const env = withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere()));
+  for (const group of [["train"], ["infer", "infer-cls"]] as const) {
+    const asked = group.filter((w) => whats.includes(w));
+    if (!asked.length) continue;
+    const tfjs = await tfjsTurnEngines(o.shape, asked, o);
+    const torch = await pytorchTurnEngines(o.shape.name, group[0], [1, 2], { python: args.flags.python, env });
+    try {
+      rows.push(...await takeTurns(o.shape, [...tfjs.engines, ...torch?.engines ?? []], o));
+    } finally {
+      tfjs.dispose();
+      await torch?.close();
+    }
+  }
   return rows;
 }
 

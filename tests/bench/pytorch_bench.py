@@ -7,6 +7,10 @@ as lib/bench/bench.ts's randomBatch. Prints one JSON line per measurement (read 
 
 Usage: /usr/bin/python3 tests/bench/pytorch_bench.py [--shapes tiny,base] [--threads 1,2] [--steps 5]
                                                      [--what train,infer] [--json]
+       /usr/bin/python3 tests/bench/pytorch_bench.py --serve --shapes base --what train
+(`--serve`: one shape and one `what`; builds the model, prints one JSON line with the engine, then runs one step per
+line read from stdin, the line being the thread count, and answers each with one JSON line: its ms, CPU seconds and
+the peak RSS so far. `deno task bench --pytorch` drives it so that tfjs and PyTorch take turns step by step.)
 """
 import argparse
 import json
@@ -121,6 +125,47 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def stepper(torch, model, s, what):
+    """One `what` step of `model` on the bench batch: a training step (AdamW) or a forward pass without gradients."""
+    ids, types, mask, labels = batch(torch, s)
+    if what == "train":
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01, eps=1e-6)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(ids, types, mask), labels)
+            loss.backward()
+            opt.step()
+            return loss.item()
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                return model(ids, types, mask)[0, 0].item()
+    return step
+
+
+def serve(torch, name, what):
+    """The `--serve` loop (see the module doc): one step per stdin line, timed here."""
+    if name not in SHAPES or what not in ("train", "infer"):
+        print(json.dumps({"error": f"no PyTorch model for shape {name!r} and what {what!r}"}), flush=True)
+        return 2
+    s = SHAPES[name]
+    torch.manual_seed(0)
+    step = stepper(torch, build(torch, s), s, what)
+    print(json.dumps({"engine": f"pytorch {torch.__version__}", "batch": s["batch"], "seq": s["seq"]}), flush=True)
+    for line in sys.stdin:
+        torch.set_num_threads(int(line))
+        ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        step()
+        t1, ru1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        print(json.dumps({"ms": (t1 - t0) * 1000, "cpu_s": cpu, "peak_rss_mb": round(peak_rss_mb(), 0)}), flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="tiny")
@@ -129,12 +174,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--what", default="train,infer")
     ap.add_argument("--json", action="store_true", help="print only JSON lines")
+    ap.add_argument("--serve", action="store_true", help="one step per stdin line (see the module doc)")
     args = ap.parse_args()
     try:
         import torch
     except ImportError:
-        print(json.dumps({"error": "torch is not installed for " + sys.executable}))
+        print(json.dumps({"error": "torch is not installed for " + sys.executable}), flush=True)
         return 2
+    if args.serve:
+        return serve(torch, args.shapes, args.what)
     rows = []
     for name in args.shapes.split(","):
         s = SHAPES[name]
@@ -142,25 +190,8 @@ def main():
             torch.set_num_threads(threads)
             torch.manual_seed(0)
             model = build(torch, s)
-            ids, types, mask, labels = batch(torch, s)
             for what in args.what.split(","):
-                if what == "train":
-                    model.train()
-                    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01, eps=1e-6)
-
-                    def step():
-                        opt.zero_grad(set_to_none=True)
-                        loss = torch.nn.functional.cross_entropy(model(ids, types, mask), labels)
-                        loss.backward()
-                        opt.step()
-                        return loss.item()
-                else:
-                    model.eval()
-
-                    def step():
-                        with torch.inference_mode():
-                            return model(ids, types, mask)[0, 0].item()
-
+                step = stepper(torch, model, s, what)
                 for _ in range(args.warmup):
                     step()
                 times = []
