@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { BenchShape } from "../lib/bench/bench.ts";
+
 /** Path of the shared material, relative to the project root (override with `BERT_SHARED`). */
 export const SHARED: string = Deno.env.get("BERT_SHARED") ?? "../shared";
 
@@ -128,4 +130,12 @@ export function erf64(x: number): number {
     r = 1 - Math.exp(-a * a) / (Math.sqrt(Math.PI) * f);
   }
   return x < 0 ? -r : r;
+}
+
+/**
+ * A one-layer BERT small enough for bench unit tests (hidden 16, 2 heads, batch 4) at `seqLength` tokens; its
+ * vocabulary covers the ids `randomBatch` draws (from 1000 up).
+ */
+export function unitBenchShape(seqLength: number): BenchShape {
+  return { name: "unit", layers: 1, hidden: 16, heads: 2, intermediate: 32, batch: 4, seqLength, vocabSize: 1100 };
 }

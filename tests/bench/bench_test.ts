@@ -3,7 +3,7 @@
  * batch), rows carry sane figures (a peak RSS from getrusage, positive timings), no tensors are left behind, and
  * the table prints every column.
  */
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, unitBenchShape } from "../shared.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import {
   benchInfer,
@@ -31,16 +31,7 @@ import { AdamW } from "../../lib/training/optim.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
 
-const SMALL: BenchShape = {
-  name: "unit",
-  layers: 1,
-  hidden: 16,
-  heads: 2,
-  intermediate: 32,
-  batch: 4,
-  seqLength: 12,
-  vocabSize: 1100,
-};
+const SMALL: BenchShape = unitBenchShape(12);
 
 Deno.test("bench: trainStep lowers the loss on a fixed batch; no tensors left behind", async () => {
   const config = configFromJson({

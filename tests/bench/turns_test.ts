@@ -2,23 +2,14 @@
  * lib/bench/turns.ts: engines take turns step by step (order, warm steps, which steps count), rows come out per engine
  * with their own medians and CPU share, and PyTorch's side answers over its pipe or is skipped with a warning.
  */
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, unitBenchShape } from "../shared.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import type { BenchShape } from "../../lib/bench/bench.ts";
 import { pytorchTurnEngines, takeTurns, tfjsTurnEngines, type TurnEngine } from "../../lib/bench/turns.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
 
-const SMALL: BenchShape = {
-  name: "unit",
-  layers: 1,
-  hidden: 16,
-  heads: 2,
-  intermediate: 32,
-  batch: 4,
-  seqLength: 8,
-  vocabSize: 1100, // randomBatch draws ids from 1000 up
-};
+const SMALL: BenchShape = unitBenchShape(8);
 
 /** A fake engine whose n-th step "took" `times[n]` ms at `cpu` CPU seconds, logging its name at each step. */
 function fake(name: string, times: number[], log: string[], cpuS = 0.01): TurnEngine {
