@@ -171,6 +171,38 @@ Deno.test({ name: "dnnl: a product row has the same bits whatever the rows aroun
   }
 });
 
+Deno.test({
+  name: "dnnl: a transposed weight with k > n, written out first from 512 rows, gives every row the same bits",
+  ignore,
+}, () => {
+  const rows = 1100;
+  for (const [n, k, beta] of [[128, 512, 0], [96, 384, 1]]) {
+    const a = inputs(rows * k, k), w = inputs(n * k, n), c0 = inputs(rows * n, 7);
+    const call = (m: number, offset: number) => {
+      const c = c0.slice(offset * n, (offset + m) * n);
+      dnnl!.sgemm({ m, n, k, a: a.subarray(offset * k, (offset + m) * k), b: w, c, transB: true, beta, alpha: 0.5 });
+      return c;
+    };
+    dnnl!.setThreads(2);
+    const before = dnnl!.weightTransposes();
+    const whole = call(rows, 0);
+    const avx512 = dnnl!.isa.startsWith("avx512");
+    assertEquals(dnnl!.weightTransposes() - before, avx512 ? 1 : 0, `[${n}, ${k}]: written out on AVX-512 only`);
+    // Fewer than 512 rows take oneDNN's transposed operand as it is: the rows must still agree bit for bit.
+    for (const [m, offset] of [[300, 0], [511, 589], [40, 17], [7, 1000], [512, 3]]) {
+      const part = call(m, offset), expected = whole.slice(offset * n, (offset + m) * n);
+      if (!AVX2_ROWS_DIFFER) assertSameBits(expected, part, `[${n}, ${k}]: ${m} rows at ${offset}`);
+      else assertClose(part, expected, 64 * k * 2 ** -23, `${m} rows at ${offset}`);
+    }
+    // And the product is the right one (a float64 reference on a few rows).
+    const ref = product64(a.subarray(0, 4 * k), w, 4, n, k, false, true);
+    for (let i = 0; i < 4 * n; i++) {
+      const want = 0.5 * ref[i] + beta * c0[i];
+      assert(Math.abs(whole[i] - want) <= 1e-5 * Math.sqrt(k) * Math.max(1, Math.abs(want)), `value ${i}`);
+    }
+  }
+});
+
 /**
  * oneDNN's AVX2 `sgemm` code (a CPU without AVX-512, or `DNNL_MAX_CPU_ISA=AVX2`) computes the last 1-3 rows of a call
  * whose row count is 1-3 past a multiple of 6 with another kernel, and for `[768, 3072]` weights blocks the sum by the

@@ -76,6 +76,13 @@ export const DNNL_SYMBOLS = {
   dnnl_primitive_desc_destroy: { parameters: ["pointer"], result: "i32" },
   dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
   dnnl_primitive_destroy: { parameters: ["pointer"], result: "i32" },
+  // (md*, ndims, const dims[12] int64, data_type, const strides[12] int64)
+  dnnl_memory_desc_init_by_strides: { parameters: ["buffer", "i32", "buffer", "i32", "buffer"], result: "i32" },
+  // (pd*, src md*, src engine, dst md*, dst engine, attr)
+  dnnl_reorder_primitive_desc_create: {
+    parameters: ["buffer", "buffer", "pointer", "buffer", "pointer", "pointer"],
+    result: "i32",
+  },
   // (memory*, md*, engine, handle)
   dnnl_memory_create: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
   dnnl_memory_destroy: { parameters: ["pointer"], result: "i32" },
@@ -152,6 +159,11 @@ export interface Dnnl {
    * as one product). Decided once per shape on 256 rows of fixed values, as {@linkcode Dnnl.denseGeluMatches}.
    */
   sgemmColumnsMatch(k: number, n: number, parts: number): boolean;
+  /**
+   * How many {@linkcode Dnnl.sgemm} calls so far passed a transposed `[n, k]` right operand with `k > n` as a written-out
+   * `[k, n]` one (faster on the AVX-512 code, same bits: see the rule in dnnl.ts).
+   */
+  weightTransposes(): number;
 }
 
 type Lib = Deno.DynamicLibrary<typeof DNNL_SYMBOLS>["symbols"];
@@ -187,6 +199,8 @@ export interface DnnlSession {
   ): Primitive;
   /** Calls `fn` with an out-parameter slot, checks its status as `what` and returns the handle it wrote. */
   handleOut(what: string, fn: (slot: BigUint64Array<ArrayBuffer>) => number): Deno.PointerValue;
+  /** A reorder that writes a row-major `[rows, cols]` matrix out transposed, as a row-major `[cols, rows]` one. */
+  transposer(rows: number, cols: number): Primitive;
 }
 
 let loaded: Dnnl | undefined | null = null;
@@ -273,6 +287,25 @@ export function dnnlSession(dnnl: Lib): DnnlSession {
       `${what}: primitive desc`,
       (s) => dnnl.dnnl_primitive_desc_create(s, opDesc, attr, engine, hint),
     );
+    return fromDesc(what, pd, args);
+  };
+
+  const transposer = (rows: number, cols: number): Primitive => {
+    const what = `transpose [${rows}, ${cols}]`, src = md([rows, cols]), dst = new Uint8Array(MD_BYTES);
+    // The same logical [rows, cols] matrix, stored column by column: a row-major [cols, rows] array.
+    const dims = new BigInt64Array(12), strides = new BigInt64Array(12);
+    dims.set([BigInt(rows), BigInt(cols)]);
+    strides.set([1n, BigInt(rows)]);
+    check(dnnl.dnnl_memory_desc_init_by_strides(dst, 2, dims, DNNL_F32, strides), `${what}: memory desc`);
+    const pd = handleOut(
+      `${what}: primitive desc`,
+      (s) => dnnl.dnnl_reorder_primitive_desc_create(s, src, engine, dst, engine, null),
+    );
+    return fromDesc(what, pd, [[ARG.src, src], [ARG.dst, dst]]);
+  };
+
+  /** The primitive of the primitive descriptor `pd`, with a memory object for each `[DNNL_ARG_*, descriptor]`. */
+  const fromDesc = (what: string, pd: Deno.PointerValue, args: [number, Uint8Array<ArrayBuffer>][]): Primitive => {
     const implSlot = new BigUint64Array(1);
     check(dnnl.dnnl_primitive_desc_query(pd, QUERY_IMPL_INFO_STR, 0, implSlot), `${what}: impl_info_str`);
     const impl = new Deno.UnsafePointerView(Deno.UnsafePointer.create(implSlot[0])!).getCString();
@@ -300,11 +333,11 @@ export function dnnlSession(dnnl: Lib): DnnlSession {
       },
     };
   };
-  return { check, md, primitive, handleOut };
+  return { check, md, primitive, handleOut, transposer };
 }
 
 function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
-  const { check, md, primitive, handleOut } = dnnlSession(dnnl);
+  const { check, md, primitive, handleOut, transposer } = dnnlSession(dnnl);
 
   // Primitives are made per size (JIT code for that shape) and kept for the sizes used most recently: evaluation on
   // length-trimmed batches meets a new size per batch, and each costs a primitive creation (oneDNN caches the code).
@@ -343,7 +376,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     if (!lead) return;
     const { transA, transB, lda, ldb, ldc } = lead;
     const { m, n, k, a, b, c } = args;
-    const alpha = args.alpha ?? 1, beta = args.beta ?? 0;
+    const beta = args.beta ?? 0;
     // oneDNN computes a one-row product as a matrix-vector product, and one of fewer than 16 rows times a transposed
     // right operand with another kernel: both sum in another order than the same rows in a bigger call, so such a
     // call runs on a copy padded with zero rows (tests/backends/dnnl_test.ts).
@@ -360,6 +393,19 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       for (let i = 0; i < m; i++) c.set(c2.subarray(i * n, i * n + n), i * ldc);
       return;
     }
+    if (transB && !transA && ldb === k && plainWeightPays(m, n, k) && plainWeightMatches(k, n)) {
+      weightTransposes++;
+      sgemm({ ...args, b: transposed(b, n, k), transB: false, ldb: n });
+      return;
+    }
+    direct(args);
+  };
+  /** oneDNN's `sgemm` on `args` as they are. */
+  const direct = (args: SgemmArgs) => {
+    const lead = sgemmLeadingDims(args);
+    if (!lead) return;
+    const { transA, transB, lda, ldb, ldc } = lead;
+    const { m, n, k, a, b, c } = args;
     check(
       dnnl.dnnl_sgemm(
         transA ? T : N,
@@ -367,17 +413,36 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
         BigInt(m),
         BigInt(n),
         BigInt(k),
-        alpha,
+        args.alpha ?? 1,
         a,
         BigInt(lda),
         b,
         BigInt(ldb),
-        beta,
+        args.beta ?? 0,
         c,
         BigInt(ldc),
       ),
       "dnnl_sgemm",
     );
+  };
+
+  // A dense layer's input gradient, dY W^T, passes its [n, k] weight transposed. Where k > n (the feed-forward
+  // expansion's, k = 4n) oneDNN's AVX-512 sgemm runs that 20% slower than the same product with W^T written out first
+  // (BERT-Base [1024, 3072] x [768, 3072]^T: 28.2 ms against 22.3 plus 0.8 for the reorder; tests/bench/
+  // transposed_weight.ts, BENCHMARKS.md 2026-12-07 afternoon), with the same bits; its AVX2 code gains nothing and
+  // there the bits differ at k = 512. So: AVX-512 only, k > n, from 512 rows (the reorder's cost is per weight), and
+  // only for shapes where a probe shows the same bits (then no result depends on which path ran).
+  const PLAIN_WEIGHT_MIN_ROWS = 512;
+  const plainWeightPays = (m: number, n: number, k: number) =>
+    isa.startsWith("avx512") && k > n && m >= PLAIN_WEIGHT_MIN_ROWS;
+  let weightTransposes = 0;
+  let scratch = new Float32Array(0);
+  /** `b` (`[n, k]`) written out as `[k, n]` into a buffer reused from call to call. */
+  const transposed = (b: Float32Array, n: number, k: number): Float32Array => {
+    if (scratch.length < n * k) scratch = new Float32Array(n * k);
+    const out = scratch.subarray(0, n * k);
+    cached(`transpose ${n}x${k}`, () => [transposer(n, k)])[0].run([b.subarray(0, n * k), out]);
+    return out;
   };
   const softmaxPrim = (rows: number, cols: number) =>
     cached(`softmax ${rows}x${cols}`, () => {
@@ -461,6 +526,14 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       denseGelu(x, w, bias, fused, m);
       return sameBits(separate, fused);
     });
+  const plainWeightMatches = (k: number, n: number): boolean =>
+    probe(`plain weight ${k}x${n}`, (fixed) => {
+      const m = PROBE_ROWS, x = fixed(m * k, 1), w = fixed(n * k, 2 / Math.sqrt(k));
+      const viaTranspose = new Float32Array(m * n), plain = new Float32Array(m * n);
+      direct({ m, n, k, a: x, b: w, c: viaTranspose, transB: true });
+      direct({ m, n, k, a: x, b: transposed(w, n, k), c: plain });
+      return sameBits(viaTranspose, plain);
+    });
   const sgemmColumnsMatch = (k: number, n: number, parts: number): boolean =>
     probe(`columns ${k}x${n}x${parts}`, (fixed) => {
       const m = PROBE_ROWS, wide = n * parts, x = fixed(m * k, 1);
@@ -480,6 +553,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
     });
   return {
     sgemmColumnsMatch,
+    weightTransposes: () => weightTransposes,
     denseGeluMatches,
     denseGelu,
     isa,
