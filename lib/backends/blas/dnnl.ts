@@ -127,7 +127,9 @@ export interface Dnnl {
    * has the same bits whatever the number of rows in the call and the thread count (tests/backends/dnnl_test.ts): a
    * one-row product (which oneDNN would compute as a matrix-vector product, summing in another order) and one of
    * fewer than 16 rows times a transposed `b` (another kernel) run on a copy padded with zero rows. Its AVX2 code
-   * (CPUs without AVX-512) does not keep that: there a row's last bits depend on the call's row count.
+   * (CPUs without AVX-512) does not keep that: there a row's last bits depend on the call's row count. On the AVX-512
+   * code a transposed `[n, k]` `b` with `k > n` is written out as `[k, n]` first from 512 rows, where that gives the
+   * same bits (a dense layer's input gradient; see {@linkcode Dnnl.weightTransposes}).
    */
   sgemm(args: SgemmArgs): void;
   /**
