@@ -430,7 +430,7 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
 
   // A dense layer's input gradient, dY W^T, passes its [n, k] weight transposed. Where k > n (the feed-forward
   // expansion's, k = 4n) oneDNN's AVX-512 sgemm runs that 20% slower than the same product with W^T written out first
-  // (BERT-Base [1024, 3072] x [768, 3072]^T: 28.2 ms against 22.3 plus 0.8 for the reorder; tests/bench/
+  // (BERT-Base [1024, 3072] x [768, 3072]^T: 28.2 ms against 22.3 plus ~1 for the reorder; tests/bench/
   // transposed_weight.ts, BENCHMARKS.md 2026-12-07 afternoon), with the same bits; its AVX2 code gains nothing and
   // there the bits differ at k = 512. So: AVX-512 only, k > n, from 512 rows (the reorder's cost is per weight), and
   // only for shapes where a probe shows the same bits (then no result depends on which path ran).
