@@ -400,11 +400,10 @@ function create(dnnl: Lib, setOmpThreads?: (n: number) => void): Dnnl {
       sgemm({ ...args, b: transposed(b, n, k), transB: false, ldb: n });
       return;
     }
-    direct(args);
+    direct(args, lead);
   };
-  /** oneDNN's `sgemm` on `args` as they are. */
-  const direct = (args: SgemmArgs) => {
-    const lead = sgemmLeadingDims(args);
+  /** oneDNN's `sgemm` on `args` as they are (`lead`: their leading dims, when the caller has them already). */
+  const direct = (args: SgemmArgs, lead = sgemmLeadingDims(args)) => {
     if (!lead) return;
     const { transA, transB, lda, ldb, ldc } = lead;
     const { m, n, k, a, b, c } = args;
