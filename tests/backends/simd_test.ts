@@ -85,6 +85,18 @@ Deno.test({ name: "simd: masked row softmax and its gradient match double-precis
   assert(threw, "a row length that is not a multiple of 4 is refused");
 });
 
+Deno.test({ name: "simd: a row whose every token is masked attends evenly, as softmax does (not NaN)", ignore }, () => {
+  const s = simd!;
+  const cols = 8;
+  const ws = s.workspace(2 * cols);
+  const a = ws.subarray(0, cols), m = ws.subarray(cols, 2 * cols);
+  a.set([0.5, -2, 3, 0, 1, -1, 2, 0.25]);
+  m.fill(-3.4028234663852886e38); // the model's mask value, float32's lowest: every score rounds to it
+  s.softmaxRowsAt(a.byteOffset, 1, cols, m.byteOffset);
+  // float64: the scores plus the mask are all -3.4028234663852886e38 once rounded to float32, so each gets 1/8.
+  for (let j = 0; j < cols; j++) assertEquals(a[j], 1 / cols, `p[${j}]`);
+});
+
 Deno.test("simd: simdStatus says whether the kernels are in use, and why not (BERT_NO_SIMD in a child process)", async () => {
   const status = simdStatus();
   assertEquals(status.available, simd !== undefined);

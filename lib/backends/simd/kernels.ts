@@ -207,7 +207,7 @@ function softmaxRowsFunction(a: Assembler): number[] {
     forCount(I1, P1, [
       ...rowStart(I2),
       // z = x + mask (stored), running max in A
-      ...a.splat(-3.4e38),
+      ...a.splat(-Infinity),
       ...I.set(A),
       ...forBytes(I0, P2, [
         ...at(I2, I0),
