@@ -3,8 +3,8 @@
  *
  * 1. {@linkcode BertConfig}: the hyper-parameters, read from a Hugging Face `config.json` or Google's
  *    `bert_config.json`.
- * 2. Building blocks: a dense layer, batched matmul and embedding lookup with hand-written gradients (fast on
- *    the wasm backend), LayerNorm, GELU, dropout, and the loss {@linkcode softmaxCrossEntropy}.
+ * 2. Building blocks (`lib/model/layers.ts`, re-exported here): a dense layer, batched matmul and embedding lookup
+ *    with hand-written gradients (fast on the wasm backend), LayerNorm, GELU, and the loss `softmaxCrossEntropy`.
  * 3. {@linkcode BertModel}: embeddings -> N encoder layers (self-attention + feed-forward) -> pooler -> a head
  *    (sequence classification, question answering, or the pre-training MLM + NSP heads).
  *
@@ -22,6 +22,28 @@ import { tf } from "../backends/backend.ts";
 import * as fused from "../backends/blas/fused.ts";
 import * as attention from "../backends/blas/attention.ts";
 import { onBlasF32, recordingGradients } from "../backends/blas/common.ts";
+import { packBatch, packedAttention, type Packing } from "./packing.ts";
+import {
+  activation,
+  batchMatMul,
+  embeddingLookup,
+  gelu,
+  layerNorm,
+  linear,
+  linearTransposed,
+  SUPPORTED_ACTIVATIONS,
+} from "./layers.ts";
+export {
+  activation,
+  batchMatMul,
+  embeddingLookup,
+  gelu,
+  geluTanh,
+  layerNorm,
+  linear,
+  linearTransposed,
+  softmaxCrossEntropy,
+} from "./layers.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // 1. Configuration
@@ -64,9 +86,6 @@ export interface BertConfig {
   /** The JSON this config was read from (unknown keys are kept on save). */
   raw?: Record<string, unknown>;
 }
-
-/** The activations {@linkcode configFromJson} accepts for `hidden_act`. */
-const SUPPORTED_ACTIVATIONS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu"];
 
 /**
  * Reads a Hugging Face `config.json` or a Google `bert_config.json` (same snake_case keys; Google's has no
@@ -216,193 +235,7 @@ export function configToJson(config: BertConfig, extra: ConfigToJsonOptions = {}
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// 2. Building blocks
-// ---------------------------------------------------------------------------------------------------------------
-
-/**
- * `a @ b` with optional transposes. On wasm a transposed operand falls off XNNPACK's fast path (~10x slower),
- * so the transpose is done explicitly there; other backends take the flags directly.
- */
-function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
-  if (tf.getBackend() === "wasm" && (transposeA || transposeB)) {
-    const swapLast = (t: tf.Tensor) => {
-      const perm = t.shape.map((_, i) => i);
-      [perm[t.rank - 2], perm[t.rank - 1]] = [perm[t.rank - 1], perm[t.rank - 2]];
-      return tf.transpose(t, perm);
-    };
-    return tf.matMul(transposeA ? swapLast(a) : a, transposeB ? swapLast(b) : b);
-  }
-  return tf.matMul(a, b, transposeA, transposeB);
-}
-
-/**
- * A dense layer `x @ kernel + bias` with a hand-written gradient whose matmuls stay on the fast path.
- * @param x `[n, in]`
- * @param kernel `[in, out]`
- * @param bias `[out]`
- * @returns `[n, out]`
- */
-export function linear(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [a, w, b] = args as tf.Tensor2D[];
-    const save = args[3] as tf.GradSaveFunc;
-    save([a, w]);
-    return {
-      // On blas the bias is added inside the matmul kernel (no second pass over the output).
-      value: onBlasF32(a, w, b) ? tf.fused.matMul({ a, b: w, bias: b }) : tf.add(tf.matMul(a, w), b), // [n, out]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sa, sw] = saved;
-        return [
-          matMul(dy, sw, false, true), // dx = dy @ W^T      [n, in]
-          matMul(sa, dy, true, false), // dW = x^T @ dy      [in, out]
-          fused.sumRows(dy), // db = sum over rows                 [out]
-        ];
-      },
-    };
-  });
-  return op(x, kernel, bias) as tf.Tensor2D;
-}
-
-/**
- * `x @ weight^T + bias` for a weight stored `[out, in]`: the MLM decoder, whose weight is the word-embedding table
- * (tied). The gradient for `x` is then a plain `dy @ weight`; no copy of the transposed table is kept.
- * @param x `[n, in]`
- * @param weight `[out, in]`
- * @param bias `[out]`
- * @returns `[n, out]`
- */
-export function linearTransposed(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [a, w, b] = args as tf.Tensor2D[];
-    (args[3] as tf.GradSaveFunc)([a, w]);
-    return {
-      // On blas the bias is the product's starting value (one pass less over [n, out]).
-      value: onBlasF32(a, w, b)
-        ? tf.fused.matMul({ a, b: w, transposeB: true, bias: b })
-        : tf.add(matMul(a, w, false, true), b), // [n, out]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sa, sw] = saved;
-        return [
-          tf.matMul(dy, sw), // dx = dy @ W            [n, in]
-          matMul(dy, sa, true, false), // dW = dy^T @ x   [out, in]
-          fused.sumRows(dy), // db                           [out]
-        ];
-      },
-    };
-  });
-  return op(x, weight, bias) as tf.Tensor2D;
-}
-
-/**
- * Batched matrix product `a @ b` over leading batch dimensions, with a gradient that transposes explicitly.
- * @param a `[..., m, k]`
- * @param b `[..., k, n]`
- * @returns `[..., m, n]`
- */
-export function batchMatMul<T extends tf.Tensor>(a: T, b: T): T {
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, y] = args as tf.Tensor[];
-    (args[2] as tf.GradSaveFunc)([x, y]);
-    return {
-      value: tf.matMul(x, y),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-        matMul(dy, saved[1], false, true), // da = dy @ b^T
-        matMul(saved[0], dy, true, false), // db = a^T @ dy
-      ],
-    };
-  });
-  return op(a, b) as T;
-}
-
-/**
- * Row lookup `table[ids]`. Its gradient is a dense `[rows, width]` tensor built with `scatterND` (which sums
- * the rows of repeated ids): tfjs's own gradient of `gather` needs `UnsortedSegmentSum`, which the wasm backend
- * lacks and the cpu backend runs very slowly for a 30,522-row vocabulary.
- * @param table `[rows, width]`
- * @param ids int32, any shape `[...]`
- * @returns `[..., width]`
- */
-export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
-  if (table.rank !== 2) throw new Error(`embeddingLookup: table must be [rows, width], got [${table.shape}]`);
-  const [rows, width] = table.shape;
-  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const t = args[0] as tf.Tensor2D;
-    const flatIds = tf.reshape(ids, [-1]); // [n]
-    (args[1] as tf.GradSaveFunc)([flatIds]);
-    return {
-      value: tf.reshape(tf.gather(t, flatIds), [...ids.shape, width]), // [..., width]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.scatterND(tf.reshape(saved[0], [-1, 1]), tf.reshape(dy, [-1, width]), [rows, width]),
-    };
-  });
-  return op(table);
-}
-
-/**
- * LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta` (biased variance, as in HF), with a
- * hand-written gradient: one pass each way on the `blas` backend, a few tf ops elsewhere (lib/backends/blas/fused.ts).
- * @param x `[..., width]`
- * @param gamma `[width]`
- * @param beta `[width]`
- */
-export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
-  return fused.layerNorm(x, gamma, beta, eps);
-}
-
-/**
- * GELU, exact: `0.5 x (1 + erf(x / sqrt 2))` (HF's `gelu`, Google BERT's); one pass each way on `blas`.
- */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return fused.gelu(x);
-}
-
-/** GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (HF's `gelu_new`). */
-export function geluTanh(x: tf.Tensor): tf.Tensor {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
-}
-
-/** The activation function named by `hidden_act`. */
-export function activation(name: string): (x: tf.Tensor) => tf.Tensor {
-  switch (name) {
-    case "gelu":
-      return gelu;
-    case "gelu_new":
-    case "gelu_pytorch_tanh":
-    case "gelu_fast":
-      return geluTanh;
-    case "relu":
-      return tf.relu;
-    default:
-      throw new Error(`unknown activation "${name}" (expected one of ${SUPPORTED_ACTIVATIONS.join(", ")})`);
-  }
-}
-
-/**
- * Mean cross-entropy of integer `labels` under `softmax(logits)`. Labels below 0 (e.g. HF's -100) are ignored;
- * the mean is over the remaining ones (0 when there are none).
- * @param logits `[..., classes]`
- * @param labels int32 `[...]`
- * @returns a scalar
- */
-export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Scalar {
-  const classes = logits.shape[logits.rank - 1];
-  if (logits.rank !== labels.rank + 1 || labels.shape.some((d, i) => d !== logits.shape[i])) {
-    throw new Error(
-      `softmaxCrossEntropy: labels of shape [${labels.shape}] do not match logits of shape [${logits.shape}]`,
-    );
-  }
-  return tf.tidy(() => {
-    const flatLabels = tf.cast(tf.reshape(labels, [-1]), "int32"); // [n]
-    const logProbs = tf.logSoftmax(tf.reshape(logits, [-1, classes])); // [n, classes]
-    const picked = tf.sum(tf.mul(tf.oneHot(flatLabels, classes), logProbs), -1); // [n]; 0 where label < 0
-    const valid = tf.sum(tf.cast(tf.greaterEqual(flatLabels, 0), "float32"));
-    return tf.div(tf.sub(0, tf.sum(picked)), tf.maximum(valid, 1)) as tf.Scalar; // 0 - x: +0, not -0, when empty
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// 3. The model
+// 2. The model (the building blocks, 2 in the module doc, are in lib/model/layers.ts)
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Added to the attention scores of padding tokens: float32's lowest value, like HF's `torch.finfo.min`. */
@@ -418,6 +251,8 @@ interface Pass {
   attentions?: tf.Tensor4D[];
   /** The seed of the next dropout mask at `rate`; undefined (and no seed used up) when not training or `rate` is 0. */
   dropoutSeed(rate: number): string | undefined;
+  /** Set when the encoder runs on each example's own length (lib/model/packing.ts): its rows are then `[R, D]`. */
+  packing?: Packing;
 }
 
 /** The padding mask, added to the attention scores. */
@@ -464,6 +299,13 @@ export interface ForwardOptions {
    * `training`, `outputHiddenStates`, `outputAttentions` or another head than classification.
    */
   clsOnly?: boolean;
+  /**
+   * Run the padding too (default false). Classification inference on the `blas` backend otherwise runs each example on
+   * its own length rounded up to 8 tokens (lib/model/packing.ts): the same values at every kept position (the same bits
+   * where the matrix products' rows do not depend on their call's row count, as on oneDNN's AVX-512 code) and zeros
+   * in `lastHiddenState` at the positions dropped, for the padded share of the work less.
+   */
+  keepPadding?: boolean;
 }
 
 /** What {@linkcode BertModel.forward} returns (dispose it, or call it inside `tf.tidy`). */
@@ -637,7 +479,8 @@ export class BertModel {
 
   /**
    * Runs the model. Everything intermediate is disposed; the returned tensors belong to the caller. Safe inside
-   * `tf.tidy` and `tf.variableGrads` (no data is read back from the backend).
+   * `tf.tidy` and `tf.variableGrads` (while gradients are recorded no data is read back from the backend; classification
+   * inference on `blas` reads the attention mask to drop the padding, {@linkcode ForwardOptions.keepPadding}).
    */
   forward(inputs: BertInputs, options: ForwardOptions = {}): BertOutput {
     const [batch, seq] = this.checkInputs(inputs, options);
@@ -668,6 +511,17 @@ export class BertModel {
       // The fused attention kernel (blas) cannot return the probabilities.
       const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && onBlasF32(x));
       const layers = this.config.numHiddenLayers;
+      if (
+        eager && mask.rows && layers > 0 && this.head === "classification" && !options.outputHiddenStates &&
+        !options.keepPadding
+      ) {
+        pass.packing = packBatch(inputs.attentionMask, mask.rows, batch, seq);
+        if (pass.packing) {
+          const all = x;
+          x = tf.gather(all, pass.packing.rows) as tf.Tensor2D; // [R, D]
+          all.dispose();
+        }
+      }
       for (let i = 0; i < layers; i++) {
         const clsOnly = options.clsOnly && i === layers - 1;
         const input = x;
@@ -677,6 +531,11 @@ export class BertModel {
         record(x);
       }
       if (options.clsOnly && layers === 0) x = this.firstTokens(x, pass); // [B, D]
+      if (pass.packing && !options.clsOnly) { // [R, D] -> [B*F, D], zeros at the rows dropped
+        const kept = x;
+        x = tf.gather(tf.concat([kept, tf.zeros([1, d])]), pass.packing.unpack) as tf.Tensor2D;
+        kept.dispose();
+      }
       const lastHiddenState = tf.reshape(x, [batch, options.clsOnly ? 1 : seq, d]) as tf.Tensor3D; // [B, F, D]
       const result: BertOutput = { lastHiddenState };
       if (this.hasPooler) result.pooledOutput = this.pool(lastHiddenState); // [B, D]
@@ -767,6 +626,7 @@ export class BertModel {
 
   /** Each example's first row (`[CLS]`) of `[B*F, D]`: `[B, D]`. */
   private firstTokens(x: tf.Tensor2D, pass: Pass): tf.Tensor2D {
+    if (pass.packing) return tf.gather(x, pass.packing.firstRows) as tf.Tensor2D; // [B, D]
     const { batch, seq } = pass;
     const d = x.shape[1];
     return tf.reshape(tf.slice(tf.reshape(x, [batch, seq, d]), [0, 0, 0], [batch, 1, d]), [batch, d]); // [B, D]
@@ -789,7 +649,10 @@ export class BertModel {
     // blas with cls: one query row per example attends to every token (lib/backends/blas/attention.ts).
     const firstTokenOnly = cls !== undefined && mask.rows !== undefined;
     let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] with cls
-    if (mask.rows && !firstTokenOnly) {
+    if (pass.packing) { // [R, N*H], or [B, N*H] with cls
+      const [dense, param] = [(l: string, t: tf.Tensor2D) => this.dense(l, t), (name: string) => this.p(name)];
+      context = packedAttention({ x, packing: pass.packing, heads: n, names, dense, param, cls });
+    } else if (mask.rows && !firstTokenOnly) {
       // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask. In
       // inference the three layers run as one product where that keeps the bits (fused.ts's denseSideBySide).
       const seed = pass.dropoutSeed(rate), shape = { maskBias: mask.rows, batch, seq, heads: n };

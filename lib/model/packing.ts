@@ -1,0 +1,140 @@
+/**
+ * Inference without the padding: BERT's encoder run on each example's own length.
+ *
+ * A padded batch `[B, F]` spends the same work on padding as on tokens, yet no kept token reads a padding row: the
+ * padding keys are masked (their probability is exactly 0) and the dense layers, LayerNorm and GELU work row by row.
+ * {@linkcode packBatch} keeps each example's first `L` rows, `L` its length (up to its last unmasked token) rounded up
+ * to {@linkcode PACK_ROWS}, and groups the examples by `L`: the encoder then runs on those `R` rows (`[R, D]`), and
+ * {@linkcode packedAttention} runs the attention once per group, on the group's rows, which lie together. Classification
+ * inference on the `blas` backend uses it (`BertModel.forward`, unless `keepPadding`): the kept positions get the values
+ * of the padded run to float rounding (attention's per-head products may sum in another order at another length), the
+ * dropped ones zeros.
+ *
+ * Shapes: B examples, F tokens each, R kept rows, D hidden, N heads, H per head, k examples in a group of length L.
+ * @module
+ */
+import { tf } from "../backends/backend.ts";
+import * as attention from "../backends/blas/attention.ts";
+import * as fused from "../backends/blas/fused.ts";
+
+/** An example keeps its length rounded up to this many rows (the attention kernel's SIMD code wants a multiple of 4). */
+export const PACK_ROWS = 8;
+
+/** One group of examples of the same kept length. */
+export interface PackGroup {
+  /** `[k]` int32: the group's examples, in example order. */
+  examples: tf.Tensor1D;
+  /** k. */
+  batch: number;
+  /** L: rows kept per example. */
+  seq: number;
+  /** The group's first row among the R kept rows. */
+  start: number;
+  /** `[k, L]`: the group's columns of the attention mask's bias rows. */
+  maskRows: tf.Tensor2D;
+}
+
+/** Where the kept rows come from and go back to (see the module doc). */
+export interface Packing {
+  /** The groups, shortest `L` first; their rows follow each other in that order. */
+  groups: PackGroup[];
+  /** `[R]` int32: the row `b * F + t` of `[B*F, D]` each kept row comes from. */
+  rows: tf.Tensor1D;
+  /** `[B]` int32: each example's first kept row (`[CLS]`), in example order. */
+  firstRows: tf.Tensor1D;
+  /** `[B]` int32: each example's place in group order (to put group-ordered `[B, D]` rows back in example order). */
+  groupOrder: tf.Tensor1D;
+  /** `[B*F]` int32: each row's kept row, or `R` (a zero row appended) for a dropped one. */
+  unpack: tf.Tensor1D;
+}
+
+/**
+ * The packing of a batch: reads `attentionMask` `[B, F]` back (CPU backends only); `maskRows` `[B, F]` is its bias
+ * form (0 or float32's lowest). Undefined when every example keeps all F rows. An example with no unmasked token keeps
+ * them all (it attends to every row evenly).
+ */
+export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, batch: number, seq: number) {
+  const keep = attentionMask.dataSync();
+  const lengths: number[] = [];
+  for (let b = 0; b < batch; b++) {
+    let last = 0;
+    for (let t = 0; t < seq; t++) if (keep[b * seq + t] !== 0) last = t + 1;
+    lengths.push(last === 0 ? seq : Math.min(seq, Math.max(PACK_ROWS, Math.ceil(last / PACK_ROWS) * PACK_ROWS)));
+  }
+  if (lengths.every((l) => l === seq)) return undefined;
+  const byLength = new Map<number, number[]>();
+  lengths.forEach((l, b) => byLength.set(l, [...(byLength.get(l) ?? []), b]));
+  const rows: number[] = [], firstRows = new Array<number>(batch), groupOrder = new Array<number>(batch);
+  const groups: PackGroup[] = [];
+  let order = 0;
+  for (const l of [...byLength.keys()].sort((a, b) => a - b)) {
+    const examples = byLength.get(l)!, start = rows.length;
+    for (const b of examples) {
+      firstRows[b] = rows.length;
+      groupOrder[b] = order++;
+      for (let t = 0; t < l; t++) rows.push(b * seq + t);
+    }
+    const ex = tf.tensor1d(examples, "int32");
+    const maskRowsOf = tf.tidy(() => tf.slice(tf.gather(maskRows, ex), [0, 0], [examples.length, l])); // [k, L]
+    groups.push({ examples: ex, batch: examples.length, seq: l, start, maskRows: maskRowsOf as tf.Tensor2D });
+  }
+  const unpack = new Int32Array(batch * seq).fill(rows.length);
+  rows.forEach((r, i) => unpack[r] = i);
+  return {
+    groups,
+    rows: tf.tensor1d(rows, "int32"),
+    firstRows: tf.tensor1d(firstRows, "int32"),
+    groupOrder: tf.tensor1d(groupOrder, "int32"),
+    unpack: tf.tensor1d(unpack, "int32"),
+  } satisfies Packing;
+}
+
+/** Inputs of {@linkcode packedAttention}. */
+export interface PackedAttentionInputs {
+  /** The kept rows `[R, D]`. */
+  x: tf.Tensor2D;
+  /** The batch's packing. */
+  packing: Packing;
+  /** N. */
+  heads: number;
+  /** The query, key and value layers' parameter prefixes. */
+  names: string[];
+  /** A dense layer by prefix. */
+  dense(prefix: string, x: tf.Tensor2D): tf.Tensor2D;
+  /** A parameter by name. */
+  param(name: string): tf.Tensor;
+  /** Each example's `[CLS]` row `[B, D]`, example order: then only those rows attend (`forward({ clsOnly })`). */
+  cls?: tf.Tensor2D;
+}
+
+/**
+ * Self-attention's context on packed rows (inference, `blas`): the query, key and value layers over all R rows (as one
+ * product where that keeps the bits), then the attention kernel once per group. `[R, N*H]`; with `cls`, each example's
+ * first-token context `[B, N*H]` in example order.
+ */
+export function packedAttention(o: PackedAttentionInputs): tf.Tensor2D {
+  const { x, packing, heads, names, cls } = o;
+  const rowsOf = (t: tf.Tensor2D, g: PackGroup) =>
+    packing.groups.length === 1 ? t : tf.slice(t, [g.start, 0], [g.batch * g.seq, t.shape[1]]); // [k*L, ...]
+  const join = (parts: tf.Tensor2D[]) => parts.length === 1 ? parts[0] : tf.concat(parts);
+  if (cls) {
+    const q = o.dense(names[0], cls); // [B, N*H]
+    const [k, v] = names.slice(1).map((l) => o.dense(l, x)); // [R, N*H] each
+    const parts = packing.groups.map((g) =>
+      attention.firstTokenAttention({
+        ...{ q: tf.gather(q, g.examples), k: rowsOf(k, g), v: rowsOf(v, g) },
+        ...{ maskBias: g.maskRows, batch: g.batch, seq: g.seq, heads },
+      })
+    ); // [k, N*H] each, group order
+    return tf.gather(join(parts), packing.groupOrder); // [B, N*H]
+  }
+  const param = (suffix: string) => names.map((l) => o.param(`${l}.${suffix}`));
+  const qkv = fused.denseSideBySide(x, param("weight"), param("bias")); // [R, 3*N*H]
+  const [q, k, v] = qkv ? [] : names.map((l) => o.dense(l, x)); // [R, N*H] each
+  return join(packing.groups.map((g) => {
+    const shape = { maskBias: g.maskRows, batch: g.batch, seq: g.seq, heads };
+    return qkv
+      ? attention.packedSelfAttention({ qkv: rowsOf(qkv, g), ...shape })
+      : attention.selfAttention({ ...shape, q: rowsOf(q, g), k: rowsOf(k, g), v: rowsOf(v, g), dropoutRate: 0 });
+  })); // [R, N*H]
+}

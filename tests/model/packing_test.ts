@@ -1,0 +1,121 @@
+/**
+ * lib/model/packing.ts: which rows a batch keeps, and classification inference on the kept rows against the padded run
+ * (the `blas` backend; the tf-ops path on `cpu` as an independent reference).
+ */
+import { initBackend, tf } from "../../lib/backends/backend.ts";
+import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
+import { BertModel, configFromJson } from "../../lib/model/model.ts";
+import { packBatch } from "../../lib/model/packing.ts";
+import { assert, assertEquals } from "../shared.ts";
+
+const HAVE_BLAS = registerBlasBackend() !== undefined;
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assertEquals(a.length, b.length, "length mismatch");
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+async function useBackend(name: "cpu" | "blas"): Promise<void> {
+  await initBackend({ backend: name, quiet: true });
+  assertEquals(tf.getBackend(), name);
+}
+
+Deno.test("packBatch: lengths rounded up to 8, groups shortest first, rows and their way back", async () => {
+  await useBackend("cpu");
+  // Lengths 20 (-> 24), 3 (-> 8), 24 (-> 24), 0 (no real token: all 32 kept), 32 (-> 32), 7 with a hole (-> 8).
+  const lengths = [20, 3, 24, 0, 32, 7];
+  const [batch, seq] = [lengths.length, 32];
+  const keep = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 5 && t === 2) ? 1 : 0));
+  const mask = tf.tensor2d(keep, [batch, seq], "int32");
+  const bias = tf.tensor2d(keep.map((k) => k ? 0 : -1e30), [batch, seq]);
+  const p = packBatch(mask, bias, batch, seq)!;
+  assertEquals(p.groups.map((g) => [g.seq, g.batch, g.start, [...g.examples.dataSync()]]), [
+    [8, 2, 0, [1, 5]],
+    [24, 2, 16, [0, 2]],
+    [32, 2, 64, [3, 4]],
+  ]);
+  const rows = [...p.rows.dataSync()];
+  assertEquals(rows.length, 128);
+  assertEquals(rows.slice(0, 9), [32, 33, 34, 35, 36, 37, 38, 39, 160]); // example 1's 8 rows, then example 5's
+  assertEquals([...p.firstRows.dataSync()], [16, 0, 40, 64, 96, 8]);
+  assertEquals([...p.groupOrder.dataSync()], [2, 0, 3, 4, 5, 1]);
+  const unpack = p.unpack.dataSync();
+  rows.forEach((r, i) => assertEquals(unpack[r], i));
+  assertEquals(unpack.filter((u) => u === 128).length, batch * seq - 128); // the dropped rows point at the zero row
+  assertEquals([...p.groups[0].maskRows.dataSync()].slice(8, 16), [0, 0, -1e30, 0, 0, 0, 0, -1e30].map(Math.fround));
+  // Nothing to drop: no packing.
+  const full = tf.ones([2, 8], "int32") as tf.Tensor2D;
+  assertEquals(packBatch(full, tf.zeros([2, 8]) as tf.Tensor2D, 2, 8), undefined);
+  tf.dispose([mask, bias, full, p.rows, p.firstRows, p.groupOrder, p.unpack]);
+  for (const g of p.groups) tf.dispose([g.examples, g.maskRows]);
+});
+
+Deno.test("padding dropped: blas classification inference keeps every kept position's values, zeros elsewhere", async () => {
+  if (!HAVE_BLAS) return console.log("blas backend unavailable: skipped");
+  await useBackend("blas");
+  const [batch, seq] = [7, 40];
+  const model = new BertModel(
+    {
+      ...configFromJson({
+        vocab_size: 50,
+        hidden_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 128,
+        max_position_embeddings: 64,
+      }),
+      initializerRange: 0.3,
+    },
+    { head: "classification", numLabels: 3, seed: 5 },
+  );
+  // Lengths 40, 3, 17, 40, 9, 25 and 0 (no real token: kept whole); example 4 has a masked token inside.
+  const lengths = [40, 3, 17, 40, 9, 25, 0];
+  const ids = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n ? 1 + (7 * b + 3 * t) % 49 : 0));
+  const mask = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 4 && t === 5) ? 1 : 0));
+  const inputs = {
+    inputIds: tf.tensor2d(ids, [batch, seq], "int32"),
+    tokenTypeIds: tf.tensor2d(ids.map((id) => id % 2), [batch, seq], "int32"),
+    attentionMask: tf.tensor2d(mask, [batch, seq], "int32"),
+  };
+  const before = tf.memory().numTensors;
+  const run = (keepPadding: boolean, clsOnly: boolean) =>
+    tf.tidy(() => {
+      const out = model.forward(inputs, { keepPadding, clsOnly });
+      return { hidden: out.lastHiddenState.dataSync(), logits: out.logits!.dataSync() };
+    });
+  const padded = run(true, false), dropped = run(false, false);
+  const paddedCls = run(true, true), droppedCls = run(false, true);
+  assertEquals(tf.memory().numTensors, before, "tensors left behind");
+  const d = 64;
+  let kept = 0, same = 0, worst = 0;
+  for (let b = 0; b < batch; b++) {
+    const keep = lengths[b] === 0 ? seq : Math.min(seq, Math.max(8, Math.ceil(lengths[b] / 8) * 8));
+    for (let t = 0; t < seq; t++) {
+      for (let j = 0; j < d; j++) {
+        const i = (b * seq + t) * d + j;
+        if (t >= keep) {
+          assertEquals(dropped.hidden[i], 0, `example ${b} position ${t}: a dropped row is zeros`);
+          continue;
+        }
+        kept++;
+        if (Object.is(dropped.hidden[i], padded.hidden[i])) same++;
+        worst = Math.max(worst, Math.abs(dropped.hidden[i] - padded.hidden[i]));
+      }
+    }
+  }
+  assert(worst < 1e-5, `kept positions differ from the padded run's by up to ${worst}`);
+  assert(kept < batch * seq * d, "the batch has padding to drop");
+  assert(maxAbsDiff(dropped.logits, padded.logits) < 1e-5 && maxAbsDiff(droppedCls.logits, paddedCls.logits) < 1e-5);
+  assert(maxAbsDiff(droppedCls.logits, dropped.logits) < 1e-5);
+  assert(maxAbsDiff(padded.logits, new Float32Array(batch * 3)) > 1e-3, "logits must not be trivially zero");
+  console.log(`${same} of ${kept} kept values with the padded run's bits; largest difference ${worst}`);
+  // An independent reference: the tf-ops path on the cpu backend (example 6, all padding, attends evenly there).
+  await useBackend("cpu");
+  const reference = tf.tidy(() => model.forward(inputs).logits!.dataSync());
+  assert(maxAbsDiff(dropped.logits, reference) < 1e-4, "blas logits against cpu's (an all-padding example too)");
+  await useBackend("blas");
+  tf.dispose(Object.values(inputs));
+  model.dispose();
+});
