@@ -9,6 +9,7 @@
 import { tf } from "../backends/backend.ts";
 import { AdamW } from "../training/optim.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../model/model.ts";
+import { packBatch } from "../model/packing.ts";
 import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
 import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
@@ -118,6 +119,21 @@ export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchIn
     attentionMask: tf.tensor2d(mask, [batch, seqLength], "int32"),
     labels: tf.tensor1d(labels, "int32"),
   };
+}
+
+/**
+ * How many of {@linkcode randomBatch}'s `batch * seqLength` token rows classification inference on `blas` computes
+ * (lib/model/packing.ts drops the padding past each example's length rounded up to 8); the bench's GFLOP/s count all.
+ */
+export function keptTokenRows(shape: BenchShape): number {
+  const b = randomBatch(shape);
+  const kept = tf.tidy(() => {
+    const p = packBatch(b.attentionMask, tf.zerosLike(b.attentionMask) as tf.Tensor2D, shape.batch, shape.seqLength);
+    if (p) tf.dispose(p.groups.flatMap((g) => [g.examples, g.maskRows]));
+    return p ? p.rows.size : shape.batch * shape.seqLength;
+  });
+  disposeBatch(b);
+  return kept;
 }
 
 /** Frees a batch. */

@@ -16,6 +16,7 @@ import {
   benchTokenizer,
   benchTrain,
   formatTable,
+  keptTokenRows,
   machineLines,
   matmulFlops,
   measureSgemm,
@@ -134,6 +135,19 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
       `\nspeed-up over PyTorch's best thread setting (its median ms / tfjs median ms${
         roundCount > 1 ? ", the median round" : ""
       }):\n${speedups.join("\n")}`,
+    );
+  }
+  const packed = shapes.filter((s) =>
+    rows.some((r) =>
+      r.engine === "tfjs blas" && r.shape.startsWith(`${s.name} `) &&
+      r.what.startsWith("infer")
+    )
+  );
+  if (packed.length) {
+    const kept = packed.map((s) => `${s.name} ${keptTokenRows(s)} of ${s.batch * s.seqLength}`).join(", ");
+    console.log(
+      `\ntfjs blas infer rows compute each example's tokens up to its length rounded up to 8, not the padding past it ` +
+        `(lib/model/packing.ts; token rows: ${kept}); GFLOP/s counts the padded batch's products, as PyTorch runs them.`,
     );
   }
   const after = sgemm ? await measureSgemm({ threads }) : undefined;

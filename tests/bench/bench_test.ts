@@ -14,6 +14,7 @@ import {
   cpuVectorExtensions,
   disposeBatch,
   formatTable,
+  keptTokenRows,
   machineLines,
   matmulFlops,
   measureSgemm,
@@ -109,6 +110,22 @@ Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.54 TFLOP
   assertEquals(matmulFlops(SHAPES.base, "infer"), forward);
   assertEquals(matmulFlops(SHAPES.base, "train"), 3 * forward);
   assert(Math.abs(matmulFlops(SHAPES.base, "train") / 0.54e12 - 1) < 0.01, "~0.54 TFLOP");
+});
+
+Deno.test("bench: keptTokenRows counts each example's length rounded up to 8 (the rows blas inference computes)", async () => {
+  await initBackend({ backend: "cpu", quiet: true });
+  for (const shape of [SHAPES.tiny, SHAPES.base]) {
+    const b = randomBatch(shape);
+    const mask = b.attentionMask.arraySync() as number[][];
+    disposeBatch(b);
+    const expected = mask.reduce(
+      (n, row) => n + Math.min(row.length, Math.ceil(row.lastIndexOf(1) / 8 + 1 / 8) * 8),
+      0,
+    );
+    const kept = keptTokenRows(shape);
+    assertEquals(kept, expected);
+    assert(kept < shape.batch * shape.seqLength, "every other example has padding to drop");
+  }
 });
 
 Deno.test("bench: measureSgemm reports a positive rate where a BLAS library loads", async () => {
