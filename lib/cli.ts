@@ -6,6 +6,7 @@
  */
 import { type CommandSpec, helpText, parseArgs, type ParsedArgs } from "./cli/args.ts";
 import { UsageError } from "./io/errors.ts";
+import { exitProcess } from "./backends/exit.ts";
 
 /** The interface every `lib/cli/<command>.ts` module implements. */
 export interface CommandModule {
@@ -148,4 +149,4 @@ export function permissionAdvice(
   };
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) exitProcess(await main(Deno.args));

@@ -16,6 +16,7 @@ import "@tensorflow/tfjs-layers"; // registers the gradients of all ops
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { envVar } from "../io/env.ts";
+import { webgpuRequested } from "./exit.ts";
 
 export { tf };
 
@@ -124,6 +125,7 @@ let adapterError: string | undefined;
  */
 export function webgpuAdapterName(): Promise<string | undefined> {
   adapterName ??= (async () => {
+    webgpuRequested();
     try {
       const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
       const adapter = await gpu?.requestAdapter() as { info?: { description?: string; vendor?: string } } | null;

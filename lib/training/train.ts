@@ -21,6 +21,7 @@ import { basename, join, writeJsonAtomic } from "../io/fsutil.ts";
 import type { HeadlineMetric } from "../eval/metrics.ts";
 import type { BertModel } from "../model/model.ts";
 import { AdamW } from "./optim.ts";
+import { exitProcess } from "../backends/exit.ts";
 import {
   adamWOptions,
   givenHyperParameters,
@@ -341,7 +342,7 @@ function watchSignals(enabled: boolean): { readonly received: string | undefined
       const handler = () => {
         if (received) {
           console.error(`\n${sig} again: stopping at once (the last complete checkpoint stays usable for --resume)`);
-          Deno.exit(130);
+          exitProcess(130);
         }
         received = sig;
         console.error(
