@@ -10,6 +10,7 @@
  * @module
  */
 import { initBackend, isSoftwareAdapter, tf } from "../../lib/backends/backend.ts";
+import { exitProcess, webgpuRequested } from "../../lib/backends/exit.ts";
 
 interface AdapterLike {
   info?: Record<string, unknown>;
@@ -26,6 +27,7 @@ async function adapter(): Promise<void> {
   }
   let a: AdapterLike | null = null;
   try {
+    webgpuRequested(); // so that exitProcess skips libEGL's destructor (lib/backends/exit.ts)
     a = await gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch (e) {
     console.log(`adapter: none (requestAdapter() threw: ${(e as Error).message})`);
@@ -82,5 +84,6 @@ if (mode === "adapter") await adapter();
 else if (mode === "tensorflow-gpu") await tensorflowGpu();
 else {
   console.error(`usage: gpu_check.ts adapter|tensorflow-gpu (got ${JSON.stringify(mode)})`);
-  Deno.exit(2);
+  exitProcess(2);
 }
+exitProcess(0);
