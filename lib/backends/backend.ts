@@ -120,8 +120,8 @@ let adapterError: string | undefined;
 /**
  * The WebGPU adapter's description (e.g. `llvmpipe` for Mesa's software rasteriser; "unknown adapter" when it gives
  * none), or undefined when this runtime has no WebGPU adapter. Asked once per process: every adapter requested stays
- * alive until exit. (One test run that had passed aborted at exit with glibc's "corrupted size vs. prev_size in
- * fastbins" right after the webgpu test on Mesa's llvmpipe; fewer adapters to tear down is the cautious choice.)
+ * alive until exit. A process that asks should end through `exitProcess` (lib/backends/exit.ts): the libEGL that
+ * wgpu's GL backend loads can corrupt the heap in its destructor at exit.
  */
 export function webgpuAdapterName(): Promise<string | undefined> {
   adapterName ??= (async () => {
