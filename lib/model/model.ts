@@ -249,6 +249,8 @@ interface Pass {
   seq: number;
   /** Each layer's attention probabilities `[B, N, F, T]`, collected when the caller asked for them. */
   attentions?: tf.Tensor4D[];
+  /** Whether dropout is on (`forward({ training })`). */
+  training: boolean;
   /** The seed of the next dropout mask at `rate`; undefined (and no seed used up) when not training or `rate` is 0. */
   dropoutSeed(rate: number): string | undefined;
   /** Set when the encoder runs on each example's own length (lib/model/packing.ts): its rows are then `[R, D]`. */
@@ -292,11 +294,12 @@ export interface ForwardOptions {
    */
   mlmTokens?: tf.Tensor1D;
   /**
-   * Classification inference: run the last encoder layer's output projection, feed-forward block and LayerNorms at
-   * each example's first token (`[CLS]`) only, all that the pooler and the classifier read. Its attention still
-   * reads every token, so the logits are the same (to float rounding) for about a third less work on BERT-Tiny
-   * (`1/L` of the encoder's products less on L layers). `lastHiddenState` is then `[batch, 1, hidden]`. Not with
-   * `training`, `outputHiddenStates`, `outputAttentions` or another head than classification.
+   * Classification head: run the last encoder layer's output projection, feed-forward block and LayerNorms at each
+   * example's first token (`[CLS]`) only, all that the pooler and the classifier read. Its attention still reads every
+   * token, so the logits are the same (to float rounding) for about a third less work on BERT-Tiny (`1/L` of the
+   * encoder's products less on L layers). In training too: the dropout masks of those rows are the ones the whole
+   * layer would draw there, and the rows left out get no gradient anyway. `lastHiddenState` is then
+   * `[batch, 1, hidden]`. Not with `outputHiddenStates`, `outputAttentions` or another head.
    */
   clsOnly?: boolean;
   /**
@@ -471,10 +474,13 @@ export class BertModel {
     return layerNorm(x, this.p(`${prefix}.weight`), this.p(`${prefix}.bias`), this.config.layerNormEps) as T;
   }
 
-  /** Dropout with the pass's next seed; `x` itself when not training or `rate` is 0. */
-  private dropout<T extends tf.Tensor>(x: T, rate: number, pass: Pass): T {
+  /**
+   * Dropout with the pass's next seed; `x` itself when not training or `rate` is 0. With `every` = F, `x` holds the
+   * `[CLS]` rows `[B, D]` of a `[B*F, D]` tensor and gets the mask those rows would get there.
+   */
+  private dropout<T extends tf.Tensor>(x: T, rate: number, pass: Pass, every = 1): T {
     const seed = pass.dropoutSeed(rate);
-    return seed === undefined ? x : fused.dropout(x, rate, seed);
+    return seed === undefined ? x : fused.dropout(x, rate, seed, every);
   }
 
   /**
@@ -491,6 +497,7 @@ export class BertModel {
       batch,
       seq,
       attentions: options.outputAttentions ? [] : undefined,
+      training,
       dropoutSeed: (rate: number) => training && rate > 0 ? `${seedBase}:${dropoutIndex++}` : undefined,
     };
     const d = this.config.hiddenSize;
@@ -512,8 +519,8 @@ export class BertModel {
       const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && onBlasF32(x));
       const layers = this.config.numHiddenLayers;
       if (
-        eager && mask.rows && layers > 0 && this.head === "classification" && !options.outputHiddenStates &&
-        !options.keepPadding
+        eager && !training && mask.rows && layers > 0 && this.head === "classification" &&
+        !options.outputHiddenStates && !options.keepPadding
       ) {
         pass.packing = packBatch(inputs.attentionMask, mask.rows, batch, seq);
         if (pass.packing) {
@@ -577,9 +584,7 @@ export class BertModel {
     }
     if (options.mlmPositions && options.mlmTokens) throw new Error("give mlmPositions or mlmTokens, not both");
     if (options.clsOnly) {
-      const clash = options.training
-        ? "training"
-        : options.outputHiddenStates
+      const clash = options.outputHiddenStates
         ? "outputHiddenStates"
         : options.outputAttentions
         ? "outputAttentions"
@@ -587,7 +592,7 @@ export class BertModel {
         ? `the ${this.head} head`
         : undefined;
       if (clash) {
-        throw new Error(`clsOnly computes the last layer at [CLS] only: classification inference, not ${clash}`);
+        throw new Error(`clsOnly computes the last layer at [CLS] only: the classification head, not ${clash}`);
       }
     }
     return [batch, seq];
@@ -621,7 +626,8 @@ export class BertModel {
     const cls = clsOnly ? this.firstTokens(x, pass) : undefined; // [B, D]
     const attended = this.selfAttention(p, x, mask, pass, cls); // [B*F, D], or [B, D] if clsOnly
     x = this.addNorm(`${p}.attention.output.LayerNorm`, attended, cls ?? x);
-    return this.addNorm(`${p}.output.LayerNorm`, this.feedForward(p, x, pass), x); // [B*F, D] or [B, D]
+    const ff = this.feedForward(p, x, pass, clsOnly ? pass.seq : 1);
+    return this.addNorm(`${p}.output.LayerNorm`, ff, x); // [B*F, D] or [B, D]
   }
 
   /** Each example's first row (`[CLS]`) of `[B*F, D]`: `[B, D]`. */
@@ -646,8 +652,9 @@ export class BertModel {
     const { batch, seq } = pass;
     const { hiddenSize: d, numAttentionHeads: n, attentionProbsDropoutProb: rate } = this.config;
     const names = ["query", "key", "value"].map((l) => `${p}.attention.self.${l}`);
-    // blas with cls: one query row per example attends to every token (lib/backends/blas/attention.ts).
-    const firstTokenOnly = cls !== undefined && mask.rows !== undefined;
+    // blas with cls, inference: one query row per example attends to every token (lib/backends/blas/attention.ts);
+    // in training every row attends (the probabilities' dropout masks are drawn by position), then [CLS]'s rows are kept.
+    const firstTokenOnly = cls !== undefined && mask.rows !== undefined && !pass.training;
     let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] with cls
     if (pass.packing) { // [R, N*H], or [B, N*H] with cls
       const [dense, param] = [(l: string, t: tf.Tensor2D) => this.dense(l, t), (name: string) => this.p(name)];
@@ -663,6 +670,7 @@ export class BertModel {
         const [q, k, v] = names.map((l) => this.dense(l, x)); // [B*F, N*H] each
         context = attention.selfAttention({ ...shape, q, k, v, dropoutRate: seed === undefined ? 0 : rate, seed });
       }
+      if (cls) context = this.firstTokens(context, pass); // [B, N*H]
     } else {
       const q = this.dense(names[0], firstTokenOnly ? cls : x); // [B*F, N*H], or [B, N*H]
       const [k, v] = names.slice(1).map((l) => this.dense(l, x)); // [B*T, N*H] each
@@ -683,16 +691,16 @@ export class BertModel {
       }
     }
     const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] with cls
-    return this.dropout(out, this.config.hiddenDropoutProb, pass);
+    return this.dropout(out, this.config.hiddenDropoutProb, pass, cls ? seq : 1);
   }
 
   /** Feed-forward: expand and activate (one call where that keeps the bits), project back, dropout. */
-  private feedForward(p: string, x: tf.Tensor2D, pass: Pass): tf.Tensor2D {
+  private feedForward(p: string, x: tf.Tensor2D, pass: Pass, every = 1): tf.Tensor2D {
     const up = `${p}.intermediate.dense`;
     const inner =
       (this.act === gelu ? fused.denseGeluFused(x, this.p(`${up}.weight`), this.p(`${up}.bias`)) : undefined) ??
         this.act(this.dense(up, x)) as tf.Tensor2D; // [B*F, I]
-    return this.dropout(this.dense(`${p}.output.dense`, inner), this.config.hiddenDropoutProb, pass); // [B*F, D]
+    return this.dropout(this.dense(`${p}.output.dense`, inner), this.config.hiddenDropoutProb, pass, every); // [B*F, D]
   }
 
   /** Pooler: tanh(dense) of the [CLS] token's final state. */

@@ -522,9 +522,34 @@ Deno.test("clsOnly: the last layer at [CLS] only gives the full forward's logits
       assert(maxAbsDiff(cls.logits, full.logits) < 1e-5, `${backend}, ${layers} layers: logits differ`);
       assert(maxAbsDiff(cls.first, full.first) < 1e-5, `${backend}, ${layers} layers: [CLS] states differ`);
       assert(maxAbsDiff(cls.logits, new Float32Array(9)) > 1e-3, "logits must not be trivially zero");
-      for (const bad of [{ training: true }, { outputHiddenStates: true }, { outputAttentions: true }]) {
-        assertThrows(() => model.forward(inputs, { clsOnly: true, ...bad }), Error, "classification inference");
+      for (const bad of [{ outputHiddenStates: true }, { outputAttentions: true }]) {
+        assertThrows(() => model.forward(inputs, { clsOnly: true, ...bad }), Error, "the classification head");
       }
+      // Training: the same loss and gradients, dropout included (the [CLS] rows draw the masks the whole layer would).
+      const labels = tf.tensor1d([0, 2, 1], "int32");
+      const [fullGrad, clsGrad] = [false, true].map((clsOnly) =>
+        tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() =>
+            softmaxCrossEntropy(model.forward(inputs, { training: true, seed: 11, clsOnly }).logits!, labels)
+          );
+          return { loss: value.dataSync()[0], grads: Object.values(grads).map((g) => g.dataSync()) };
+        })
+      );
+      labels.dispose();
+      assert(
+        Math.abs(clsGrad.loss - fullGrad.loss) < 1e-6,
+        `${backend}: training loss ${clsGrad.loss} vs ${fullGrad.loss}`,
+      );
+      assertEquals(clsGrad.grads.length, fullGrad.grads.length);
+      let worst = 0, norm = 0;
+      clsGrad.grads.forEach((g, i) => {
+        worst = Math.max(worst, maxAbsDiff(g, fullGrad.grads[i]));
+        norm = Math.max(norm, ...fullGrad.grads[i].map(Math.abs));
+      });
+      assert(
+        norm > 1e-3 && worst < 1e-5 * Math.max(1, norm),
+        `${backend}, ${layers} layers: gradients differ by ${worst}`,
+      );
       model.dispose();
     }
   }

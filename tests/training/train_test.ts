@@ -292,7 +292,7 @@ Deno.test("train: a hand-written TrainTask adapter trains exactly like the built
       return featureBatch(trainSet, rows);
     },
     loss: (model, batch, { training, seed }) =>
-      softmaxCrossEntropy(model.forward(batch, { training, seed }).logits!, batch.labels),
+      softmaxCrossEntropy(model.forward(batch, { training, seed, clsOnly: true }).logits!, batch.labels),
     disposeBatch,
     evaluate: (model) => {
       const batch = featureBatch(dev, Int32Array.from({ length: dev.n }, (_, i) => i));

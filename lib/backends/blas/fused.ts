@@ -412,34 +412,58 @@ export function applyDropoutMask(
  * Inverted dropout: zeroes each element with probability `rate` and scales the rest by `1 / (1 - rate)`.
  * The same `seed` gives the same mask on every backend ({@linkcode applyDropoutMask}'s generator; a different one
  * from `tf.dropout`'s, so masks differ from it). Without a seed the mask is random. On `blas` no mask is kept for
- * the backward pass: the gradient regenerates it from the seed.
+ * the backward pass: the gradient regenerates it from the seed. With `every` > 1, `x` holds every `every`-th row of a
+ * bigger tensor (the `[CLS]` rows of `[B*F, D]`: `every` = F), and each row gets the mask that row has there.
  */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number | string): T {
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number | string, every = 1): T {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
   if (rate === 0) return x;
   const s = hashSeed(seed);
+  const cols = x.shape[x.rank - 1] ?? 1;
   if (!onBlasF32(x)) {
     return tf.tidy(() => {
       const mask = new Float32Array(x.size);
-      applyDropoutMask(mask, undefined, rate, s);
+      applyRowMasks(mask, undefined, rate, s, cols, every);
       return tf.mul(x, tf.tensor(mask, x.shape, "float32")) as T;
     });
   }
+  const attrs = { rate, seed: s, cols, every };
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const input = args[0] as tf.Tensor;
     return {
-      value: run("BlasDropout", { x: input }, { rate, seed: s })[0],
-      gradFunc: (dy: tf.Tensor) => run("BlasDropout", { x: dy }, { rate, seed: s })[0],
+      value: run("BlasDropout", { x: input }, attrs)[0],
+      gradFunc: (dy: tf.Tensor) => run("BlasDropout", { x: dy }, attrs)[0],
     };
   });
   return op(x) as T;
+}
+
+/**
+ * {@linkcode applyDropoutMask} with rows of `cols` taken `every` rows apart from a bigger tensor's mask: row `r` gets
+ * the mask of row `r * every` (`every` 1: the whole mask, in one call). `dropout(x, rate, seed, F)` on the `[B, D]`
+ * first-token rows of a `[B*F, D]` tensor therefore drops exactly what `dropout` on the whole tensor drops there.
+ */
+function applyRowMasks(
+  out: Float32Array,
+  src: Float32Array | undefined,
+  rate: number,
+  seed: number,
+  cols: number,
+  every: number,
+): void {
+  if (every === 1) return applyDropoutMask(out, src, rate, seed);
+  for (let r = 0; r * cols < out.length; r++) {
+    const row = out.subarray(r * cols, (r + 1) * cols);
+    applyDropoutMask(row, src?.subarray(r * cols, (r + 1) * cols), rate, seed, r * every * cols);
+  }
 }
 
 function dropoutKernel(args: KernelArgs): TensorInfo {
   const { inputs, backend, attrs } = args;
   const x = f32(backend, inputs.x!);
   const y = allocF32(x.length, false);
-  applyDropoutMask(y, x, attrs!.rate as number, attrs!.seed as number);
+  const { rate, seed, cols, every } = attrs as { rate: number; seed: number; cols: number; every: number };
+  applyRowMasks(y, x, rate, seed, cols, every);
   return output(backend, inputs.x!.shape, y);
 }
 

@@ -123,7 +123,8 @@ export function classificationTask(options: ClassificationTaskOptions): TrainTas
     }),
     batch: (rows) => featureBatch(trainSet, rows),
     loss(model, batch, { training, seed }) {
-      const logits = model.forward(batch, { training, seed }).logits!; // [batch, numLabels]
+      // The last layer at [CLS] only: all the classifier reads (the same loss and gradients to float rounding).
+      const logits = model.forward(batch, { training, seed, clsOnly: true }).logits!; // [batch, numLabels]
       return softmaxCrossEntropy(logits, batch.labels);
     },
     disposeBatch,
