@@ -330,9 +330,14 @@ export async function measureSgemm(
  * Multiply-add FLOPs in the matrix products of one step of `shape` (dense layers, attention scores and context,
  * pooler, classifier; embeddings and elementwise work excluded): the forward pass for `infer`, three times it for
  * `train` (forward, then the gradients of both operands). BERT-Base at 8x128 trains at ~0.51 TFLOP per step (~0.54
- * with the last layer at every token, as PyTorch runs it).
+ * with the last layer at every token, as PyTorch runs it: `clsTraining` false).
  */
-export function matmulFlops(shape: BenchShape, what: "train" | "infer" | "infer-cls", numLabels = 2): number {
+export function matmulFlops(
+  shape: BenchShape,
+  what: "train" | "infer" | "infer-cls",
+  numLabels = 2,
+  clsTraining = true,
+): number {
   const { layers, hidden: h, intermediate: f, batch, seqLength: s } = shape;
   const tokens = batch * s;
   const perLayer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * s * s * h;
@@ -344,7 +349,7 @@ export function matmulFlops(shape: BenchShape, what: "train" | "infer" | "infer-
     : 0;
   // train (`forward({ training, clsOnly })`, as the classification task runs it): the last layer's output projection
   // and feed-forward at [CLS] only; its query and attention at every token.
-  const trainSkipped = layers > 0 ? 2 * (tokens - batch) * (h * h + 2 * h * f) : 0;
+  const trainSkipped = layers > 0 && clsTraining ? 2 * (tokens - batch) * (h * h + 2 * h * f) : 0;
   return what === "train" ? 3 * (forward - trainSkipped) : forward - skipped;
 }
 

@@ -244,7 +244,7 @@ async function runPytorch(
       examplesPerS: r.examples_per_s,
       gflops:
         shape && shape.batch === r.batch && shape.seqLength === r.seq && (r.what === "train" || r.what === "infer")
-          ? matmulFlops(shape, r.what) / r.ms_per_step / 1e6
+          ? matmulFlops(shape, r.what, 2, false) / r.ms_per_step / 1e6 // PyTorch runs the last layer everywhere
           : undefined,
       peakRssMb: r.peak_rss_mb,
       cpuPct: r.cpu_pct,

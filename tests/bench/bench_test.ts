@@ -108,6 +108,7 @@ Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.51 TFLOP
   // 12 layers, plus pooler 2 * 8 * 768^2 and classifier 2 * 8 * 768 * 2; training = 3x the forward pass.
   const forward = 12 * (2 * 1024 * 7_077_888 + 402_653_184) + 2 * 8 * (589_824 + 1_536);
   assertEquals(matmulFlops(SHAPES.base, "infer"), forward);
+  assertEquals(matmulFlops(SHAPES.base, "train", 2, false), 3 * forward);
   assert(Math.abs(3 * forward / 0.54e12 - 1) < 0.01, "~0.54 TFLOP with the last layer at every token");
   // Training runs the last layer's output projection and feed-forward at [CLS] only: 1,016 rows of
   // 768^2 + 2 * 768 * 3072 multiply-adds each, left out.
