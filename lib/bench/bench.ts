@@ -9,7 +9,7 @@
 import { tf } from "../backends/backend.ts";
 import { AdamW } from "../training/optim.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../model/model.ts";
-import { packBatch } from "../model/packing.ts";
+import { keptLengths } from "../model/packing.ts";
 import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
 import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
@@ -127,13 +127,9 @@ export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchIn
  */
 export function keptTokenRows(shape: BenchShape): number {
   const b = randomBatch(shape);
-  const kept = tf.tidy(() => {
-    const p = packBatch(b.attentionMask, tf.zerosLike(b.attentionMask) as tf.Tensor2D, shape.batch, shape.seqLength);
-    if (p) tf.dispose(p.groups.flatMap((g) => [g.examples, g.maskRows]));
-    return p ? p.rows.size : shape.batch * shape.seqLength;
-  });
+  const lengths = keptLengths(b.attentionMask.dataSync(), shape.batch, shape.seqLength);
   disposeBatch(b);
-  return kept;
+  return lengths.reduce((sum, l) => sum + l, 0);
 }
 
 /** Frees a batch. */

@@ -304,9 +304,9 @@ export interface ForwardOptions {
   clsOnly?: boolean;
   /**
    * Run the padding too (default false). Classification inference on the `blas` backend otherwise runs each example on
-   * its own length rounded up to 8 tokens (lib/model/packing.ts): the same values at every kept position (the same bits
-   * where the matrix products' rows do not depend on their call's row count, as on oneDNN's AVX-512 code) and zeros
-   * in `lastHiddenState` at the positions dropped, for the padded share of the work less.
+   * its own length rounded up to 8 tokens (lib/model/packing.ts): the same values at every kept position to float
+   * rounding (the per-head attention products may sum in another order at another length) and zeros in
+   * `lastHiddenState` at the positions dropped, for the padded share of the work less.
    */
   keepPadding?: boolean;
 }

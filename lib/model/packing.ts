@@ -49,18 +49,26 @@ export interface Packing {
 }
 
 /**
- * The packing of a batch: reads `attentionMask` `[B, F]` back (CPU backends only); `maskRows` `[B, F]` is its bias
- * form (0 or float32's lowest). Undefined when every example keeps all F rows. An example with no unmasked token keeps
- * them all (it attends to every row evenly).
+ * The rows each example of an attention mask `[B, F]` (row-major values) keeps: its length up to its last unmasked
+ * token, rounded up to {@linkcode PACK_ROWS}, at most F; all F for an example with no unmasked token (it attends to
+ * every row evenly).
  */
-export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, batch: number, seq: number) {
-  const keep = attentionMask.dataSync();
+export function keptLengths(mask: ArrayLike<number>, batch: number, seq: number): number[] {
   const lengths: number[] = [];
   for (let b = 0; b < batch; b++) {
     let last = 0;
-    for (let t = 0; t < seq; t++) if (keep[b * seq + t] !== 0) last = t + 1;
+    for (let t = 0; t < seq; t++) if (mask[b * seq + t] !== 0) last = t + 1;
     lengths.push(last === 0 ? seq : Math.min(seq, Math.max(PACK_ROWS, Math.ceil(last / PACK_ROWS) * PACK_ROWS)));
   }
+  return lengths;
+}
+
+/**
+ * The packing of a batch: reads `attentionMask` `[B, F]` back (CPU backends only); `maskRows` `[B, F]` is its bias
+ * form (0 or float32's lowest). Undefined when every example keeps all F rows ({@linkcode keptLengths}).
+ */
+export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, batch: number, seq: number) {
+  const lengths = keptLengths(attentionMask.dataSync(), batch, seq);
   if (lengths.every((l) => l === seq)) return undefined;
   const byLength = new Map<number, number[]>();
   lengths.forEach((l, b) => byLength.set(l, [...(byLength.get(l) ?? []), b]));
