@@ -123,7 +123,7 @@ export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchIn
 
 /**
  * How many of {@linkcode randomBatch}'s `batch * seqLength` token rows classification inference on `blas` computes
- * (lib/model/packing.ts drops the padding past each example's length rounded up to 8); the bench's GFLOP/s count all.
+ * (lib/model/packing.ts drops the padding past each example's length rounded up to 4); the bench's GFLOP/s count all.
  */
 export function keptTokenRows(shape: BenchShape): number {
   const b = randomBatch(shape);

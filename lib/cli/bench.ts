@@ -146,7 +146,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   if (packed.length) {
     const kept = packed.map((s) => `${s.name} ${keptTokenRows(s)} of ${s.batch * s.seqLength}`).join(", ");
     console.log(
-      `\ntfjs blas infer rows compute each example's tokens up to its length rounded up to 8, not the padding past it ` +
+      `\ntfjs blas infer rows compute each example's tokens up to its length rounded up to 4, not the padding past it ` +
         `(lib/model/packing.ts; token rows: ${kept}); GFLOP/s counts the padded batch's products, as PyTorch runs them.`,
     );
   }

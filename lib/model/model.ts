@@ -304,7 +304,7 @@ export interface ForwardOptions {
   clsOnly?: boolean;
   /**
    * Run the padding too (default false). Classification inference on the `blas` backend otherwise runs each example on
-   * its own length rounded up to 8 tokens (lib/model/packing.ts): the same values at every kept position to float
+   * its own length rounded up to 4 tokens (lib/model/packing.ts): the same values at every kept position to float
    * rounding (the per-head attention products may sum in another order at another length) and zeros in
    * `lastHiddenState` at the positions dropped, for the padded share of the work less.
    */

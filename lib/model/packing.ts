@@ -5,7 +5,7 @@
  * padding keys are masked (their probability is exactly 0) and the dense layers, LayerNorm and GELU work row by row.
  * {@linkcode packBatch} keeps each example's first `L` rows, `L` its length (up to its last unmasked token) rounded up
  * to {@linkcode PACK_ROWS}, and groups the examples by `L`: the encoder then runs on those `R` rows (`[R, D]`), and
- * {@linkcode packedAttention} runs the attention once per group, on the group's rows, which lie together. Classification
+ * {@linkcode packedAttention} runs the attention in one kernel call, each group on its own rows, which lie together. Classification
  * inference on the `blas` backend uses it (`BertModel.forward`, unless `keepPadding`): the kept positions get the values
  * of the padded run to float rounding (attention's per-head products may sum in another order at another length), the
  * dropped ones zeros.
@@ -17,21 +17,22 @@ import { tf } from "../backends/backend.ts";
 import * as attention from "../backends/blas/attention.ts";
 import * as fused from "../backends/blas/fused.ts";
 
-/** An example keeps its length rounded up to this many rows (the attention kernel's SIMD code wants a multiple of 4). */
-export const PACK_ROWS = 8;
+/**
+ * An example keeps its length rounded up to this many rows: the attention kernel's SIMD code runs a multiple of 4
+ * keys in its fast path (an unaligned length takes about 1.5x as long there), and the dense layers pay for every row.
+ */
+export const PACK_ROWS = 4;
 
 /** One group of examples of the same kept length. */
 export interface PackGroup {
-  /** `[k]` int32: the group's examples, in example order. */
-  examples: tf.Tensor1D;
+  /** The group's examples, in example order. */
+  examples: number[];
   /** k. */
   batch: number;
   /** L: rows kept per example. */
   seq: number;
   /** The group's first row among the R kept rows. */
   start: number;
-  /** `[k, L]`: the group's columns of the attention mask's bias rows. */
-  maskRows: tf.Tensor2D;
 }
 
 /** Where the kept rows come from and go back to (see the module doc). */
@@ -40,6 +41,10 @@ export interface Packing {
   groups: PackGroup[];
   /** `[R]` int32: the row `b * F + t` of `[B*F, D]` each kept row comes from. */
   rows: tf.Tensor1D;
+  /** `[R]`: the attention mask's bias (0 or float32's lowest) at each kept row, as a key of its example. */
+  maskBias: tf.Tensor1D;
+  /** `[B]` int32: the examples in group order. */
+  byGroup: tf.Tensor1D;
   /** `[B]` int32: each example's first kept row (`[CLS]`), in example order. */
   firstRows: tf.Tensor1D;
   /** `[B]` int32: each example's place in group order (to put group-ordered `[B, D]` rows back in example order). */
@@ -82,15 +87,16 @@ export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, bat
       groupOrder[b] = order++;
       for (let t = 0; t < l; t++) rows.push(b * seq + t);
     }
-    const ex = tf.tensor1d(examples, "int32");
-    const maskRowsOf = tf.tidy(() => tf.slice(tf.gather(maskRows, ex), [0, 0], [examples.length, l])); // [k, L]
-    groups.push({ examples: ex, batch: examples.length, seq: l, start, maskRows: maskRowsOf as tf.Tensor2D });
+    groups.push({ examples, batch: examples.length, seq: l, start });
   }
   const unpack = new Int32Array(batch * seq).fill(rows.length);
   rows.forEach((r, i) => unpack[r] = i);
+  const kept = tf.tensor1d(rows, "int32");
   return {
     groups,
-    rows: tf.tensor1d(rows, "int32"),
+    rows: kept,
+    maskBias: tf.tidy(() => tf.gather(tf.reshape(maskRows, [-1]), kept)) as tf.Tensor1D,
+    byGroup: tf.tensor1d(groups.flatMap((g) => g.examples), "int32"),
     firstRows: tf.tensor1d(firstRows, "int32"),
     groupOrder: tf.tensor1d(groupOrder, "int32"),
     unpack: tf.tensor1d(unpack, "int32"),
@@ -117,32 +123,21 @@ export interface PackedAttentionInputs {
 
 /**
  * Self-attention's context on packed rows (inference, `blas`): the query, key and value layers over all R rows (as one
- * product where that keeps the bits), then the attention kernel once per group. `[R, N*H]`; with `cls`, each example's
+ * product where that keeps the bits), then one attention kernel call, each group attending within itself in place. `[R, N*H]`; with `cls`, each example's
  * first-token context `[B, N*H]` in example order.
  */
 export function packedAttention(o: PackedAttentionInputs): tf.Tensor2D {
   const { x, packing, heads, names, cls } = o;
-  const rowsOf = (t: tf.Tensor2D, g: PackGroup) =>
-    packing.groups.length === 1 ? t : tf.slice(t, [g.start, 0], [g.batch * g.seq, t.shape[1]]); // [k*L, ...]
-  const join = (parts: tf.Tensor2D[]) => parts.length === 1 ? parts[0] : tf.concat(parts);
+  const { groups, maskBias } = packing;
   if (cls) {
-    const q = o.dense(names[0], cls); // [B, N*H]
+    const q = tf.gather(o.dense(names[0], cls), packing.byGroup); // [B, N*H], group order
     const [k, v] = names.slice(1).map((l) => o.dense(l, x)); // [R, N*H] each
-    const parts = packing.groups.map((g) =>
-      attention.firstTokenAttention({
-        ...{ q: tf.gather(q, g.examples), k: rowsOf(k, g), v: rowsOf(v, g) },
-        ...{ maskBias: g.maskRows, batch: g.batch, seq: g.seq, heads },
-      })
-    ); // [k, N*H] each, group order
-    return tf.gather(join(parts), packing.groupOrder); // [B, N*H]
+    const context = attention.groupedSelfAttention({ q, k, v, maskBias, groups, heads, firstToken: true });
+    return tf.gather(context, packing.groupOrder); // [B, N*H], example order
   }
   const param = (suffix: string) => names.map((l) => o.param(`${l}.${suffix}`));
   const qkv = fused.denseSideBySide(x, param("weight"), param("bias")); // [R, 3*N*H]
-  const [q, k, v] = qkv ? [] : names.map((l) => o.dense(l, x)); // [R, N*H] each
-  return join(packing.groups.map((g) => {
-    const shape = { maskBias: g.maskRows, batch: g.batch, seq: g.seq, heads };
-    return qkv
-      ? attention.packedSelfAttention({ qkv: rowsOf(qkv, g), ...shape })
-      : attention.selfAttention({ ...shape, q: rowsOf(q, g), k: rowsOf(k, g), v: rowsOf(v, g), dropoutRate: 0 });
-  })); // [R, N*H]
+  if (qkv) return attention.groupedSelfAttention({ q: qkv, maskBias, groups, heads });
+  const [q, k, v] = names.map((l) => o.dense(l, x)); // [R, N*H] each
+  return attention.groupedSelfAttention({ q, k, v, maskBias, groups, heads }); // [R, N*H]
 }

@@ -115,14 +115,14 @@ Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.51 TFLOP
   assertEquals(matmulFlops(SHAPES.base, "train"), 3 * (forward - 2 * 1016 * (589_824 + 4_718_592)));
 });
 
-Deno.test("bench: keptTokenRows counts each example's length rounded up to 8 (the rows blas inference computes)", async () => {
+Deno.test("bench: keptTokenRows counts each example's length rounded up to 4 (the rows blas inference computes)", async () => {
   await initBackend({ backend: "cpu", quiet: true });
   for (const shape of [SHAPES.tiny, SHAPES.base]) {
     const b = randomBatch(shape);
     const mask = b.attentionMask.arraySync() as number[][];
     disposeBatch(b);
     const expected = mask.reduce(
-      (n, row) => n + Math.min(row.length, Math.ceil(row.lastIndexOf(1) / 8 + 1 / 8) * 8),
+      (n, row) => n + Math.min(row.length, Math.ceil(row.lastIndexOf(1) / 4 + 1 / 4) * 4),
       0,
     );
     const kept = keptTokenRows(shape);

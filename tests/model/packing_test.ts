@@ -22,34 +22,35 @@ async function useBackend(name: "cpu" | "blas"): Promise<void> {
   assertEquals(tf.getBackend(), name);
 }
 
-Deno.test("packBatch: lengths rounded up to 8, groups shortest first, rows and their way back", async () => {
+Deno.test("packBatch: lengths rounded up to 4, groups shortest first, rows and their way back", async () => {
   await useBackend("cpu");
-  // Lengths 20 (-> 24), 3 (-> 8), 24 (-> 24), 0 (no real token: all 32 kept), 32 (-> 32), 7 with a hole (-> 8).
-  const lengths = [20, 3, 24, 0, 32, 7];
+  // Lengths 18 (-> 20), 3 (-> 4), 20 (-> 20), 0 (no real token: all 32 kept), 32 (-> 32), 4 with a hole (-> 4).
+  const lengths = [18, 3, 20, 0, 32, 4];
   const [batch, seq] = [lengths.length, 32];
   const keep = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 5 && t === 2) ? 1 : 0));
   const mask = tf.tensor2d(keep, [batch, seq], "int32");
   const bias = tf.tensor2d(keep.map((k) => k ? 0 : -1e30), [batch, seq]);
   const p = packBatch(mask, bias, batch, seq)!;
-  assertEquals(p.groups.map((g) => [g.seq, g.batch, g.start, [...g.examples.dataSync()]]), [
-    [8, 2, 0, [1, 5]],
-    [24, 2, 16, [0, 2]],
-    [32, 2, 64, [3, 4]],
+  assertEquals(p.groups.map((g) => [g.seq, g.batch, g.start, g.examples]), [
+    [4, 2, 0, [1, 5]],
+    [20, 2, 8, [0, 2]],
+    [32, 2, 48, [3, 4]],
   ]);
   const rows = [...p.rows.dataSync()];
-  assertEquals(rows.length, 128);
-  assertEquals(rows.slice(0, 9), [32, 33, 34, 35, 36, 37, 38, 39, 160]); // example 1's 8 rows, then example 5's
-  assertEquals([...p.firstRows.dataSync()], [16, 0, 40, 64, 96, 8]);
+  assertEquals(rows.length, 112);
+  assertEquals(rows.slice(0, 5), [32, 33, 34, 35, 160]); // example 1's 4 rows, then example 5's
+  assertEquals([...p.firstRows.dataSync()], [8, 0, 28, 48, 80, 4]);
   assertEquals([...p.groupOrder.dataSync()], [2, 0, 3, 4, 5, 1]);
   const unpack = p.unpack.dataSync();
   rows.forEach((r, i) => assertEquals(unpack[r], i));
-  assertEquals(unpack.filter((u) => u === 128).length, batch * seq - 128); // the dropped rows point at the zero row
-  assertEquals([...p.groups[0].maskRows.dataSync()].slice(8, 16), [0, 0, -1e30, 0, 0, 0, 0, -1e30].map(Math.fround));
+  assertEquals(unpack.filter((u) => u === 112).length, batch * seq - 112); // the dropped rows point at the zero row
+  assertEquals([...p.byGroup.dataSync()], [1, 5, 0, 2, 3, 4]);
+  // The mask bias of each kept row: example 1's 3 tokens and a padding row, then example 5's 4 rows, its token 2 masked.
+  assertEquals([...p.maskBias.dataSync()].slice(0, 8), [0, 0, 0, -1e30, 0, 0, -1e30, 0].map(Math.fround));
   // Nothing to drop: no packing.
   const full = tf.ones([2, 8], "int32") as tf.Tensor2D;
   assertEquals(packBatch(full, tf.zeros([2, 8]) as tf.Tensor2D, 2, 8), undefined);
-  tf.dispose([mask, bias, full, p.rows, p.firstRows, p.groupOrder, p.unpack]);
-  for (const g of p.groups) tf.dispose([g.examples, g.maskRows]);
+  tf.dispose([mask, bias, full, p.rows, p.maskBias, p.byGroup, p.firstRows, p.groupOrder, p.unpack]);
 });
 
 Deno.test("padding dropped: blas classification inference keeps every kept position's values, zeros elsewhere", async () => {
@@ -91,7 +92,7 @@ Deno.test("padding dropped: blas classification inference keeps every kept posit
   const d = 64;
   let kept = 0, same = 0, worst = 0;
   for (let b = 0; b < batch; b++) {
-    const keep = lengths[b] === 0 ? seq : Math.min(seq, Math.max(8, Math.ceil(lengths[b] / 8) * 8));
+    const keep = lengths[b] === 0 ? seq : Math.min(seq, Math.max(4, Math.ceil(lengths[b] / 4) * 4));
     for (let t = 0; t < seq; t++) {
       for (let j = 0; j < d; j++) {
         const i = (b * seq + t) * d + j;

@@ -122,6 +122,73 @@ export function packedSelfAttention(o: PackedSelfAttentionInputs): tf.Tensor2D {
   return context as tf.Tensor2D;
 }
 
+/** One group of examples of the same length, for {@linkcode groupedSelfAttention}: `batch` examples of `seq` rows. */
+export interface AttentionGroup {
+  batch: number;
+  seq: number;
+}
+
+/** Inputs of {@linkcode groupedSelfAttention}. */
+export interface GroupedAttentionInputs {
+  /**
+   * The query layer's output `[R, hidden]` (R: the groups' rows, group after group); or, without `k` and `v`, the
+   * query, key and value outputs side by side `[R, 3 * hidden]` (as for {@linkcode packedSelfAttention}).
+   */
+  q: tf.Tensor;
+  /** The key layer's output `[R, hidden]`. */
+  k?: tf.Tensor;
+  /** The value layer's output `[R, hidden]`. */
+  v?: tf.Tensor;
+  /** `[R]`: each row's mask bias as a key (0 or a large negative value), group after group. */
+  maskBias: tf.Tensor;
+  /** The groups, in row order. */
+  groups: AttentionGroup[];
+  /** Attention heads. */
+  heads: number;
+  /**
+   * `q` holds one row per example, `[sum of batch, hidden]` in group order, which attends alone (each example's
+   * first token, as {@linkcode firstTokenAttention}); the context then has those rows.
+   */
+  firstToken?: boolean;
+}
+
+/**
+ * {@linkcode selfAttention} (inference: no dropout, no gradient) over examples of different lengths in one kernel call:
+ * each group of examples of one length attends within itself, in place in the `[R, hidden]` arrays, and the contexts
+ * come out as one `[R, hidden]` array (`[sum of batch, hidden]` with `firstToken`). Each group gets the arithmetic of
+ * its own {@linkcode selfAttention} (or {@linkcode firstTokenAttention}) call, so the same bits, without the copies
+ * that cutting the rows into groups and joining the results would take.
+ */
+export function groupedSelfAttention(o: GroupedAttentionInputs): tf.Tensor2D {
+  const fn = "groupedSelfAttention";
+  if (recordingGradients()) throw new Error(`${fn}: inference only (it has no gradient)`);
+  const { q, groups, heads } = o;
+  const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
+  const examples = groups.reduce((sum, g) => sum + g.batch, 0);
+  const packed = o.k === undefined && o.v === undefined;
+  if (packed && o.firstToken) throw new Error(`${fn}: firstToken needs q, k and v apart`);
+  if (!packed && (o.k === undefined || o.v === undefined)) throw new Error(`${fn}: give k and v both, or neither`);
+  const width = q.shape[q.rank - 1], hidden = packed ? width / 3 : width;
+  if (!Number.isInteger(hidden) || hidden % heads !== 0) {
+    throw new Error(`${fn}: q has width ${width}, expected ${packed ? "3 * " : ""}a multiple of heads ${heads}`);
+  }
+  const expected: [string, tf.Tensor | undefined, number, number][] = [
+    ["q", q, o.firstToken ? examples : rows, width],
+    ["k", o.k, rows, hidden],
+    ["v", o.v, rows, hidden],
+    ["maskBias", o.maskBias, rows, 1],
+  ];
+  for (const [name, t, r, c] of expected) {
+    if (t && t.size !== r * c) throw new Error(`${fn}: ${name} has shape [${t.shape}], expected [${r}, ${c}]`);
+  }
+  const flat = groups.flatMap((g) => [g.batch, g.seq]);
+  const attrs = { batch: examples, seq: 0, heads, scale: 1 / Math.sqrt(hidden / heads), groups: flat };
+  const inputs: tf.NamedTensorMap = packed ? { q, mask: o.maskBias } : { q, k: o.k!, v: o.v!, mask: o.maskBias };
+  const attrsAll = { ...attrs, rate: 0, seed: 0, keepProbs: false, packed } as never;
+  const out = tf.engine().runKernel(o.firstToken ? "BlasFirstTokenAttention" : "BlasAttention", inputs, attrsAll);
+  return (Array.isArray(out) ? out[0] : out) as tf.Tensor2D; // BlasAttention returns [context]
+}
+
 /**
  * Throws naming the input of `fn` whose size does not fit (`q` has `queryRows` rows, `k`, `v` and `maskBias` cover
  * `batch * seq` tokens); returns the hidden size.
@@ -228,6 +295,22 @@ export interface Attrs {
    * views of it, `hidden` and `2 * hidden` floats in), rows `3 * hidden` apart ({@linkcode packedSelfAttention}).
    */
   packed?: boolean;
+  /**
+   * Forward only, no probabilities: examples of several lengths in one call (lib/model/packing.ts), as flattened
+   * `[batch, seq]` pairs, one per group; the groups' rows (and the mask's values) follow each other, group after
+   * group. `batch` and `seq` are then unused. Absent: one group, `[batch, seq]`.
+   */
+  groups?: number[];
+}
+
+/** The `[batch, seq]` groups of a kernel call ({@linkcode Attrs.groups}), each with its first row. */
+function groupsOf(attrs: Pick<Attrs, "batch" | "seq" | "groups">): { batch: number; seq: number; row: number }[] {
+  const flat = attrs.groups ?? [attrs.batch, attrs.seq];
+  const out = [];
+  for (let i = 0, row = 0; i < flat.length; row += flat[i] * flat[i + 1], i += 2) {
+    out.push({ batch: flat[i], seq: flat[i + 1], row });
+  }
+  return out;
 }
 
 let scratch = new Float32Array(0);
@@ -515,16 +598,24 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
     const { batch, seq, heads } = attrs;
-    const q = f32(backend, inputs.q!);
+    const groups = groupsOf(attrs);
+    const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
+    const q = f32(backend, inputs.q!), mask = f32(backend, inputs.mask!);
     // Packed: q, k and v side by side in one array (packedSelfAttention), read in place.
-    const hidden = q.length / (batch * seq) / (attrs.packed ? 3 : 1);
+    const rowFloats = q.length / rows, hidden = rowFloats / (attrs.packed ? 3 : 1);
     const k = attrs.packed ? q.subarray(hidden) : f32(backend, inputs.k!);
     const v = attrs.packed ? q.subarray(2 * hidden) : f32(backend, inputs.v!);
-    const context = allocF32(batch * seq * hidden, false); // [batch * seq, hidden], heads merged
-    // [batch, heads, seq, seq], for the backward pass
+    const context = allocF32(rows * hidden, false); // [rows, hidden], heads merged
+    // [batch, heads, seq, seq], for the backward pass (one group only)
     const probs = attrs.keepProbs !== false ? allocF32(batch * heads * seq * seq, false) : undefined;
-    forwardBlocks({ ...attrs, q, k, v, mask: f32(backend, inputs.mask!), probs, context, blas });
-    const out = output(backend, attrs.packed ? [batch * seq, hidden] : inputs.q!.shape, context);
+    for (const g of groups) { // each group in place: its rows of q, k, v, the mask and the context
+      const [from, to] = [g.row * rowFloats, (g.row + g.batch * g.seq) * rowFloats];
+      const views = { q: q.subarray(from, to), k: k.subarray(from, to), v: v.subarray(from, to) };
+      const out = context.subarray(g.row * hidden, (g.row + g.batch * g.seq) * hidden);
+      const maskRows = mask.subarray(g.row, g.row + g.batch * g.seq);
+      forwardBlocks({ ...attrs, ...g, ...views, mask: maskRows, probs, context: out, blas });
+    }
+    const out = output(backend, attrs.packed || attrs.groups ? [rows, hidden] : inputs.q!.shape, context);
     return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
   };
 
@@ -552,11 +643,21 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
   const firstToken = (args: KernelArgs): TensorInfo => {
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
-    const q = f32(backend, inputs.q!);
+    const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
+    const mask = f32(backend, inputs.mask!), hidden = q.length / attrs.batch;
     const context = allocF32(q.length); // [batch, hidden], zeroed: the blocks accumulate into it
-    const arrays = { q, k: f32(backend, inputs.k!), v: f32(backend, inputs.v!), mask: f32(backend, inputs.mask!) };
-    firstTokenBlocks({ ...attrs, ...arrays, context }, blas);
-    return output(backend, [attrs.batch, q.length / attrs.batch], context);
+    let example = 0;
+    for (const g of groupsOf(attrs)) { // each group in place: its query rows, its rows of k, v and the mask
+      const [from, to] = [example * hidden, (example + g.batch) * hidden], rows = [g.row, g.row + g.batch * g.seq];
+      const kv = {
+        k: k.subarray(rows[0] * hidden, rows[1] * hidden),
+        v: v.subarray(rows[0] * hidden, rows[1] * hidden),
+      };
+      const arrays = { q: q.subarray(from, to), ...kv, mask: mask.subarray(rows[0], rows[1]) };
+      firstTokenBlocks({ ...attrs, ...g, ...arrays, context: context.subarray(from, to) }, blas);
+      example += g.batch;
+    }
+    return output(backend, [attrs.batch, hidden], context);
   };
 
   return [
