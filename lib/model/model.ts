@@ -476,9 +476,10 @@ export class BertModel {
 
   /**
    * Dropout with the pass's next seed; `x` itself when not training or `rate` is 0. With `every` = F, `x` holds the
-   * `[CLS]` rows `[B, D]` of a `[B*F, D]` tensor and gets the mask those rows would get there.
+   * `[CLS]` rows `[B, D]` of a `[B*F, D]` tensor and gets the mask those rows would get there; with an array (the kept
+   * rows of a packing), row `r` gets the mask of row `every[r]` of `[B*F, D]`.
    */
-  private dropout<T extends tf.Tensor>(x: T, rate: number, pass: Pass, every = 1): T {
+  private dropout<T extends tf.Tensor>(x: T, rate: number, pass: Pass, every: number | number[] = 1): T {
     const seed = pass.dropoutSeed(rate);
     return seed === undefined ? x : fused.dropout(x, rate, seed, every);
   }
@@ -519,8 +520,7 @@ export class BertModel {
       const mask = this.attentionMask(inputs.attentionMask, pass, !pass.attentions && onBlasF32(x));
       const layers = this.config.numHiddenLayers;
       if (
-        eager && !training && mask.rows && layers > 0 && this.head === "classification" &&
-        !options.outputHiddenStates && !options.keepPadding
+        mask.rows && layers > 0 && this.head === "classification" && !options.outputHiddenStates && !options.keepPadding
       ) {
         pass.packing = packBatch(inputs.attentionMask, mask.rows, batch, seq);
         if (pass.packing) {
@@ -626,7 +626,7 @@ export class BertModel {
     const cls = clsOnly ? this.firstTokens(x, pass) : undefined; // [B, D]
     const attended = this.selfAttention(p, x, mask, pass, cls); // [B*F, D], or [B, D] if clsOnly
     x = this.addNorm(`${p}.attention.output.LayerNorm`, attended, cls ?? x);
-    const ff = this.feedForward(p, x, pass, clsOnly ? pass.seq : 1);
+    const ff = this.feedForward(p, x, pass, clsOnly ? pass.seq : pass.packing?.keptRows ?? 1);
     return this.addNorm(`${p}.output.LayerNorm`, ff, x); // [B*F, D] or [B, D]
   }
 
@@ -658,7 +658,9 @@ export class BertModel {
     let context: tf.Tensor2D; // [B*F, N*H], or [B, N*H] with cls
     if (pass.packing) { // [R, N*H], or [B, N*H] with cls
       const [dense, param] = [(l: string, t: tf.Tensor2D) => this.dense(l, t), (name: string) => this.p(name)];
-      context = packedAttention({ x, packing: pass.packing, heads: n, names, dense, param, cls });
+      const seed = pass.dropoutSeed(rate);
+      const training = pass.training || recordingGradients() ? { rate, seed } : undefined;
+      context = packedAttention({ x, packing: pass.packing, heads: n, names, dense, param, cls, training });
     } else if (mask.rows && !firstTokenOnly) {
       // blas: one kernel each way, heads addressed in place (lib/backends/blas/attention.ts); same maths and mask. In
       // inference the three layers run as one product where that keeps the bits (fused.ts's denseSideBySide).
@@ -691,11 +693,11 @@ export class BertModel {
       }
     }
     const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] with cls
-    return this.dropout(out, this.config.hiddenDropoutProb, pass, cls ? seq : 1);
+    return this.dropout(out, this.config.hiddenDropoutProb, pass, cls ? seq : pass.packing?.keptRows ?? 1);
   }
 
   /** Feed-forward: expand and activate (one call where that keeps the bits), project back, dropout. */
-  private feedForward(p: string, x: tf.Tensor2D, pass: Pass, every = 1): tf.Tensor2D {
+  private feedForward(p: string, x: tf.Tensor2D, pass: Pass, every: number | number[] = 1): tf.Tensor2D {
     const up = `${p}.intermediate.dense`;
     const inner =
       (this.act === gelu ? fused.denseGeluFused(x, this.p(`${up}.weight`), this.p(`${up}.bias`)) : undefined) ??

@@ -41,10 +41,16 @@ export interface Packing {
   groups: PackGroup[];
   /** `[R]` int32: the row `b * F + t` of `[B*F, D]` each kept row comes from. */
   rows: tf.Tensor1D;
+  /** The same rows as numbers (the dropout masks of the kept rows are those of these rows: fused.ts's `dropout`). */
+  keptRows: number[];
+  /** F: tokens per example in the padded batch. */
+  seq: number;
   /** `[R]`: the attention mask's bias (0 or float32's lowest) at each kept row, as a key of its example. */
   maskBias: tf.Tensor1D;
   /** `[B]` int32: the examples in group order. */
   byGroup: tf.Tensor1D;
+  /** The same examples as numbers. */
+  examples: number[];
   /** `[B]` int32: each example's first kept row (`[CLS]`), in example order. */
   firstRows: tf.Tensor1D;
   /** `[B]` int32: each example's place in group order (to put group-ordered `[B, D]` rows back in example order). */
@@ -95,6 +101,9 @@ export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, bat
   return {
     groups,
     rows: kept,
+    keptRows: rows,
+    seq,
+    examples: groups.flatMap((g) => g.examples),
     maskBias: tf.tidy(() => tf.gather(tf.reshape(maskRows, [-1]), kept)) as tf.Tensor1D,
     byGroup: tf.tensor1d(groups.flatMap((g) => g.examples), "int32"),
     firstRows: tf.tensor1d(firstRows, "int32"),
@@ -117,8 +126,17 @@ export interface PackedAttentionInputs {
   dense(prefix: string, x: tf.Tensor2D): tf.Tensor2D;
   /** A parameter by name. */
   param(name: string): tf.Tensor;
-  /** Each example's `[CLS]` row `[B, D]`, example order: then only those rows attend (`forward({ clsOnly })`). */
+  /**
+   * Each example's `[CLS]` row `[B, D]`, example order: then only those rows come out (`forward({ clsOnly })`), and
+   * outside training only those rows attend.
+   */
   cls?: tf.Tensor2D;
+  /**
+   * Training (`forward({ training })`, or a gradient being recorded): every row attends, with the gradient for the
+   * query, key and value layers, and with dropout on the probabilities when `seed` is given (each example drawing the
+   * masks it draws in the padded batch).
+   */
+  training?: { rate: number; seed?: string };
 }
 
 /**
@@ -127,8 +145,15 @@ export interface PackedAttentionInputs {
  * first-token context `[B, N*H]` in example order.
  */
 export function packedAttention(o: PackedAttentionInputs): tf.Tensor2D {
-  const { x, packing, heads, names, cls } = o;
+  const { x, packing, heads, names, cls, training } = o;
   const { groups, maskBias } = packing;
+  if (training) {
+    const [q, k, v] = names.map((l) => o.dense(l, x)); // [R, N*H] each
+    const { rate, seed } = training;
+    const dropout = seed === undefined ? undefined : { rate, seed, maskSeq: packing.seq, examples: packing.examples };
+    const context = attention.groupedSelfAttention({ q, k, v, maskBias, groups, heads, dropout }); // [R, N*H]
+    return cls ? tf.gather(context, packing.firstRows) : context; // [B, N*H] with cls
+  }
   if (cls) {
     const q = tf.gather(o.dense(names[0], cls), packing.byGroup); // [B, N*H], group order
     const [k, v] = names.slice(1).map((l) => o.dense(l, x)); // [R, N*H] each

@@ -270,14 +270,18 @@ Deno.test({
         {
           kind: JOB.attentionProbs,
           arrays: [probs],
-          nums: [base, base + 4 * blocks * block, seq, firstBlock, ...drop],
+          nums: [base, base + 4 * blocks * block, seq, heads, firstBlock, ...drop],
         },
         blocks,
         work,
       );
       s.workspace(3 * blocks * block).set(scores, 2 * blocks * block);
       s.split(
-        { kind: JOB.attentionGrad, arrays: [], nums: [base + 8 * blocks * block, base, seq, firstBlock, ...drop] },
+        {
+          kind: JOB.attentionGrad,
+          arrays: [],
+          nums: [base + 8 * blocks * block, base, seq, heads, firstBlock, ...drop],
+        },
         blocks,
         work,
       );
@@ -330,7 +334,7 @@ for (let round = 0; round < 4; round++) {
     const base = w.byteOffset, probs = new Float32Array(n);
     const forward = [base, seq, heads, base + 12 * n, 0, 0, ...drop];
     s.split({ kind: JOB.attentionForward, arrays: [probs], nums: forward }, blocks, 1e9);
-    s.split({ kind: JOB.attentionProbs, arrays: [probs], nums: [base + 4 * n, base + 8 * n, seq, 0, ...drop] }, blocks, 1e9);
+    s.split({ kind: JOB.attentionProbs, arrays: [probs], nums: [base + 4 * n, base + 8 * n, seq, heads, 0, ...drop] }, blocks, 1e9);
     const out = s.workspace(old + floats).slice(old);
     return { probs, out, chunks: simdThreadsStatus().workerChunks - before };
   };

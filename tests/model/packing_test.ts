@@ -4,7 +4,7 @@
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
-import { BertModel, configFromJson } from "../../lib/model/model.ts";
+import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { packBatch } from "../../lib/model/packing.ts";
 import { assert, assertEquals } from "../shared.ts";
 
@@ -118,5 +118,63 @@ Deno.test("padding dropped: blas classification inference keeps every kept posit
   assert(maxAbsDiff(dropped.logits, reference) < 1e-4, "blas logits against cpu's (an all-padding example too)");
   await useBackend("blas");
   tf.dispose(Object.values(inputs));
+  model.dispose();
+});
+
+Deno.test("padding dropped in training: blas loss and gradients equal the padded run's, dropout masks included", async () => {
+  if (!HAVE_BLAS) return console.log("blas backend unavailable: skipped");
+  await useBackend("blas");
+  const [batch, seq] = [5, 24];
+  const model = new BertModel(
+    {
+      ...configFromJson({
+        vocab_size: 50,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 32,
+        hidden_dropout_prob: 0.2,
+        attention_probs_dropout_prob: 0.3,
+      }),
+      initializerRange: 0.3,
+    },
+    { head: "classification", numLabels: 3, seed: 9 },
+  );
+  // Lengths 24 (whole), 5 (-> 8), 13 (-> 16), 7 (-> 8) and 24 with a masked token inside.
+  const lengths = [24, 5, 13, 7, 24];
+  const ids = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n ? 1 + (5 * b + 3 * t) % 49 : 0));
+  const mask = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 4 && t === 9) ? 1 : 0));
+  const inputs = {
+    inputIds: tf.tensor2d(ids, [batch, seq], "int32"),
+    tokenTypeIds: tf.tensor2d(ids.map((id) => id % 2), [batch, seq], "int32"),
+    attentionMask: tf.tensor2d(mask, [batch, seq], "int32"),
+  };
+  const labels = tf.tensor1d([0, 2, 1, 1, 0], "int32");
+  const before = tf.memory().numTensors;
+  const run = (keepPadding: boolean, clsOnly: boolean) =>
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() =>
+        softmaxCrossEntropy(model.forward(inputs, { training: true, seed: 3, keepPadding, clsOnly }).logits!, labels)
+      );
+      return { loss: value.dataSync()[0], grads: Object.values(grads).map((g) => g.dataSync()) };
+    });
+  for (const clsOnly of [false, true]) {
+    const padded = run(true, clsOnly), dropped = run(false, clsOnly);
+    assert(Math.abs(dropped.loss - padded.loss) < 1e-6, `loss ${dropped.loss} against the padded run's ${padded.loss}`);
+    let worst = 0, norm = 0;
+    dropped.grads.forEach((g, i) => {
+      worst = Math.max(worst, maxAbsDiff(g, padded.grads[i]));
+      norm = Math.max(norm, ...padded.grads[i].map(Math.abs));
+    });
+    assert(norm > 1e-3 && worst < 1e-5 * norm, `clsOnly ${clsOnly}: gradients differ by ${worst} (largest ${norm})`);
+    // Another seed gives another loss: the dropout is on in both runs.
+    const other = tf.tidy(() =>
+      softmaxCrossEntropy(model.forward(inputs, { training: true, seed: 4, clsOnly }).logits!, labels).dataSync()[0]
+    );
+    assert(Math.abs(other - padded.loss) > 1e-4, "dropout must change the loss");
+  }
+  assertEquals(tf.memory().numTensors, before, "tensors left behind");
+  tf.dispose([...Object.values(inputs), labels]);
   model.dispose();
 });

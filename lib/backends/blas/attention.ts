@@ -17,7 +17,7 @@ import { f32, type KernelArgs, output, recordingGradients } from "./common.ts";
 import { applyDropoutMask, hashSeed } from "./fused.ts";
 import { allocF32 } from "./pool.ts";
 import { setSimdThreads, type SimdMath, simdMath } from "../simd/simd.ts";
-import { blockStride, JOB } from "../simd/jobs.ts";
+import { blockMask, blockStride, JOB } from "../simd/jobs.ts";
 import { softmaxRowsInto } from "./reduce.ts";
 
 /** Inputs of {@linkcode selfAttention}. */
@@ -57,10 +57,17 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
     rate: o.dropoutRate,
     seed: o.dropoutRate > 0 ? hashSeed(o.seed) : 0,
   };
-  const mask = o.maskBias;
+  return attentionWithGrad(o.q, o.k, o.v, o.maskBias, attrs);
+}
+
+/**
+ * The BlasAttention kernel on `q`, `k`, `v` (and `mask`) with `attrs`, and outside gradient recording without copying
+ * out the probabilities; inside it, with BlasAttentionGrad as the gradient of q, k and v.
+ */
+function attentionWithGrad(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, attrs: Attrs): tf.Tensor2D {
   if (!recordingGradients()) {
     // No gradient will be asked for: skip copying out the probabilities (one [batch, heads, seq, seq] tensor).
-    const [context] = tf.engine().runKernel("BlasAttention", { q: o.q, k: o.k, v: o.v, mask }, {
+    const [context] = tf.engine().runKernel("BlasAttention", { q, k, v, mask }, {
       ...attrs,
       keepProbs: false,
     } as never) as tf.Tensor[];
@@ -83,7 +90,7 @@ export function selfAttention(o: SelfAttentionInputs): tf.Tensor2D {
         }, attrs as never) as tf.Tensor[],
     };
   });
-  return op(o.q, o.k, o.v) as tf.Tensor2D;
+  return op(q, k, v) as tf.Tensor2D;
 }
 
 /** Inputs of {@linkcode packedSelfAttention}: those of {@linkcode SelfAttentionInputs} without dropout or q, k, v. */
@@ -150,6 +157,12 @@ export interface GroupedAttentionInputs {
    * first token, as {@linkcode firstTokenAttention}); the context then has those rows.
    */
   firstToken?: boolean;
+  /**
+   * Training: dropout on the probabilities (0: none; not with `firstToken` or side-by-side q, k, v), with each
+   * example's mask of the padded batch it was packed from ({@linkcode Attrs.maskSeq}): `maskSeq` its tokens per
+   * example, `examples` each example's index there, in group order. A gradient is then recorded for q, k and v.
+   */
+  dropout?: { rate: number; seed?: number | string; maskSeq: number; examples: number[] };
 }
 
 /**
@@ -161,7 +174,6 @@ export interface GroupedAttentionInputs {
  */
 export function groupedSelfAttention(o: GroupedAttentionInputs): tf.Tensor2D {
   const fn = "groupedSelfAttention";
-  if (recordingGradients()) throw new Error(`${fn}: inference only (it has no gradient)`);
   const { q, groups, heads } = o;
   const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
   const examples = groups.reduce((sum, g) => sum + g.batch, 0);
@@ -183,6 +195,20 @@ export function groupedSelfAttention(o: GroupedAttentionInputs): tf.Tensor2D {
   }
   const flat = groups.flatMap((g) => [g.batch, g.seq]);
   const attrs = { batch: examples, seq: 0, heads, scale: 1 / Math.sqrt(hidden / heads), groups: flat };
+  const drop = o.dropout, rate = drop?.rate ?? 0;
+  if (recordingGradients() || rate > 0) {
+    if (packed || o.firstToken) throw new Error(`${fn}: training needs q, k and v apart, every row attending`);
+    if (drop && drop.examples.length !== examples) {
+      throw new Error(`${fn}: dropout.examples has ${drop.examples.length} entries, expected ${examples}`);
+    }
+    const dropAttrs = drop ? { maskSeq: drop.maskSeq, examples: drop.examples } : {};
+    return attentionWithGrad(o.q, o.k!, o.v!, o.maskBias, {
+      ...attrs,
+      ...dropAttrs,
+      rate,
+      seed: rate > 0 ? hashSeed(drop!.seed) : 0,
+    });
+  }
   const inputs: tf.NamedTensorMap = packed ? { q, mask: o.maskBias } : { q, k: o.k!, v: o.v!, mask: o.maskBias };
   const attrsAll = { ...attrs, rate: 0, seed: 0, keepProbs: false, packed } as never;
   const out = tf.engine().runKernel(o.firstToken ? "BlasFirstTokenAttention" : "BlasAttention", inputs, attrsAll);
@@ -301,14 +327,29 @@ export interface Attrs {
    * group. `batch` and `seq` are then unused. Absent: one group, `[batch, seq]`.
    */
   groups?: number[];
+  /**
+   * With {@linkcode Attrs.groups} and dropout: the examples were packed from a padded batch of `maskSeq` tokens each,
+   * and each draws the probabilities' dropout mask it has there (lib/simd/jobs.ts's `blockMask`), `examples` giving
+   * each example's index in that batch, in the call's order.
+   */
+  maskSeq?: number;
+  /** See {@linkcode Attrs.maskSeq}. */
+  examples?: number[];
 }
 
-/** The `[batch, seq]` groups of a kernel call ({@linkcode Attrs.groups}), each with its first row. */
-function groupsOf(attrs: Pick<Attrs, "batch" | "seq" | "groups">): { batch: number; seq: number; row: number }[] {
+/**
+ * The `[batch, seq]` groups of a kernel call ({@linkcode Attrs.groups}), each with its first row, its first
+ * probability (of the `[batch, heads, seq, seq]` blocks, group after group), and its examples' part of
+ * {@linkcode Attrs.examples} (as floats; absent without `maskSeq`).
+ */
+function groupsOf(attrs: Pick<Attrs, "batch" | "seq" | "heads" | "groups" | "maskSeq" | "examples">) {
   const flat = attrs.groups ?? [attrs.batch, attrs.seq];
-  const out = [];
-  for (let i = 0, row = 0; i < flat.length; row += flat[i] * flat[i + 1], i += 2) {
-    out.push({ batch: flat[i], seq: flat[i + 1], row });
+  const out: { batch: number; seq: number; row: number; prob: number; exampleMap?: Float32Array }[] = [];
+  for (let i = 0, row = 0, prob = 0, example = 0; i < flat.length; i += 2) {
+    const [batch, seq] = [flat[i], flat[i + 1]];
+    const exampleMap = attrs.maskSeq ? Float32Array.from(attrs.examples!.slice(example, example + batch)) : undefined;
+    out.push({ batch, seq, row, prob, exampleMap });
+    row += batch * seq, prob += batch * attrs.heads * seq * seq, example += batch;
   }
   return out;
 }
@@ -334,13 +375,14 @@ interface BlockOps {
   maskRow: Float32Array;
   /** `s = softmax(s + maskRow)` for each row of `s`, in place. */
   softmax(s: Float32Array): void;
-  /** `x *= the dropout mask`, `x` being the block whose first element is element `offset` of the whole tensor. */
-  dropout(x: Float32Array, offset: number): void;
+  /** `x *= the dropout mask` of block `global` (example `global / heads`, head `global % heads`; jobs.ts's `blockMask`). */
+  dropout(x: Float32Array, global: number): void;
   /** `ds = p * (ds - rowsum(ds * p))`, in place. */
   softmaxGrad(ds: Float32Array, p: Float32Array): void;
 }
 
-function blockOps(seq: number, count: number, rate: number, seed: number): BlockOps {
+function blockOps(o: Job, count: number): BlockOps {
+  const { seq, rate, seed, heads } = o;
   const block = seq * seq;
   const space = work(count * block + seq);
   const blocks = Array.from({ length: count }, (_, i) => space.subarray(i * block, (i + 1) * block));
@@ -352,7 +394,14 @@ function blockOps(seq: number, count: number, rate: number, seed: number): Block
       for (let r = 0; r < block; r += seq) for (let j = 0; j < seq; j++) s[r + j] += maskRow[j];
       softmaxRowsInto(s, s, seq);
     },
-    dropout: (x, offset) => applyDropoutMask(x, x, rate, seed, offset),
+    dropout: (x, global) => {
+      const { base, rowStep } = blockMask(global, seq, heads, o.maskSeq, o.exampleMap);
+      if (rowStep === seq) return applyDropoutMask(x, x, rate, seed, base);
+      for (let r = 0; r < seq; r++) {
+        const row = x.subarray(r * seq, (r + 1) * seq);
+        applyDropoutMask(row, row, rate, seed, base + r * rowStep);
+      }
+    },
     softmaxGrad: (ds, p) => {
       for (let r = 0; r < block; r += seq) {
         let dot = 0;
@@ -369,6 +418,8 @@ export interface Job extends Attrs {
   k: Float32Array;
   v: Float32Array;
   blas: Blas;
+  /** {@linkcode Attrs.examples} of this job's examples (as floats, for the SIMD jobs). */
+  exampleMap?: Float32Array;
   /**
    * The SIMD module's kernels to use: by default the loaded ones ({@linkcode simdMath}); `null` takes the JavaScript
    * loops (where there is no module; tests compare the two paths bit for bit).
@@ -399,9 +450,9 @@ function groupSize(seq: number, blocks: number): number {
   return Math.max(1, Math.min(blocks, Math.max(2, Math.floor(GROUP_FLOATS / (seq * seq)))));
 }
 
-/** The dropout numbers of a {@linkcode JOB} attention job: `[rate > 0, seed, threshold, scale]`. */
-function dropNums(rate: number, seed: number): number[] {
-  return [rate > 0 ? 1 : 0, seed, Math.floor(rate * 4294967296), Math.fround(1 / (1 - rate))];
+/** The dropout numbers of a {@linkcode JOB} attention job: `[rate > 0, seed, threshold, scale, maskSeq]`. */
+function dropNums(rate: number, seed: number, maskSeq = 0): number[] {
+  return [rate > 0 ? 1 : 0, seed, Math.floor(rate * 4294967296), Math.fround(1 / (1 - rate)), maskSeq];
 }
 
 /**
@@ -427,7 +478,7 @@ function blockJob(
   // Per thread: `perBlock` blocks per group block, and the group's mask rows (forward).
   const stride = 4 * (perBlock * g * bs + (Math.ceil(g / heads) + 1) * seq);
   const space = simd.workspace(stride / 2);
-  const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, rowFloats, ...dropNums(rate, seed)];
+  const nums = [space.byteOffset, stride, seq, heads, hidden, scale, g, rowFloats, ...dropNums(rate, seed, o.maskSeq)];
   withOneBlasThread(
     blas,
     () => simd.split({ kind, arrays, nums }, total, work, { sgemm: (a) => blas.sgemm(a), split }),
@@ -459,15 +510,16 @@ export function forwardBlocks(
   o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array },
 ): void {
   const simd = jobSimd(o);
-  if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, [o.q, o.k, o.v, o.mask, o.context, o.probs], 1);
+  const arrays = [o.q, o.k, o.v, o.mask, o.context, o.probs, o.exampleMap];
+  if (simd) return blockJob(o, simd, JOB.attentionForwardBlocks, arrays, 1);
   withOneBlasThread(o.blas, () => forwardLoops(o));
 }
 
 /** {@linkcode forwardBlocks} where there is no SIMD module: JavaScript loops around the `sgemm` calls. */
 function forwardLoops(o: Job & { mask: Float32Array; probs?: Float32Array; context: Float32Array }): void {
-  const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, seed, blas } = o;
+  const { q, k, v, mask, probs, context, batch, seq, heads, scale, rate, blas } = o;
   const { hidden, rowFloats } = rowGeometry(o), dh = hidden / heads, block = seq * seq;
-  const ops = blockOps(seq, 1, rate, seed);
+  const ops = blockOps(o, 1);
   const [s] = ops.blocks;
   for (let b = 0; b < batch; b++) {
     ops.maskRow.set(mask.subarray(b * seq, (b + 1) * seq));
@@ -487,7 +539,7 @@ function forwardLoops(o: Job & { mask: Float32Array; probs?: Float32Array; conte
       });
       ops.softmax(s);
       probs?.set(s, po);
-      if (rate > 0) ops.dropout(s, po);
+      if (rate > 0) ops.dropout(s, b * heads + h);
       blas.sgemm({
         m: seq,
         n: dh,
@@ -511,7 +563,7 @@ export function backwardBlocks(
 ): void {
   if (o.packed) throw new Error("attention backwardBlocks: packed q, k, v are for inference only");
   const simd = jobSimd(o);
-  const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv];
+  const blocks = [o.dy, o.q, o.k, o.v, o.probs, o.dq, o.dk, o.dv, o.exampleMap];
   if (simd) return blockJob(o, simd, JOB.attentionBackwardBlocks, blocks, 3);
   withOneBlasThread(o.blas, () => backwardLoops(o));
 }
@@ -520,9 +572,9 @@ export function backwardBlocks(
 function backwardLoops(
   o: Job & { dy: Float32Array; probs: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array },
 ): void {
-  const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, seed, blas } = o;
+  const { dy, q, k, v, probs, dq, dk, dv, batch, seq, heads, scale, rate, blas } = o;
   const hidden = q.length / (batch * seq), dh = hidden / heads, block = seq * seq;
-  const ops = blockOps(seq, 3, rate, seed);
+  const ops = blockOps(o, 3);
   const [p, pd, ds] = ops.blocks;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
@@ -531,7 +583,7 @@ function backwardLoops(
       let dropped = p;
       if (rate > 0) {
         pd.set(p);
-        ops.dropout(pd, po);
+        ops.dropout(pd, b * heads + h);
         dropped = pd;
       }
       // dV = dropped^T @ dC; dP = dC @ V^T (times the dropout mask)
@@ -557,7 +609,7 @@ function backwardLoops(
         transB: true,
         c: ds,
       });
-      if (rate > 0) ops.dropout(ds, po);
+      if (rate > 0) ops.dropout(ds, b * heads + h);
       // dS = P * (dP - rowsum(dP * P)); dQ = scale * dS @ K, dK = scale * dS^T @ Q
       ops.softmaxGrad(ds, p);
       blas.sgemm({
@@ -597,7 +649,7 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
   const forward = (args: KernelArgs): TensorInfo[] => {
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
-    const { batch, seq, heads } = attrs;
+    const { heads } = attrs;
     const groups = groupsOf(attrs);
     const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
     const q = f32(backend, inputs.q!), mask = f32(backend, inputs.mask!);
@@ -606,36 +658,39 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const k = attrs.packed ? q.subarray(hidden) : f32(backend, inputs.k!);
     const v = attrs.packed ? q.subarray(2 * hidden) : f32(backend, inputs.v!);
     const context = allocF32(rows * hidden, false); // [rows, hidden], heads merged
-    // [batch, heads, seq, seq], for the backward pass (one group only)
-    const probs = attrs.keepProbs !== false ? allocF32(batch * heads * seq * seq, false) : undefined;
-    for (const g of groups) { // each group in place: its rows of q, k, v, the mask and the context
+    // [batch, heads, seq, seq] (group after group), for the backward pass
+    const probFloats = groups.reduce((sum, g) => sum + g.batch * heads * g.seq * g.seq, 0);
+    const probs = attrs.keepProbs !== false ? allocF32(probFloats, false) : undefined;
+    for (const g of groups) { // each group in place: its rows of q, k, v, the mask and the context, its probabilities
       const [from, to] = [g.row * rowFloats, (g.row + g.batch * g.seq) * rowFloats];
       const views = { q: q.subarray(from, to), k: k.subarray(from, to), v: v.subarray(from, to) };
       const out = context.subarray(g.row * hidden, (g.row + g.batch * g.seq) * hidden);
       const maskRows = mask.subarray(g.row, g.row + g.batch * g.seq);
-      forwardBlocks({ ...attrs, ...g, ...views, mask: maskRows, probs, context: out, blas });
+      const groupProbs = probs?.subarray(g.prob, g.prob + g.batch * heads * g.seq * g.seq);
+      const job = { ...attrs, ...g, ...views, exampleMap: g.exampleMap, blas };
+      forwardBlocks({ ...job, mask: maskRows, probs: groupProbs, context: out });
     }
     const out = output(backend, attrs.packed || attrs.groups ? [rows, hidden] : inputs.q!.shape, context);
-    return probs ? [out, output(backend, [batch, heads, seq, seq], probs)] : [out];
+    if (!probs) return [out];
+    const probShape = attrs.groups ? [probFloats] : [attrs.batch, heads, attrs.seq, attrs.seq];
+    return [out, output(backend, probShape, probs)];
   };
 
   const backward = (args: KernelArgs): TensorInfo[] => {
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
-    const q = f32(backend, inputs.q!);
+    const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
+    const dy = f32(backend, inputs.dy!), probs = f32(backend, inputs.probs!);
     const dq = allocF32(q.length, false), dk = allocF32(q.length, false), dv = allocF32(q.length, false);
-    backwardBlocks({
-      ...attrs,
-      dy: f32(backend, inputs.dy!),
-      q,
-      k: f32(backend, inputs.k!),
-      v: f32(backend, inputs.v!),
-      probs: f32(backend, inputs.probs!),
-      dq,
-      dk,
-      dv,
-      blas,
-    });
+    const groups = groupsOf(attrs), hidden = q.length / groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
+    for (const g of groups) { // each group in place, as forward
+      const [from, to] = [g.row * hidden, (g.row + g.batch * g.seq) * hidden];
+      const [qg, kg, vg, dyg] = [q, k, v, dy].map((a) => a.subarray(from, to));
+      const groupProbs = probs.subarray(g.prob, g.prob + g.batch * attrs.heads * g.seq * g.seq);
+      const grads = { dq: dq.subarray(from, to), dk: dk.subarray(from, to), dv: dv.subarray(from, to) };
+      const job = { ...attrs, ...g, exampleMap: g.exampleMap, blas };
+      backwardBlocks({ ...job, dy: dyg, q: qg, k: kg, v: vg, probs: groupProbs, ...grads });
+    }
     const shape = inputs.q!.shape;
     return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
   };

@@ -413,9 +413,15 @@ export function applyDropoutMask(
  * The same `seed` gives the same mask on every backend ({@linkcode applyDropoutMask}'s generator; a different one
  * from `tf.dropout`'s, so masks differ from it). Without a seed the mask is random. On `blas` no mask is kept for
  * the backward pass: the gradient regenerates it from the seed. With `every` > 1, `x` holds every `every`-th row of a
- * bigger tensor (the `[CLS]` rows of `[B*F, D]`: `every` = F), and each row gets the mask that row has there.
+ * bigger tensor (the `[CLS]` rows of `[B*F, D]`: `every` = F), and each row gets the mask that row has there; with
+ * an array, row `r` of `x` is row `every[r]` of the bigger tensor (the kept rows of lib/model/packing.ts).
  */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number | string, every = 1): T {
+export function dropout<T extends tf.Tensor>(
+  x: T,
+  rate: number,
+  seed?: number | string,
+  every: number | number[] = 1,
+): T {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropout: rate must be in [0, 1), got ${rate}`);
   if (rate === 0) return x;
   const s = hashSeed(seed);
@@ -440,7 +446,7 @@ export function dropout<T extends tf.Tensor>(x: T, rate: number, seed?: number |
 
 /**
  * {@linkcode applyDropoutMask} with rows of `cols` taken `every` rows apart from a bigger tensor's mask: row `r` gets
- * the mask of row `r * every` (`every` 1: the whole mask, in one call). `dropout(x, rate, seed, F)` on the `[B, D]`
+ * the mask of row `r * every` (`every` 1: the whole mask, in one call), or of row `every[r]` for an array. `dropout(x, rate, seed, F)` on the `[B, D]`
  * first-token rows of a `[B*F, D]` tensor therefore drops exactly what `dropout` on the whole tensor drops there.
  */
 function applyRowMasks(
@@ -449,12 +455,19 @@ function applyRowMasks(
   rate: number,
   seed: number,
   cols: number,
-  every: number,
+  every: number | number[],
 ): void {
   if (every === 1) return applyDropoutMask(out, src, rate, seed);
-  for (let r = 0; r * cols < out.length; r++) {
-    const row = out.subarray(r * cols, (r + 1) * cols);
-    applyDropoutMask(row, src?.subarray(r * cols, (r + 1) * cols), rate, seed, r * every * cols);
+  if (typeof every !== "number" && every.length * cols !== out.length) {
+    throw new Error(`dropout: a row map of ${every.length} rows for ${out.length / cols} rows of ${cols}`);
+  }
+  const rows = out.length / cols;
+  for (let r = 0, end = 1; r < rows; r = end, end = r + 1) {
+    const from = typeof every === "number" ? r * every : every[r];
+    // A run of rows that lie one after another in the bigger tensor too (an example's kept rows): one call.
+    if (typeof every !== "number") { while (end < rows && every[end] === from + end - r) end++; }
+    const part = out.subarray(r * cols, end * cols);
+    applyDropoutMask(part, src?.subarray(r * cols, end * cols), rate, seed, from * cols);
   }
 }
 
@@ -462,7 +475,7 @@ function dropoutKernel(args: KernelArgs): TensorInfo {
   const { inputs, backend, attrs } = args;
   const x = f32(backend, inputs.x!);
   const y = allocF32(x.length, false);
-  const { rate, seed, cols, every } = attrs as { rate: number; seed: number; cols: number; every: number };
+  const { rate, seed, cols, every } = attrs as { rate: number; seed: number; cols: number; every: number | number[] };
   applyRowMasks(y, x, rate, seed, cols, every);
   return output(backend, inputs.x!.shape, y);
 }

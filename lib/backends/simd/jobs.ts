@@ -40,25 +40,26 @@ export const JOB = {
   /** nums `[ptr, state, threshold, scale]`: dropout in module memory; elements (split at multiples of 4). */
   dropoutAt: 9,
   /**
-   * `[probs | undefined]`, nums `[ptr, seq, heads, maskPtr, firstBlock, firstExample, rate > 0, seed, threshold,
-   * scale]`: attention blocks of `seq * seq` floats at `ptr`, {@linkcode blockStride} floats apart, become
+   * `[probs | undefined, examples | undefined]`, nums `[ptr, seq, heads, maskPtr, firstBlock, firstExample, ...drop]`
+   * (`drop`: `[rate > 0, seed, threshold, scale, maskSeq]`, the mask's place as {@linkcode blockMask} says, `examples`
+   * its example map): attention blocks of `seq * seq` floats at `ptr`, {@linkcode blockStride} floats apart, become
    * softmax(block + its example's mask row, at `maskPtr + 4 seq (example - firstExample)`), are copied to `probs`
    * (at their place in the whole tensor) and dropped out in place; blocks.
    */
   attentionForward: 10,
   /**
-   * `[probs]`, nums `[pPtr, pdPtr, seq, firstBlock, rate > 0, seed, threshold, scale]`: each block of `probs`
+   * `[probs, examples | undefined]`, nums `[pPtr, pdPtr, seq, heads, firstBlock, ...drop]`: each block of `probs`
    * copied to `pPtr`, and with its dropout applied to `pdPtr` (blocks {@linkcode blockStride} floats apart); blocks.
    */
   attentionProbs: 11,
   /**
-   * nums `[dsPtr, pPtr, seq, firstBlock, rate > 0, seed, threshold, scale]`: the dropout mask, then the softmax
+   * `[examples | undefined]`, nums `[dsPtr, pPtr, seq, heads, firstBlock, ...drop]`: the dropout mask, then the softmax
    * gradient, applied in place to each `ds` block (blocks {@linkcode blockStride} floats apart); blocks.
    */
   attentionGrad: 12,
   /**
-   * `[q, k, v, mask, context, probs | undefined]`, nums `[wsPtr, wsStride, seq, heads, hidden, scale, group,
-   * rowFloats, rate > 0, seed, threshold, scale]`: the attention forward pass of blocks (`(example, head)` pairs, in
+   * `[q, k, v, mask, context, probs | undefined, examples | undefined]`, nums `[wsPtr, wsStride, seq, heads, hidden,
+   * scale, group, rowFloats, ...drop]` (`drop` as for {@linkcode JOB.attentionForward}): the attention forward pass of blocks (`(example, head)` pairs, in
    * order), `group` at a time in the workspace of the thread (`wsPtr + thread * wsStride`): `sgemm` for the scores,
    * then {@linkcode JOB.attentionForward}, then `sgemm` for `P V` into `context`; blocks. Rows of `q`, `k` and `v` are
    * `rowFloats` apart (`hidden`, or `3 hidden` when they are the column blocks of one packed array); `context`'s are
@@ -66,7 +67,7 @@ export const JOB = {
    */
   attentionForwardBlocks: 13,
   /**
-   * `[dy, q, k, v, probs, dq, dk, dv]`, nums as {@linkcode JOB.attentionForwardBlocks} (`rowFloats` = `hidden`): the
+   * `[dy, q, k, v, probs, dq, dk, dv, examples | undefined]`, nums as {@linkcode JOB.attentionForwardBlocks} (`rowFloats` = `hidden`): the
    * attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between
    * the `sgemm` calls; blocks.
    */
@@ -133,6 +134,47 @@ function softmaxRowsExact(fns: Record<string, SimdFn>, at: number, rows: number,
 
 /** The mulberry32 state before draw `offset` of the stream whose state before draw 0 is `state`. */
 const stateAt = (state: number, offset: number) => (state + Math.imul(offset, GOLDEN)) | 0;
+
+/**
+ * Where the dropout mask of attention block `global` (example `global / heads`, head `global % heads`) lies in the
+ * stream of draws: row `r` of the block starts at draw `base + r * rowStep`. Without `maskSeq` (0) the blocks are those
+ * of the whole `[batch, heads, seq, seq]` probability tensor (`rowStep = seq`: one run of `seq * seq` draws). With it,
+ * the call holds examples packed to `seq` rows (lib/model/packing.ts) whose masks are those of a padded
+ * `[B, heads, maskSeq, maskSeq]` tensor, block `global`'s example being `examples[global / heads]` there.
+ */
+export function blockMask(
+  global: number,
+  seq: number,
+  heads: number,
+  maskSeq = 0,
+  examples?: ArrayLike<number>,
+): { base: number; rowStep: number } {
+  if (!maskSeq) return { base: global * seq * seq, rowStep: seq };
+  const example = examples![Math.floor(global / heads)], head = global % heads;
+  return { base: (example * heads + head) * maskSeq * maskSeq, rowStep: maskSeq };
+}
+
+/**
+ * Inverted dropout in place on attention block `global` at byte `at` (rows of `seq` floats), with the mask
+ * {@linkcode blockMask} places; `drop` is `[rate > 0, seed, threshold, scale, maskSeq]`.
+ */
+function dropBlock(
+  fns: Record<string, SimdFn>,
+  at: number,
+  global: number,
+  seq: number,
+  heads: number,
+  drop: number[],
+  examples?: Float32Array,
+): void {
+  const [, seed, threshold, scale, maskSeq] = drop;
+  const { base, rowStep } = blockMask(global, seq, heads, maskSeq, examples);
+  if (rowStep === seq) return fns.dropout(at, seq * seq * 4, stateAt(seed, base), threshold | 0, scale);
+  if (seq % 4) throw new Error(`simd jobs: a packed attention block of ${seq} rows (not a multiple of 4)`);
+  for (let r = 0; r < seq; r++) {
+    fns.dropout(at + r * seq * 4, seq * 4, stateAt(seed, base + r * rowStep), threshold | 0, scale);
+  }
+}
 
 /**
  * Runs units `[start, end)` of `job` on the region set at byte `base` of the module's memory (`mem`: a view of all
@@ -232,8 +274,8 @@ export function runJob(
       return;
     }
     case JOB.attentionForward: {
-      const [probs] = a;
-      const [ptr, seq, heads, maskPtr, firstBlock, firstExample, drop, seed, threshold, scale] = nums;
+      const [probs, examples] = a;
+      const [ptr, seq, heads, maskPtr, firstBlock, firstExample, ...drop] = nums;
       const block = seq * seq, bs = blockStride(seq);
       for (let i = start; i < end; i++) {
         const at = ptr + i * bs * 4, global = firstBlock + i, po = global * block;
@@ -242,28 +284,28 @@ export function runJob(
         if (seq % 4) softmaxRowsExact(fns, at, seq, seq, maskAt);
         else fns.softmax_rows(at, seq, seq * 4, maskAt);
         probs?.set(mem.subarray(at >> 2, (at >> 2) + block), po);
-        if (drop) fns.dropout(at, block * 4, stateAt(seed, po), threshold | 0, scale);
+        if (drop[0]) dropBlock(fns, at, global, seq, heads, drop, examples);
       }
       return;
     }
     case JOB.attentionProbs: {
-      const probs = a[0]!, [pPtr, pdPtr, seq, firstBlock, drop, seed, threshold, scale] = nums;
+      const [probs, examples] = a, [pPtr, pdPtr, seq, heads, firstBlock, ...drop] = nums;
       const block = seq * seq, bs = blockStride(seq);
       for (let i = start; i < end; i++) {
         const p = (pPtr >> 2) + i * bs, pd = (pdPtr >> 2) + i * bs, po = (firstBlock + i) * block;
-        mem.set(probs.subarray(po, po + block), p);
-        if (!drop) continue;
+        mem.set(probs!.subarray(po, po + block), p);
+        if (!drop[0]) continue;
         mem.copyWithin(pd, p, p + block);
-        fns.dropout(pd * 4, block * 4, stateAt(seed, po), threshold | 0, scale);
+        dropBlock(fns, pd * 4, firstBlock + i, seq, heads, drop, examples);
       }
       return;
     }
     case JOB.attentionGrad: {
-      const [dsPtr, pPtr, seq, firstBlock, drop, seed, threshold, scale] = nums;
-      const block = seq * seq, bs = blockStride(seq);
+      const [examples] = a, [dsPtr, pPtr, seq, heads, firstBlock, ...drop] = nums;
+      const bs = blockStride(seq);
       for (let i = start; i < end; i++) {
-        const ds = dsPtr + i * bs * 4, p = pPtr + i * bs * 4, po = (firstBlock + i) * block;
-        if (drop) fns.dropout(ds, block * 4, stateAt(seed, po), threshold | 0, scale);
+        const ds = dsPtr + i * bs * 4, p = pPtr + i * bs * 4;
+        if (drop[0]) dropBlock(fns, ds, firstBlock + i, seq, heads, drop, examples);
         if (seq % 4) fns.softmax_grad_exact(ds, p, seq, seq * 4); // float64 row sums: the JavaScript path's bits
         else fns.softmax_grad_rows(ds, p, seq, seq * 4);
       }
@@ -298,7 +340,7 @@ const blockOffset = (global: number, heads: number, seq: number, rowFloats: numb
   Math.floor(global / heads) * seq * rowFloats + (global % heads) * dh;
 
 function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: number, end: number): void {
-  const { mem, sgemm } = ctx, [q, k, v, mask, context, probs] = job.arrays as Float32Array[];
+  const { mem, sgemm } = ctx, [q, k, v, mask, context, probs, examples] = job.arrays as Float32Array[];
   const { seq, heads, hidden, rowFloats, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
   const w = ws >> 2, maskPtr = ws + 4 * group * bs;
   for (let g0 = start; g0 < end; g0 += group) {
@@ -322,7 +364,7 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
     ctx.sub!(
       {
         kind: JOB.attentionForward,
-        arrays: [probs],
+        arrays: [probs, examples],
         nums: [ws, seq, heads, maskPtr, g0, e0, ...drop],
       },
       n,
@@ -345,7 +387,7 @@ function attentionForwardRange(ctx: JobContext, job: Job, ws: number, start: num
 }
 
 function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: number, end: number): void {
-  const { mem, sgemm } = ctx, [dy, q, k, v, probs, dq, dk, dv] = job.arrays as Float32Array[];
+  const { mem, sgemm } = ctx, [dy, q, k, v, probs, dq, dk, dv, examples] = job.arrays as Float32Array[];
   const { seq, heads, hidden, dh, scale, group, drop, block, bs } = blockGeometry(job.nums);
   const P = 0, PD = 1, DS = 2, dropping = drop[0] !== 0;
   const at = (region: number, i: number) =>
@@ -356,8 +398,8 @@ function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: nu
     ctx.sub!(
       {
         kind: JOB.attentionProbs,
-        arrays: [probs],
-        nums: [ptr(P), ptr(PD), seq, g0, ...drop],
+        arrays: [probs, examples],
+        nums: [ptr(P), ptr(PD), seq, heads, g0, ...drop],
       },
       n,
       n * block * (dropping ? 2 : 1),
@@ -388,7 +430,8 @@ function attentionBackwardRange(ctx: JobContext, job: Job, ws: number, start: nu
         c: at(DS, i),
       });
     }
-    ctx.sub!({ kind: JOB.attentionGrad, arrays: [], nums: [ptr(DS), ptr(P), seq, g0, ...drop] }, n, n * block);
+    const gradJob = { kind: JOB.attentionGrad, arrays: [examples], nums: [ptr(DS), ptr(P), seq, heads, g0, ...drop] };
+    ctx.sub!(gradJob, n, n * block);
     for (let i = 0; i < n; i++) {
       const off = blockOffset(g0 + i, heads, seq, hidden, dh);
       // dQ = scale * dS @ K, dK = scale * dS^T @ Q
@@ -481,7 +524,7 @@ export const CTL_PAGES = 7;
 /** States of the worker in {@linkcode CTL_STATE}. */
 export const WORKER_STATE = { starting: 0, ready: 1, failed: 2 } as const;
 
-const MAX_NUMS = 12, MAX_ARRAYS = 8, F64_START = 8; // the job's f64s start at byte 64
+const MAX_NUMS = 13, MAX_ARRAYS = 9, F64_START = 8; // the job's f64s start at byte 64
 /** Bytes of the control block. */
 export const CONTROL_BYTES = 64 + 8 * (4 + MAX_NUMS + 2 * MAX_ARRAYS);
 /**
