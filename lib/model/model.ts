@@ -303,10 +303,11 @@ export interface ForwardOptions {
    */
   clsOnly?: boolean;
   /**
-   * Run the padding too (default false). Classification inference on the `blas` backend otherwise runs each example on
-   * its own length rounded up to 4 tokens (lib/model/packing.ts): the same values at every kept position to float
-   * rounding (the per-head attention products may sum in another order at another length) and zeros in
-   * `lastHiddenState` at the positions dropped, for the padded share of the work less.
+   * Run the padding too (default false). The classification head on the `blas` backend otherwise runs each example on
+   * its own length rounded up to 4 tokens (lib/model/packing.ts), in inference and training: the same values at every
+   * kept position to float rounding (the per-head attention products may sum in another order at another length), the
+   * same dropout masks, loss and gradients to float rounding, and zeros in `lastHiddenState` at the positions dropped,
+   * for the padded share of the work less.
    */
   keepPadding?: boolean;
 }
@@ -486,8 +487,8 @@ export class BertModel {
 
   /**
    * Runs the model. Everything intermediate is disposed; the returned tensors belong to the caller. Safe inside
-   * `tf.tidy` and `tf.variableGrads` (while gradients are recorded no data is read back from the backend; classification
-   * inference on `blas` reads the attention mask to drop the padding, {@linkcode ForwardOptions.keepPadding}).
+   * `tf.tidy` and `tf.variableGrads` (while gradients are recorded no data is read back from the backend, except that
+   * the classification head on `blas` reads the attention mask to drop the padding, {@linkcode ForwardOptions.keepPadding}).
    */
   forward(inputs: BertInputs, options: ForwardOptions = {}): BertOutput {
     const [batch, seq] = this.checkInputs(inputs, options);

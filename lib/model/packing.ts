@@ -1,14 +1,17 @@
 /**
- * Inference without the padding: BERT's encoder run on each example's own length.
+ * BERT's encoder run on each example's own length, not on the padding, for classification on `blas`.
  *
  * A padded batch `[B, F]` spends the same work on padding as on tokens, yet no kept token reads a padding row: the
  * padding keys are masked (their probability is exactly 0) and the dense layers, LayerNorm and GELU work row by row.
  * {@linkcode packBatch} keeps each example's first `L` rows, `L` its length (up to its last unmasked token) rounded up
  * to {@linkcode PACK_ROWS}, and groups the examples by `L`: the encoder then runs on those `R` rows (`[R, D]`), and
- * {@linkcode packedAttention} runs the attention in one kernel call, each group on its own rows, which lie together. Classification
- * inference on the `blas` backend uses it (`BertModel.forward`, unless `keepPadding`): the kept positions get the values
- * of the padded run to float rounding (attention's per-head products may sum in another order at another length), the
- * dropped ones zeros.
+ * {@linkcode packedAttention} runs the attention in one kernel call, each group on its own rows, which lie together.
+ * `BertModel.forward` uses it for the classification head on the `blas` backend, in inference and in training, unless
+ * `keepPadding`: the kept positions get the values of the padded run to float rounding (attention's per-head products
+ * may sum in another order at another length), the dropped ones zeros. In training every dropout mask is the one the
+ * padded batch draws at that position (the hidden dropout by row, the probabilities' by block row), and the padding
+ * rows, whose gradient in the padded run is exactly 0 (no kept row reads them, and the classifier reads `[CLS]`), add
+ * nothing: the loss and gradients are the padded run's to float rounding (the weight gradients sum over fewer rows).
  *
  * Shapes: B examples, F tokens each, R kept rows, D hidden, N heads, H per head, k examples in a group of length L.
  * @module
