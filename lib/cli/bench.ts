@@ -140,14 +140,15 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   const packed = shapes.filter((s) =>
     rows.some((r) =>
       r.engine === "tfjs blas" && r.shape.startsWith(`${s.name} `) &&
-      r.what.startsWith("infer")
+      (r.what.startsWith("infer") || r.what === "train")
     )
   );
   if (packed.length) {
     const kept = packed.map((s) => `${s.name} ${keptTokenRows(s)} of ${s.batch * s.seqLength}`).join(", ");
     console.log(
-      `\ntfjs blas infer rows compute each example's tokens up to its length rounded up to 4, not the padding past it ` +
-        `(lib/model/packing.ts; token rows: ${kept}); GFLOP/s counts the padded batch's products, as PyTorch runs them.`,
+      `\ntfjs blas train and infer rows compute each example's tokens up to its length rounded up to 4, not the ` +
+        `padding past it (lib/model/packing.ts; token rows: ${kept}); GFLOP/s counts the padded batch's products, as ` +
+        `PyTorch runs them; the share of sgemm below counts the products computed.`,
     );
   }
   const after = sgemm ? await measureSgemm({ threads }) : undefined;

@@ -113,6 +113,11 @@ Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.51 TFLOP
   // Training runs the last layer's output projection and feed-forward at [CLS] only: 1,016 rows of
   // 768^2 + 2 * 768 * 3072 multiply-adds each, left out.
   assertEquals(matmulFlops(SHAPES.base, "train"), 3 * (forward - 2 * 1016 * (589_824 + 4_718_592)));
+  // Packed lengths: every example at all 128 rows is the padded count; two examples kept at 64 rows of 128 count 128.
+  assertEquals(matmulFlops(SHAPES.base, "infer", 2, true, new Array(8).fill(128)), forward);
+  const half = { ...SHAPES.base, batch: 2 };
+  const dense = 12 * 2 * 128 * 7_077_888, attention = 12 * 4 * 2 * 64 * 64 * 768, head = 2 * 2 * (589_824 + 1_536);
+  assertEquals(matmulFlops(half, "infer", 2, true, [64, 64]), dense + attention + head);
 });
 
 Deno.test("bench: keptTokenRows counts each example's length rounded up to 4 (the rows blas inference computes)", async () => {
@@ -167,6 +172,12 @@ Deno.test("bench: sgemmShareLines reads a training row against the faster of Ope
     "train base 8x128: tfjs blas 270.0 GFLOP/s = 71% of sgemm's 380.0 (oneDNN avx512_core) (below 75%)",
   ]);
   assertEquals(sgemmShareLines(rows, undefined), []);
+  // A row that dropped the padding is read at the rate of the products it computed.
+  const packed = [{ ...row("train", "tfjs blas", 300), workGflops: 260 }];
+  assertEquals(sgemmShareLines(packed, sgemm), [
+    "train base 8x128: tfjs blas 260.0 GFLOP/s in the products it computes (the padding dropped) = 76% of sgemm's " +
+    "340.0 (OpenBLAS) (>= 75%)",
+  ]);
   const had = Deno.env.get("DNNL_MAX_CPU_ISA");
   Deno.env.set("DNNL_MAX_CPU_ISA", "AVX2");
   try {
