@@ -64,6 +64,14 @@ export function assertSameBits(a: Float32Array, b: Float32Array, what: string, n
   }
 }
 
+/** The largest absolute difference between two arrays of the same length. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assertEquals(a.length, b.length, "length mismatch");
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
 /** Asserts that `fn` throws an instance of `type` (default Error) and returns the error for further checks. */
 export function assertThrows<E extends Error = Error>(
   fn: () => unknown,

@@ -1,29 +1,16 @@
 /**
  * lib/model/model.ts: numerical parity with an independent PyTorch BERT (golden files in ../shared/golden/model) on the
- * cpu and wasm backends, the hand-written gradients against tfjs's own and against finite differences, tiny
- * hand-checkable configurations, and tensor leaks.
+ * cpu and wasm backends, the whole model's gradients against finite differences, tiny hand-checkable configurations,
+ * and tensor leaks (its building blocks, lib/model/layers.ts: tests/model/layers_test.ts).
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import {
-  batchMatMul,
-  BertConfig,
-  BertModel,
-  configFromJson,
-  configToJson,
-  embeddingLookup,
-  gelu,
-  geluTanh,
-  layerNorm,
-  linear,
-  linearTransposed,
-  softmaxCrossEntropy,
-} from "../../lib/model/model.ts";
+import { BertConfig, BertModel, configFromJson, configToJson, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { loadCheckpoint } from "../../lib/model/checkpoint.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { clearPool, poolStats } from "../../lib/backends/blas/pool.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
-import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";
+import { assert, assertEquals, assertThrows, HAVE_SHARED, maxAbsDiff, SHARED } from "../shared.ts";
 
 /** The blas backend (lib/backends/blas/blas_backend.ts) joins the comparisons when a CBLAS library can be opened. */
 const HAVE_BLAS = registerBlasBackend() !== undefined;
@@ -39,13 +26,6 @@ function assertAlmostEquals(actual: number, expected: number, tolerance: number,
     Math.abs(actual - expected) <= tolerance,
     `${message ? message + ": " : ""}expected ${expected} ± ${tolerance}, got ${actual}`,
   );
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assertEquals(a.length, b.length, "length mismatch");
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 async function useBackend(name: TestBackend): Promise<void> {
@@ -148,115 +128,7 @@ for (const backend of BACKENDS) {
 if (!HAVE_SHARED) console.warn(`model_test: ${SHARED} absent: golden parity tests skipped`);
 
 // ---------------------------------------------------------------------------------------------------------------
-// Hand-written gradients vs tfjs's own gradients (reference computed with built-in ops on cpu)
-
-/** Gradients of sum(f(...) * w) for a fixed random w, as plain arrays. */
-function gradsOf(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], seed: number): Float32Array[] {
-  return tf.tidy(() => {
-    const probe = (...args: tf.Tensor[]) => {
-      const y = f(...args);
-      return tf.sum(tf.mul(y, tf.randomNormal(y.shape, 0, 1, "float32", seed)));
-    };
-    return tf.grads(probe)(xs).map((g) => g.dataSync() as Float32Array);
-  });
-}
-
-async function compareGradients(
-  name: string,
-  custom: (...xs: tf.Tensor[]) => tf.Tensor,
-  reference: (...xs: tf.Tensor[]) => tf.Tensor,
-  makeInputs: () => tf.Tensor[],
-): Promise<void> {
-  await useBackend("cpu");
-  const refInputs = makeInputs();
-  const expected = gradsOf(reference, refInputs, 7);
-  const expectedValue = tf.tidy(() => reference(...refInputs).dataSync());
-  tf.dispose(refInputs);
-  for (const backend of BACKENDS) {
-    await useBackend(backend);
-    const inputs = makeInputs();
-    const value = tf.tidy(() => custom(...inputs).dataSync());
-    assert(maxAbsDiff(value, expectedValue) < 1e-5, `${name} value on ${backend}`);
-    const got = gradsOf(custom, inputs, 7);
-    got.forEach((g, i) => {
-      const err = maxAbsDiff(g, expected[i]);
-      assert(err < 1e-4, `${name}: gradient of input ${i} differs by ${err} on ${backend}`);
-    });
-    tf.dispose(inputs);
-  }
-}
-
-Deno.test("embeddingLookup: scatterND gradient equals tf.gather's (repeated ids summed)", async () => {
-  // ids repeat (3 three times, 0 twice) and skip rows (6..9): those rows must get exactly zero gradient.
-  const ids = [[3, 1, 3, 0], [0, 3, 5, 2]];
-  await compareGradients(
-    "embeddingLookup",
-    (table) => embeddingLookup(table as tf.Tensor2D, int2d(ids)),
-    (table) => tf.gather(table, int2d(ids)),
-    () => [tf.randomNormal([10, 3], 0, 1, "float32", 1)],
-  );
-  await useBackend("wasm");
-  const table = tf.variable(tf.zeros([10, 3]));
-  const g = tf.tidy(() =>
-    tf.variableGrads(() => tf.sum(embeddingLookup(table, int2d(ids))), [table]).grads[table.name].dataSync()
-  );
-  // Row r's gradient = number of times r occurs, in every column.
-  const counts = [2, 1, 1, 3, 0, 1, 0, 0, 0, 0];
-  assertEquals(Array.from(g), counts.flatMap((c) => [c, c, c]));
-  table.dispose();
-});
-
-Deno.test("linear: hand-written gradient equals tfjs's matMul + add gradient", async () => {
-  await compareGradients(
-    "linear",
-    (x, w, b) => linear(x, w, b),
-    (x, w, b) => tf.add(tf.matMul(x, w), b),
-    () => [
-      tf.randomNormal([5, 3], 0, 1, "float32", 2),
-      tf.randomNormal([3, 4], 0, 1, "float32", 3),
-      tf.randomNormal([4], 0, 1, "float32", 4),
-    ],
-  );
-});
-
-Deno.test("linearTransposed (tied MLM decoder): hand-written gradient equals tfjs's", async () => {
-  await compareGradients(
-    "linearTransposed",
-    (x, w, b) => linearTransposed(x, w, b),
-    (x, w, b) => tf.add(tf.matMul(x, tf.transpose(w)), b),
-    () => [
-      tf.randomNormal([5, 3], 0, 1, "float32", 12),
-      tf.randomNormal([7, 3], 0, 1, "float32", 13),
-      tf.randomNormal([7], 0, 1, "float32", 14),
-    ],
-  );
-});
-
-Deno.test("batchMatMul: hand-written gradient equals tfjs's batched matMul gradient", async () => {
-  await compareGradients(
-    "batchMatMul",
-    (a, b) => batchMatMul(a, b),
-    (a, b) => tf.matMul(a, b),
-    () => [tf.randomNormal([2, 3, 4, 5], 0, 1, "float32", 5), tf.randomNormal([2, 3, 5, 2], 0, 1, "float32", 6)],
-  );
-});
-
-Deno.test("layerNorm: hand-written gradient equals autodiff of the textbook formula", async () => {
-  const eps = 1e-5;
-  await compareGradients(
-    "layerNorm",
-    (x, g, b) => layerNorm(x, g, b, eps),
-    (x, g, b) => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b);
-    },
-    () => [
-      tf.randomNormal([2, 3, 6], 1, 2, "float32", 8),
-      tf.randomNormal([6], 1, 0.5, "float32", 9),
-      tf.randomNormal([6], 0, 1, "float32", 10),
-    ],
-  );
-});
+// The whole model's gradients against central finite differences (the layers' own: tests/model/layers_test.ts)
 
 for (const head of ["classification", "question-answering", "pretraining"] as const) {
   Deno.test(`whole model (${head}): every parameter's gradient agrees with a central finite difference (cpu)`, async () => {
@@ -309,28 +181,6 @@ for (const head of ["classification", "question-answering", "pretraining"] as co
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tiny configurations
-
-Deno.test("GELU variants match their closed forms", async () => {
-  await useBackend("wasm");
-  const x = tf.tensor1d([-3, -1, 0, 0.5, 1, 2]);
-  const exact = [-0.0040496, -0.15865525, 0, 0.34573123, 0.84134475, 1.95449974];
-  const tanh = [-0.00363739, -0.15880801, 0, 0.34571401, 0.84119199, 1.95459769];
-  gelu(x).dataSync().forEach((v, i) => assertAlmostEquals(v, exact[i], 1e-6));
-  geluTanh(x).dataSync().forEach((v, i) => assertAlmostEquals(v, tanh[i], 1e-6));
-  tf.dispose(x);
-});
-
-Deno.test("softmaxCrossEntropy: hand-worked mean, ignored labels, shape errors", async () => {
-  await useBackend("wasm");
-  // Row 0: logits (0, 0) -> p = 1/2, loss ln 2. Row 1: (ln 3, 0), label 1 -> p = 1/4, loss ln 4. Row 2 ignored.
-  const logits = tf.tensor2d([[0, 0], [Math.log(3), 0], [5, -5]]);
-  const loss = softmaxCrossEntropy(logits, tf.tensor1d([0, 1, -100], "int32"));
-  assertAlmostEquals(loss.dataSync()[0], (Math.log(2) + Math.log(4)) / 2, 1e-6);
-  const none = softmaxCrossEntropy(logits, tf.tensor1d([-100, -100, -100], "int32"));
-  assertEquals(none.dataSync()[0], 0);
-  assertThrows(() => softmaxCrossEntropy(logits, tf.tensor1d([0, 1], "int32")), Error, "do not match");
-  tf.dispose([logits, loss, none]);
-});
 
 Deno.test("configFromJson: HF and Google configs, defaults and clear errors", () => {
   const google = {

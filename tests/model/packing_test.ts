@@ -6,20 +6,38 @@ import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model/model.ts";
 import { packBatch } from "../../lib/model/packing.ts";
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, maxAbsDiff } from "../shared.ts";
 
 const HAVE_BLAS = registerBlasBackend() !== undefined;
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assertEquals(a.length, b.length, "length mismatch");
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 async function useBackend(name: "cpu" | "blas"): Promise<void> {
   await initBackend({ backend: name, quiet: true });
   assertEquals(tf.getBackend(), name);
+}
+
+/** A 2-layer, 4-head classifier (3 labels, vocabulary 50) of width `hidden`, with more config.json fields in `extra`. */
+function classifier(hidden: number, seed: number, extra: Record<string, number>): BertModel {
+  const json = { vocab_size: 50, hidden_size: hidden, num_hidden_layers: 2, num_attention_heads: 4, ...extra };
+  return new BertModel(
+    { ...configFromJson({ ...json, intermediate_size: 2 * hidden }), initializerRange: 0.3 },
+    { head: "classification", numLabels: 3, seed },
+  );
+}
+
+/**
+ * Int32 inputs of examples with `lengths` real tokens padded to `seq` (ids `1 + (step * b + 3 * t) % 49`), token
+ * `hole[1]` of example `hole[0]` masked too.
+ */
+function paddedInputs(lengths: number[], seq: number, hole: [number, number], step: number) {
+  const batch = lengths.length;
+  const ids = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n ? 1 + (step * b + 3 * t) % 49 : 0));
+  const keep = (b: number, t: number) => t < lengths[b] && !(b === hole[0] && t === hole[1]);
+  const mask = lengths.flatMap((_, b) => Array.from({ length: seq }, (_, t) => keep(b, t) ? 1 : 0));
+  return {
+    inputIds: tf.tensor2d(ids, [batch, seq], "int32"),
+    tokenTypeIds: tf.tensor2d(ids.map((id) => id % 2), [batch, seq], "int32"),
+    attentionMask: tf.tensor2d(mask, [batch, seq], "int32"),
+  };
 }
 
 Deno.test("packBatch: lengths rounded up to 4, groups shortest first, rows and their way back", async () => {
@@ -57,29 +75,10 @@ Deno.test("padding dropped: blas classification inference keeps every kept posit
   if (!HAVE_BLAS) return console.log("blas backend unavailable: skipped");
   await useBackend("blas");
   const [batch, seq] = [7, 40];
-  const model = new BertModel(
-    {
-      ...configFromJson({
-        vocab_size: 50,
-        hidden_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 128,
-        max_position_embeddings: 64,
-      }),
-      initializerRange: 0.3,
-    },
-    { head: "classification", numLabels: 3, seed: 5 },
-  );
+  const model = classifier(64, 5, { max_position_embeddings: 64 });
   // Lengths 40, 3, 17, 40, 9, 25 and 0 (no real token: kept whole); example 4 has a masked token inside.
   const lengths = [40, 3, 17, 40, 9, 25, 0];
-  const ids = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n ? 1 + (7 * b + 3 * t) % 49 : 0));
-  const mask = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 4 && t === 5) ? 1 : 0));
-  const inputs = {
-    inputIds: tf.tensor2d(ids, [batch, seq], "int32"),
-    tokenTypeIds: tf.tensor2d(ids.map((id) => id % 2), [batch, seq], "int32"),
-    attentionMask: tf.tensor2d(mask, [batch, seq], "int32"),
-  };
+  const inputs = paddedInputs(lengths, seq, [4, 5], 7);
   const before = tf.memory().numTensors;
   const run = (keepPadding: boolean, clsOnly: boolean) =>
     tf.tidy(() => {
@@ -124,32 +123,11 @@ Deno.test("padding dropped: blas classification inference keeps every kept posit
 Deno.test("padding dropped in training: blas loss and gradients equal the padded run's, dropout masks included", async () => {
   if (!HAVE_BLAS) return console.log("blas backend unavailable: skipped");
   await useBackend("blas");
-  const [batch, seq] = [5, 24];
-  const model = new BertModel(
-    {
-      ...configFromJson({
-        vocab_size: 50,
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 64,
-        max_position_embeddings: 32,
-        hidden_dropout_prob: 0.2,
-        attention_probs_dropout_prob: 0.3,
-      }),
-      initializerRange: 0.3,
-    },
-    { head: "classification", numLabels: 3, seed: 9 },
-  );
+  const seq = 24;
+  const dropout = { hidden_dropout_prob: 0.2, attention_probs_dropout_prob: 0.3 };
+  const model = classifier(32, 9, { max_position_embeddings: 32, ...dropout });
   // Lengths 24 (whole), 5 (-> 8), 13 (-> 16), 7 (-> 8) and 24 with a masked token inside.
-  const lengths = [24, 5, 13, 7, 24];
-  const ids = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n ? 1 + (5 * b + 3 * t) % 49 : 0));
-  const mask = lengths.flatMap((n, b) => Array.from({ length: seq }, (_, t) => t < n && !(b === 4 && t === 9) ? 1 : 0));
-  const inputs = {
-    inputIds: tf.tensor2d(ids, [batch, seq], "int32"),
-    tokenTypeIds: tf.tensor2d(ids.map((id) => id % 2), [batch, seq], "int32"),
-    attentionMask: tf.tensor2d(mask, [batch, seq], "int32"),
-  };
+  const inputs = paddedInputs([24, 5, 13, 7, 24], seq, [4, 9], 5);
   const labels = tf.tensor1d([0, 2, 1, 1, 0], "int32");
   const before = tf.memory().numTensors;
   const run = (keepPadding: boolean, clsOnly: boolean) =>
