@@ -122,8 +122,9 @@ export function randomBatch(shape: BenchShape, seed = 1, numLabels = 2): BatchIn
 }
 
 /**
- * How many of {@linkcode randomBatch}'s `batch * seqLength` token rows classification inference on `blas` computes
- * (lib/model/packing.ts drops the padding past each example's length rounded up to 4); the bench's GFLOP/s count all.
+ * How many of {@linkcode randomBatch}'s `batch * seqLength` token rows classification on `blas` computes, in inference
+ * and training (lib/model/packing.ts drops the padding past each example's length rounded up to 4); the bench's GFLOP/s
+ * column counts all.
  */
 export function keptTokenRows(shape: BenchShape): number {
   return keptLengthsOf(shape).reduce((sum, l) => sum + l, 0);

@@ -120,7 +120,7 @@ Deno.test("bench: matmulFlops matches a hand count (BERT-Base 8x128: ~0.51 TFLOP
   assertEquals(matmulFlops(half, "infer", 2, true, [64, 64]), dense + attention + head);
 });
 
-Deno.test("bench: keptTokenRows counts each example's length rounded up to 4 (the rows blas inference computes)", async () => {
+Deno.test("bench: keptTokenRows counts each example's length rounded up to 4 (the rows blas classification computes)", async () => {
   await initBackend({ backend: "cpu", quiet: true });
   for (const shape of [SHAPES.tiny, SHAPES.base]) {
     const b = randomBatch(shape);
