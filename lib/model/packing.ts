@@ -100,15 +100,15 @@ export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, bat
   }
   const unpack = new Int32Array(batch * seq).fill(rows.length);
   rows.forEach((r, i) => unpack[r] = i);
-  const kept = tf.tensor1d(rows, "int32");
+  const kept = tf.tensor1d(rows, "int32"), examples = groups.flatMap((g) => g.examples);
   return {
     groups,
     rows: kept,
     keptRows: rows,
     seq,
-    examples: groups.flatMap((g) => g.examples),
+    examples,
     maskBias: tf.tidy(() => tf.gather(tf.reshape(maskRows, [-1]), kept)) as tf.Tensor1D,
-    byGroup: tf.tensor1d(groups.flatMap((g) => g.examples), "int32"),
+    byGroup: tf.tensor1d(examples, "int32"),
     firstRows: tf.tensor1d(firstRows, "int32"),
     groupOrder: tf.tensor1d(groupOrder, "int32"),
     unpack: tf.tensor1d(unpack, "int32"),
@@ -143,9 +143,9 @@ export interface PackedAttentionInputs {
 }
 
 /**
- * Self-attention's context on packed rows (inference, `blas`): the query, key and value layers over all R rows (as one
- * product where that keeps the bits), then one attention kernel call, each group attending within itself in place. `[R, N*H]`; with `cls`, each example's
- * first-token context `[B, N*H]` in example order.
+ * Self-attention's context on packed rows (`blas`): the query, key and value layers over all R rows (in inference as
+ * one product where that keeps the bits), then one attention kernel call, each group attending within itself in place.
+ * `[R, N*H]`; with `cls`, each example's first-token context `[B, N*H]` in example order.
  */
 export function packedAttention(o: PackedAttentionInputs): tf.Tensor2D {
   const { x, packing, heads, names, cls, training } = o;

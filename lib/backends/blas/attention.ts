@@ -166,17 +166,19 @@ export interface GroupedAttentionInputs {
 }
 
 /**
- * {@linkcode selfAttention} (inference: no dropout, no gradient) over examples of different lengths in one kernel call:
- * each group of examples of one length attends within itself, in place in the `[R, hidden]` arrays, and the contexts
- * come out as one `[R, hidden]` array (`[sum of batch, hidden]` with `firstToken`). Each group gets the arithmetic of
- * its own {@linkcode selfAttention} (or {@linkcode firstTokenAttention}) call, so the same bits, without the copies
- * that cutting the rows into groups and joining the results would take.
+ * {@linkcode selfAttention} over examples of different lengths in one kernel call: each group of examples of one length
+ * attends within itself, in place in the `[R, hidden]` arrays, and the contexts come out as one `[R, hidden]` array
+ * (`[sum of batch, hidden]` with `firstToken`). Each group gets the arithmetic of its own {@linkcode selfAttention} (or
+ * {@linkcode firstTokenAttention}) call, so the same bits, without the copies that cutting the rows into groups and
+ * joining the results would take. With a gradient recorded or `dropout`, BlasAttentionGrad gives q's, k's and v's
+ * gradient.
  */
 export function groupedSelfAttention(o: GroupedAttentionInputs): tf.Tensor2D {
   const fn = "groupedSelfAttention";
   const { q, groups, heads } = o;
-  const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
-  const examples = groups.reduce((sum, g) => sum + g.batch, 0);
+  const flat = groups.flatMap((g) => [g.batch, g.seq]);
+  const placed = groupsOf({ groups: flat, heads }), last = placed.at(-1);
+  const rows = last?.end ?? 0, examples = groups.reduce((sum, g) => sum + g.batch, 0);
   const packed = o.k === undefined && o.v === undefined;
   if (packed && o.firstToken) throw new Error(`${fn}: firstToken needs q, k and v apart`);
   if (!packed && (o.k === undefined || o.v === undefined)) throw new Error(`${fn}: give k and v both, or neither`);
@@ -193,7 +195,6 @@ export function groupedSelfAttention(o: GroupedAttentionInputs): tf.Tensor2D {
   for (const [name, t, r, c] of expected) {
     if (t && t.size !== r * c) throw new Error(`${fn}: ${name} has shape [${t.shape}], expected [${r}, ${c}]`);
   }
-  const flat = groups.flatMap((g) => [g.batch, g.seq]);
   const attrs = { batch: examples, seq: 0, heads, scale: 1 / Math.sqrt(hidden / heads), groups: flat };
   const drop = o.dropout, rate = drop?.rate ?? 0;
   if (recordingGradients() || rate > 0) {
@@ -322,9 +323,9 @@ export interface Attrs {
    */
   packed?: boolean;
   /**
-   * Forward only, no probabilities: examples of several lengths in one call (lib/model/packing.ts), as flattened
-   * `[batch, seq]` pairs, one per group; the groups' rows (and the mask's values) follow each other, group after
-   * group. `batch` and `seq` are then unused. Absent: one group, `[batch, seq]`.
+   * Examples of several lengths in one call (lib/model/packing.ts), as flattened `[batch, seq]` pairs, one per group;
+   * the groups' rows (and the mask's and probabilities' values) follow each other, group after group. `batch` is then
+   * the examples of all groups and `seq` unused. Absent: one group, `[batch, seq]`.
    */
   groups?: number[];
   /**
@@ -337,19 +338,33 @@ export interface Attrs {
   examples?: number[];
 }
 
+/** A group of a kernel call, placed: its rows `[row, end)`, probabilities `[prob, probEnd)`, first example. */
+interface PlacedGroup {
+  batch: number;
+  seq: number;
+  row: number;
+  end: number;
+  prob: number;
+  probEnd: number;
+  example: number;
+  /** Its examples' part of {@linkcode Attrs.examples} (as floats; absent without `maskSeq`). */
+  exampleMap?: Float32Array;
+}
+
 /**
- * The `[batch, seq]` groups of a kernel call ({@linkcode Attrs.groups}), each with its first row, its first
- * probability (of the `[batch, heads, seq, seq]` blocks, group after group), and its examples' part of
- * {@linkcode Attrs.examples} (as floats; absent without `maskSeq`).
+ * The `[batch, seq]` groups of a kernel call ({@linkcode Attrs.groups}), each placed among the call's rows, its
+ * probabilities (the `[batch, heads, seq, seq]` blocks, group after group) and its examples.
  */
-function groupsOf(attrs: Pick<Attrs, "batch" | "seq" | "heads" | "groups" | "maskSeq" | "examples">) {
-  const flat = attrs.groups ?? [attrs.batch, attrs.seq];
-  const out: { batch: number; seq: number; row: number; prob: number; exampleMap?: Float32Array }[] = [];
+function groupsOf(attrs: Pick<Attrs, "heads" | "groups" | "maskSeq" | "examples"> & { batch?: number; seq?: number }) {
+  const flat = attrs.groups ?? [attrs.batch!, attrs.seq!];
+  const out: PlacedGroup[] = [];
   for (let i = 0, row = 0, prob = 0, example = 0; i < flat.length; i += 2) {
-    const [batch, seq] = [flat[i], flat[i + 1]];
+    const [batch, seq] = [flat[i], flat[i + 1]],
+      end = row + batch * seq,
+      probEnd = prob + batch * attrs.heads * seq * seq;
     const exampleMap = attrs.maskSeq ? Float32Array.from(attrs.examples!.slice(example, example + batch)) : undefined;
-    out.push({ batch, seq, row, prob, exampleMap });
-    row += batch * seq, prob += batch * attrs.heads * seq * seq, example += batch;
+    out.push({ batch, seq, row, end, prob, probEnd, example, exampleMap });
+    row = end, prob = probEnd, example += batch;
   }
   return out;
 }
@@ -375,7 +390,7 @@ interface BlockOps {
   maskRow: Float32Array;
   /** `s = softmax(s + maskRow)` for each row of `s`, in place. */
   softmax(s: Float32Array): void;
-  /** `x *= the dropout mask` of block `global` (example `global / heads`, head `global % heads`; jobs.ts's `blockMask`). */
+  /** `x *= the dropout mask` of block `global` (example `global / heads`, head `global % heads`: `blockMask`). */
   dropout(x: Float32Array, global: number): void;
   /** `ds = p * (ds - rowsum(ds * p))`, in place. */
   softmaxGrad(ds: Float32Array, p: Float32Array): void;
@@ -650,8 +665,7 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const { inputs, backend } = args;
     const attrs = args.attrs as unknown as Attrs;
     const { heads } = attrs;
-    const groups = groupsOf(attrs);
-    const rows = groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
+    const groups = groupsOf(attrs), { end: rows, probEnd: probFloats } = groups.at(-1)!;
     const q = f32(backend, inputs.q!), mask = f32(backend, inputs.mask!);
     // Packed: q, k and v side by side in one array (packedSelfAttention), read in place.
     const rowFloats = q.length / rows, hidden = rowFloats / (attrs.packed ? 3 : 1);
@@ -659,16 +673,20 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const v = attrs.packed ? q.subarray(2 * hidden) : f32(backend, inputs.v!);
     const context = allocF32(rows * hidden, false); // [rows, hidden], heads merged
     // [batch, heads, seq, seq] (group after group), for the backward pass
-    const probFloats = groups.reduce((sum, g) => sum + g.batch * heads * g.seq * g.seq, 0);
     const probs = attrs.keepProbs !== false ? allocF32(probFloats, false) : undefined;
     for (const g of groups) { // each group in place: its rows of q, k, v, the mask and the context, its probabilities
-      const [from, to] = [g.row * rowFloats, (g.row + g.batch * g.seq) * rowFloats];
+      const [from, to] = [g.row * rowFloats, g.end * rowFloats];
       const views = { q: q.subarray(from, to), k: k.subarray(from, to), v: v.subarray(from, to) };
-      const out = context.subarray(g.row * hidden, (g.row + g.batch * g.seq) * hidden);
-      const maskRows = mask.subarray(g.row, g.row + g.batch * g.seq);
-      const groupProbs = probs?.subarray(g.prob, g.prob + g.batch * heads * g.seq * g.seq);
-      const job = { ...attrs, ...g, ...views, exampleMap: g.exampleMap, blas };
-      forwardBlocks({ ...job, mask: maskRows, probs: groupProbs, context: out });
+      const out = context.subarray(g.row * hidden, g.end * hidden), maskRows = mask.subarray(g.row, g.end);
+      forwardBlocks({
+        ...attrs,
+        ...g,
+        ...views,
+        blas,
+        mask: maskRows,
+        probs: probs?.subarray(g.prob, g.probEnd),
+        context: out,
+      });
     }
     const out = output(backend, attrs.packed || attrs.groups ? [rows, hidden] : inputs.q!.shape, context);
     if (!probs) return [out];
@@ -682,14 +700,22 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
     const dy = f32(backend, inputs.dy!), probs = f32(backend, inputs.probs!);
     const dq = allocF32(q.length, false), dk = allocF32(q.length, false), dv = allocF32(q.length, false);
-    const groups = groupsOf(attrs), hidden = q.length / groups.reduce((sum, g) => sum + g.batch * g.seq, 0);
+    const groups = groupsOf(attrs), hidden = q.length / groups.at(-1)!.end;
     for (const g of groups) { // each group in place, as forward
-      const [from, to] = [g.row * hidden, (g.row + g.batch * g.seq) * hidden];
-      const [qg, kg, vg, dyg] = [q, k, v, dy].map((a) => a.subarray(from, to));
-      const groupProbs = probs.subarray(g.prob, g.prob + g.batch * attrs.heads * g.seq * g.seq);
-      const grads = { dq: dq.subarray(from, to), dk: dk.subarray(from, to), dv: dv.subarray(from, to) };
-      const job = { ...attrs, ...g, exampleMap: g.exampleMap, blas };
-      backwardBlocks({ ...job, dy: dyg, q: qg, k: kg, v: vg, probs: groupProbs, ...grads });
+      const [from, to] = [g.row * hidden, g.end * hidden];
+      const [qg, kg, vg, dyg, dqg, dkg, dvg] = [q, k, v, dy, dq, dk, dv].map((a) => a.subarray(from, to));
+      const grads = { dq: dqg, dk: dkg, dv: dvg };
+      backwardBlocks({
+        ...attrs,
+        ...g,
+        blas,
+        dy: dyg,
+        q: qg,
+        k: kg,
+        v: vg,
+        probs: probs.subarray(g.prob, g.probEnd),
+        ...grads,
+      });
     }
     const shape = inputs.q!.shape;
     return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
@@ -701,16 +727,16 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     const q = f32(backend, inputs.q!), k = f32(backend, inputs.k!), v = f32(backend, inputs.v!);
     const mask = f32(backend, inputs.mask!), hidden = q.length / attrs.batch;
     const context = allocF32(q.length); // [batch, hidden], zeroed: the blocks accumulate into it
-    let example = 0;
     for (const g of groupsOf(attrs)) { // each group in place: its query rows, its rows of k, v and the mask
-      const [from, to] = [example * hidden, (example + g.batch) * hidden], rows = [g.row, g.row + g.batch * g.seq];
-      const kv = {
-        k: k.subarray(rows[0] * hidden, rows[1] * hidden),
-        v: v.subarray(rows[0] * hidden, rows[1] * hidden),
+      const [from, to] = [g.example * hidden, (g.example + g.batch) * hidden],
+        [r0, r1] = [g.row * hidden, g.end * hidden];
+      const arrays = {
+        q: q.subarray(from, to),
+        k: k.subarray(r0, r1),
+        v: v.subarray(r0, r1),
+        mask: mask.subarray(g.row, g.end),
       };
-      const arrays = { q: q.subarray(from, to), ...kv, mask: mask.subarray(rows[0], rows[1]) };
       firstTokenBlocks({ ...attrs, ...g, ...arrays, context: context.subarray(from, to) }, blas);
-      example += g.batch;
     }
     return output(backend, [attrs.batch, hidden], context);
   };

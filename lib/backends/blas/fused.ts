@@ -446,8 +446,9 @@ export function dropout<T extends tf.Tensor>(
 
 /**
  * {@linkcode applyDropoutMask} with rows of `cols` taken `every` rows apart from a bigger tensor's mask: row `r` gets
- * the mask of row `r * every` (`every` 1: the whole mask, in one call), or of row `every[r]` for an array. `dropout(x, rate, seed, F)` on the `[B, D]`
- * first-token rows of a `[B*F, D]` tensor therefore drops exactly what `dropout` on the whole tensor drops there.
+ * the mask of row `r * every` (`every` 1: the whole mask, in one call), or of row `every[r]` for an array.
+ * `dropout(x, rate, seed, F)` on the `[B, D]` first-token rows of a `[B*F, D]` tensor therefore drops exactly what
+ * `dropout` on the whole tensor drops there.
  */
 function applyRowMasks(
   out: Float32Array,

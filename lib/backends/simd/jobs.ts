@@ -59,17 +59,17 @@ export const JOB = {
   attentionGrad: 12,
   /**
    * `[q, k, v, mask, context, probs | undefined, examples | undefined]`, nums `[wsPtr, wsStride, seq, heads, hidden,
-   * scale, group, rowFloats, ...drop]` (`drop` as for {@linkcode JOB.attentionForward}): the attention forward pass of blocks (`(example, head)` pairs, in
-   * order), `group` at a time in the workspace of the thread (`wsPtr + thread * wsStride`): `sgemm` for the scores,
-   * then {@linkcode JOB.attentionForward}, then `sgemm` for `P V` into `context`; blocks. Rows of `q`, `k` and `v` are
-   * `rowFloats` apart (`hidden`, or `3 hidden` when they are the column blocks of one packed array); `context`'s are
-   * `hidden` apart.
+   * scale, group, rowFloats, ...drop]` (`drop` as for {@linkcode JOB.attentionForward}): the attention forward pass of
+   * blocks (`(example, head)` pairs, in order), `group` at a time in the workspace of the thread (`wsPtr + thread *
+   * wsStride`): `sgemm` for the scores, then {@linkcode JOB.attentionForward}, then `sgemm` for `P V` into `context`;
+   * blocks. Rows of `q`, `k` and `v` are `rowFloats` apart (`hidden`, or `3 hidden` when they are the column blocks of
+   * one packed array); `context`'s are `hidden` apart.
    */
   attentionForwardBlocks: 13,
   /**
-   * `[dy, q, k, v, probs, dq, dk, dv, examples | undefined]`, nums as {@linkcode JOB.attentionForwardBlocks} (`rowFloats` = `hidden`): the
-   * attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and {@linkcode JOB.attentionGrad} between
-   * the `sgemm` calls; blocks.
+   * `[dy, q, k, v, probs, dq, dk, dv, examples | undefined]`, nums as {@linkcode JOB.attentionForwardBlocks}
+   * (`rowFloats` = `hidden`): the attention backward pass of blocks, with {@linkcode JOB.attentionProbs} and
+   * {@linkcode JOB.attentionGrad} between the `sgemm` calls; blocks.
    */
   attentionBackwardBlocks: 14,
 } as const;
