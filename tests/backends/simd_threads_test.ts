@@ -338,7 +338,11 @@ for (let round = 0; round < 4; round++) {
     const out = s.workspace(old + floats).slice(old);
     return { probs, out, chunks: simdThreadsStatus().workerChunks - before };
   };
-  const two = run(2), one = run(1);
+  // The worker claims chunks only once it is awake; on a busy machine the main thread can take all 48 blocks of a run
+  // before it wakes, so the two-thread run is repeated (same inputs, same expected bits) until the worker took a part.
+  let two = run(2);
+  for (let tries = 1; two.chunks === 0 && tries < 50; tries++) two = run(2);
+  const one = run(1);
   const same = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
   rounds.push({
     round,
