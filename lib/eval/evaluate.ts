@@ -31,6 +31,7 @@ import {
   scalarMetrics,
 } from "./metrics.ts";
 import type { BertModel } from "../model/model.ts";
+import { unpaddedLength } from "../model/packing.ts";
 import { getTask, TASKS } from "../data/tasks.ts";
 import type { FullTokenizer } from "../text/tokenizer.ts";
 
@@ -160,15 +161,7 @@ export const TRIM_MULTIPLE = 8;
 export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipleOf = 1): number {
   const L = rows.maxSeqLength;
   let seq = 1;
-  for (let r = 0; r < indices.length; r++) {
-    const row = indices[r] * L;
-    for (let j = L - 1; j >= seq; j--) {
-      if (rows.attentionMask[row + j] !== 0) {
-        seq = j + 1;
-        break;
-      }
-    }
-  }
+  for (let r = 0; r < indices.length; r++) seq = Math.max(seq, unpaddedLength(rows.attentionMask, indices[r] * L, L));
   return Math.min(L, Math.ceil(seq / multipleOf) * multipleOf);
 }
 
@@ -180,11 +173,7 @@ export function usedLength(rows: PaddedRows, indices: ArrayLike<number>, multipl
 export function lengthOrder(features: PaddedRows): Int32Array {
   const L = features.maxSeqLength, n = features.n;
   const len = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let j = L - 1;
-    while (j > 0 && features.attentionMask[i * L + j] === 0) j--;
-    len[i] = j + 1;
-  }
+  for (let i = 0; i < n; i++) len[i] = Math.max(1, unpaddedLength(features.attentionMask, i * L, L));
   return new Int32Array(n).map((_, i) => i).sort((a, b) => len[b] - len[a] || a - b);
 }
 

@@ -63,6 +63,17 @@ export interface Packing {
 }
 
 /**
+ * A row's unpadded length: 1 + the last position from `start` on, within `length` values, whose attention mask is not
+ * 0; 0 when every one is 0. The one rule behind evaluation's length order and batch trimming (lib/eval/evaluate.ts)
+ * and the rows `blas` classification keeps ({@linkcode keptLengths}).
+ */
+export function unpaddedLength(mask: ArrayLike<number>, start: number, length: number): number {
+  let end = length;
+  while (end > 0 && mask[start + end - 1] === 0) end--;
+  return end;
+}
+
+/**
  * The rows each example of an attention mask `[B, F]` (row-major values) keeps: its length up to its last unmasked
  * token, rounded up to {@linkcode PACK_ROWS}, at most F; all F for an example with no unmasked token (it attends to
  * every row evenly).
@@ -70,8 +81,7 @@ export interface Packing {
 export function keptLengths(mask: ArrayLike<number>, batch: number, seq: number): number[] {
   const lengths: number[] = [];
   for (let b = 0; b < batch; b++) {
-    let last = 0;
-    for (let t = 0; t < seq; t++) if (mask[b * seq + t] !== 0) last = t + 1;
+    const last = unpaddedLength(mask, b * seq, seq);
     lengths.push(last === 0 ? seq : Math.min(seq, Math.max(PACK_ROWS, Math.ceil(last / PACK_ROWS) * PACK_ROWS)));
   }
   return lengths;

@@ -5,7 +5,7 @@
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { registerBlasBackend } from "../../lib/backends/blas/blas_backend.ts";
 import { BertModel, configFromJson, softmaxCrossEntropy } from "../../lib/model/model.ts";
-import { packBatch } from "../../lib/model/packing.ts";
+import { packBatch, unpaddedLength } from "../../lib/model/packing.ts";
 import { assert, assertEquals, maxAbsDiff } from "../shared.ts";
 
 const HAVE_BLAS = registerBlasBackend() !== undefined;
@@ -155,4 +155,12 @@ Deno.test("padding dropped in training: blas loss and gradients equal the padded
   assertEquals(tf.memory().numTensors, before, "tensors left behind");
   tf.dispose([...Object.values(inputs), labels]);
   model.dispose();
+});
+
+Deno.test("unpaddedLength: 1 + the last unmasked position of a row, a hole inside included; 0 for an all-padding row", () => {
+  // three rows of 5: a hole at 2 (length 4), all padding, unmasked to the end; the rows lie side by side
+  const mask = [1, 1, 0, 1, 0, /**/ 0, 0, 0, 0, 0, /**/ 1, 0, 0, 0, 1];
+  assertEquals([0, 5, 10].map((start) => unpaddedLength(mask, start, 5)), [4, 0, 5]);
+  assertEquals(unpaddedLength(mask, 10, 4), 1, "only the first `length` values count");
+  assertEquals(unpaddedLength(new Int32Array(0), 0, 0), 0);
 });
