@@ -34,8 +34,6 @@ export interface PackGroup {
   batch: number;
   /** L: rows kept per example. */
   seq: number;
-  /** The group's first row among the R kept rows. */
-  start: number;
 }
 
 /** Where the kept rows come from and go back to (see the module doc). */
@@ -100,13 +98,13 @@ export function packBatch(attentionMask: tf.Tensor2D, maskRows: tf.Tensor2D, bat
   const groups: PackGroup[] = [];
   let order = 0;
   for (const l of [...byLength.keys()].sort((a, b) => a - b)) {
-    const examples = byLength.get(l)!, start = rows.length;
+    const examples = byLength.get(l)!;
     for (const b of examples) {
       firstRows[b] = rows.length;
       groupOrder[b] = order++;
       for (let t = 0; t < l; t++) rows.push(b * seq + t);
     }
-    groups.push({ examples, batch: examples.length, seq: l, start });
+    groups.push({ examples, batch: examples.length, seq: l });
   }
   const unpack = new Int32Array(batch * seq).fill(rows.length);
   rows.forEach((r, i) => unpack[r] = i);
