@@ -486,6 +486,14 @@ export class BertModel {
   }
 
   /**
+   * Which rows of the padded `[B*F, D]` hidden states a layer's `[., D]` tensor holds, as {@linkcode dropout}'s
+   * `every`: each example's `[CLS]` row (F apart) with `cls`, else the kept rows of a packing, else all of them.
+   */
+  private hiddenRows(pass: Pass, cls: boolean): number | number[] {
+    return cls ? pass.seq : pass.packing?.keptRows ?? 1;
+  }
+
+  /**
    * Runs the model. Everything intermediate is disposed; the returned tensors belong to the caller. Safe inside
    * `tf.tidy` and `tf.variableGrads` (while gradients are recorded no data is read back from the backend, except that
    * the classification head on `blas` reads the attention mask to drop the padding, {@linkcode ForwardOptions.keepPadding}).
@@ -627,7 +635,7 @@ export class BertModel {
     const cls = clsOnly ? this.firstTokens(x, pass) : undefined; // [B, D]
     const attended = this.selfAttention(p, x, mask, pass, cls); // [B*F, D], or [B, D] if clsOnly
     x = this.addNorm(`${p}.attention.output.LayerNorm`, attended, cls ?? x);
-    const ff = this.feedForward(p, x, pass, clsOnly ? pass.seq : pass.packing?.keptRows ?? 1);
+    const ff = this.feedForward(p, x, pass, this.hiddenRows(pass, clsOnly));
     return this.addNorm(`${p}.output.LayerNorm`, ff, x); // [B*F, D] or [B, D]
   }
 
@@ -694,7 +702,7 @@ export class BertModel {
       }
     }
     const out = this.dense(`${p}.attention.output.dense`, context); // [B*F, D], or [B, D] with cls
-    return this.dropout(out, this.config.hiddenDropoutProb, pass, cls ? seq : pass.packing?.keptRows ?? 1);
+    return this.dropout(out, this.config.hiddenDropoutProb, pass, this.hiddenRows(pass, cls !== undefined));
   }
 
   /** Feed-forward: expand and activate (one call where that keeps the bits), project back, dropout. */

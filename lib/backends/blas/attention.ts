@@ -704,18 +704,8 @@ export function attentionKernels(blas: Blas, backendName: string): KernelConfig[
     for (const g of groups) { // each group in place, as forward
       const [from, to] = [g.row * hidden, g.end * hidden];
       const [qg, kg, vg, dyg, dqg, dkg, dvg] = [q, k, v, dy, dq, dk, dv].map((a) => a.subarray(from, to));
-      const grads = { dq: dqg, dk: dkg, dv: dvg };
-      backwardBlocks({
-        ...attrs,
-        ...g,
-        blas,
-        dy: dyg,
-        q: qg,
-        k: kg,
-        v: vg,
-        probs: probs.subarray(g.prob, g.probEnd),
-        ...grads,
-      });
+      const probsg = probs.subarray(g.prob, g.probEnd);
+      backwardBlocks({ ...attrs, ...g, blas, dy: dyg, q: qg, k: kg, v: vg, probs: probsg, dq: dqg, dk: dkg, dv: dvg });
     }
     const shape = inputs.q!.shape;
     return [output(backend, shape, dq), output(backend, shape, dk), output(backend, shape, dv)];
