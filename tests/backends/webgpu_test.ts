@@ -6,7 +6,7 @@
  * libEGL, whose destructor at exit could corrupt the heap (lib/backends/exit.ts), so this test's own process never
  * asks. Skips with a message when there is no adapter.
  */
-import { assert, assertEquals } from "../shared.ts";
+import { assert, assertEquals, maxAbsDiff } from "../shared.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -36,9 +36,7 @@ Deno.test("webgpu: training with evaluation, clipping and checkpoints matches th
   assert(Math.abs(gpu.evalLoss - cpu.evalLoss) < 1e-4, "evaluation loss");
   assertEquals(Object.keys(gpu.weights).sort(), Object.keys(cpu.weights).sort());
   for (const [name, x] of Object.entries(cpu.weights)) {
-    const y = gpu.weights[name];
-    let err = 0;
-    for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
+    const err = maxAbsDiff(x, gpu.weights[name]);
     assert(err < 1e-4, `${name}: saved weights differ by ${err}`);
   }
   assert(gpu.optimiserState, "optimiser state saved on webgpu");

@@ -9,7 +9,7 @@ import { run, spec } from "../../lib/cli/extract_features.ts";
 import { readTextsJsonl, resolveLayers } from "../../lib/eval/extract_features.ts";
 import { convertExample } from "../../lib/data/features.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
-import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";
+import { assert, assertEquals, assertRejects, assertThrows, HAVE_SHARED, maxAbsDiff, SHARED } from "../shared.ts";
 
 const TINY = `${SHARED}/data/models/tiny-random-BertForSequenceClassification.FALLBACK-RANDOM-WEIGHTS`;
 const TEXTS = [
@@ -74,8 +74,7 @@ Deno.test({
     for (let l = 0; l <= 5; l++) {
       const a = out.hiddenStates![l].dataSync();
       const b = tensors[`hidden_states.${l}`].data as Float32Array;
-      let m = 0;
-      for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+      const m = maxAbsDiff(a, b);
       assert(m < 1e-5, `hidden_states.${l} differs by ${m}`);
     }
     const p = out.pooledOutput!.dataSync();

@@ -2,7 +2,7 @@
  * AdamW, the warmup/decay schedule and gradient clipping against hand-worked values, a float64 reference of
  * torch.optim.AdamW's update, and the golden three-step run of the tiny random checkpoint (../shared).
  */
-import { assert, assertEquals, assertThrows, HAVE_SHARED, SHARED } from "../shared.ts";
+import { assert, assertEquals, assertThrows, HAVE_SHARED, maxAbsDiff, SHARED } from "../shared.ts";
 import { type BackendName, initBackend, tf } from "../../lib/backends/backend.ts";
 import {
   AdamW,
@@ -258,8 +258,7 @@ Deno.test({
       const name = key.slice("after.".length);
       assertEquals(after[name].shape, t[key].shape, `${name} shape`);
       const a = after[name].data as Float32Array, e = toFloat32(t[key]);
-      let maxErr = 0;
-      for (let i = 0; i < a.length; i++) maxErr = Math.max(maxErr, Math.abs(a[i] - e[i]));
+      const maxErr = maxAbsDiff(a, e);
       errors.push(`${name}: ${maxErr.toExponential(2)}`);
       assertClose(a, e, 1e-5, name);
     }

@@ -4,7 +4,7 @@
  * tensors do not leak, bad settings fail at the start with clear messages, a hand-written task adapter trains
  * exactly like the built-in classification one, and `train --seeds` prints each run and the mean ± std.
  */
-import { assert, assertEquals, assertRejects } from "../shared.ts";
+import { assert, assertEquals, assertRejects, maxAbsDiff } from "../shared.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import { join } from "../../lib/io/fsutil.ts";
 import { parseArgs } from "../../lib/cli/args.ts";
@@ -36,13 +36,6 @@ async function setup(): Promise<
   const trainSet = await tinyFeatures({ n: 48, seed: 1, vocabPath });
   const dev = await tinyFeatures({ n: 24, seed: 2, vocabPath });
   return { dir, vocabPath, trainSet, dev };
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assertEquals(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 Deno.test("Rng: deterministic, restorable from its state; shuffles are permutations", () => {
