@@ -158,7 +158,8 @@ export interface Dnnl {
   /**
    * Whether {@linkcode Dnnl.sgemm} onto bias rows, `[m, k] x [k, parts * n]`, gives each block of `n` output columns
    * the bits of the product with that block's `[k, n]` weight alone (so that the query, key and value layers can run
-   * as one product). Decided once per shape on 256 rows of fixed values, as {@linkcode Dnnl.denseGeluMatches}.
+   * as one product). Decided once per shape on 256 rows of fixed values, as {@linkcode Dnnl.denseGeluMatches}; on the
+   * AVX2 code the answer can differ at other row counts (see lib/backends/blas/fused.ts's `denseSideBySide`).
    */
   sgemmColumnsMatch(k: number, n: number, parts: number): boolean;
   /**
