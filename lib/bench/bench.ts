@@ -396,6 +396,15 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
   ];
 }
 
+/**
+ * glibc's malloc settings PyTorch runs with unless the environment sets `GLIBC_TUNABLES`: freed memory stays in the
+ * process instead of going back to the kernel (no `mmap` per large tensor, no heap trimming), so that PyTorch does not
+ * fault its activations' pages in again at every step, as the blas backend does not (it keeps its arrays in a pool,
+ * lib/backends/blas/pool.ts). On 2026-12-07's VM, where a page fault cost much more than on earlier ones, PyTorch's
+ * Base step took 4.3 s with it against 5.6-6.5 s without (BENCHMARKS.md).
+ */
+export const PYTORCH_MALLOC = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
+
 /** Environment variables that cap the code a library runs below what the CPU can do, as one line (none when unset). */
 function isaCaps(): string[] {
   const caps = [

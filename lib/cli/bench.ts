@@ -21,6 +21,7 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
+  PYTORCH_MALLOC,
   sgemmDriftLine,
   sgemmShareLines,
   SHAPES,
@@ -89,6 +90,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
   const sgemm = await measureSgemm({ threads });
   const machine = machineLines(sgemm);
+  if (args.flags.pytorch) machine.push(`pytorch runs with GLIBC_TUNABLES=${pytorchEnv().GLIBC_TUNABLES}`);
   for (const l of machine) console.log(l);
   const rounds: BenchRow[][] = [];
   const roundCount = args.flags.rounds;
@@ -216,9 +218,8 @@ async function runPytorch(
       ],
       stdout: "piped",
       stderr: "piped",
-      // PyTorch runs with the environment as the user gave it (not with what the blas backend set for itself).
       clearEnv: true,
-      env: withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())),
+      env: pytorchEnv(),
     }).output();
   } catch (e) {
     console.warn(
@@ -265,8 +266,7 @@ async function turnRows(
   whats: string[],
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  // PyTorch runs with the environment as the user gave it (not with what the blas backend set for itself).
-  const env = withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere()));
+  const env = pytorchEnv();
   for (const group of [["train"], ["infer", "infer-cls"]] as const) {
     const asked = group.filter((w) => whats.includes(w));
     if (!asked.length) continue;
@@ -280,6 +280,14 @@ async function turnRows(
     }
   }
   return rows;
+}
+
+/**
+ * The environment PyTorch runs in: the user's (not what the blas backend set for itself), with
+ * {@linkcode PYTORCH_MALLOC} unless `GLIBC_TUNABLES` is set.
+ */
+function pytorchEnv(): Record<string, string> {
+  return { GLIBC_TUNABLES: PYTORCH_MALLOC, ...withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())) };
 }
 
 /** `env` without the variables `names`. */
