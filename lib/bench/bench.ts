@@ -393,6 +393,27 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
       : []),
     `gelu: ${dnnlStatus()}`,
     ...isaCaps(),
+    ...mixedCaps(ext),
+  ];
+}
+
+/** OpenBLAS core types whose kernels stop at AVX2 (or below). */
+const PRE_AVX512_CORETYPES =
+  /^(haswell|zen|sandybridge|nehalem|core2|prescott|atom|barcelona|bulldozer|piledriver|steamroller|excavator)$/i;
+
+/**
+ * A warning when `OPENBLAS_CORETYPE` holds OpenBLAS (PyTorch's `sgemm` on Debian) to AVX2 kernels on an AVX-512 CPU
+ * while oneDNN (the blas backend's dense products) is not capped: the two engines then run different vector widths
+ * and the comparison is not like for like. On 2026-12-07's Zen 5 VM, whose image exports `OPENBLAS_CORETYPE=Haswell`,
+ * it made PyTorch's Base inference 1.7x slower (BENCHMARKS.md).
+ */
+function mixedCaps(ext: string[]): string[] {
+  const coretype = envVar("OPENBLAS_CORETYPE");
+  if (!coretype || !PRE_AVX512_CORETYPES.test(coretype) || !ext.includes("avx512f")) return [];
+  if (envVar("DNNL_MAX_CPU_ISA")?.toUpperCase().startsWith("AVX2")) return [];
+  return [
+    `warning: OPENBLAS_CORETYPE=${coretype} holds OpenBLAS (and PyTorch's products) to AVX2 on this AVX-512 CPU while ` +
+    "oneDNN is not capped: not like for like. Unset it, or cap both (DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2)",
   ];
 }
 

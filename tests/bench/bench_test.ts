@@ -189,6 +189,29 @@ Deno.test("bench: sgemmShareLines reads a training row against the faster of Ope
   assert(machineLines(withDnnl)[3].includes("oneDNN avx512_core") && machineLines(withDnnl)[3].includes("380.0"));
 });
 
+Deno.test("bench: a warning when OPENBLAS_CORETYPE holds OpenBLAS to AVX2 on an AVX-512 CPU and oneDNN is not capped", () => {
+  const names = ["OPENBLAS_CORETYPE", "DNNL_MAX_CPU_ISA"];
+  const had = names.map((n) => Deno.env.get(n));
+  const set = (coretype?: string, dnnlCap?: string) =>
+    [coretype, dnnlCap].forEach((v, i) => v === undefined ? Deno.env.delete(names[i]) : Deno.env.set(names[i], v));
+  const warned = (ext: string[]) =>
+    machineLines(undefined, ext).some((l) => l.startsWith("warning: OPENBLAS_CORETYPE"));
+  const avx512 = ["avx", "avx2", "avx512f"], avx2 = ["avx", "avx2"];
+  try {
+    set("Haswell");
+    assert(warned(avx512), "Haswell kernels on an AVX-512 CPU, oneDNN uncapped");
+    assert(!warned(avx2), "an AVX2 CPU: Haswell is its own kernels");
+    set("Haswell", "AVX2");
+    assert(!warned(avx512), "both capped to AVX2: like for like");
+    set("SkylakeX");
+    assert(!warned(avx512), "an AVX-512 core type");
+    set(undefined);
+    assert(!warned(avx512), "OpenBLAS's own choice");
+  } finally {
+    set(...had as [string | undefined, string | undefined]);
+  }
+});
+
 Deno.test("bench: sgemmDriftLine says when the machine's speed moved during a run", () => {
   const rate = (gflops: number): SgemmRate => ({ library: "OpenBLAS", product: "p", gflops, bestGflops: gflops });
   assertEquals(
