@@ -25,25 +25,33 @@ function rand(n: number, seed: number, scale = 3): Float32Array {
 
 /**
  * `f()` with the kernels on `threads` threads (splitting calls that touch at least `minWork` floats); asserts that
- * two threads did split (and one did not).
+ * two threads did split (and one did not). With two threads `f` runs again (up to {@linkcode WORKER_TRIES} times in
+ * all) until the worker has taken a chunk: on a busy machine the calling thread can finish every chunk of a small call
+ * before the worker wakes, which is correct, but then nothing would show that the split runs give the same bits.
  */
 function on<T>(threads: number, f: () => T, minWork?: number): T {
   const previous = setSimdThreads(threads, { minWork, waitForWorker: true });
   try {
-    const before = simdThreadsStatus();
-    const out = f();
-    const after = simdThreadsStatus();
-    const split = after.splitCalls - before.splitCalls, chunks = after.workerChunks - before.workerChunks;
-    if (threads === 1) assertEquals([split, chunks], [0, 0], "one thread: no call is split");
-    else {assert(
-        split > 0 && chunks > 0,
-        `two threads: the calls were split (${split}), the worker ran ${chunks} chunks`,
-      );}
-    return out;
+    for (let attempt = 1;; attempt++) {
+      const before = simdThreadsStatus();
+      const out = f();
+      const after = simdThreadsStatus();
+      const split = after.splitCalls - before.splitCalls, chunks = after.workerChunks - before.workerChunks;
+      if (threads === 1) {
+        assertEquals([split, chunks], [0, 0], "one thread: no call is split");
+        return out;
+      }
+      assert(split > 0, `two threads: no call was split`);
+      if (chunks > 0) return out;
+      assert(attempt < WORKER_TRIES, `two threads: ${split} calls split, the worker ran no chunk in ${attempt} tries`);
+    }
   } finally {
     setSimdThreads(previous.threads, { minWork: previous.minWork, waitForWorker: false });
   }
 }
+
+/** How many times {@linkcode on} runs its function on two threads for the worker to take a chunk. */
+const WORKER_TRIES = 20;
 
 /** tests/shared.ts's `assertSameBits`, its two sides named after this file's usual comparison. */
 const assertSameBits = (a: Float32Array, b: Float32Array, what: string, names = ["one thread", "two threads"]) =>
