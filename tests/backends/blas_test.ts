@@ -764,6 +764,28 @@ Deno.test({ name: "blas: same-shape Add/Sub (saxpy), Mul and broadcasts match cp
   await same("int32 add same shape (cpu kernel)", [ints, ints], tf.add);
 });
 
+Deno.test({
+  name: "blas: Concat (pooled output) matches cpu on every axis, with empty parts; int32 falls back",
+  ignore,
+}, async () => {
+  const cases: [number[][], number][] = [
+    [[[3608, 128], [1, 128]], 0], // the packed hidden state and its zero row (lib/model/model.ts)
+    [[[128, 128], [128, 128], [128, 128]], 1], // weights side by side
+    [[[128], [128], [128]], 0], // biases side by side
+    [[[2, 3, 4], [2, 5, 4], [2, 1, 4]], 1], // middle axis
+    [[[2, 3, 4], [2, 3, 1]], -1], // last axis, negative
+    [[[4, 0], [4, 3], [4, 0]], 1], // empty parts
+    [[[0, 3], [0, 3]], 0], // empty result
+    [[[5]], 0], // one part
+  ];
+  for (const [shapes, axis] of cases) {
+    const args = shapes.map((s, i) => f(s, 1500 + i));
+    await same(`concat ${JSON.stringify(shapes)} axis ${axis}`, args, (...t) => tf.concat(t, axis), 0);
+  }
+  const ints: Arg = { shape: [2, 3], values: Int32Array.from([1, 2, 3, 4, 5, 6]), dtype: "int32" };
+  await same("concat int32", [ints, ints], (a, b) => tf.concat([a, b], 1), 0);
+});
+
 Deno.test({ name: "blas: Slice and PadV2 (strided run copies) match cpu", ignore }, async () => {
   const x = f([32, 16, 8], 1400);
   const slices: [number[], number[]][] = [

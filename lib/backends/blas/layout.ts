@@ -3,7 +3,8 @@
  * (row copies), UnsortedSegmentSum (one pass; the cpu kernel does one masked pass per segment, i.e.
  * 30522 passes for a BERT embedding gradient), ScatterNd (row adds into a pooled zero array), and Slice and
  * PadV2 as copies of contiguous runs (the cpu kernels convert every element's index to coordinates and back:
- * 2.5-6 ms to take the `[CLS]` rows of a `[32, 128, 128]` batch, against 0.04 ms as run copies).
+ * 2.5-6 ms to take the `[CLS]` rows of a `[32, 128, 128]` batch, against 0.04 ms as run copies), and Concat into a
+ * pooled array (the cpu kernel allocates a fresh one, whose pages fault in at each call).
  * @module
  */
 import {
@@ -172,7 +173,26 @@ function padValues<T extends Numeric>(
   return { values: out, shape: outShape };
 }
 
-/** Kernel configs for Transpose, GatherV2, UnsortedSegmentSum, ScatterNd, Slice and PadV2 on `backendName`. */
+/**
+ * Concatenation of `parts` into `out`: each part holds rows of `inner[i]` values (its dims from the concat axis on), and
+ * output row `o` is row `o` of every part in turn. Every part has the same number of rows.
+ */
+export function concatInto(out: Float32Array, parts: Float32Array[], inner: number[]): void {
+  const rowOut = inner.reduce((a, b) => a + b, 0);
+  const rows = rowOut ? out.length / rowOut : 0;
+  let at = 0;
+  for (let o = 0; o < rows; o++) {
+    for (let i = 0; i < parts.length; i++) {
+      const n = inner[i];
+      if (n === 0) continue;
+      if (rows === 1) out.set(parts[i], at);
+      else out.set(parts[i].subarray(o * n, (o + 1) * n), at);
+      at += n;
+    }
+  }
+}
+
+/** Kernel configs for Concat, Transpose, GatherV2, UnsortedSegmentSum, ScatterNd, Slice and PadV2 on `backendName`. */
 export function layoutKernels(backendName: string): KernelConfig[] {
   const cpuTranspose = cpuKernel("Transpose");
   const cpuGather = cpuKernel("GatherV2");
@@ -180,6 +200,7 @@ export function layoutKernels(backendName: string): KernelConfig[] {
   const cpuScatterNd = cpuKernel("ScatterNd");
   const cpuSlice = cpuKernel("Slice");
   const cpuPad = cpuKernel("PadV2");
+  const cpuConcat = cpuKernel("Concat");
 
   const transpose = (args: KernelArgs): TensorInfo => {
     const { inputs, backend, attrs } = args;
@@ -306,7 +327,24 @@ export function layoutKernels(backendName: string): KernelConfig[] {
     return backend.makeTensorInfo(r.shape, x.dtype, r.values);
   };
 
+  const concat = (args: KernelArgs): TensorInfo => {
+    const { backend, attrs } = args;
+    const inputs = Object.values(args.inputs) as TensorInfo[]; // Concat's inputs come as a list
+    const vals = inputs.map((t) => valuesOf(backend, t));
+    if (!inputs.length || !vals.every((v) => v instanceof Float32Array) || inputs.some((t) => t.dtype !== "float32")) {
+      return cpuConcat(args as never) as TensorInfo;
+    }
+    const axis = util.parseAxisParam(attrs!.axis as number, inputs[0].shape)[0];
+    const shapes = inputs.map((t) => t.shape);
+    backend_util.assertParamsConsistent(shapes, axis);
+    const outShape = backend_util.computeOutShape(shapes, axis);
+    const out = allocF32(util.sizeFromShape(outShape), false);
+    concatInto(out, vals as Float32Array[], shapes.map((s) => util.sizeFromShape(s.slice(axis))));
+    return backend.makeTensorInfo(outShape, "float32", out);
+  };
+
   return [
+    { kernelName: "Concat", backendName, kernelFunc: concat as unknown as KernelFunc },
     { kernelName: "Transpose", backendName, kernelFunc: transpose as unknown as KernelFunc },
     { kernelName: "GatherV2", backendName, kernelFunc: gather as unknown as KernelFunc },
     { kernelName: "UnsortedSegmentSum", backendName, kernelFunc: segmentSum as unknown as KernelFunc },
