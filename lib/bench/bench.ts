@@ -393,7 +393,7 @@ export function machineLines(sgemm: SgemmRate | undefined, ext: string[] = cpuVe
       : []),
     `gelu: ${dnnlStatus()}`,
     ...isaCaps(),
-    ...mixedCaps(ext),
+    ...mixedCaps(ext, coretype),
   ];
 }
 
@@ -402,13 +402,12 @@ const PRE_AVX512_CORETYPES =
   /^(haswell|zen|sandybridge|nehalem|core2|prescott|atom|barcelona|bulldozer|piledriver|steamroller|excavator)$/i;
 
 /**
- * A warning when `OPENBLAS_CORETYPE` holds OpenBLAS (PyTorch's `sgemm` on Debian) to AVX2 kernels on an AVX-512 CPU
+ * A warning when `OPENBLAS_CORETYPE` (`coretype`) holds OpenBLAS (PyTorch's `sgemm` on Debian) to AVX2 kernels on an AVX-512 CPU
  * while oneDNN (the blas backend's dense products) is not capped: the two engines then run different vector widths
  * and the comparison is not like for like. On 2026-12-07's Zen 5 VM, whose image exports `OPENBLAS_CORETYPE=Haswell`,
  * it made PyTorch's Base inference 1.7x slower (BENCHMARKS.md).
  */
-function mixedCaps(ext: string[]): string[] {
-  const coretype = envVar("OPENBLAS_CORETYPE");
+function mixedCaps(ext: string[], coretype: string | undefined): string[] {
   if (!coretype || !PRE_AVX512_CORETYPES.test(coretype) || !ext.includes("avx512f")) return [];
   if (envVar("DNNL_MAX_CPU_ISA")?.toUpperCase().startsWith("AVX2")) return [];
   return [
@@ -425,6 +424,11 @@ function mixedCaps(ext: string[]): string[] {
  * Base step took 4.3 s with it against 5.6-6.5 s without (BENCHMARKS.md).
  */
 export const PYTORCH_MALLOC = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295";
+
+/** The `GLIBC_TUNABLES` PyTorch runs with: the environment's when set (even empty), else {@linkcode PYTORCH_MALLOC}. */
+export function pytorchMalloc(): string {
+  return Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC;
+}
 
 /** Environment variables that cap the code a library runs below what the CPU can do, as one line (none when unset). */
 function isaCaps(): string[] {

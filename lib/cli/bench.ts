@@ -21,7 +21,7 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
-  PYTORCH_MALLOC,
+  pytorchMalloc,
   sgemmDriftLine,
   sgemmShareLines,
   SHAPES,
@@ -90,7 +90,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
   const sgemm = await measureSgemm({ threads });
   const machine = machineLines(sgemm);
-  if (args.flags.pytorch) machine.push(`pytorch runs with GLIBC_TUNABLES=${pytorchEnv().GLIBC_TUNABLES}`);
+  if (args.flags.pytorch) machine.push(`pytorch runs with GLIBC_TUNABLES=${pytorchMalloc()}`);
   for (const l of machine) console.log(l);
   const rounds: BenchRow[][] = [];
   const roundCount = args.flags.rounds;
@@ -283,11 +283,14 @@ async function turnRows(
 }
 
 /**
- * The environment PyTorch runs in: the user's (not what the blas backend set for itself), with
- * {@linkcode PYTORCH_MALLOC} unless `GLIBC_TUNABLES` is set.
+ * The environment PyTorch runs in: the user's (not what the blas backend set for itself), with `GLIBC_TUNABLES` as
+ * {@linkcode pytorchMalloc} gives it.
  */
 function pytorchEnv(): Record<string, string> {
-  return { GLIBC_TUNABLES: PYTORCH_MALLOC, ...withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())) };
+  return {
+    ...withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())),
+    GLIBC_TUNABLES: pytorchMalloc(),
+  };
 }
 
 /** `env` without the variables `names`. */

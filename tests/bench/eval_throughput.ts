@@ -30,7 +30,7 @@
  * @module
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import { cpuVectorExtensions, machineLines, measureSgemm, PYTORCH_MALLOC, SHAPES } from "../../lib/bench/bench.ts";
+import { cpuVectorExtensions, machineLines, measureSgemm, pytorchMalloc, SHAPES } from "../../lib/bench/bench.ts";
 import { getTask } from "../../lib/data/tasks.ts";
 import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
 import {
@@ -110,7 +110,7 @@ const header = [
   ...machineLines(sgemm, cpuVectorExtensions()),
   `tfjs backend: ${info.description}`,
   `load average (start): ${loadAverage()}`,
-  ...(runPytorch ? [`pytorch runs with GLIBC_TUNABLES=${Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC}`] : []),
+  ...(runPytorch ? [`pytorch runs with GLIBC_TUNABLES=${pytorchMalloc()}`] : []),
 ];
 for (const line of header) console.log(line);
 
@@ -207,7 +207,7 @@ if (runPytorch) {
     args: ["tests/bench/pytorch_eval.py", dir, "--threads", torchThreads],
     stdout: "piped",
     stderr: "inherit",
-    env: { GLIBC_TUNABLES: Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC }, // as `deno task bench` runs PyTorch
+    env: { GLIBC_TUNABLES: pytorchMalloc() }, // as `deno task bench` runs PyTorch
   }).output();
   const text = new TextDecoder().decode(out.stdout);
   for (const line of text.split("\n")) {

@@ -15,7 +15,7 @@ import {
   type TensorInfo,
   util,
 } from "@tensorflow/tfjs-core";
-import { cpuKernel, type KernelArgs, valuesOf } from "./common.ts";
+import { allF32, cpuKernel, f32, type KernelArgs, output, valuesOf } from "./common.ts";
 import { allocF32 } from "./pool.ts";
 
 type Numeric = Float32Array | Int32Array | Uint8Array;
@@ -177,7 +177,7 @@ function padValues<T extends Numeric>(
  * Concatenation of `parts` into `out`: each part holds rows of `inner[i]` values (its dims from the concat axis on), and
  * output row `o` is row `o` of every part in turn. Every part has the same number of rows.
  */
-export function concatInto(out: Float32Array, parts: Float32Array[], inner: number[]): void {
+function concatInto(out: Float32Array, parts: Float32Array[], inner: number[]): void {
   const rowOut = inner.reduce((a, b) => a + b, 0);
   const rows = rowOut ? out.length / rowOut : 0;
   let at = 0;
@@ -330,17 +330,15 @@ export function layoutKernels(backendName: string): KernelConfig[] {
   const concat = (args: KernelArgs): TensorInfo => {
     const { backend, attrs } = args;
     const inputs = Object.values(args.inputs) as TensorInfo[]; // Concat's inputs come as a list
-    const vals = inputs.map((t) => valuesOf(backend, t));
-    if (!inputs.length || !vals.every((v) => v instanceof Float32Array) || inputs.some((t) => t.dtype !== "float32")) {
-      return cpuConcat(args as never) as TensorInfo;
-    }
+    if (!inputs.length || !allF32(backend, ...inputs)) return cpuConcat(args as never) as TensorInfo;
     const axis = util.parseAxisParam(attrs!.axis as number, inputs[0].shape)[0];
     const shapes = inputs.map((t) => t.shape);
     backend_util.assertParamsConsistent(shapes, axis);
     const outShape = backend_util.computeOutShape(shapes, axis);
     const out = allocF32(util.sizeFromShape(outShape), false);
-    concatInto(out, vals as Float32Array[], shapes.map((s) => util.sizeFromShape(s.slice(axis))));
-    return backend.makeTensorInfo(outShape, "float32", out);
+    const parts = inputs.map((t) => f32(backend, t));
+    concatInto(out, parts, shapes.map((s) => util.sizeFromShape(s.slice(axis))));
+    return output(backend, outShape, out);
   };
 
   return [
