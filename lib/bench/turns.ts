@@ -43,9 +43,14 @@ export interface TurnEngine {
   peakTensorMb?(): number;
 }
 
+/** The most unmeasured steps {@linkcode takeTurns} runs per turn to reach its `warmMs`. */
+export const MAX_WARM_STEPS = 20;
+
 /**
- * Steps of several engines in turn. Per turn each engine waits `pauseMs` (default 150), runs `warmPerTurn` unmeasured
- * steps (default 1), then one measured step; `warmup` whole turns go unmeasured first, then `steps` measured ones. A
+ * Steps of several engines in turn. Per turn each engine waits `pauseMs` (default 150), runs unmeasured steps until it
+ * has run `warmPerTurn` of them (default 1) and they took `warmMs` (default 100) by its own clock (at most
+ * {@linkcode MAX_WARM_STEPS}), then one measured step; `warmup` whole turns go unmeasured first, then `steps` measured
+ * ones. A
  * shared machine's speed drifts by tens of percent within minutes; taking turns step by step exposes every engine to
  * the same drift, so their ratio holds where figures measured minutes apart do not. The pause and the unmeasured
  * step are there because a step right after another process's is not a step as training or evaluation runs them, back
@@ -54,19 +59,25 @@ export interface TurnEngine {
  *   next engine: tfjs right after PyTorch ran at 129-149% CPU instead of 170%. Hence the pause.
  * - After 50-250 ms of idle, a tfjs step took 51-56 ms at 126-131% CPU against 37 ms at 169-173% back to back (the
  *   idle cores wake slowly); one unmeasured step first brought it back to 36-40 ms. Hence the warm step.
+ * - On the Zen 5 EPYC (2026-12-07, night) one warm step was not enough: after a 150 ms pause and one 25 ms warm step a
+ *   tfjs step took 29-31 ms against 23-24 back to back (2 threads; on 1 thread no such difference); after 2 warm steps
+ *   24.8, after 4 23.2. PyTorch on 1 thread took 34.2-34.6 ms either way. Hence warming by time, not by count:
+ *   100 ms is 4 of those tfjs steps and 3 of PyTorch's, and one step of anything that takes longer.
  *
  * With both, PyTorch's steps took as long with tfjs's turns between them as without. One row per engine, in order.
  */
 export async function takeTurns(
   shape: BenchShape,
   engines: TurnEngine[],
-  o: { steps: number; warmup: number; warmPerTurn?: number; pauseMs?: number },
+  o: { steps: number; warmup: number; warmPerTurn?: number; warmMs?: number; pauseMs?: number },
 ): Promise<BenchRow[]> {
   const costs = engines.map(() => [] as StepCost[]);
+  const [warmSteps, warmMs] = [o.warmPerTurn ?? 1, o.warmMs ?? 100];
   for (let turn = 0; turn < o.warmup + o.steps; turn++) {
     for (const [i, e] of engines.entries()) {
       await new Promise((r) => setTimeout(r, o.pauseMs ?? 150));
-      for (let w = 0; w < (o.warmPerTurn ?? 1); w++) await e.step();
+      let warmed = 0;
+      for (let w = 0; w < MAX_WARM_STEPS && (w < warmSteps || warmed < warmMs); w++) warmed += (await e.step()).ms;
       const cost = await e.step();
       if (turn >= o.warmup) costs[i].push(cost);
     }

@@ -5,7 +5,13 @@
 import { assert, assertEquals, unitBenchShape } from "../shared.ts";
 import { initBackend, tf } from "../../lib/backends/backend.ts";
 import type { BenchShape } from "../../lib/bench/bench.ts";
-import { pytorchTurnEngines, takeTurns, tfjsTurnEngines, type TurnEngine } from "../../lib/bench/turns.ts";
+import {
+  MAX_WARM_STEPS,
+  pytorchTurnEngines,
+  takeTurns,
+  tfjsTurnEngines,
+  type TurnEngine,
+} from "../../lib/bench/turns.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
 
@@ -37,6 +43,21 @@ Deno.test("turns: engines alternate step by step; warm-up turns and each turn's 
   assertEquals(rows.map((r) => Math.round(r.cpuPct!)), [Math.round(100 * 0.03 / 0.06), Math.round(100 * 0.06 / 0.15)]);
   assertEquals(rows.map((r) => r.peakRssMb), [108, 108]);
   assertEquals(rows[0].shape, "unit 4x8");
+});
+
+Deno.test("turns: each turn warms an engine until its warm steps took warmMs, at least warmPerTurn steps", async () => {
+  const log: string[] = [];
+  // a: 30 ms steps, so 4 warm steps reach 100 ms; b: 150 ms steps, so its one warm step does.
+  const a = fake("a", new Array(10).fill(30), log);
+  const b = fake("b", new Array(4).fill(150), log);
+  const rows = await takeTurns(SMALL, [a, b], { steps: 2, warmup: 0, pauseMs: 0 });
+  assertEquals(log.join(""), "aaaaabb".repeat(2));
+  assertEquals(rows.map((r) => r.msPerStep), [30, 150]);
+  // A step that reports no time at all stops at MAX_WARM_STEPS warm steps.
+  const c = fake("c", new Array(MAX_WARM_STEPS + 1).fill(0), log);
+  log.length = 0;
+  await takeTurns(SMALL, [c], { steps: 1, warmup: 0, pauseMs: 0 });
+  assertEquals(log.length, MAX_WARM_STEPS + 1);
 });
 
 Deno.test("turns: tfjs engines time real steps and leave no tensors behind", async () => {
