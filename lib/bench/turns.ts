@@ -50,10 +50,10 @@ export const MAX_WARM_STEPS = 20;
  * Steps of several engines in turn. Per turn each engine waits `pauseMs` (default 150), runs unmeasured steps until it
  * has run `warmPerTurn` of them (default 1) and they took `warmMs` (default 100) by its own clock (at most
  * {@linkcode MAX_WARM_STEPS}), then one measured step; `warmup` whole turns go unmeasured first, then `steps` measured
- * ones. A
- * shared machine's speed drifts by tens of percent within minutes; taking turns step by step exposes every engine to
- * the same drift, so their ratio holds where figures measured minutes apart do not. The pause and the unmeasured
- * step are there because a step right after another process's is not a step as training or evaluation runs them, back
+ * ones. A shared machine's speed drifts by tens of percent within minutes; taking turns step by step exposes every
+ * engine to the same drift, so their ratio holds where figures measured minutes apart do not. The pause and the
+ * unmeasured steps are there because a step right after another process's is not a step as training or evaluation
+ * runs them, back
  * to back. Measured 2026-12-07 on the 2-vCPU EPYC, BERT-Tiny inference:
  * - OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after a product, PyTorch's too, taking a core from the
  *   next engine: tfjs right after PyTorch ran at 129-149% CPU instead of 170%. Hence the pause.
