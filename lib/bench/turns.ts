@@ -53,8 +53,7 @@ export const MAX_WARM_STEPS = 20;
  * ones. A shared machine's speed drifts by tens of percent within minutes; taking turns step by step exposes every
  * engine to the same drift, so their ratio holds where figures measured minutes apart do not. The pause and the
  * unmeasured steps are there because a step right after another process's is not a step as training or evaluation
- * runs them, back
- * to back. Measured 2026-12-07 on the 2-vCPU EPYC, BERT-Tiny inference:
+ * runs them, back to back. Measured 2026-12-07 on the 2-vCPU EPYC, BERT-Tiny inference:
  * - OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after a product, PyTorch's too, taking a core from the
  *   next engine: tfjs right after PyTorch ran at 129-149% CPU instead of 170%. Hence the pause.
  * - After 50-250 ms of idle, a tfjs step took 51-56 ms at 126-131% CPU against 37 ms at 169-173% back to back (the
