@@ -31,7 +31,9 @@ for (const [k, n] of [[128, 128], [128, 512]]) {
       if (!one) return;
       checked[what]++;
       const steps = qkv ? tf.concat(ws.map((w, i) => linear(x, w, bs[i])), 1) : gelu(linear(x, ws[0], bs[0]));
-      const a = one.dataSync(), b = steps.dataSync();
+      // Bit patterns, not values: -0 against 0 is another bit, and NaN against NaN is not.
+      const a = new Uint32Array(one.dataSync<"float32">().slice().buffer);
+      const b = new Uint32Array(steps.dataSync<"float32">().slice().buffer);
       let d = 0;
       for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) d++;
       if (d) differ.push(`${what} at ${m} rows: ${d} of ${a.length}`);
