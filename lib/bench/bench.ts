@@ -13,7 +13,7 @@ import { keptLengths } from "../model/packing.ts";
 import { lossAndGrads } from "../training/step.ts";
 import { clearPool } from "../backends/blas/pool.ts";
 import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
-import { dnnlForDense, dnnlStatus } from "../backends/blas/dnnl.ts";
+import { dnnlEnvironmentSetHere, dnnlForDense, dnnlStatus } from "../backends/blas/dnnl.ts";
 import { envVar } from "../io/env.ts";
 
 /** A benchmark shape: model size and batch. */
@@ -428,6 +428,26 @@ export const PYTORCH_MALLOC = "glibc.malloc.mmap_threshold=2147483647:glibc.mall
 /** The `GLIBC_TUNABLES` PyTorch runs with: the environment's when set (even empty), else {@linkcode PYTORCH_MALLOC}. */
 export function pytorchMalloc(): string {
   return Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC;
+}
+
+/**
+ * The environment PyTorch runs in: the user's, without what the blas backend set for its own libraries
+ * (`OPENBLAS_THREAD_TIMEOUT`, and `OMP_WAIT_POLICY`, which PyTorch's OpenMP threads read too), with `GLIBC_TUNABLES` as
+ * {@linkcode pytorchMalloc} gives it.
+ */
+export function pytorchEnv(): Record<string, string> {
+  return {
+    ...withoutKeys(Deno.env.toObject(), [
+      ...Object.keys(blasEnvironmentSetHere()),
+      ...Object.keys(dnnlEnvironmentSetHere()),
+    ]),
+    GLIBC_TUNABLES: pytorchMalloc(),
+  };
+}
+
+/** `env` without the variables `names`. */
+function withoutKeys(env: Record<string, string>, names: string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !names.includes(k)));
 }
 
 /** Environment variables that cap the code a library runs below what the CPU can do, as one line (none when unset). */

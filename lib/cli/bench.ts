@@ -7,7 +7,6 @@ import { defineCommand, type ParsedArgs } from "./args.ts";
 import { UsageError } from "../io/errors.ts";
 import { type BackendName, initBackend } from "../backends/backend.ts";
 import { registerBlasBackend } from "../backends/blas/blas_backend.ts";
-import { blasEnvironmentSetHere } from "../backends/blas/blas.ts";
 import {
   benchInfer,
   benchMatMul,
@@ -21,6 +20,7 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
+  pytorchEnv,
   pytorchMalloc,
   sgemmDriftLine,
   sgemmShareLines,
@@ -280,20 +280,4 @@ async function turnRows(
     }
   }
   return rows;
-}
-
-/**
- * The environment PyTorch runs in: the user's (not what the blas backend set for itself), with `GLIBC_TUNABLES` as
- * {@linkcode pytorchMalloc} gives it.
- */
-function pytorchEnv(): Record<string, string> {
-  return {
-    ...withoutKeys(Deno.env.toObject(), Object.keys(blasEnvironmentSetHere())),
-    GLIBC_TUNABLES: pytorchMalloc(),
-  };
-}
-
-/** `env` without the variables `names`. */
-function withoutKeys(env: Record<string, string>, names: string[]): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter(([k]) => !names.includes(k)));
 }

@@ -19,6 +19,8 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
+  PYTORCH_MALLOC,
+  pytorchEnv,
   randomBatch,
   sgemmDriftLine,
   type SgemmRate,
@@ -28,6 +30,8 @@ import {
   trainStep,
 } from "../../lib/bench/bench.ts";
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
+import { blasEnvironmentSetHere, loadBlas } from "../../lib/backends/blas/blas.ts";
+import { dnnlEnvironmentSetHere, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
@@ -210,6 +214,18 @@ Deno.test("bench: a warning when OPENBLAS_CORETYPE holds OpenBLAS to AVX2 on an 
   } finally {
     set(...had as [string | undefined, string | undefined]);
   }
+});
+
+Deno.test("bench: PyTorch runs in the user's environment, without what the blas backend set for itself", () => {
+  loadBlas(); // the backend decides its variables when each library first loads
+  loadDnnl();
+  const env = pytorchEnv();
+  const setHere = [...Object.keys(blasEnvironmentSetHere()), ...Object.keys(dnnlEnvironmentSetHere())];
+  for (const name of setHere) {
+    assert(!(name in env), `${name} was set by the blas backend and must not reach PyTorch`);
+  }
+  assertEquals(env.GLIBC_TUNABLES, Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC);
+  assertEquals(env.PATH, Deno.env.get("PATH"), "the rest of the user's environment is kept");
 });
 
 Deno.test("bench: sgemmDriftLine says when the machine's speed moved during a run", () => {

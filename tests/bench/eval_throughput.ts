@@ -30,7 +30,14 @@
  * @module
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import { cpuVectorExtensions, machineLines, measureSgemm, pytorchMalloc, SHAPES } from "../../lib/bench/bench.ts";
+import {
+  cpuVectorExtensions,
+  machineLines,
+  measureSgemm,
+  pytorchEnv,
+  pytorchMalloc,
+  SHAPES,
+} from "../../lib/bench/bench.ts";
 import { getTask } from "../../lib/data/tasks.ts";
 import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
 import {
@@ -207,7 +214,8 @@ if (runPytorch) {
     args: ["tests/bench/pytorch_eval.py", dir, "--threads", torchThreads],
     stdout: "piped",
     stderr: "inherit",
-    env: { GLIBC_TUNABLES: pytorchMalloc() }, // as `deno task bench` runs PyTorch
+    env: pytorchEnv(), // as `deno task bench` runs PyTorch: without what the blas backend set for itself
+    clearEnv: true,
   }).output();
   const text = new TextDecoder().decode(out.stdout);
   for (const line of text.split("\n")) {

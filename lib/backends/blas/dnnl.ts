@@ -216,6 +216,12 @@ export function dnnlUnavailableReason(): string | undefined {
   return unavailable;
 }
 
+/** The environment variables {@linkcode loadDnnl} set for the library (not set by the user), e.g. to leave them out of
+ * another program's environment. */
+export function dnnlEnvironmentSetHere(): Readonly<Record<string, string>> {
+  return waitPolicySet ? { OMP_WAIT_POLICY: "passive" } : {};
+}
+
 /**
  * oneDNN, opened once per process; undefined when `BERT_NO_DNNL=1`, without `--allow-ffi`, or when `libdnnl.so.2` is
  * not installed (Debian: `apt-get install libdnnl2`), or its engine cannot be created.
