@@ -431,9 +431,32 @@ export function pytorchMalloc(): string {
 }
 
 /**
+ * The OpenMP wait policy PyTorch runs with unless the environment sets `OMP_WAIT_POLICY`. PyTorch on 2 intra-op threads
+ * runs them on OpenMP, and with the default policy they spin between operations on the cores its OpenBLAS threads
+ * need: on 2026-12-08's Zen 3 VM, Base inference on 2 threads took 2.5-2.6 s with the default against 1.4-1.8 s with
+ * `passive` (BENCHMARKS.md). One thread makes no OpenMP team, so its figures do not depend on it. Set so that PyTorch's
+ * 2-thread figures are its best, not a setting no one would choose.
+ */
+export const PYTORCH_WAIT_POLICY = "passive";
+
+/**
+ * The variables PyTorch runs with on top of the user's environment: `GLIBC_TUNABLES` ({@linkcode pytorchMalloc}) and
+ * `OMP_WAIT_POLICY` ({@linkcode PYTORCH_WAIT_POLICY}), each the user's own when the user set it.
+ */
+export function pytorchSettings(): Record<string, string> {
+  const userPolicy = "OMP_WAIT_POLICY" in dnnlEnvironmentSetHere() ? undefined : Deno.env.get("OMP_WAIT_POLICY");
+  return { GLIBC_TUNABLES: pytorchMalloc(), OMP_WAIT_POLICY: userPolicy ?? PYTORCH_WAIT_POLICY };
+}
+
+/** The line a bench prints about {@linkcode pytorchSettings}. */
+export function pytorchSettingsLine(): string {
+  return `pytorch runs with ${Object.entries(pytorchSettings()).map(([k, v]) => `${k}=${v}`).join(" ")}`;
+}
+
+/**
  * The environment PyTorch runs in: the user's, without what the blas backend set for its own libraries
- * (`OPENBLAS_THREAD_TIMEOUT`, and `OMP_WAIT_POLICY`, which PyTorch's OpenMP threads read too), with `GLIBC_TUNABLES` as
- * {@linkcode pytorchMalloc} gives it.
+ * (`OPENBLAS_THREAD_TIMEOUT`; `OMP_WAIT_POLICY`, which PyTorch's OpenMP threads read too), plus
+ * {@linkcode pytorchSettings}.
  */
 export function pytorchEnv(): Record<string, string> {
   return {
@@ -441,7 +464,7 @@ export function pytorchEnv(): Record<string, string> {
       ...Object.keys(blasEnvironmentSetHere()),
       ...Object.keys(dnnlEnvironmentSetHere()),
     ]),
-    GLIBC_TUNABLES: pytorchMalloc(),
+    ...pytorchSettings(),
   };
 }
 

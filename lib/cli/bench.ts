@@ -21,7 +21,7 @@ import {
   measureSgemm,
   medianOfRounds,
   pytorchEnv,
-  pytorchMalloc,
+  pytorchSettingsLine,
   sgemmDriftLine,
   sgemmShareLines,
   SHAPES,
@@ -90,7 +90,7 @@ export async function run(args: ParsedArgs<typeof spec.flags>): Promise<void> {
   // machines can be read (a train row's GFLOP/s against the sgemm line shows how close the step runs to the BLAS).
   const sgemm = await measureSgemm({ threads });
   const machine = machineLines(sgemm);
-  if (args.flags.pytorch) machine.push(`pytorch runs with GLIBC_TUNABLES=${pytorchMalloc()}`);
+  if (args.flags.pytorch) machine.push(pytorchSettingsLine());
   for (const l of machine) console.log(l);
   const rounds: BenchRow[][] = [];
   const roundCount = args.flags.rounds;

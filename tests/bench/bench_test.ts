@@ -20,6 +20,7 @@ import {
   measureSgemm,
   medianOfRounds,
   PYTORCH_MALLOC,
+  PYTORCH_WAIT_POLICY,
   pytorchEnv,
   randomBatch,
   sgemmDriftLine,
@@ -216,15 +217,17 @@ Deno.test("bench: a warning when OPENBLAS_CORETYPE holds OpenBLAS to AVX2 on an 
   }
 });
 
-Deno.test("bench: PyTorch runs in the user's environment, without what the blas backend set for itself", () => {
+Deno.test("bench: PyTorch runs in the user's environment plus its own settings, without what the blas backend set", () => {
   loadBlas(); // the backend decides its variables when each library first loads
   loadDnnl();
   const env = pytorchEnv();
   const setHere = [...Object.keys(blasEnvironmentSetHere()), ...Object.keys(dnnlEnvironmentSetHere())];
-  for (const name of setHere) {
+  for (const name of setHere.filter((n) => n !== "OMP_WAIT_POLICY")) {
     assert(!(name in env), `${name} was set by the blas backend and must not reach PyTorch`);
   }
   assertEquals(env.GLIBC_TUNABLES, Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC);
+  const userPolicy = "OMP_WAIT_POLICY" in dnnlEnvironmentSetHere() ? undefined : Deno.env.get("OMP_WAIT_POLICY");
+  assertEquals(env.OMP_WAIT_POLICY, userPolicy ?? PYTORCH_WAIT_POLICY, "set deliberately, or the user's own");
   assertEquals(env.PATH, Deno.env.get("PATH"), "the rest of the user's environment is kept");
 });
 

@@ -35,7 +35,7 @@ import {
   machineLines,
   measureSgemm,
   pytorchEnv,
-  pytorchMalloc,
+  pytorchSettingsLine,
   SHAPES,
 } from "../../lib/bench/bench.ts";
 import { getTask } from "../../lib/data/tasks.ts";
@@ -117,7 +117,7 @@ const header = [
   ...machineLines(sgemm, cpuVectorExtensions()),
   `tfjs backend: ${info.description}`,
   `load average (start): ${loadAverage()}`,
-  ...(runPytorch ? [`pytorch runs with GLIBC_TUNABLES=${pytorchMalloc()}`] : []),
+  ...(runPytorch ? [pytorchSettingsLine()] : []),
 ];
 for (const line of header) console.log(line);
 
