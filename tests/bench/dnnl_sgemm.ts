@@ -5,6 +5,10 @@
  * shape and the ratio. A benchmark that prints figures, not a test.
  *
  * Usage: OMP_NUM_THREADS=2 deno run --allow-ffi --allow-read --allow-env tests/bench/dnnl_sgemm.ts [--reps 15]
+ *
+ * OpenBLAS's idle threads sleep almost at once here (`OPENBLAS_THREAD_TIMEOUT=4` unless set), as in the blas backend:
+ * with OpenBLAS's default they spin ~0.1 s after each call on the cores oneDNN's next call needs, and on 2026-12-08's
+ * Zen 3 VM oneDNN's Base products then ran at 72-81 GFLOP/s against 145-159 (BENCHMARKS.md).
  * @module
  */
 import { cpuVectorExtensions } from "../../lib/bench/bench.ts";
@@ -12,6 +16,7 @@ import { cpuVectorExtensions } from "../../lib/bench/bench.ts";
 const reps = Number(Deno.args[Deno.args.indexOf("--reps") + 1] || 15);
 const threads = Number(Deno.env.get("OMP_NUM_THREADS") ?? 2);
 
+if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
 const blas = Deno.dlopen(
   "libopenblas.so.0",
   {
@@ -92,7 +97,7 @@ console.log(
   `OpenBLAS: ${new Deno.UnsafePointerView(blas.symbols.openblas_get_config()!).getCString().trim()}; ` +
     `oneDNN ${version}; ${threads} threads (OMP_NUM_THREADS / openblas_set_num_threads); OPENBLAS_CORETYPE=${
       Deno.env.get("OPENBLAS_CORETYPE") ?? "(unset)"
-    }; median of ${reps} interleaved calls`,
+    }; OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}; median of ${reps} interleaved calls`,
 );
 console.log(
   `${"product".padEnd(46)} ${"OpenBLAS ms".padStart(11)} ${"oneDNN ms".padStart(10)} GFLOP/s (OB / DNNL)  OB/DNNL`,
