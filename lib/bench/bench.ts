@@ -431,40 +431,54 @@ export function pytorchMalloc(): string {
 }
 
 /**
- * The OpenMP wait policy PyTorch runs with unless the environment sets `OMP_WAIT_POLICY`. PyTorch on 2 intra-op threads
- * runs them on OpenMP, and with the default policy they spin between operations on the cores its OpenBLAS threads
- * need: on 2026-12-08's Zen 3 VM, Base inference on 2 threads took 2.5-2.6 s with the default against 1.4-1.8 s with
- * `passive` (BENCHMARKS.md). One thread makes no OpenMP team, so its figures do not depend on it. Set so that PyTorch's
- * 2-thread figures are its best, not a setting no one would choose.
+ * What PyTorch on 2 or more intra-op threads runs with, unless the environment sets the variable: its OpenMP threads
+ * sleep when idle (`OMP_WAIT_POLICY=passive`) and so do its OpenBLAS threads (`OPENBLAS_THREAD_TIMEOUT=4`), instead of
+ * spinning on the cores the other pool needs next. On 2026-12-08's Zen 3 VM (BENCHMARKS.md): Base inference on 2
+ * threads took 2.5-2.6 s with OpenMP's default against 1.4-1.8 s with `passive`, and Tiny SQuAD windows padded to 384
+ * ran at 100-103/s with OpenBLAS's default spin against 132-137/s with the timeout. One thread has no OpenMP team, and
+ * its OpenBLAS is faster spinning (Base inference 11% slower with the timeout on an AVX-512 EPYC, SST-2 on Zen 3
+ * 2,500-2,800 against 2,000-2,500 examples/s), so 1 thread keeps the defaults. Each thread count runs in its own
+ * process, so that each gets its best setting.
  */
-export const PYTORCH_WAIT_POLICY = "passive";
+export const PYTORCH_MULTITHREAD_ENV: Readonly<Record<string, string>> = {
+  OMP_WAIT_POLICY: "passive",
+  OPENBLAS_THREAD_TIMEOUT: "4",
+};
 
 /**
- * The variables PyTorch runs with on top of the user's environment: `GLIBC_TUNABLES` ({@linkcode pytorchMalloc}) and
- * `OMP_WAIT_POLICY` ({@linkcode PYTORCH_WAIT_POLICY}), each the user's own when the user set it.
+ * The variables PyTorch on `threads` intra-op threads runs with on top of the user's environment: `GLIBC_TUNABLES`
+ * ({@linkcode pytorchMalloc}) and, from 2 threads, {@linkcode PYTORCH_MULTITHREAD_ENV}; each the user's own where the
+ * user set it.
  */
-export function pytorchSettings(): Record<string, string> {
-  const userPolicy = "OMP_WAIT_POLICY" in dnnlEnvironmentSetHere() ? undefined : Deno.env.get("OMP_WAIT_POLICY");
-  return { GLIBC_TUNABLES: pytorchMalloc(), OMP_WAIT_POLICY: userPolicy ?? PYTORCH_WAIT_POLICY };
+export function pytorchSettings(threads: number): Record<string, string> {
+  const settings: Record<string, string> = { GLIBC_TUNABLES: pytorchMalloc() };
+  if (threads < 2) return settings;
+  const setHere = { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
+  for (const [name, value] of Object.entries(PYTORCH_MULTITHREAD_ENV)) {
+    settings[name] = (name in setHere ? undefined : Deno.env.get(name)) ?? value;
+  }
+  return settings;
 }
 
 /** The line a bench prints about {@linkcode pytorchSettings}. */
 export function pytorchSettingsLine(): string {
-  return `pytorch runs with ${Object.entries(pytorchSettings()).map(([k, v]) => `${k}=${v}`).join(" ")}`;
+  const line = (s: Record<string, string>) => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(" ");
+  const one = pytorchSettings(1), two = pytorchSettings(2);
+  const more = Object.fromEntries(Object.entries(two).filter(([k, v]) => one[k] !== v));
+  return `pytorch runs with ${line(one)}; on 2 threads also ${line(more)} (one process per thread count)`;
 }
 
 /**
- * The environment PyTorch runs in: the user's, without what the blas backend set for its own libraries
- * (`OPENBLAS_THREAD_TIMEOUT`; `OMP_WAIT_POLICY`, which PyTorch's OpenMP threads read too), plus
- * {@linkcode pytorchSettings}.
+ * The environment PyTorch on `threads` intra-op threads runs in: the user's, without what the blas backend set for its
+ * own libraries (`OPENBLAS_THREAD_TIMEOUT`, `OMP_WAIT_POLICY`), plus {@linkcode pytorchSettings}.
  */
-export function pytorchEnv(): Record<string, string> {
+export function pytorchEnv(threads: number): Record<string, string> {
   return {
     ...withoutKeys(Deno.env.toObject(), [
       ...Object.keys(blasEnvironmentSetHere()),
       ...Object.keys(dnnlEnvironmentSetHere()),
     ]),
-    ...pytorchSettings(),
+    ...pytorchSettings(threads),
   };
 }
 

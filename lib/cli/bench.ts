@@ -199,66 +199,75 @@ async function runPytorch(
   const what = whats.filter((w) => w === "train" || w === "infer");
   if (!what.length) return [];
   const script = new URL("../../tests/bench/pytorch_bench.py", import.meta.url).pathname;
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(args.flags.python, {
-      args: [
-        script,
-        "--json",
-        "--shapes",
-        shapes.join(","),
-        "--what",
-        what.join(","),
-        "--steps",
-        String(steps),
-        "--warmup",
-        String(warmup),
-        "--threads",
-        "1,2",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      clearEnv: true,
-      env: pytorchEnv(),
-    }).output();
-  } catch (e) {
-    console.warn(
-      `--pytorch skipped: cannot run ${args.flags.python} (${(e as Error).message}; use \`deno task bench\`)`,
-    );
-    return [];
-  }
   const rows: BenchRow[] = [];
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    if (!line.trim()) continue;
-    const r = JSON.parse(line);
-    if (r.error) {
-      console.warn(`--pytorch skipped: ${r.error}`);
-      continue;
+  for (const threads of [1, 2]) { // one process per thread count, each with its own best setting (pytorchEnv)
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command(args.flags.python, {
+        args: [
+          script,
+          "--json",
+          "--shapes",
+          shapes.join(","),
+          "--what",
+          what.join(","),
+          "--steps",
+          String(steps),
+          "--warmup",
+          String(warmup),
+          "--threads",
+          String(threads),
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        clearEnv: true,
+        env: pytorchEnv(threads),
+      }).output();
+    } catch (e) {
+      console.warn(
+        `--pytorch skipped: cannot run ${args.flags.python} (${(e as Error).message}; use \`deno task bench\`)`,
+      );
+      return rows;
     }
-    const shape = SHAPES[r.shape];
-    rows.push({
-      what: r.what,
-      engine: r.engine,
-      shape: `${r.shape} ${r.batch}x${r.seq}`,
-      threads: r.threads,
-      msPerStep: r.ms_per_step,
-      minMs: r.min_ms,
-      examplesPerS: r.examples_per_s,
-      gflops:
-        shape && shape.batch === r.batch && shape.seqLength === r.seq && (r.what === "train" || r.what === "infer")
-          ? matmulFlops(shape, r.what, 2, false) / r.ms_per_step / 1e6 // PyTorch runs the last layer everywhere
-          : undefined,
-      peakRssMb: r.peak_rss_mb,
-      cpuPct: r.cpu_pct,
-    });
+    for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+      if (!line.trim()) continue;
+      const r = JSON.parse(line);
+      if (r.error) {
+        console.warn(`--pytorch skipped: ${r.error}`);
+        continue;
+      }
+      const shape = SHAPES[r.shape];
+      rows.push({
+        what: r.what,
+        engine: r.engine,
+        shape: `${r.shape} ${r.batch}x${r.seq}`,
+        threads: r.threads,
+        msPerStep: r.ms_per_step,
+        minMs: r.min_ms,
+        examplesPerS: r.examples_per_s,
+        gflops:
+          shape && shape.batch === r.batch && shape.seqLength === r.seq && (r.what === "train" || r.what === "infer")
+            ? matmulFlops(shape, r.what, 2, false) / r.ms_per_step / 1e6 // PyTorch runs the last layer everywhere
+            : undefined,
+        peakRssMb: r.peak_rss_mb,
+        cpuPct: r.cpu_pct,
+      });
+    }
+    if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
   }
-  if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
-  return rows;
+  const order = (
+    r: BenchRow,
+  ) => [shapes.indexOf(r.shape.split(" ")[0]), (what as string[]).indexOf(r.what), r.threads ?? 0];
+  return rows.sort((a, b) => {
+    const x = order(a), y = order(b);
+    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+  });
 }
 
 /**
  * One shape's rows with tfjs and PyTorch taking turns (lib/bench/turns.ts): the training step, then the forward
- * passes (`infer` and `infer-cls` against PyTorch's `infer`), each group in its own turns, PyTorch on 1 and 2 threads.
+ * passes (`infer` and `infer-cls` against PyTorch's `infer`), each group in its own turns, PyTorch on 1 and 2 threads
+ * (one process each, {@linkcode pytorchEnv}).
  */
 async function turnRows(
   args: ParsedArgs<typeof spec.flags>,
@@ -266,17 +275,20 @@ async function turnRows(
   whats: string[],
 ): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const env = pytorchEnv();
   for (const group of [["train"], ["infer", "infer-cls"]] as const) {
     const asked = group.filter((w) => whats.includes(w));
     if (!asked.length) continue;
     const tfjs = await tfjsTurnEngines(o.shape, asked, o);
-    const torch = await pytorchTurnEngines(o.shape.name, group[0], [1, 2], { python: args.flags.python, env });
+    const torch = [];
+    for (const threads of [1, 2]) {
+      const env = pytorchEnv(threads); // each thread count in its own process, with its own best setting
+      torch.push(await pytorchTurnEngines(o.shape.name, group[0], [threads], { python: args.flags.python, env }));
+    }
     try {
-      rows.push(...await takeTurns(o.shape, [...tfjs.engines, ...torch?.engines ?? []], o));
+      rows.push(...await takeTurns(o.shape, [...tfjs.engines, ...torch.flatMap((t) => t?.engines ?? [])], o));
     } finally {
       tfjs.dispose();
-      await torch?.close();
+      for (const t of torch) await t?.close();
     }
   }
   return rows;

@@ -20,8 +20,9 @@ import {
   measureSgemm,
   medianOfRounds,
   PYTORCH_MALLOC,
-  PYTORCH_WAIT_POLICY,
+  PYTORCH_MULTITHREAD_ENV,
   pytorchEnv,
+  pytorchSettingsLine,
   randomBatch,
   sgemmDriftLine,
   type SgemmRate,
@@ -217,18 +218,21 @@ Deno.test("bench: a warning when OPENBLAS_CORETYPE holds OpenBLAS to AVX2 on an 
   }
 });
 
-Deno.test("bench: PyTorch runs in the user's environment plus its own settings, without what the blas backend set", () => {
+Deno.test("bench: PyTorch runs in the user's environment plus its own settings per thread count, not the backend's", () => {
   loadBlas(); // the backend decides its variables when each library first loads
   loadDnnl();
-  const env = pytorchEnv();
-  const setHere = [...Object.keys(blasEnvironmentSetHere()), ...Object.keys(dnnlEnvironmentSetHere())];
-  for (const name of setHere.filter((n) => n !== "OMP_WAIT_POLICY")) {
-    assert(!(name in env), `${name} was set by the blas backend and must not reach PyTorch`);
+  const setHere = { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
+  const user = (name: string) => name in setHere ? undefined : Deno.env.get(name);
+  for (const threads of [1, 2]) {
+    const env = pytorchEnv(threads);
+    assertEquals(env.GLIBC_TUNABLES, Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC);
+    assertEquals(env.PATH, Deno.env.get("PATH"), "the rest of the user's environment is kept");
+    for (const [name, value] of Object.entries(PYTORCH_MULTITHREAD_ENV)) {
+      // 1 thread: the user's value or nothing (the backend's never); 2 threads: the user's value or the setting's.
+      assertEquals(env[name], threads === 1 ? user(name) : user(name) ?? value, `${name} on ${threads} thread(s)`);
+    }
   }
-  assertEquals(env.GLIBC_TUNABLES, Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC);
-  const userPolicy = "OMP_WAIT_POLICY" in dnnlEnvironmentSetHere() ? undefined : Deno.env.get("OMP_WAIT_POLICY");
-  assertEquals(env.OMP_WAIT_POLICY, userPolicy ?? PYTORCH_WAIT_POLICY, "set deliberately, or the user's own");
-  assertEquals(env.PATH, Deno.env.get("PATH"), "the rest of the user's environment is kept");
+  assert(/on 2 threads also .*OMP_WAIT_POLICY=/.test(pytorchSettingsLine()), pytorchSettingsLine());
 });
 
 Deno.test("bench: sgemmDriftLine says when the machine's speed moved during a run", () => {

@@ -16,16 +16,15 @@
  *
  * The tfjs side writes every batch (int32 ids, type ids, mask, little-endian) with a JSON header, the model's
  * weights (safetensors, Hugging Face names) and its logits on the first batch of each set to a temp folder;
- * PyTorch (best of `--torch-threads`) loads the same weights, runs the same batches, and reports its largest
+ * PyTorch (best of `--torch-threads`, one process per thread count, each with `pytorchEnv`'s setting for it) loads the same weights, runs the same batches, and reports its largest
  * difference from tfjs's first-batch logits. Random weights, same config on both sides.
  *
  * Usage: deno task bench:eval [--shapes tiny,base] [--tasks sst2,squad] [--sst2-limit 872]
- *   [--squad-windows tiny:2000,base:128] [--file-batches base:3] [--probe base:3] [--rounds tiny:3,base:1]
+ *   [--squad-windows tiny:2000,base:128] [--file-batches base:3] [--rounds tiny:3,base:1]
  *   [--torch-threads 1,2] [--python /usr/bin/python3] [--no-pytorch] [--keep DIR]
  *
  * `--file-batches`: the padded file-order sets stop after this many batches (every padded batch costs the same, so
  * a prefix gives the whole set's rate; BERT-Base at 384 tokens runs at about a window a second on 2 cores).
- * `--probe`: PyTorch picks its thread count on this many batches, then runs the set at that count only.
  * `--rounds`: each set is timed this many times (the median is reported), on both engines.
  * @module
  */
@@ -69,7 +68,6 @@ const perShape = (s: string): Record<string, number> =>
   Object.fromEntries(list(s).map((x) => x.split(":")).map(([k, v]) => [k, Number(v)]));
 const squadWindows = perShape(flag("squad-windows", "tiny:2000,base:128"));
 const fileBatches = perShape(flag("file-batches", "base:3"));
-const probeBatches = perShape(flag("probe", "base:3"));
 const rounds = perShape(flag("rounds", "tiny:3,base:1"));
 const torchThreads = flag("torch-threads", "1,2");
 const python = flag("python", "/usr/bin/python3");
@@ -210,26 +208,29 @@ if (tasks.includes("squad")) {
 const torch = new Map<string, Record<string, unknown>>();
 if (runPytorch) {
   await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify({ runs }));
-  const out = await new Deno.Command(python, {
-    args: ["tests/bench/pytorch_eval.py", dir, "--threads", torchThreads],
-    stdout: "piped",
-    stderr: "inherit",
-    env: pytorchEnv(), // as `deno task bench` runs PyTorch: without what the blas backend set for itself
-    clearEnv: true,
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("{")) {
-      if (line.trim()) console.log(line);
-      continue;
+  for (const threads of torchThreads.split(",").map(Number)) {
+    const out = await new Deno.Command(python, {
+      args: ["tests/bench/pytorch_eval.py", dir, "--threads", String(threads)],
+      stdout: "piped",
+      stderr: "inherit",
+      env: pytorchEnv(threads), // as `deno task bench` runs PyTorch: each thread count with its own setting
+      clearEnv: true,
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("{")) {
+        if (line.trim()) console.log(line);
+        continue;
+      }
+      const r = JSON.parse(line);
+      if (r.error) throw new Error(`pytorch_eval.py: ${r.error}`);
+      const key = `${r.task}/${r.shape}/${r.set}`, seen = torch.get(key);
+      if (seen) (seen.per_threads as unknown[]).push(...r.per_threads);
+      else torch.set(key, r);
     }
-    const r = JSON.parse(line);
-    if (r.error) throw new Error(`pytorch_eval.py: ${r.error}`);
-    torch.set(`${r.task}/${r.shape}/${r.set}`, r);
+    if (!out.success) throw new Error(`pytorch_eval.py --threads ${threads} exited with code ${out.code}`);
   }
-  if (!out.success) throw new Error(`pytorch_eval.py exited with code ${out.code}`);
 }
-
 console.log();
 for (const line of header.slice(0, 3)) console.log(line);
 console.log(`load average (end): ${loadAverage()}`);
@@ -247,14 +248,6 @@ for (const r of rows) {
   const others = perThreads.filter((t) => t !== best).map((t) =>
     `${t.threads} thr ${(r.items / t.seconds).toFixed(1)}/s`
   );
-  const probe = p.probe as { threads: number; seconds: number; batches: number }[];
-  if (probe.length) {
-    others.push(
-      `chosen on ${probe[0].batches} batches: ${
-        probe.map((t) => `${t.threads} thr ${t.seconds.toFixed(2)} s`).join(", ")
-      }`,
-    );
-  }
   const engine = `pytorch ${p.torch}, ${best.threads} thr${others.length ? ` (${others.join("; ")})` : ""}`;
   table.push([what, shapeCell, engine, r.set.label, best.seconds.toFixed(2), (r.items / best.seconds).toFixed(1)]);
   agreement.push(
@@ -376,7 +369,6 @@ async function writeRun(
       head: o.head,
       config: { layers: s.layers, hidden: s.hidden, heads: s.heads, intermediate: s.intermediate, vocab: s.vocabSize },
       weights: "weights.safetensors",
-      probe_batches: probeBatches[o.shape] || 0,
       rounds: rounds[o.shape] || 1,
       sets: o.sets.map((set) => ({
         name: set.name,

@@ -9,11 +9,9 @@ eval_throughput.ts writes, per run (task x shape), a folder with
 and index.json in the top folder lists the runs. This script loads the weights into a plain-torch BERT (the model of
 tests/bench/pytorch_bench.py's `build`, without dropout, with a question-answering head added), runs each set
 under torch.inference_mode at each thread count, and prints one JSON line per set:
-  {"task", "shape", "set", "torch", "per_threads": [{"threads", "seconds"}], "probe": [...], "max_abs_diff",
-   "first_batch_shape"}
-With probe_batches > 0 in a run's header, each thread count is first timed on that many evenly spaced batches and
-the whole set then runs at the faster count only (BERT-Base sets take minutes per pass on a small machine); a set of
-no more batches than that runs whole at every count.
+  {"task", "shape", "set", "torch", "per_threads": [{"threads", "seconds"}], "max_abs_diff", "first_batch_shape"}
+eval_throughput.ts runs it once per thread count, each in the environment that suits that count (lib/bench/bench.ts
+pytorchEnv).
 
 Usage: /usr/bin/python3 tests/bench/pytorch_eval.py DIR [--threads 1,2]
 """
@@ -186,21 +184,9 @@ def main():
         load_weights(torch, model, os.path.join(run_dir, header["weights"]))
         for s in header["sets"]:
             batches = read_batches(torch, os.path.join(run_dir, s["file"]), s["batches"])
-            run_threads = threads
-            probe = header.get("probe_batches", 0)
-            probed = []
-            if probe and len(threads) > 1 and probe < len(batches):
-                # Pick the thread count on a few evenly spaced batches, then run the whole set at that count only.
-                step = max(1, len(batches) // probe)
-                sample = batches[::step][:probe]
-                for n in threads:
-                    seconds, _ = time_set(torch, model, sample, n)
-                    probed.append({"threads": n, "seconds": round(seconds, 3), "batches": len(sample)})
-                    print(f"{run} {s['name']}: probe {n} thr {seconds:.2f} s", file=sys.stderr, flush=True)
-                run_threads = [min(probed, key=lambda r: r["seconds"])["threads"]]
             per_threads = []
             first = None
-            for n in run_threads:
+            for n in threads:
                 seconds, out = time_set(torch, model, batches, n, header.get("rounds", 1))
                 per_threads.append({"threads": n, "seconds": round(seconds, 3)})
                 print(f"{run} {s['name']}: {n} thr {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -213,7 +199,6 @@ def main():
                 "set": s["name"],
                 "torch": torch.__version__,
                 "per_threads": per_threads,
-                "probe": probed,
                 "max_abs_diff": (first - tfjs).abs().max().item(),
                 "first_batch_shape": "x".join(str(d) for d in first.shape),
             }), flush=True)

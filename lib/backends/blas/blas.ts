@@ -197,8 +197,9 @@ function isUnloadable(err: unknown): err is Error {
  * second SIMD thread (lib/backends/simd/simd.ts) needs for the work between the products. `4` makes them sleep almost
  * at once. Measured on a 2-core AVX-512 EPYC with OpenBLAS 0.3.21, interleaved (BENCHMARKS.md): Tiny training 10-25%
  * faster, Base inference 10%, the rest unchanged. Set only when the environment does not set it and the SIMD worker
- * is on (`BERT_NO_SIMD_WORKER` unset): without the worker it buys nothing. PyTorch loses with it (Base inference 11%
- * slower), so `bench --pytorch` runs PyTorch with the environment as it was ({@linkcode blasEnvironmentSetHere}).
+ * is on (`BERT_NO_SIMD_WORKER` unset): without the worker it buys nothing. PyTorch on 1 thread loses with it (Base
+ * inference 11% slower), on 2 threads it gains, so `bench --pytorch` gives each of PyTorch's thread counts its best
+ * (lib/bench/bench.ts `pytorchEnv`, which leaves out what {@linkcode blasEnvironmentSetHere} reports).
  */
 export const OPENBLAS_THREAD_TIMEOUT = "4";
 
