@@ -20,13 +20,12 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
-  pytorchEnv,
-  pytorchSettingsLine,
   sgemmDriftLine,
   sgemmShareLines,
   SHAPES,
   speedupLines,
 } from "../bench/bench.ts";
+import { pytorchEnv, pytorchSettingsLine } from "../bench/pytorch_env.ts";
 import { pytorchTurnEngines, takeTurns, tfjsTurnEngines } from "../bench/turns.ts";
 
 /** Flags of `bench`. */

@@ -19,10 +19,6 @@ import {
   matmulFlops,
   measureSgemm,
   medianOfRounds,
-  PYTORCH_MALLOC,
-  PYTORCH_MULTITHREAD_ENV,
-  pytorchEnv,
-  pytorchSettingsLine,
   randomBatch,
   sgemmDriftLine,
   type SgemmRate,
@@ -32,8 +28,6 @@ import {
   trainStep,
 } from "../../lib/bench/bench.ts";
 import { BertModel, configFromJson } from "../../lib/model/model.ts";
-import { blasEnvironmentSetHere, loadBlas } from "../../lib/backends/blas/blas.ts";
-import { dnnlEnvironmentSetHere, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import { AdamW } from "../../lib/training/optim.ts";
 
 await initBackend({ backend: "cpu", quiet: true });
@@ -216,23 +210,6 @@ Deno.test("bench: a warning when OPENBLAS_CORETYPE holds OpenBLAS to AVX2 on an 
   } finally {
     set(...had as [string | undefined, string | undefined]);
   }
-});
-
-Deno.test("bench: PyTorch runs in the user's environment plus its own settings per thread count, not the backend's", () => {
-  loadBlas(); // the backend decides its variables when each library first loads
-  loadDnnl();
-  const setHere = { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
-  const user = (name: string) => name in setHere ? undefined : Deno.env.get(name);
-  for (const threads of [1, 2]) {
-    const env = pytorchEnv(threads);
-    assertEquals(env.GLIBC_TUNABLES, Deno.env.get("GLIBC_TUNABLES") ?? PYTORCH_MALLOC);
-    assertEquals(env.PATH, Deno.env.get("PATH"), "the rest of the user's environment is kept");
-    for (const [name, value] of Object.entries(PYTORCH_MULTITHREAD_ENV)) {
-      // 1 thread: the user's value or nothing (the backend's never); 2 threads: the user's value or the setting's.
-      assertEquals(env[name], threads === 1 ? user(name) : user(name) ?? value, `${name} on ${threads} thread(s)`);
-    }
-  }
-  assert(/on 2 threads also .*OMP_WAIT_POLICY=/.test(pytorchSettingsLine()), pytorchSettingsLine());
 });
 
 Deno.test("bench: sgemmDriftLine says when the machine's speed moved during a run", () => {

@@ -29,14 +29,8 @@
  * @module
  */
 import { initBackend, tf } from "../../lib/backends/backend.ts";
-import {
-  cpuVectorExtensions,
-  machineLines,
-  measureSgemm,
-  pytorchEnv,
-  pytorchSettingsLine,
-  SHAPES,
-} from "../../lib/bench/bench.ts";
+import { cpuVectorExtensions, machineLines, measureSgemm, SHAPES } from "../../lib/bench/bench.ts";
+import { pytorchEnv, pytorchSettingsLine } from "../../lib/bench/pytorch_env.ts";
 import { getTask } from "../../lib/data/tasks.ts";
 import { convertExamples, type FeatureSet } from "../../lib/data/features.ts";
 import {
