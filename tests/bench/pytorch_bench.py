@@ -157,7 +157,10 @@ def serve(torch, name, what):
     step = stepper(torch, build(torch, s), s, what)
     print(json.dumps({"engine": f"pytorch {torch.__version__}", "batch": s["batch"], "seq": s["seq"]}), flush=True)
     for line in sys.stdin:
-        torch.set_num_threads(int(line))
+        # Only when the count changes: torch.set_num_threads(2) before every step made the 2-thread steps ~45% slower
+        # (BERT-Tiny inference 89-93 against 60-61 ms on 2026-12-08's Zen 3; BENCHMARKS.md).
+        if int(line) != torch.get_num_threads():
+            torch.set_num_threads(int(line))
         ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         step()
         t1, ru1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
