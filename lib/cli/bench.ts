@@ -233,7 +233,7 @@ async function runPytorch(
       const r = JSON.parse(line);
       if (r.error) {
         console.warn(`--pytorch skipped: ${r.error}`);
-        continue;
+        return rows; // the next thread count's process would say the same
       }
       const shape = SHAPES[r.shape];
       rows.push({
@@ -282,6 +282,7 @@ async function turnRows(
     for (const threads of [1, 2]) {
       const env = pytorchEnv(threads); // each thread count in its own process, with its own best setting
       torch.push(await pytorchTurnEngines(o.shape.name, group[0], [threads], { python: args.flags.python, env }));
+      if (!torch.at(-1)) break; // PyTorch cannot run here: said once
     }
     try {
       rows.push(...await takeTurns(o.shape, [...tfjs.engines, ...torch.flatMap((t) => t?.engines ?? [])], o));
