@@ -44,7 +44,7 @@ export const PYTORCH_MULTITHREAD_ENV: Readonly<Record<string, string>> = {
 export function pytorchSettings(threads: number): Record<string, string> {
   const settings: Record<string, string> = { GLIBC_TUNABLES: pytorchMalloc() };
   if (threads < 2) return settings;
-  const setHere = { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
+  const setHere = setByBackend();
   for (const [name, value] of Object.entries(PYTORCH_MULTITHREAD_ENV)) {
     settings[name] = (name in setHere ? undefined : Deno.env.get(name)) ?? value;
   }
@@ -65,12 +65,14 @@ export function pytorchSettingsLine(): string {
  */
 export function pytorchEnv(threads: number): Record<string, string> {
   return {
-    ...withoutKeys(Deno.env.toObject(), [
-      ...Object.keys(blasEnvironmentSetHere()),
-      ...Object.keys(dnnlEnvironmentSetHere()),
-    ]),
+    ...withoutKeys(Deno.env.toObject(), Object.keys(setByBackend())),
     ...pytorchSettings(threads),
   };
+}
+
+/** The variables the blas backend set for its own libraries (OpenBLAS's and oneDNN's loaders), not the user. */
+export function setByBackend(): Record<string, string> {
+  return { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
 }
 
 /** `env` without the variables `names`. */

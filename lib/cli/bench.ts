@@ -254,13 +254,9 @@ async function runPytorch(
     }
     if (!out.success) console.warn(new TextDecoder().decode(out.stderr).slice(-2000));
   }
-  const order = (
-    r: BenchRow,
-  ) => [shapes.indexOf(r.shape.split(" ")[0]), (what as string[]).indexOf(r.what), r.threads ?? 0];
-  return rows.sort((a, b) => {
-    const x = order(a), y = order(b);
-    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
-  });
+  // Each shape's rows by `what`; within one, 1 thread before 2 as the processes ran (the sort is stable).
+  const rank = (r: BenchRow) => [shapes.indexOf(r.shape.split(" ")[0]), (what as string[]).indexOf(r.what)];
+  return rows.sort((a, b) => rank(a)[0] - rank(b)[0] || rank(a)[1] - rank(b)[1]);
 }
 
 /**

@@ -16,8 +16,8 @@
  *
  * The tfjs side writes every batch (int32 ids, type ids, mask, little-endian) with a JSON header, the model's
  * weights (safetensors, Hugging Face names) and its logits on the first batch of each set to a temp folder;
- * PyTorch (best of `--torch-threads`, one process per thread count, each with `pytorchEnv`'s setting for it) loads the same weights, runs the same batches, and reports its largest
- * difference from tfjs's first-batch logits. Random weights, same config on both sides.
+ * PyTorch (best of `--torch-threads`, one process per thread count, each with `pytorchEnv`'s setting for it) loads
+ * the same weights, runs the same batches, and reports its largest difference from tfjs's first-batch logits. Random weights, same config on both sides.
  *
  * Usage: deno task bench:eval [--shapes tiny,base] [--tasks sst2,squad] [--sst2-limit 872]
  *   [--squad-windows tiny:2000,base:128] [--file-batches base:3] [--rounds tiny:3,base:1]

@@ -1,18 +1,19 @@
 /** Tests of lib/bench/pytorch_env.ts: the environment PyTorch runs in when a bench compares with it. */
 import { assert, assertEquals } from "../shared.ts";
-import { blasEnvironmentSetHere, loadBlas } from "../../lib/backends/blas/blas.ts";
-import { dnnlEnvironmentSetHere, loadDnnl } from "../../lib/backends/blas/dnnl.ts";
+import { loadBlas } from "../../lib/backends/blas/blas.ts";
+import { loadDnnl } from "../../lib/backends/blas/dnnl.ts";
 import {
   PYTORCH_MALLOC,
   PYTORCH_MULTITHREAD_ENV,
   pytorchEnv,
   pytorchSettingsLine,
+  setByBackend,
 } from "../../lib/bench/pytorch_env.ts";
 
 Deno.test("pytorch_env: PyTorch runs in the user's environment plus its own settings per thread count, not the backend's", () => {
   loadBlas(); // the backend decides its variables when each library first loads
   loadDnnl();
-  const setHere = { ...blasEnvironmentSetHere(), ...dnnlEnvironmentSetHere() };
+  const setHere = setByBackend();
   const user = (name: string) => name in setHere ? undefined : Deno.env.get(name);
   for (const threads of [1, 2]) {
     const env = pytorchEnv(threads);

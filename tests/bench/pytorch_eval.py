@@ -10,7 +10,7 @@ and index.json in the top folder lists the runs. This script loads the weights i
 tests/bench/pytorch_bench.py's `build`, without dropout, with a question-answering head added), runs each set
 under torch.inference_mode at each thread count, and prints one JSON line per set:
   {"task", "shape", "set", "torch", "per_threads": [{"threads", "seconds"}], "max_abs_diff", "first_batch_shape"}
-eval_throughput.ts runs it once per thread count, each in the environment that suits that count (lib/bench/bench.ts
+eval_throughput.ts runs it once per thread count, each in the environment that suits that count (lib/bench/pytorch_env.ts
 pytorchEnv).
 
 Usage: /usr/bin/python3 tests/bench/pytorch_eval.py DIR [--threads 1,2]

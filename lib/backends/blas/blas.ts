@@ -199,7 +199,7 @@ function isUnloadable(err: unknown): err is Error {
  * faster, Base inference 10%, the rest unchanged. Set only when the environment does not set it and the SIMD worker
  * is on (`BERT_NO_SIMD_WORKER` unset): without the worker it buys nothing. PyTorch on 1 thread loses with it (Base
  * inference 11% slower), on 2 threads it gains, so `bench --pytorch` gives each of PyTorch's thread counts its best
- * (lib/bench/bench.ts `pytorchEnv`, which leaves out what {@linkcode blasEnvironmentSetHere} reports).
+ * (lib/bench/pytorch_env.ts `pytorchEnv`, which leaves out what {@linkcode blasEnvironmentSetHere} reports).
  */
 export const OPENBLAS_THREAD_TIMEOUT = "4";
 

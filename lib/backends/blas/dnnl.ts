@@ -216,8 +216,10 @@ export function dnnlUnavailableReason(): string | undefined {
   return unavailable;
 }
 
-/** The environment variables {@linkcode loadDnnl} set for the library (not set by the user), e.g. to leave them out of
- * another program's environment. */
+/**
+ * The environment variables {@linkcode loadDnnl} set for the library (not set by the user), e.g. to leave them out of
+ * another program's environment.
+ */
 export function dnnlEnvironmentSetHere(): Readonly<Record<string, string>> {
   return waitPolicySet ? { OMP_WAIT_POLICY: "passive" } : {};
 }
